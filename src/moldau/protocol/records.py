@@ -1,0 +1,319 @@
+"""Records inside a v2 batch: encoding, decoding and compression.
+
+The broker never needs this on the produce/fetch path (batches stay opaque,
+see ``batch.py``); the Python client, the CLI and log compaction do.
+
+One record, all integers zigzag varints unless noted::
+
+    length            varint   bytes after this field
+    attributes        int8     unused, 0
+    timestampDelta    varlong  relative to the batch's baseTimestamp
+    offsetDelta       varint   relative to the batch's baseOffset
+    keyLength         varint   -1 for a null key
+    key               bytes
+    valueLength       varint   -1 for a null value
+    value             bytes
+    headerCount       varint
+    headers           (keyLength varint, key utf-8, valueLength varint, value)*
+
+With compression, the whole records section (everything after the 61-byte
+header) is one compressed stream; the header stays uncompressed.
+
+Codec framings, chosen for interoperability:
+
+- gzip: a gzip member.
+- snappy: the Java client writes snappy-java's "xerial" framing (a 16-byte
+  header, then length-prefixed raw snappy blocks of up to 32 KiB input);
+  librdkafka writes raw snappy. Both readers accept both, so we write xerial
+  like the Java client and detect the header when reading.
+- lz4: the LZ4 *frame* format. The Java reader refuses linked blocks, so we
+  write independent blocks.
+- zstd: a zstd frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cramjam
+
+from moldau.protocol.batch import (
+    COMPRESSION_GZIP,
+    COMPRESSION_LZ4,
+    COMPRESSION_NONE,
+    COMPRESSION_SNAPPY,
+    COMPRESSION_ZSTD,
+    CONTROL_BIT,
+    HEADER_SIZE,
+    TIMESTAMP_LOG_APPEND_TIME,
+    TIMESTAMP_TYPE_BIT,
+    TRANSACTIONAL_BIT,
+    BatchHeader,
+    CorruptRecordError,
+    assemble_batch,
+    read_header,
+    validate,
+)
+
+__all__ = ["Record", "build_batch", "compress", "decode_batch", "decompress", "record_timestamp"]
+
+Header = tuple[str, bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record; offsets and timestamps are relative to its batch."""
+
+    offset_delta: int
+    timestamp_delta: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[Header] = field(default_factory=list)
+
+
+def record_timestamp(header: BatchHeader, record: Record) -> int:
+    """The record's timestamp: LogAppendTime batches carry one for all records."""
+    if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME:
+        return header.max_timestamp
+    return header.base_timestamp + record.timestamp_delta
+
+
+# --- varints ----------------------------------------------------------------
+
+
+def _write_varint(out: bytearray, value: int) -> None:
+    """Zigzag varint; also serves varlongs (Python ints are unbounded)."""
+    v = (value << 1) ^ (value >> 63)
+    while v > 0x7F:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while True:
+        if pos >= len(buf):
+            raise CorruptRecordError("varint runs past the end of the records")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (result >> 1) ^ -(result & 1), pos
+        shift += 7
+        if shift > 63:
+            raise CorruptRecordError("varint longer than 10 bytes")
+
+
+def _write_bytes(out: bytearray, data: bytes | None) -> None:
+    if data is None:
+        _write_varint(out, -1)
+    else:
+        _write_varint(out, len(data))
+        out += data
+
+
+def _read_bytes(buf: bytes, pos: int) -> tuple[bytes | None, int]:
+    length, pos = _read_varint(buf, pos)
+    if length < 0:
+        return None, pos
+    end = pos + length
+    if end > len(buf):
+        raise CorruptRecordError("record field runs past the end of the records")
+    return buf[pos:end], end
+
+
+# --- records ----------------------------------------------------------------
+
+
+def _encode_record(out: bytearray, record: Record) -> None:
+    body = bytearray(b"\x00")  # attributes
+    _write_varint(body, record.timestamp_delta)
+    _write_varint(body, record.offset_delta)
+    _write_bytes(body, record.key)
+    _write_bytes(body, record.value)
+    _write_varint(body, len(record.headers))
+    for name, value in record.headers:
+        _write_bytes(body, name.encode())
+        _write_bytes(body, value)
+    _write_varint(out, len(body))
+    out += body
+
+
+def _decode_records(buf: bytes, count: int) -> list[Record]:
+    records = []
+    pos = 0
+    for _ in range(count):
+        length, pos = _read_varint(buf, pos)
+        end = pos + length
+        if length < 1 or end > len(buf):
+            raise CorruptRecordError(f"record length {length} out of bounds")
+        pos += 1  # attributes
+        timestamp_delta, pos = _read_varint(buf, pos)
+        offset_delta, pos = _read_varint(buf, pos)
+        key, pos = _read_bytes(buf, pos)
+        value, pos = _read_bytes(buf, pos)
+        header_count, pos = _read_varint(buf, pos)
+        headers: list[Header] = []
+        for _ in range(header_count):
+            name, pos = _read_bytes(buf, pos)
+            if name is None:
+                raise CorruptRecordError("null header key")
+            header_value, pos = _read_bytes(buf, pos)
+            headers.append((name.decode(errors="replace"), header_value))
+        if pos != end:
+            raise CorruptRecordError("record length does not match its fields")
+        records.append(Record(offset_delta, timestamp_delta, key, value, headers))
+    if pos != len(buf):
+        raise CorruptRecordError(f"{len(buf) - pos} bytes after the last record")
+    return records
+
+
+# --- compression ------------------------------------------------------------
+
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+_XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)
+_XERIAL_BLOCK = 32 * 1024
+_BLOCK_LEN = struct.Struct(">i")
+_ZSTD_LEVEL = 3  # the Java client's default
+
+
+def _xerial_compress(data: bytes) -> bytes:
+    out = bytearray(_XERIAL_HEADER)
+    view = memoryview(data)
+    for start in range(0, len(view), _XERIAL_BLOCK):
+        block = bytes(cramjam.snappy.compress_raw(view[start : start + _XERIAL_BLOCK]))
+        out += _BLOCK_LEN.pack(len(block))
+        out += block
+    return bytes(out)
+
+
+def _snappy_decompress(data: bytes | memoryview) -> bytes:
+    view = memoryview(data)
+    if bytes(view[:8]) != _XERIAL_MAGIC:
+        return bytes(cramjam.snappy.decompress_raw(view))
+    out = bytearray()
+    pos = 0
+    while pos < len(view):
+        if bytes(view[pos : pos + 8]) == _XERIAL_MAGIC:  # (concatenated) stream header
+            pos += len(_XERIAL_HEADER)
+            continue
+        if pos + 4 > len(view):
+            raise CorruptRecordError("truncated xerial snappy block length")
+        (length,) = _BLOCK_LEN.unpack_from(view, pos)
+        pos += 4
+        if length < 0 or pos + length > len(view):
+            raise CorruptRecordError("truncated xerial snappy block")
+        out += cramjam.snappy.decompress_raw(view[pos : pos + length])
+        pos += length
+    return bytes(out)
+
+
+def _lz4_compress(data: bytes) -> bytes:
+    compressor = cramjam.lz4.Compressor(content_checksum=False, block_linked=False)
+    compressor.compress(data)
+    return bytes(compressor.finish())
+
+
+def compress(codec: int, data: bytes) -> bytes:
+    """The records section compressed with Kafka codec id ``codec``."""
+    if codec == COMPRESSION_NONE:
+        return data
+    if codec == COMPRESSION_GZIP:
+        return bytes(cramjam.gzip.compress(data))
+    if codec == COMPRESSION_SNAPPY:
+        return _xerial_compress(data)
+    if codec == COMPRESSION_LZ4:
+        return _lz4_compress(data)
+    if codec == COMPRESSION_ZSTD:
+        return bytes(cramjam.zstd.compress(data, level=_ZSTD_LEVEL))
+    raise ValueError(f"unknown compression codec {codec}")
+
+
+def decompress(codec: int, data: bytes | memoryview) -> bytes:
+    """Inverse of :func:`compress`; any framing a Kafka client may write."""
+    try:
+        if codec == COMPRESSION_NONE:
+            return bytes(data)
+        if codec == COMPRESSION_GZIP:
+            return bytes(cramjam.gzip.decompress(data))
+        if codec == COMPRESSION_SNAPPY:
+            return _snappy_decompress(data)
+        if codec == COMPRESSION_LZ4:
+            return bytes(cramjam.lz4.decompress(data))
+        if codec == COMPRESSION_ZSTD:
+            return bytes(cramjam.zstd.decompress(data))
+    except cramjam.DecompressionError as exc:
+        raise CorruptRecordError(f"cannot decompress codec {codec}: {exc}") from exc
+    raise CorruptRecordError(f"unknown compression codec {codec}")
+
+
+# --- batches ----------------------------------------------------------------
+
+
+def build_batch(
+    records: Sequence[Record],
+    *,
+    base_offset: int = 0,
+    base_timestamp: int = 0,
+    compression: int = COMPRESSION_NONE,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    timestamp_type: int = 0,
+    is_transactional: bool = False,
+    is_control: bool = False,
+    partition_leader_epoch: int = -1,
+    last_offset_delta: int | None = None,
+) -> bytes:
+    """A complete v2 batch holding ``records``.
+
+    ``last_offset_delta`` defaults to the last record's; compaction passes the
+    original batch's so a cleaned batch keeps its offset range (and may then
+    even be empty).
+    """
+    if last_offset_delta is None:
+        if not records:
+            raise ValueError("an empty batch needs an explicit last_offset_delta")
+        last_offset_delta = records[-1].offset_delta
+    body = bytearray()
+    for record in records:
+        _encode_record(body, record)
+    attributes = compression
+    if timestamp_type == TIMESTAMP_LOG_APPEND_TIME:
+        attributes |= TIMESTAMP_TYPE_BIT
+    if is_transactional:
+        attributes |= TRANSACTIONAL_BIT
+    if is_control:
+        attributes |= CONTROL_BIT
+    max_delta = max((r.timestamp_delta for r in records), default=0)
+    return assemble_batch(
+        payload=compress(compression, bytes(body)),
+        records_count=len(records),
+        last_offset_delta=last_offset_delta,
+        base_offset=base_offset,
+        partition_leader_epoch=partition_leader_epoch,
+        attributes=attributes,
+        base_timestamp=base_timestamp,
+        max_timestamp=base_timestamp + max_delta,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+    )
+
+
+def decode_batch(
+    buf: bytes | bytearray | memoryview, *, verify_crc: bool = True
+) -> tuple[BatchHeader, list[Record]]:
+    """Header and records of the single batch at the start of ``buf``."""
+    header = read_header(buf)
+    if len(buf) < header.size:
+        raise CorruptRecordError(f"truncated batch: {len(buf)} of {header.size} bytes")
+    view = memoryview(buf)[: header.size]
+    if verify_crc:
+        validate(header, view, from_client=False)
+    payload = decompress(header.compression, view[HEADER_SIZE:])
+    return header, _decode_records(payload, header.records_count)
