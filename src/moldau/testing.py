@@ -1,0 +1,1 @@
+"""pytest plugin: a real moldau broker for your tests (filled in with the broker)."""
