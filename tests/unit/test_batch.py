@@ -135,3 +135,8 @@ def test_iter_batches_round_trip(specs: list[tuple[bytes, int]]) -> None:
     assert [bytes(v) for _, v in got] == raws
     for h, v in got:
         b.validate(h, v)
+
+
+def test_read_offset_range_needs_only_the_prefix() -> None:
+    raw = make(count=5, base_offset=40)
+    assert b.read_offset_range(raw[: b.OFFSET_RANGE_SIZE]) == (40, len(raw), 44)

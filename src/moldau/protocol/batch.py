@@ -42,6 +42,7 @@ __all__ = [
     "CRC_OFFSET",
     "HEADER_SIZE",
     "LOG_OVERHEAD",
+    "OFFSET_RANGE_SIZE",
     "BatchHeader",
     "CorruptRecordError",
     "InvalidRecordError",
@@ -53,8 +54,8 @@ __all__ = [
     "iter_batches",
     "patch_base_offset",
     "patch_leader_epoch",
-    "read_prefix",
     "read_header",
+    "read_offset_range",
     "stamp_log_append_time",
     "validate",
 ]
@@ -67,7 +68,6 @@ LOG_OVERHEAD = 12  # baseOffset + batchLength: the part not counted by batchLeng
 """Bytes that precede what ``batchLength`` counts; also the prefix needed to
 know a batch's extent, which is all a log scan reads per batch."""
 
-_PREFIX = struct.Struct(">qi")
 _INT64 = struct.Struct(">q")
 _INT32 = struct.Struct(">i")
 _UINT32 = struct.Struct(">I")
@@ -220,11 +220,18 @@ def read_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> BatchHeade
     return header
 
 
-def read_prefix(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[int, int]:
-    """``(baseOffset, batchLength)`` of the batch at ``pos``: the 12 bytes a
-    log scan needs to find the next batch."""
-    base_offset, batch_length = _PREFIX.unpack_from(buf, pos)
-    return base_offset, batch_length
+OFFSET_RANGE_SIZE = 27
+"""Bytes from the start of a batch through lastOffsetDelta: all a log scan
+reads per batch to find a batch's extent and offset range."""
+
+_OFFSET_RANGE = struct.Struct(">qi11xi")
+
+
+def read_offset_range(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[int, int, int]:
+    """``(baseOffset, size, lastOffset)`` of the batch at ``pos``, from its
+    first :data:`OFFSET_RANGE_SIZE` bytes, without checking anything."""
+    base_offset, batch_length, last_offset_delta = _OFFSET_RANGE.unpack_from(buf, pos)
+    return base_offset, batch_length + LOG_OVERHEAD, base_offset + last_offset_delta
 
 
 def iter_batches(
