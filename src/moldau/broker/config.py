@@ -1,0 +1,255 @@
+"""Broker configuration: Kafka's property names, types and defaults.
+
+A user moving from Kafka keeps their ``server.properties``: every key here is
+spelled as Kafka spells it and defaults as Kafka defaults it, except where
+moldau's embedded default has to differ (listeners on 127.0.0.1 rather than
+every interface, data in ./data rather than /tmp). Keys of Kafka's sample
+configuration that tune things moldau does not have (thread pools, socket
+buffers) are accepted and ignored, so that file still loads; any other
+unknown key, or a value of the wrong type, stops the broker at startup with
+one line naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+LONG_MAX = 2**63 - 1
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown or its value is malformed."""
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _parse_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "long": int,
+    "double": float,
+    "boolean": _parse_bool,
+    "string": str,
+    "list": _parse_list,
+}
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One Kafka configuration key."""
+
+    name: str
+    type: str
+    default: Any
+    doc: str
+    minimum: int | None = None
+
+
+def _key(name: str, type_: str, default: Any, doc: str, minimum: int | None = None) -> ConfigKey:
+    return ConfigKey(name, type_, default, doc, minimum)
+
+
+BROKER_KEYS: dict[str, ConfigKey] = {
+    k.name: k
+    for k in [
+        _key("broker.id", "int", 0, "This broker's id in the cluster.", -1),
+        _key("node.id", "int", None, "Synonym of broker.id (KRaft's name)."),
+        _key("listeners", "list", ["PLAINTEXT://127.0.0.1:9092"], "Addresses to listen on."),
+        _key("advertised.listeners", "list", None, "Addresses given to clients."),
+        _key("log.dirs", "list", None, "Directories holding the partition logs."),
+        _key("log.dir", "string", "./data", "The log directory when log.dirs is unset."),
+        _key("num.partitions", "int", 1, "Partitions of an auto-created topic.", 1),
+        _key("default.replication.factor", "int", 1, "Replicas of an auto-created topic.", 1),
+        _key("auto.create.topics.enable", "boolean", True, "Create topics on first use."),
+        _key("delete.topic.enable", "boolean", True, "Allow DeleteTopics."),
+        _key("log.segment.bytes", "int", 1073741824, "Size at which a segment rolls.", 14),
+        _key("log.roll.ms", "long", None, "Age at which a segment rolls.", 1),
+        _key("log.roll.hours", "int", 168, "Age at which a segment rolls, in hours.", 1),
+        _key("log.index.interval.bytes", "int", 4096, "Bytes between index entries.", 0),
+        _key("log.index.size.max.bytes", "int", 10485760, "Largest offset index.", 4),
+        _key("message.max.bytes", "int", 1048588, "Largest record batch accepted.", 0),
+        _key("socket.request.max.bytes", "int", 104857600, "Largest request frame.", 1),
+        _key("log.flush.interval.messages", "long", LONG_MAX, "fsync after this many.", 1),
+        _key("log.flush.interval.ms", "long", None, "fsync after this long.", 0),
+        _key("log.flush.scheduler.interval.ms", "long", LONG_MAX, "Flush check interval.", 0),
+        _key("log.retention.hours", "int", 168, "Keep data this long, in hours."),
+        _key("log.retention.minutes", "int", None, "Keep data this long, in minutes."),
+        _key("log.retention.ms", "long", None, "Keep data this long (-1: forever)."),
+        _key("log.retention.bytes", "long", -1, "Keep at most this much per partition."),
+        _key("log.retention.check.interval.ms", "long", 300000, "Retention check period.", 1),
+        _key("log.cleanup.policy", "list", ["delete"], "delete, compact or both."),
+        _key("log.message.timestamp.type", "string", "CreateTime", "CreateTime or LogAppendTime."),
+        _key("compression.type", "string", "producer", "Compression of stored batches."),
+        _key("min.insync.replicas", "int", 1, "Replicas acks=all waits for.", 1),
+        _key("offsets.topic.num.partitions", "int", 50, "Partitions of __consumer_offsets.", 1),
+        _key(
+            "offsets.topic.replication.factor",
+            "int",
+            3,
+            "Replicas of __consumer_offsets (capped by the live brokers).",
+            1,
+        ),
+        _key("offsets.topic.segment.bytes", "int", 104857600, "Segment size of offsets.", 1),
+        _key("offsets.retention.minutes", "int", 10080, "Keep an empty group's offsets.", 1),
+        _key("group.initial.rebalance.delay.ms", "int", 3000, "Wait for a new group.", 0),
+        _key("group.min.session.timeout.ms", "int", 6000, "Smallest session timeout."),
+        _key("group.max.session.timeout.ms", "int", 1800000, "Largest session timeout."),
+        _key("group.max.size", "int", 2147483647, "Members per group.", 1),
+        _key("zookeeper.connect", "string", None, "ZooKeeper for cluster mode."),
+        _key("zookeeper.session.timeout.ms", "int", 18000, "ZooKeeper session timeout."),
+        _key("zookeeper.connection.timeout.ms", "int", None, "ZooKeeper connect timeout."),
+        _key("producer.id.expiration.ms", "int", 86400000, "Forget idle producers.", 1),
+        _key("transactional.id.expiration.ms", "int", 604800000, "Forget idle txn ids.", 1),
+        _key("replica.lag.time.max.ms", "long", 30000, "Lag before leaving the ISR."),
+        _key("cluster.id", "string", None, "Cluster id (generated when unset)."),
+    ]
+}
+
+#: Keys of Kafka's sample server.properties that tune machinery moldau does not
+#: have. They load without effect so an existing file keeps working.
+IGNORED_KEYS = frozenset(
+    {
+        "num.network.threads",
+        "num.io.threads",
+        "num.recovery.threads.per.data.dir",
+        "num.replica.fetchers",
+        "socket.send.buffer.bytes",
+        "socket.receive.buffer.bytes",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+        "listener.security.protocol.map",
+        "inter.broker.listener.name",
+        "security.inter.broker.protocol",
+        "log.cleaner.enable",
+    }
+)
+
+
+class BrokerConfig:
+    """Parsed, validated broker configuration with Kafka-style accessors."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = dict(values)
+        self.explicit = frozenset(values)
+
+    def get(self, name: str) -> Any:
+        if name in self._values:
+            return self._values[name]
+        return BROKER_KEYS[name].default
+
+    def __getitem__(self, name: str) -> Any:
+        return self.get(name)
+
+    def items(self) -> Iterable[tuple[str, Any]]:
+        """Every known key with its effective value, for DescribeConfigs."""
+        for name in BROKER_KEYS:
+            yield name, self.get(name)
+
+    @property
+    def broker_id(self) -> int:
+        node_id = self.get("node.id")
+        return int(node_id if node_id is not None else self.get("broker.id"))
+
+    @property
+    def log_dirs(self) -> list[str]:
+        dirs = self.get("log.dirs")
+        return list(dirs) if dirs else [self.get("log.dir")]
+
+    @property
+    def listeners(self) -> list[tuple[str, str, int]]:
+        return [parse_listener(text) for text in self.get("listeners")]
+
+    @property
+    def advertised_listeners(self) -> list[tuple[str, str, int]]:
+        advertised = self.get("advertised.listeners")
+        return [parse_listener(t) for t in advertised] if advertised else self.listeners
+
+    @property
+    def log_roll_ms(self) -> int:
+        roll_ms = self.get("log.roll.ms")
+        return int(roll_ms) if roll_ms is not None else int(self.get("log.roll.hours")) * 3_600_000
+
+    @property
+    def log_retention_ms(self) -> int:
+        if self.get("log.retention.ms") is not None:
+            return int(self.get("log.retention.ms"))
+        if self.get("log.retention.minutes") is not None:
+            return int(self.get("log.retention.minutes")) * 60_000
+        return int(self.get("log.retention.hours")) * 3_600_000
+
+    def with_overrides(self, overrides: Mapping[str, str]) -> BrokerConfig:
+        merged = dict(self._values)
+        merged.update(parse_values(overrides))
+        return BrokerConfig(merged)
+
+
+def parse_listener(text: str) -> tuple[str, str, int]:
+    """``PLAINTEXT://host:port`` as (listener name, host, port)."""
+    name, sep, address = text.partition("://")
+    if not sep:
+        raise ConfigError(f"listener {text!r} is not of the form NAME://HOST:PORT")
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit():
+        raise ConfigError(f"listener {text!r} has no port")
+    return name.upper(), host.strip("[]"), int(port)
+
+
+def parse_values(raw: Mapping[str, str]) -> dict[str, Any]:
+    """Check and convert raw strings; raise ConfigError naming the bad key."""
+    values: dict[str, Any] = {}
+    for name, text in raw.items():
+        if name in IGNORED_KEYS:
+            continue
+        key = BROKER_KEYS.get(name)
+        if key is None:
+            raise ConfigError(f"unknown configuration key {name!r}")
+        try:
+            value = _PARSERS[key.type](text)
+        except ValueError:
+            raise ConfigError(f"configuration {name}={text!r} is not a valid {key.type}") from None
+        if key.minimum is not None and isinstance(value, int) and value < key.minimum:
+            raise ConfigError(f"configuration {name}={value} is below its minimum {key.minimum}")
+        values[name] = value
+    if "listeners" in values:
+        for listener in values["listeners"]:
+            parse_listener(listener)
+    return values
+
+
+def read_properties(path: str) -> dict[str, str]:
+    """Read a Java properties file (the subset Kafka's configs use)."""
+    raw: dict[str, str] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line or line.startswith(("#", "!")):
+                continue
+            for separator in ("=", ":"):
+                if separator in line:
+                    name, _, value = line.partition(separator)
+                    raw[name.strip()] = value.strip()
+                    break
+            else:
+                raise ConfigError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+    return raw
+
+
+def load_config(path: str | None, overrides: Iterable[str]) -> BrokerConfig:
+    """The config of ``moldau broker``: a properties file, then ``--override``s."""
+    raw = read_properties(path) if path else {}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--override {item!r} is not KEY=VALUE")
+        raw[name.strip()] = value.strip()
+    return BrokerConfig(parse_values(raw))

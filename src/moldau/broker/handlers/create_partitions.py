@@ -1,0 +1,29 @@
+"""CreatePartitions (key 37): add partitions to existing topics.
+
+v1: no change. v2: flexible. v3: no change.
+"""
+
+from __future__ import annotations
+
+from ...protocol.api_keys import ApiKey
+from ...protocol.errors import KafkaError
+from ...protocol.messages import Message
+from ..dispatch import RequestContext, handles
+
+
+@handles(ApiKey.CREATE_PARTITIONS, range(0, 4))
+def create_partitions(context: RequestContext, request: Message) -> Message:
+    results = []
+    for topic in request["topics"]:
+        assignments = [a["broker_ids"] for a in topic["assignments"] or []]
+        try:
+            context.core.create_partitions(
+                topic["name"], topic["count"], assignments or None, request["validate_only"]
+            )
+        except KafkaError as exc:
+            results.append(
+                {"name": topic["name"], "error_code": exc.code, "error_message": exc.message}
+            )
+            continue
+        results.append({"name": topic["name"], "error_code": 0, "error_message": None})
+    return {"throttle_time_ms": 0, "results": results}

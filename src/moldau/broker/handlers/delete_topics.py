@@ -1,0 +1,52 @@
+"""DeleteTopics (key 20): delete topics and their data.
+
+v1: throttle time. v4: flexible. v5: error messages. v6: topics by name or id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from ...protocol.api_keys import ApiKey
+from ...protocol.errors import ErrorCode, KafkaError
+from ...protocol.messages import Message
+from ..dispatch import RequestContext, handles
+
+_NO_ID = uuid.UUID(int=0)
+
+
+@handles(ApiKey.DELETE_TOPICS, range(1, 7))
+def delete_topics(context: RequestContext, request: Message) -> Message:
+    core = context.core
+    if context.version >= 6:
+        wanted = [(t.get("name"), t.get("topic_id") or _NO_ID) for t in request["topics"]]
+    else:
+        wanted = [(name, _NO_ID) for name in request["topic_names"]]
+    responses: list[dict[str, Any]] = []
+    for name, topic_id in wanted:
+        if not name and topic_id != _NO_ID:
+            info = core.topic_by_id(topic_id)
+            if info is None:
+                responses.append(
+                    {"name": None, "topic_id": topic_id, "error_code": ErrorCode.UNKNOWN_TOPIC_ID}
+                )
+                continue
+            name = info.name
+        info = core.metadata.topic(name) if name else None
+        try:
+            core.delete_topic(name or "")
+        except KafkaError as exc:
+            responses.append(
+                {
+                    "name": name,
+                    "topic_id": topic_id,
+                    "error_code": exc.code,
+                    "error_message": exc.message,
+                }
+            )
+            continue
+        responses.append(
+            {"name": name, "topic_id": info.topic_id if info else topic_id, "error_code": 0}
+        )
+    return {"throttle_time_ms": 0, "responses": responses}

@@ -1,0 +1,137 @@
+"""DescribeConfigs (key 32): topic and broker configs, with their sources.
+
+v1: synonyms and config_source (instead of is_default). v2: no change.
+v3: config type and documentation. v4: flexible.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...protocol.api_keys import ApiKey
+from ...protocol.errors import ErrorCode
+from ...protocol.messages import Message
+from ..config import BROKER_KEYS, BrokerConfig
+from ..dispatch import RequestContext, handles
+from ..topic_config import TOPIC_KEYS, effective_value
+
+TOPIC = 2
+BROKER = 4
+BROKER_LOGGER = 8
+
+DYNAMIC_TOPIC_CONFIG = 1
+STATIC_BROKER_CONFIG = 4
+DEFAULT_CONFIG = 5
+
+_CONFIG_TYPES = {"boolean": 1, "string": 2, "int": 3, "long": 5, "double": 6, "list": 7}
+
+
+@handles(ApiKey.DESCRIBE_CONFIGS, range(1, 5))
+def describe_configs(context: RequestContext, request: Message) -> Message:
+    results = []
+    for resource in request["resources"]:
+        kind, name = resource["resource_type"], resource["resource_name"]
+        keys = resource["configuration_keys"]
+        if kind == TOPIC:
+            info = context.core.metadata.topic(name)
+            if info is None:
+                results.append(_error(resource, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION))
+                continue
+            configs = _topic_entries(info.configs, context.core.config, request)
+        elif kind == BROKER:
+            if name and name != str(context.core.broker_id):
+                results.append(_error(resource, ErrorCode.INVALID_REQUEST))
+                continue
+            configs = _broker_entries(context.core.config, request)
+        else:
+            results.append(_error(resource, ErrorCode.INVALID_REQUEST))
+            continue
+        if keys is not None:
+            configs = [c for c in configs if c["name"] in keys]
+        results.append(
+            {
+                "error_code": 0,
+                "error_message": None,
+                "resource_type": kind,
+                "resource_name": name,
+                "configs": configs,
+            }
+        )
+    return {"throttle_time_ms": 0, "results": results}
+
+
+def _topic_entries(
+    topic_configs: dict[str, str], broker: BrokerConfig, request: Message
+) -> list[dict[str, Any]]:
+    entries = []
+    for key in TOPIC_KEYS.values():
+        explicit = key.name in topic_configs
+        synonyms = []
+        if explicit:
+            synonyms.append(
+                {"name": key.name, "value": topic_configs[key.name], "source": DYNAMIC_TOPIC_CONFIG}
+            )
+        if key.broker_key is not None:
+            default = key.broker_default(broker)
+            source = STATIC_BROKER_CONFIG if key.broker_key in broker.explicit else DEFAULT_CONFIG
+            synonyms.append({"name": key.broker_key, "value": _text(default), "source": source})
+        entries.append(
+            {
+                "name": key.name,
+                "value": effective_value(key, topic_configs, broker),
+                "read_only": False,
+                "is_default": not explicit,
+                "config_source": DYNAMIC_TOPIC_CONFIG if explicit else DEFAULT_CONFIG,
+                "is_sensitive": False,
+                "synonyms": synonyms if request.get("include_synonyms") else [],
+                "config_type": _CONFIG_TYPES.get(key.type, 0),
+            }
+        )
+    return entries
+
+
+def _broker_entries(broker: BrokerConfig, request: Message) -> list[dict[str, Any]]:
+    entries = []
+    for name, value in broker.items():
+        explicit = name in broker.explicit
+        source = STATIC_BROKER_CONFIG if explicit else DEFAULT_CONFIG
+        entries.append(
+            {
+                "name": name,
+                "value": _text(value),
+                "read_only": True,
+                "is_default": not explicit,
+                "config_source": source,
+                "is_sensitive": False,
+                "synonyms": (
+                    [{"name": name, "value": _text(value), "source": source}]
+                    if request.get("include_synonyms")
+                    else []
+                ),
+                "config_type": _CONFIG_TYPES.get(BROKER_KEYS[name].type, 0),
+                "documentation": BROKER_KEYS[name].doc
+                if request.get("include_documentation")
+                else None,
+            }
+        )
+    return entries
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+def _error(resource: Message, code: ErrorCode) -> dict[str, Any]:
+    return {
+        "error_code": code,
+        "error_message": code.name,
+        "resource_type": resource["resource_type"],
+        "resource_name": resource["resource_name"],
+        "configs": [],
+    }

@@ -1,0 +1,70 @@
+"""ListOffsets (key 2): offsets by time: earliest, latest, or a timestamp.
+
+v1: one offset per partition (v0's offset arrays are gone). v2: isolation
+level. v4: leader epochs. v6: flexible. v7: max timestamp (-3). v8: earliest
+local (-4). v9: latest tiered (-5). v10: timeout_ms. v11: no change for us.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...protocol.api_keys import ApiKey
+from ...protocol.errors import ErrorCode, KafkaError
+from ...protocol.messages import Message
+from ...replication.partition import Partition
+from ..dispatch import RequestContext, handles
+
+LATEST = -1
+EARLIEST = -2
+MAX_TIMESTAMP = -3
+EARLIEST_LOCAL = -4
+LATEST_TIERED = -5
+
+
+@handles(ApiKey.LIST_OFFSETS, range(1, 12))
+def list_offsets(context: RequestContext, request: Message) -> Message:
+    topics = []
+    for topic in request["topics"]:
+        partitions = []
+        for wanted in topic["partitions"]:
+            index = wanted["partition_index"]
+            try:
+                partition = context.core.leader_partition(topic["name"], index)
+                timestamp, offset = _lookup(partition, wanted["timestamp"])
+            except KafkaError as exc:
+                partitions.append(_answer(index, exc.code, -1, -1, -1))
+                continue
+            partitions.append(_answer(index, 0, timestamp, offset, partition.leader_epoch))
+        topics.append({"name": topic["name"], "partitions": partitions})
+    return {"throttle_time_ms": 0, "topics": topics}
+
+
+def _lookup(partition: Partition, timestamp: int) -> tuple[int, int]:
+    """(timestamp, offset) answering one partition's query."""
+    if timestamp == LATEST:
+        return -1, partition.high_watermark
+    if timestamp in (EARLIEST, EARLIEST_LOCAL):
+        return -1, partition.log_start_offset
+    if timestamp == LATEST_TIERED:
+        return -1, -1
+    if timestamp == MAX_TIMESTAMP:
+        found = partition.log.max_timestamp_offset()
+        return found if found is not None else (-1, -1)
+    if timestamp < 0:
+        raise KafkaError(ErrorCode.INVALID_REQUEST, f"unknown special timestamp {timestamp}")
+    found = partition.log.offset_for_timestamp(timestamp)
+    if found is None or found[0] >= partition.high_watermark:
+        return -1, -1
+    offset, found_timestamp = found
+    return found_timestamp, offset
+
+
+def _answer(index: int, code: int, timestamp: int, offset: int, epoch: int) -> dict[str, Any]:
+    return {
+        "partition_index": index,
+        "error_code": code,
+        "timestamp": timestamp,
+        "offset": offset,
+        "leader_epoch": epoch,
+    }

@@ -1,0 +1,97 @@
+"""Metadata (key 3): brokers, topics, partitions and their leaders.
+
+v1: rack, controller id, is_internal; a null topic list means all topics.
+v2: cluster id. v3: throttle time. v4: allow_auto_topic_creation.
+v5: offline replicas. v7: leader epoch. v8: authorized operations.
+v9: flexible. v10: topic ids. v11: no cluster authorized operations.
+v12: topics may be named by id alone. v13: top-level error code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from ...cluster.metadata import TopicInfo
+from ...protocol.api_keys import ApiKey
+from ...protocol.errors import ErrorCode, KafkaError
+from ...protocol.messages import Message
+from ..core import BrokerCore
+from ..dispatch import RequestContext, handles
+
+_NO_ID = uuid.UUID(int=0)
+
+
+@handles(ApiKey.METADATA, range(0, 14))
+def metadata(context: RequestContext, request: Message) -> Message:
+    core = context.core
+    requested = request["topics"]
+    if context.version == 0 and requested == []:
+        requested = None  # v0 has no null: an empty list means every topic
+    topics: list[dict[str, Any]] = []
+    if requested is None:
+        topics = [_describe(core, info) for info in core.metadata.topics().values()]
+    else:
+        allow_create = request.get("allow_auto_topic_creation", True)
+        for wanted in requested:
+            topics.append(_lookup(core, wanted, allow_create))
+    return {
+        "throttle_time_ms": 0,
+        "brokers": [
+            {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
+            for b in core.metadata.brokers()
+        ],
+        "cluster_id": core.metadata.cluster_id,
+        "controller_id": core.metadata.controller_id(),
+        "topics": topics,
+    }
+
+
+def _lookup(core: BrokerCore, wanted: Message, allow_create: bool) -> dict[str, Any]:
+    name = wanted.get("name")
+    topic_id = wanted.get("topic_id") or _NO_ID
+    if not name:
+        info = core.topic_by_id(topic_id) if topic_id != _NO_ID else None
+        if info is None:
+            return {"error_code": ErrorCode.UNKNOWN_TOPIC_ID, "name": None, "topic_id": topic_id}
+        return _describe(core, info)
+    info = core.metadata.topic(name)
+    if info is None and allow_create:
+        try:
+            info = core.auto_create(name)
+        except KafkaError as exc:
+            return {"error_code": exc.code, "name": name, "topic_id": _NO_ID}
+        if info is not None:
+            # Kafka answers a topic it just created with LEADER_NOT_AVAILABLE
+            # only while leaders are being elected; here the leader is us, now.
+            return _describe(core, info)
+    if info is None:
+        return {"error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "name": name}
+    return _describe(core, info)
+
+
+def _describe(core: BrokerCore, info: TopicInfo) -> dict[str, Any]:
+    partitions = []
+    for index, replicas in enumerate(info.replicas):
+        hosted = core.partitions.get((info.name, index))
+        leader = hosted.leader_id if hosted is not None else replicas[0]
+        epoch = hosted.leader_epoch if hosted is not None else 0
+        isr = hosted.isr if hosted is not None else replicas
+        partitions.append(
+            {
+                "error_code": 0,
+                "partition_index": index,
+                "leader_id": leader,
+                "leader_epoch": epoch,
+                "replica_nodes": replicas,
+                "isr_nodes": isr,
+                "offline_replicas": [],
+            }
+        )
+    return {
+        "error_code": 0,
+        "name": info.name,
+        "topic_id": info.topic_id,
+        "is_internal": info.internal,
+        "partitions": partitions,
+    }

@@ -1,0 +1,93 @@
+"""Produce (key 0): append record batches to partition logs.
+
+v0-v2: only advertised (librdkafka reads the range to decide on features);
+their message sets are magic 0/1 and are refused per partition.
+v3: record batch v2 and transactional_id. v5: log_start_offset.
+v8: record_errors and error_message. v9: flexible. v10: current_leader and
+node_endpoints on NOT_LEADER_OR_FOLLOWER. v11-v12: no change for brokers.
+v13: topics named by id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from ...protocol.api_keys import ApiKey
+from ...protocol.errors import ErrorCode, KafkaError
+from ...protocol.messages import Message
+from ..core import BrokerCore
+from ..dispatch import RequestContext, handles
+
+
+@handles(ApiKey.PRODUCE, range(0, 14))
+def produce(context: RequestContext, request: Message) -> Message | None:
+    core = context.core
+    acks = request["acks"]
+    responses = []
+    for topic in request["topic_data"]:
+        name = _topic_name(core, topic)
+        partitions = []
+        for data in topic["partition_data"]:
+            if acks not in (0, 1, -1):
+                partitions.append(_error(data["index"], ErrorCode.INVALID_REQUIRED_ACKS, None))
+                continue
+            partitions.append(_append(core, name, data, acks))
+        responses.append(
+            {"name": name, "topic_id": topic.get("topic_id"), "partition_responses": partitions}
+        )
+    if acks == 0:
+        return None
+    return {"responses": responses, "throttle_time_ms": 0}
+
+
+def _topic_name(core: BrokerCore, topic: Message) -> str | None:
+    if "name" in topic:
+        return str(topic["name"])
+    info = core.topic_by_id(topic.get("topic_id") or uuid.UUID(int=0))
+    return info.name if info is not None else None
+
+
+def _append(core: BrokerCore, name: str | None, data: Message, acks: int) -> dict[str, Any]:
+    index = data["index"]
+    if name is None:
+        return _error(index, ErrorCode.UNKNOWN_TOPIC_ID, None)
+    try:
+        partition = core.leader_partition(name, index)
+        if acks == -1 and len(partition.isr) < _min_insync(core, name):
+            raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS)
+        records = data["records"]
+        if records is None or len(records) == 0:
+            raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "produce request without records")
+        result = partition.append_as_leader(records)
+    except KafkaError as exc:
+        return _error(index, exc.code, exc.message)
+    except Exception as exc:
+        code = getattr(exc, "error_code", None)
+        if code is None:
+            raise
+        return _error(index, ErrorCode(code), str(exc))
+    return {
+        "index": index,
+        "error_code": 0,
+        "base_offset": result.base_offset,
+        "log_append_time_ms": result.log_append_time_ms,
+        "log_start_offset": partition.log_start_offset,
+    }
+
+
+def _min_insync(core: BrokerCore, topic: str) -> int:
+    info = core.metadata.topic(topic)
+    configured = info.configs.get("min.insync.replicas") if info is not None else None
+    return int(configured or core.config.get("min.insync.replicas"))
+
+
+def _error(index: int, code: ErrorCode, message: str | None) -> dict[str, Any]:
+    return {
+        "index": index,
+        "error_code": code,
+        "base_offset": -1,
+        "log_append_time_ms": -1,
+        "log_start_offset": -1,
+        "error_message": message,
+    }

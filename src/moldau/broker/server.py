@@ -1,0 +1,148 @@
+"""The broker process's shell: listening sockets, connections, housekeeping.
+
+``BrokerServer`` wires the pieces together (config, log manager, metadata
+store, core, handlers) on one asyncio event loop, accepts connections, and
+runs the periodic jobs (flushes, checkpoints). It starts in milliseconds:
+logs open lazily through the page cache and codecs compile on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from ..cluster.metadata import BrokerInfo, LocalMetadataStore
+from ..log.manager import LogManager
+from . import handlers  # noqa: F401  (registers every API handler)
+from .config import BrokerConfig
+from .connection import Connection
+from .core import BrokerCore
+from .dispatch import handle_frame
+from .topic_config import log_config
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 60.0
+
+
+class BrokerServer:
+    """One broker: bind, serve, stop."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.core: BrokerCore | None = None
+        self.logs: LogManager | None = None
+        self.bound: list[tuple[str, int]] = []
+        self._listeners: list[socket.socket] = []
+        self._connections: set[Connection] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jobs: list[asyncio.Task[None]] = []
+        self._stopped = asyncio.Event()
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"{host}:{port}" for host, port in self.bound)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        config = self.config
+        self._bind()
+        advertised = self._advertised()
+        self.logs = LogManager(config.log_dirs, log_config({}, config))
+        self.logs.load()
+        metadata = LocalMetadataStore(config.log_dirs[0], advertised)
+        self.core = BrokerCore(config, metadata, self.logs, advertised)
+        self.core.open_partitions()
+        for listener in self._listeners:
+            self._loop.add_reader(listener.fileno(), self._accept, listener)
+        self._jobs.append(
+            self._loop.create_task(self._every(CHECKPOINT_INTERVAL_S, self._checkpoint))
+        )
+        log.info(
+            "moldau broker %d serving on %s (data in %s)",
+            config.broker_id,
+            self.bootstrap_servers,
+            ",".join(config.log_dirs),
+        )
+
+    def _bind(self) -> None:
+        for _, host, port in self.config.listeners:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            listener = socket.socket(family, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+            listener.listen(1024)
+            listener.setblocking(False)
+            self._listeners.append(listener)
+            self.bound.append((host or "0.0.0.0", listener.getsockname()[1]))
+
+    def _advertised(self) -> BrokerInfo:
+        """What clients are told to connect to: the first advertised listener."""
+        _, host, port = self.config.advertised_listeners[0]
+        if port == 0 or not self.config.get("advertised.listeners"):
+            port = self.bound[0][1]
+        if host in ("", "0.0.0.0", "::"):
+            host = socket.gethostname()
+        return BrokerInfo(self.config.broker_id, host, port)
+
+    def _accept(self, listener: socket.socket) -> None:
+        assert self._loop is not None and self.core is not None
+        core = self.core
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = Connection(
+                self._loop,
+                sock,
+                lambda conn, frame: handle_frame(core, conn, frame),
+                int(self.config.get("socket.request.max.bytes")),
+                self._connections.discard,
+            )
+            self._connections.add(connection)
+
+    async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                job()
+            except Exception:
+                log.exception("periodic job %s failed", job.__name__)
+
+    def _checkpoint(self) -> None:
+        if self.logs is not None:
+            self.logs.checkpoint()
+
+    async def stop(self) -> None:
+        """Stop serving, then flush and checkpoint every log."""
+        loop = self._loop
+        for job in self._jobs:
+            job.cancel()
+        for job in self._jobs:
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+        for listener in self._listeners:
+            if loop is not None:
+                loop.remove_reader(listener.fileno())
+            listener.close()
+        self._listeners.clear()
+        for connection in list(self._connections):
+            connection.close()
+        if self.logs is not None:
+            self.logs.close()
+            self.logs = None
+        self._stopped.set()
+        log.info("moldau broker %d stopped", self.config.broker_id)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()

@@ -1,0 +1,179 @@
+"""Topic-level configs: Kafka's keys, their broker-wide defaults, validation.
+
+Each topic key falls back to a broker key (``segment.bytes`` to
+``log.segment.bytes``...), exactly as in Kafka, and DescribeConfigs reports
+where a value came from. ``log_config`` turns the effective values into the
+``LogConfig`` the partition log runs with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..log.config import LogConfig
+from .config import BrokerConfig
+
+
+@dataclass(frozen=True)
+class TopicKey:
+    name: str
+    type: str
+    #: The effective broker-wide default, computed from the broker config.
+    broker_default: Callable[[BrokerConfig], Any]
+    #: The broker key it falls back to, shown as a synonym.
+    broker_key: str | None
+    #: The LogConfig attribute it sets, if the log uses it.
+    log_attr: str | None
+    choices: tuple[str, ...] = ()
+
+
+def _broker(key: str) -> Callable[[BrokerConfig], Any]:
+    return lambda config: config.get(key)
+
+
+TOPIC_KEYS: dict[str, TopicKey] = {
+    k.name: k
+    for k in [
+        TopicKey(
+            "segment.bytes",
+            "int",
+            _broker("log.segment.bytes"),
+            "log.segment.bytes",
+            "segment_bytes",
+        ),
+        TopicKey("segment.ms", "long", lambda c: c.log_roll_ms, "log.roll.ms", "segment_ms"),
+        TopicKey(
+            "index.interval.bytes",
+            "int",
+            _broker("log.index.interval.bytes"),
+            "log.index.interval.bytes",
+            "index_interval_bytes",
+        ),
+        TopicKey(
+            "flush.messages",
+            "long",
+            _broker("log.flush.interval.messages"),
+            "log.flush.interval.messages",
+            "flush_interval_messages",
+        ),
+        TopicKey(
+            "flush.ms",
+            "long",
+            lambda c: c.get("log.flush.interval.ms") or c.get("log.flush.scheduler.interval.ms"),
+            "log.flush.interval.ms",
+            "flush_interval_ms",
+        ),
+        TopicKey(
+            "max.message.bytes",
+            "int",
+            _broker("message.max.bytes"),
+            "message.max.bytes",
+            "max_message_bytes",
+        ),
+        TopicKey(
+            "retention.ms",
+            "long",
+            lambda c: c.log_retention_ms,
+            "log.retention.ms",
+            "retention_ms",
+        ),
+        TopicKey(
+            "retention.bytes",
+            "long",
+            _broker("log.retention.bytes"),
+            "log.retention.bytes",
+            "retention_bytes",
+        ),
+        TopicKey(
+            "cleanup.policy",
+            "list",
+            lambda c: ",".join(c.get("log.cleanup.policy")),
+            "log.cleanup.policy",
+            "cleanup_policy",
+            ("delete", "compact"),
+        ),
+        TopicKey(
+            "message.timestamp.type",
+            "string",
+            _broker("log.message.timestamp.type"),
+            "log.message.timestamp.type",
+            "message_timestamp_type",
+            ("CreateTime", "LogAppendTime"),
+        ),
+        TopicKey(
+            "compression.type",
+            "string",
+            _broker("compression.type"),
+            "compression.type",
+            None,
+            ("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"),
+        ),
+        TopicKey(
+            "min.insync.replicas",
+            "int",
+            _broker("min.insync.replicas"),
+            "min.insync.replicas",
+            None,
+        ),
+    ]
+}
+
+
+class InvalidTopicConfig(ValueError):
+    """A topic config key is unknown or its value does not parse."""
+
+
+def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
+    """Check every key and value; return the ones that are set (not None)."""
+    checked: dict[str, str] = {}
+    for name, value in configs.items():
+        key = TOPIC_KEYS.get(name)
+        if key is None:
+            raise InvalidTopicConfig(f"Unknown topic config name: {name}")
+        if value is None:
+            continue
+        _parse(key, value)
+        checked[name] = value
+    return checked
+
+
+def _parse(key: TopicKey, value: str) -> Any:
+    try:
+        if key.type in ("int", "long"):
+            parsed: Any = int(value)
+        elif key.type == "list":
+            parsed = [item.strip() for item in value.split(",") if item.strip()]
+            bad = [item for item in parsed if key.choices and item not in key.choices]
+            if bad:
+                raise ValueError(bad[0])
+        else:
+            parsed = value
+            if key.choices and value not in key.choices:
+                raise ValueError(value)
+    except ValueError:
+        raise InvalidTopicConfig(f"Invalid value {value} for configuration {key.name}") from None
+    return parsed
+
+
+def effective_value(key: TopicKey, topic_configs: Mapping[str, str], broker: BrokerConfig) -> str:
+    if key.name in topic_configs:
+        return topic_configs[key.name]
+    value = key.broker_default(broker)
+    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def log_config(topic_configs: Mapping[str, str], broker: BrokerConfig) -> LogConfig:
+    """The LogConfig of a topic: its own configs over the broker's defaults."""
+    values: dict[str, Any] = {}
+    for key in TOPIC_KEYS.values():
+        if key.log_attr is None:
+            continue
+        if key.name in topic_configs:
+            values[key.log_attr] = _parse(key, topic_configs[key.name])
+        else:
+            values[key.log_attr] = key.broker_default(broker)
+    if isinstance(values.get("cleanup_policy"), list):
+        values["cleanup_policy"] = ",".join(values["cleanup_policy"])
+    return LogConfig(**values)

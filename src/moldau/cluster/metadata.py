@@ -1,0 +1,157 @@
+"""Cluster metadata: which topics exist, their partitions and replicas.
+
+The broker asks a ``MetadataStore`` and never cares where the answer lives.
+``LocalMetadataStore`` keeps it in a JSON file in the first log directory:
+the embedded single-node default, no coordination service. A ZooKeeper store
+(cluster mode) implements the same interface later and pushes changes to
+``listeners``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+
+@dataclass
+class TopicInfo:
+    """A topic as the cluster knows it: one replica list per partition."""
+
+    name: str
+    topic_id: uuid.UUID
+    replicas: list[list[int]]
+    configs: dict[str, str] = field(default_factory=dict)
+    internal: bool = False
+
+    @property
+    def partition_count(self) -> int:
+        return len(self.replicas)
+
+
+MetadataListener = Callable[[], None]
+
+
+class MetadataStore(Protocol):
+    """What the broker needs to know about the cluster, wherever it is kept."""
+
+    cluster_id: str
+
+    def brokers(self) -> list[BrokerInfo]: ...
+
+    def controller_id(self) -> int: ...
+
+    def topics(self) -> dict[str, TopicInfo]: ...
+
+    def topic(self, name: str) -> TopicInfo | None: ...
+
+    def create_topic(self, info: TopicInfo) -> None: ...
+
+    def delete_topic(self, name: str) -> None: ...
+
+    def add_partitions(self, name: str, replicas: list[list[int]]) -> None: ...
+
+    def set_topic_configs(self, name: str, configs: dict[str, str]) -> None: ...
+
+
+class LocalMetadataStore:
+    """Metadata of a single-node broker, persisted next to its data.
+
+    Every change is written to a temporary file, fsynced and renamed over the
+    old one, so a crash leaves either the old or the new state, never half.
+    """
+
+    FILE_NAME = "moldau-metadata.json"
+
+    def __init__(self, directory: str, broker: BrokerInfo) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self._path = os.path.join(directory, self.FILE_NAME)
+        self._broker = broker
+        self._topics: dict[str, TopicInfo] = {}
+        self.cluster_id = ""
+        self._load()
+
+    def _load(self) -> None:
+        if not os.path.exists(self._path):
+            self.cluster_id = _new_cluster_id()
+            self._save()
+            return
+        with open(self._path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        self.cluster_id = data["cluster_id"]
+        for raw in data["topics"]:
+            info = TopicInfo(
+                name=raw["name"],
+                topic_id=uuid.UUID(raw["topic_id"]),
+                replicas=raw["replicas"],
+                configs=raw.get("configs", {}),
+                internal=raw.get("internal", False),
+            )
+            self._topics[info.name] = info
+
+    def _save(self) -> None:
+        data = {
+            "cluster_id": self.cluster_id,
+            "topics": [
+                {
+                    "name": t.name,
+                    "topic_id": str(t.topic_id),
+                    "replicas": t.replicas,
+                    "configs": t.configs,
+                    "internal": t.internal,
+                }
+                for t in self._topics.values()
+            ],
+        }
+        temporary = self._path + ".tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, self._path)
+
+    def brokers(self) -> list[BrokerInfo]:
+        return [self._broker]
+
+    def controller_id(self) -> int:
+        return self._broker.node_id
+
+    def topics(self) -> dict[str, TopicInfo]:
+        return dict(self._topics)
+
+    def topic(self, name: str) -> TopicInfo | None:
+        return self._topics.get(name)
+
+    def create_topic(self, info: TopicInfo) -> None:
+        self._topics[info.name] = info
+        self._save()
+
+    def delete_topic(self, name: str) -> None:
+        self._topics.pop(name, None)
+        self._save()
+
+    def add_partitions(self, name: str, replicas: list[list[int]]) -> None:
+        self._topics[name].replicas.extend(replicas)
+        self._save()
+
+    def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        self._topics[name].configs = dict(configs)
+        self._save()
+
+
+def _new_cluster_id() -> str:
+    """Kafka's cluster ids are a uuid in url-safe base64 without padding."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,98 @@
+"""A partition replica hosted by this broker: its log plus replication state.
+
+The log stores bytes; the partition knows who leads, which replicas are in
+sync, and how far consumers may read (the high watermark). A single-node
+broker leads every partition with an ISR of one, so the high watermark is
+simply the log end offset; cluster mode will drive the same object as
+follower (``become_follower``) and advance the high watermark from the
+followers' fetch offsets. Nothing here does I/O beyond the log itself, and
+nothing waits: the broker's asyncio shell listens to ``on_append``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..log.partition_log import AppendResult, PartitionLog, ReadResult
+from ..protocol.errors import ErrorCode, KafkaError
+
+
+@dataclass
+class ReplicaState:
+    """The leader's view of one follower."""
+
+    log_end_offset: int = 0
+    last_caught_up_ms: int = 0
+
+
+@dataclass
+class Partition:
+    """One topic-partition hosted here, as leader or follower."""
+
+    topic: str
+    index: int
+    topic_id: uuid.UUID
+    log: PartitionLog
+    broker_id: int
+    replicas: list[int]
+    leader_id: int = -1
+    leader_epoch: int = 0
+    isr: list[int] = field(default_factory=list)
+    followers: dict[int, ReplicaState] = field(default_factory=dict)
+    high_watermark: int = 0
+    #: Called after every append, so waiting fetches can answer early.
+    on_append: Callable[[Partition], None] | None = None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader_id == self.broker_id
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.log.log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.log.log_end_offset
+
+    def become_leader(self, epoch: int, isr: list[int]) -> None:
+        self.leader_id = self.broker_id
+        self.leader_epoch = epoch
+        self.isr = list(isr)
+        self.followers = {r: ReplicaState() for r in self.replicas if r != self.broker_id}
+        self._advance_high_watermark()
+
+    def become_follower(self, leader_id: int, epoch: int) -> None:
+        self.leader_id = leader_id
+        self.leader_epoch = epoch
+        self.followers = {}
+
+    def append_as_leader(self, records: bytes | memoryview) -> AppendResult:
+        """Append a producer's batches; raises KafkaError if not leader or invalid."""
+        if not self.is_leader:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        result = self.log.append(records, leader_epoch=self.leader_epoch)
+        self._advance_high_watermark()
+        if self.on_append is not None:
+            self.on_append(self)
+        return result
+
+    def read(
+        self, offset: int, max_bytes: int, *, committed_only: bool, min_one_batch: bool = True
+    ) -> ReadResult:
+        """Read from ``offset``: consumers up to the high watermark, followers to the end."""
+        limit = self.high_watermark if committed_only else None
+        return self.log.read(offset, max_bytes, max_offset=limit, min_one_batch=min_one_batch)
+
+    def _advance_high_watermark(self) -> None:
+        if not self.is_leader:
+            return
+        candidates = [self.log.log_end_offset]
+        for replica in self.isr:
+            if replica != self.broker_id and replica in self.followers:
+                candidates.append(self.followers[replica].log_end_offset)
+        new_high_watermark = min(candidates)
+        if new_high_watermark > self.high_watermark:
+            self.high_watermark = new_high_watermark
