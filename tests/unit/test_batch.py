@@ -140,3 +140,12 @@ def test_iter_batches_round_trip(specs: list[tuple[bytes, int]]) -> None:
 def test_read_offset_range_needs_only_the_prefix() -> None:
     raw = make(count=5, base_offset=40)
     assert b.read_offset_range(raw[: b.OFFSET_RANGE_SIZE]) == (40, len(raw), 44)
+
+
+def test_unchecked_prefix_equals_patching_in_place() -> None:
+    raw = make(count=4)
+    h = b.read_header(raw)
+    patched = bytearray(raw)
+    b.patch_base_offset(patched, 0, 77)
+    b.patch_leader_epoch(patched, 0, 3)
+    assert b.unchecked_prefix(h, 77, 3) + raw[b.CRC_OFFSET :] == patched

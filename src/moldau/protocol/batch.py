@@ -57,6 +57,7 @@ __all__ = [
     "read_header",
     "read_offset_range",
     "stamp_log_append_time",
+    "unchecked_prefix",
     "validate",
 ]
 
@@ -308,6 +309,19 @@ def patch_base_offset(buf: bytearray | memoryview, pos: int, base_offset: int) -
 def patch_leader_epoch(buf: bytearray | memoryview, pos: int, leader_epoch: int) -> None:
     """Record the leader epoch the batch was appended under. Outside the CRC."""
     _INT32.pack_into(buf, pos + LEADER_EPOCH_OFFSET, leader_epoch)
+
+
+_UNCHECKED_PREFIX = struct.Struct(">qiib")
+
+
+def unchecked_prefix(header: BatchHeader, base_offset: int, leader_epoch: int) -> bytes:
+    """The batch's first :data:`CRC_OFFSET` bytes (the part outside the CRC)
+    with a new base offset and leader epoch.
+
+    Writing this followed by the original bytes from ``CRC_OFFSET`` on is the
+    patched batch, without copying (or needing a writable copy of) the records.
+    """
+    return _UNCHECKED_PREFIX.pack(base_offset, header.batch_length, leader_epoch, header.magic)
 
 
 def stamp_log_append_time(buf: bytearray | memoryview, pos: int, timestamp_ms: int) -> None:
