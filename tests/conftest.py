@@ -15,7 +15,9 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,61 @@ def answers_api_versions(port: int) -> bool:
         sock.sendall(struct.pack(">i", len(request)) + request)
         header = sock.recv(8)
         return len(header) == 8 and struct.unpack(">ii", header)[1] == 1
+
+
+@dataclass(frozen=True)
+class Rec:
+    """One record as a client sent or received it; -1 where the client does not know."""
+
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: int = -1
+    partition: int = -1
+    offset: int = -1
+
+
+def sample_records(tag: str, count: int, first_timestamp: int) -> list[Rec]:
+    """Keyed records with unique values, repeated and empty headers, rising timestamps."""
+    return [
+        Rec(
+            key=f"key-{i % 7}".encode(),
+            value=f"{tag}:{i}:".encode() + b"payload " * (i % 40),
+            headers=(("tag", tag.encode()), ("seq", str(i).encode()), ("seq", b""), ("z", b"1")),
+            timestamp=first_timestamp + i,
+        )
+        for i in range(count)
+    ]
+
+
+def assert_round_trip(sent: Sequence[Rec], got: Sequence[Rec]) -> None:
+    """Every sent record came back exactly once, each partition in send order at 0, 1, 2...
+
+    What a sender did not know (-1: partition, offset or timestamp) is taken
+    from what came back; records of one key must share a partition.
+    """
+    assert sorted(r.value for r in got) == sorted(r.value for r in sent), "records lost or doubled"
+    order = {r.value: i for i, r in enumerate(sent)}
+    by_partition: dict[int, list[Rec]] = defaultdict(list)
+    for record in got:
+        by_partition[record.partition].append(record)
+    key_partitions: dict[bytes | None, set[int]] = defaultdict(set)
+    for partition, records in by_partition.items():
+        records.sort(key=lambda r: r.offset)
+        expected = sorted((sent[order[r.value]] for r in records), key=lambda r: order[r.value])
+        filled = [
+            replace(
+                want,
+                partition=partition if want.partition < 0 else want.partition,
+                offset=offset if want.offset < 0 else want.offset,
+                timestamp=seen.timestamp if want.timestamp < 0 else want.timestamp,
+            )
+            for offset, (want, seen) in enumerate(zip(expected, records, strict=True))
+        ]
+        assert records == filled, f"partition {partition} differs from what was sent"
+        for record in records:
+            key_partitions[record.key].add(partition)
+    assert all(len(p) == 1 for p in key_partitions.values()), "one key in several partitions"
 
 
 class BrokerProcess:
