@@ -114,6 +114,68 @@ def assert_round_trip(sent: Sequence[Rec], got: Sequence[Rec]) -> None:
     assert all(len(p) == 1 for p in key_partitions.values()), "one key in several partitions"
 
 
+class RawConnection:
+    """A blocking Kafka connection for tests that need exact requests or exact bytes.
+
+    Requests are encoded with moldau's own codecs (checked against kio's
+    elsewhere); ``send_bytes`` and ``read_frame`` let a test speak nonsense.
+    """
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self._correlation_id = 0
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def send_bytes(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send(self, api_key: int, version: int, body: dict[str, Any]) -> int:
+        """Send one request; returns its correlation id."""
+        from moldau.protocol.messages import encode_request
+
+        self._correlation_id += 1
+        self.sock.sendall(encode_request(api_key, version, self._correlation_id, "test", body))
+        return self._correlation_id
+
+    def receive(self, api_key: int, version: int, correlation_id: int) -> dict[str, Any]:
+        from moldau.protocol.messages import decode_response
+
+        frame = self.read_frame()
+        assert frame is not None, "the broker closed the connection"
+        got, body = decode_response(api_key, version, frame)
+        assert got == correlation_id
+        return body
+
+    def request(self, api_key: int, version: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self.receive(api_key, version, self.send(api_key, version, body))
+
+    def read_frame(self) -> bytes | None:
+        """The next response frame without its size prefix; None once the broker closed."""
+        head = self._read_exactly(4)
+        if head is None:
+            return None
+        body = self._read_exactly(struct.unpack(">i", head)[0])
+        assert body is not None, "connection closed inside a response"
+        return body
+
+    def _read_exactly(self, count: int) -> bytes | None:
+        data = bytearray()
+        while len(data) < count:
+            try:
+                chunk = self.sock.recv(count - len(data))
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                return None
+            data += chunk
+        return bytes(data)
+
+
 class BrokerProcess:
     """A ``moldau broker`` subprocess on a fixed port and data directory."""
 
