@@ -1,0 +1,132 @@
+"""Small text files Kafka keeps next to the logs, in Kafka's formats.
+
+Offset checkpoints (``recovery-point-offset-checkpoint``,
+``log-start-offset-checkpoint``, ``replication-offset-checkpoint``) live in
+each log dir::
+
+    0                      <- format version
+    2                      <- number of entries
+    orders 0 1234          <- topic partition offset
+    orders 1 99
+
+``partition.metadata`` lives in each partition dir and names the topic id
+(Kafka's Uuid text form: base64url of the 16 bytes, without padding)::
+
+    version: 0
+    topic_id: 7fFqU2n9RdOXxjf6bjTVPQ
+
+Every file is replaced atomically: written to a temp file, fsynced, renamed
+over the old one, and the directory fsynced, so a crash leaves either the
+old or the new content.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import Mapping
+
+__all__ = [
+    "LOG_START_OFFSET_CHECKPOINT",
+    "PARTITION_METADATA",
+    "RECOVERY_POINT_CHECKPOINT",
+    "REPLICATION_OFFSET_CHECKPOINT",
+    "CorruptCheckpointError",
+    "fsync_dir",
+    "parse_topic_id",
+    "read_offsets",
+    "read_partition_metadata",
+    "topic_id_text",
+    "write_atomically",
+    "write_offsets",
+    "write_partition_metadata",
+]
+
+RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
+LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
+REPLICATION_OFFSET_CHECKPOINT = "replication-offset-checkpoint"
+PARTITION_METADATA = "partition.metadata"
+
+TopicPartition = tuple[str, int]
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint file that is not in the expected format."""
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or file creation inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path) or ".")
+
+
+def write_offsets(path: str, offsets: Mapping[TopicPartition, int]) -> None:
+    lines = ["0", str(len(offsets))]
+    lines += [f"{topic} {partition} {offset}" for (topic, partition), offset in offsets.items()]
+    write_atomically(path, "\n".join(lines) + "\n")
+
+
+def read_offsets(path: str) -> dict[TopicPartition, int]:
+    """The checkpoint's entries; empty if the file does not exist."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    try:
+        if lines[0].strip() != "0":
+            raise CorruptCheckpointError(f"{path}: unsupported version {lines[0]!r}")
+        count = int(lines[1])
+        entries = lines[2 : 2 + count]
+        if len(entries) != count:
+            raise CorruptCheckpointError(f"{path}: expected {count} entries")
+        offsets = {}
+        for line in entries:
+            topic, partition, offset = line.split(" ")
+            offsets[(topic, int(partition))] = int(offset)
+    except (IndexError, ValueError) as exc:
+        raise CorruptCheckpointError(f"{path}: {exc}") from exc
+    return offsets
+
+
+def topic_id_text(topic_id: uuid.UUID) -> str:
+    """Kafka's textual Uuid: url-safe base64 of the bytes, no padding."""
+    return base64.urlsafe_b64encode(topic_id.bytes).decode().rstrip("=")
+
+
+def parse_topic_id(text: str) -> uuid.UUID:
+    return uuid.UUID(bytes=base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+
+def write_partition_metadata(partition_dir: str, topic_id: uuid.UUID) -> None:
+    text = f"version: 0\ntopic_id: {topic_id_text(topic_id)}\n"
+    write_atomically(os.path.join(partition_dir, PARTITION_METADATA), text)
+
+
+def read_partition_metadata(partition_dir: str) -> uuid.UUID | None:
+    """The topic id recorded for a partition dir, or None if there is no file."""
+    path = os.path.join(partition_dir, PARTITION_METADATA)
+    try:
+        with open(path, encoding="utf-8") as f:
+            fields = dict(line.split(": ", 1) for line in f.read().splitlines() if line)
+        if fields["version"] != "0":
+            raise CorruptCheckpointError(f"{path}: unsupported version {fields['version']!r}")
+        return parse_topic_id(fields["topic_id"])
+    except FileNotFoundError:
+        return None
+    except (KeyError, ValueError) as exc:
+        raise CorruptCheckpointError(f"{path}: {exc}") from exc

@@ -1,0 +1,221 @@
+"""All partition logs of a broker, over one or more log dirs.
+
+Each log dir holds ``<topic>-<partition>/`` directories and the offset
+checkpoint files, as Kafka lays them out. A ``.lock`` file keeps a second
+broker out of a dir; ``.kafka_cleanshutdown`` (written last on close, removed
+on load) tells the next start that no recovery is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+
+from moldau.log.checkpoint import (
+    LOG_START_OFFSET_CHECKPOINT,
+    RECOVERY_POINT_CHECKPOINT,
+    REPLICATION_OFFSET_CHECKPOINT,
+    CorruptCheckpointError,
+    fsync_dir,
+    read_offsets,
+    read_partition_metadata,
+    write_offsets,
+    write_partition_metadata,
+)
+from moldau.log.config import LogConfig
+from moldau.log.partition_log import PartitionLog
+
+__all__ = ["LogManager", "parse_partition_dir"]
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"
+CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
+DELETE_SUFFIX = "-delete"
+ZERO_UUID = uuid.UUID(int=0)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_partition_dir(name: str) -> tuple[str, int] | None:
+    """``(topic, partition)`` for a ``<topic>-<partition>`` dir name, else None
+    (deleted, future and stray dirs, stray files)."""
+    topic, dash, number = name.rpartition("-")
+    if not dash or not topic or not number.isdigit() or "." in number:
+        return None
+    return topic, int(number)
+
+
+class LogDirLockedError(RuntimeError):
+    """Another process uses this log dir."""
+
+
+class LogManager:
+    def __init__(
+        self,
+        log_dirs: list[str],
+        default_config: LogConfig,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        if not log_dirs:
+            raise ValueError("at least one log dir is needed")
+        self.log_dirs = [os.path.abspath(d) for d in log_dirs]
+        self.default_config = default_config
+        self._clock = clock
+        self._logs: dict[tuple[str, int], PartitionLog] = {}
+        self._locks: list[int] = []
+
+    # -- startup -------------------------------------------------------------
+
+    def load(self) -> None:
+        """Lock every log dir and open (recovering as needed) every partition."""
+        for log_dir in self.log_dirs:
+            os.makedirs(log_dir, exist_ok=True)
+            self._lock(log_dir)
+            self._load_dir(log_dir)
+
+    def _lock(self, log_dir: str) -> None:
+        fd = os.open(os.path.join(log_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise LogDirLockedError(f"{log_dir} is in use by another process") from exc
+        self._locks.append(fd)
+
+    def _load_dir(self, log_dir: str) -> None:
+        clean_marker = os.path.join(log_dir, CLEAN_SHUTDOWN_FILE)
+        clean = os.path.exists(clean_marker)
+        recovery_points = _read_checkpoint(log_dir, RECOVERY_POINT_CHECKPOINT)
+        start_offsets = _read_checkpoint(log_dir, LOG_START_OFFSET_CHECKPOINT)
+        high_watermarks = _read_checkpoint(log_dir, REPLICATION_OFFSET_CHECKPOINT)
+        for name in sorted(os.listdir(log_dir)):
+            path = os.path.join(log_dir, name)
+            if not os.path.isdir(path):
+                continue
+            if name.endswith(DELETE_SUFFIX):
+                log.info("finishing the deletion of %s", path)
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            key = parse_partition_dir(name)
+            if key is None:
+                log.warning("ignoring %s: not a partition directory", path)
+                continue
+            self._logs[key] = PartitionLog.open(
+                path,
+                key[0],
+                key[1],
+                read_partition_metadata(path) or ZERO_UUID,
+                self.default_config,
+                self._clock,
+                log_start_offset=start_offsets.get(key, 0),
+                recovery_point=recovery_points.get(key, 0),
+                high_watermark=high_watermarks.get(key, 0),
+                clean_shutdown=clean,
+            )
+        # Only now: a crash during loading must still trigger recovery next time.
+        if clean:
+            os.unlink(clean_marker)
+
+    # -- partitions ----------------------------------------------------------
+
+    def get(self, topic: str, partition: int) -> PartitionLog | None:
+        return self._logs.get((topic, partition))
+
+    def partitions(self) -> Iterable[PartitionLog]:
+        return list(self._logs.values())
+
+    def create(
+        self, topic: str, partition: int, topic_id: uuid.UUID, config: LogConfig | None = None
+    ) -> PartitionLog:
+        """The partition's log, created empty in the least loaded log dir if
+        it does not exist yet."""
+        existing = self._logs.get((topic, partition))
+        if existing is not None:
+            if existing.topic_id not in (topic_id, ZERO_UUID):
+                raise ValueError(
+                    f"{topic}-{partition} exists with topic id {existing.topic_id}, not {topic_id}"
+                )
+            if config is not None:
+                existing.config = config
+            return existing
+        log_dir = min(self.log_dirs, key=self._partition_count)
+        path = os.path.join(log_dir, f"{topic}-{partition}")
+        os.makedirs(path, exist_ok=True)
+        write_partition_metadata(path, topic_id)
+        fsync_dir(log_dir)
+        partition_log = PartitionLog.open(
+            path, topic, partition, topic_id, config or self.default_config, self._clock
+        )
+        self._logs[(topic, partition)] = partition_log
+        return partition_log
+
+    def _partition_count(self, log_dir: str) -> int:
+        return sum(os.path.dirname(p.directory) == log_dir for p in self._logs.values())
+
+    def delete(self, topic: str, partition: int) -> None:
+        """Remove the partition's log. The dir is first renamed out of the way
+        (a crash then finishes the deletion at the next load); slices being
+        sent keep their open files and stay readable."""
+        partition_log = self._logs.pop((topic, partition), None)
+        if partition_log is None:
+            return
+        directory = partition_log.directory
+        doomed = f"{directory}.{uuid.uuid4().hex}{DELETE_SUFFIX}"
+        os.rename(directory, doomed)
+        fsync_dir(os.path.dirname(directory))
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    # -- durability ----------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Write the recovery points, log start offsets and high watermarks
+        of every dir's partitions."""
+        for log_dir in self.log_dirs:
+            logs = [p for p in self._logs.values() if os.path.dirname(p.directory) == log_dir]
+            for name, attribute in (
+                (RECOVERY_POINT_CHECKPOINT, "recovery_point"),
+                (LOG_START_OFFSET_CHECKPOINT, "log_start_offset"),
+                (REPLICATION_OFFSET_CHECKPOINT, "high_watermark"),
+            ):
+                offsets = {(p.topic, p.partition): getattr(p, attribute) for p in logs}
+                write_offsets(os.path.join(log_dir, name), offsets)
+
+    def flush_due(self) -> None:
+        """Flush the logs whose ``flush.ms`` has passed (the broker's timer)."""
+        for partition_log in self._logs.values():
+            partition_log.flush_if_due()
+
+    def close(self) -> None:
+        """Flush, checkpoint and close everything; mark the shutdown clean."""
+        for partition_log in self._logs.values():
+            partition_log.flush()
+        self.checkpoint()
+        for partition_log in self._logs.values():
+            partition_log.close()
+        self._logs.clear()
+        for log_dir in self.log_dirs:
+            with contextlib.suppress(FileNotFoundError):
+                with open(os.path.join(log_dir, CLEAN_SHUTDOWN_FILE), "w"):
+                    pass
+                fsync_dir(log_dir)
+        for fd in self._locks:
+            os.close(fd)
+        self._locks.clear()
+
+
+def _read_checkpoint(log_dir: str, name: str) -> dict[tuple[str, int], int]:
+    """A checkpoint's entries; a damaged one only costs a longer recovery."""
+    try:
+        return read_offsets(os.path.join(log_dir, name))
+    except CorruptCheckpointError:
+        log.warning("%s/%s is corrupt, ignoring it", log_dir, name)
+        return {}

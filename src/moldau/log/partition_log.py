@@ -1,0 +1,438 @@
+"""One partition's durable log: an ordered list of segments.
+
+Appends go to the last (active) segment. A produce payload is validated
+batch by batch (framing, CRC32C, Kafka's rules for client batches, size)
+before anything is written, so a refused payload leaves the log unchanged.
+Offsets are assigned by rewriting the 17 bytes in front of each batch's CRC;
+the records themselves are handed to ``writev`` as views of the request
+buffer, never copied or decoded.
+
+Durability follows Kafka: an append is a ``write`` into the page cache,
+which survives the death of the process; ``fsync`` happens on segment roll,
+per ``flush.messages`` / ``flush.ms``, and on close. The recovery point is
+the offset below which everything is known to be fsynced; recovery after a
+crash rescans from there (see ``recovery.py``).
+
+Segments form a sorted list keyed by base offset, so retention (drop a
+prefix) and compaction (swap a run of segments for cleaned ones) are list
+edits plus file renames.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from moldau.log.checkpoint import fsync_dir
+from moldau.log.config import LogConfig
+from moldau.log.errors import (
+    OffsetOutOfRangeError,
+    RecordBatchTooLargeError,
+    UnexpectedAppendOffsetError,
+)
+from moldau.log.recovery import load_segments
+from moldau.log.segment import INT32_MAX, LogSegment, TrackedBatch
+from moldau.log.slices import FileSlice
+from moldau.protocol.batch import (
+    CRC_OFFSET,
+    MessageTooLargeError,
+    iter_batches,
+    patch_base_offset,
+    patch_leader_epoch,
+    stamp_log_append_time,
+    unchecked_prefix,
+    validate,
+)
+from moldau.protocol.records import decode_batch, record_timestamp
+
+__all__ = ["AppendResult", "PartitionLog", "ReadResult"]
+
+Clock = Callable[[], int]
+
+
+class AppendResult(NamedTuple):
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int  # -1 unless the topic uses LogAppendTime
+    record_count: int
+    max_timestamp: int
+
+
+class ReadResult(NamedTuple):
+    slices: list[FileSlice]
+    size: int
+
+
+_EMPTY_READ = ReadResult([], 0)
+
+
+class PartitionLog:
+    """The log of ``topic``-``partition`` in ``directory``.
+
+    ``config`` may be replaced at any time (topic config changes); it is read
+    on every operation. ``high_watermark`` belongs to the replication layer,
+    which moves it; the log only stores it and keeps it within the log.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        topic: str,
+        partition: int,
+        topic_id: uuid.UUID,
+        config: LogConfig,
+        clock: Clock,
+        segments: list[LogSegment],
+        *,
+        log_start_offset: int,
+        recovery_point: int,
+        high_watermark: int,
+    ) -> None:
+        self.directory = directory
+        self.topic = topic
+        self.partition = partition
+        self.topic_id = topic_id
+        self.config = config
+        self._clock = clock
+        self._segments = segments
+        end = self.log_end_offset
+        self.log_start_offset = min(max(log_start_offset, segments[0].base_offset), end)
+        self.recovery_point = min(recovery_point, end)
+        self.high_watermark = min(max(high_watermark, self.log_start_offset), end)
+        self._unflushed_messages = 0
+        self._last_flush_ms = clock()
+
+    @classmethod
+    def open(
+        cls,
+        directory: str,
+        topic: str,
+        partition: int,
+        topic_id: uuid.UUID,
+        config: LogConfig,
+        clock: Clock,
+        *,
+        log_start_offset: int = 0,
+        recovery_point: int = 0,
+        high_watermark: int = 0,
+        clean_shutdown: bool = False,
+    ) -> PartitionLog:
+        """Open (creating if needed) the log in ``directory``, recovering
+        whatever an unclean stop left behind."""
+        os.makedirs(directory, exist_ok=True)
+        now = clock()
+        segments = load_segments(
+            directory,
+            recovery_point=recovery_point,
+            clean_shutdown=clean_shutdown,
+            interval=config.index_interval_bytes,
+            now_ms=now,
+        )
+        if not segments:
+            segments = [LogSegment.create(directory, log_start_offset, now)]
+            fsync_dir(directory)
+        return cls(
+            directory,
+            topic,
+            partition,
+            topic_id,
+            config,
+            clock,
+            segments,
+            log_start_offset=log_start_offset,
+            recovery_point=recovery_point,
+            high_watermark=high_watermark,
+        )
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def log_end_offset(self) -> int:
+        """The offset the next appended record gets."""
+        return self._segments[-1].next_offset
+
+    @property
+    def size_in_bytes(self) -> int:
+        return sum(segment.size for segment in self._segments)
+
+    @property
+    def segments(self) -> tuple[LogSegment, ...]:
+        return tuple(self._segments)
+
+    # -- appending -----------------------------------------------------------
+
+    def append(self, records: bytes | memoryview, *, leader_epoch: int = 0) -> AppendResult:
+        """Append a producer's batches, assigning offsets from the log end.
+
+        Raises a ``RecordBatchError`` (with the Kafka error code) and writes
+        nothing if any batch is refused.
+        """
+        config = self.config
+        batches = list(iter_batches(records))
+        total = 0
+        for header, batch in batches:
+            validate(header, batch)
+            if header.size > config.max_message_bytes:
+                raise MessageTooLargeError(
+                    f"batch of {header.size} bytes exceeds max.message.bytes "
+                    f"{config.max_message_bytes}"
+                )
+            total += header.size
+        if total > config.segment_bytes:
+            raise RecordBatchTooLargeError(
+                f"{total} bytes of batches exceed segment.bytes {config.segment_bytes}"
+            )
+        now = self._clock()
+        append_time = now if config.log_append_time else -1
+        base_offset = offset = self.log_end_offset
+        buffers: list[bytes | bytearray | memoryview] = []
+        tracked: list[TrackedBatch] = []
+        max_timestamp = -1
+        count = 0
+        for header, batch in batches:
+            if append_time >= 0:
+                stamped = bytearray(batch)
+                patch_base_offset(stamped, 0, offset)
+                patch_leader_epoch(stamped, 0, leader_epoch)
+                stamp_log_append_time(stamped, 0, append_time)
+                buffers.append(stamped)
+                batch_timestamp = append_time
+            else:
+                buffers.append(unchecked_prefix(header, offset, leader_epoch))
+                buffers.append(batch[CRC_OFFSET:])
+                batch_timestamp = header.max_timestamp
+            max_timestamp = max(max_timestamp, batch_timestamp)
+            offset += header.last_offset_delta + 1
+            tracked.append(TrackedBatch(offset - 1, batch_timestamp, header.size))
+            count += header.records_count
+        if not tracked:
+            return AppendResult(base_offset, base_offset - 1, append_time, 0, -1)
+        self._write(base_offset, buffers, tracked, total, max_timestamp, now)
+        self._after_append(count, now)
+        return AppendResult(base_offset, offset - 1, append_time, count, max_timestamp)
+
+    def append_as_follower(self, records: bytes | memoryview) -> AppendResult:
+        """Append batches replicated from the leader, keeping their offsets,
+        leader epochs and timestamps. A partial batch at the end (fetch
+        responses may end in one) is ignored."""
+        end = self.log_end_offset
+        first_offset = -1
+        total = 0
+        tracked: list[TrackedBatch] = []
+        count = 0
+        max_timestamp = -1
+        for header, batch in iter_batches(records, allow_partial_tail=True):
+            validate(header, batch, from_client=False)
+            if header.base_offset < end:
+                raise UnexpectedAppendOffsetError(
+                    f"batch at offset {header.base_offset} does not follow log end {end}"
+                )
+            if not tracked:
+                first_offset = header.base_offset
+            end = header.next_offset
+            total += header.size
+            tracked.append(TrackedBatch(header.last_offset, header.max_timestamp, header.size))
+            count += header.records_count
+            max_timestamp = max(max_timestamp, header.max_timestamp)
+        if not tracked:
+            return AppendResult(end, end - 1, -1, 0, -1)
+        now = self._clock()
+        self._write(first_offset, [memoryview(records)[:total]], tracked, total, max_timestamp, now)
+        self._after_append(count, now)
+        return AppendResult(first_offset, end - 1, -1, count, max_timestamp)
+
+    def _write(
+        self,
+        first_offset: int,
+        buffers: Sequence[bytes | bytearray | memoryview],
+        tracked: list[TrackedBatch],
+        total: int,
+        max_timestamp: int,
+        now: int,
+    ) -> None:
+        segment = self._segments[-1]
+        if self._should_roll(segment, total, max_timestamp, tracked[-1].last_offset, now):
+            segment = self._roll(first_offset, now)
+        segment.append(buffers, tracked, self.config.index_interval_bytes)
+
+    def _should_roll(
+        self, segment: LogSegment, size: int, max_timestamp: int, last_offset: int, now: int
+    ) -> bool:
+        """Kafka's roll rules: the append would overflow segment.bytes, the
+        segment is older than segment.ms (measured on record timestamps
+        when it has any), an index is full, or offsets would overflow int32."""
+        if segment.size == 0:
+            return False
+        config = self.config
+        if segment.size + size > config.segment_bytes:
+            return True
+        first_timestamp = segment.rolling_timestamp()
+        if first_timestamp is not None and first_timestamp >= 0:
+            waited = max_timestamp - first_timestamp
+        else:
+            waited = now - segment.created_ms
+        if waited > config.segment_ms:
+            return True
+        if segment.index_full(config.segment_index_bytes):
+            return True
+        return last_offset - segment.base_offset > INT32_MAX
+
+    def _roll(self, base_offset: int, now: int) -> LogSegment:
+        """Start a new active segment at ``base_offset``; the old one is made
+        durable (as Kafka does, asynchronously there) so the recovery point
+        can move past it."""
+        self.flush()
+        segment = LogSegment.create(self.directory, base_offset, now)
+        fsync_dir(self.directory)
+        self._segments.append(segment)
+        return segment
+
+    def _after_append(self, count: int, now: int) -> None:
+        self._unflushed_messages += count
+        if self._unflushed_messages >= self.config.flush_interval_messages:
+            self.flush()
+        else:
+            self.flush_if_due(now)
+
+    def flush_if_due(self, now: int | None = None) -> None:
+        """Flush if ``flush.ms`` has passed since the last flush."""
+        interval = self.config.flush_interval_ms
+        if interval is None or self.recovery_point == self.log_end_offset:
+            return
+        if (self._clock() if now is None else now) - self._last_flush_ms >= interval:
+            self.flush()
+
+    # -- reading -------------------------------------------------------------
+
+    def read(
+        self,
+        offset: int,
+        max_bytes: int,
+        *,
+        max_offset: int | None = None,
+        min_one_batch: bool = True,
+    ) -> ReadResult:
+        """Whole batches from the one holding ``offset`` on, as file slices.
+
+        Stops before ``max_bytes`` (but returns the first batch whole when
+        ``min_one_batch``) and before any batch reaching ``max_offset``.
+        """
+        end_offset = self.log_end_offset
+        if offset < self.log_start_offset or offset > end_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} outside [{self.log_start_offset}, {end_offset}] "
+                f"of {self.topic}-{self.partition}"
+            )
+        if max_offset is not None:
+            end_offset = min(end_offset, max_offset)
+        if offset >= end_offset:
+            return _EMPTY_READ
+        slices: list[FileSlice] = []
+        total = 0
+        for segment in self._segments[self._segment_index(offset) :]:
+            start = segment.translate_offset(offset)
+            if start is None:
+                continue
+            stop = segment.size
+            done = False
+            if end_offset < segment.next_offset:
+                limit = segment.translate_offset(end_offset, start)
+                stop, done = (stop if limit is None else limit), True
+            if stop - start > max_bytes - total:
+                cut = segment.last_boundary(start, start + max_bytes - total)
+                if cut == start and min_one_batch and not slices:
+                    cut = start + segment.batch_at(start)[1]
+                stop, done = min(stop, cut), True
+            if stop > start:
+                slices.append(FileSlice(segment.file, start, stop - start))
+                total += stop - start
+            if done:
+                break
+        return ReadResult(slices, total)
+
+    def _segment_index(self, offset: int) -> int:
+        """Index of the last segment with base offset <= ``offset`` (0 if none)."""
+        return max(bisect_right(self._segments, offset, key=_base_offset) - 1, 0)
+
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """``(offset, timestamp)`` of the first record with a timestamp >=
+        ``timestamp`` (ListOffsets by time), or None if there is none.
+
+        The time index finds the first candidate batch; that batch alone is
+        read and decoded to find the record.
+        """
+        start = self.log_start_offset
+        for segment in self._segments:
+            if segment.max_timestamp < timestamp:
+                continue
+            for position, header in segment.batches_reaching(timestamp, start):
+                raw = segment.read_batch(position, header.size)
+                batch_header, records = decode_batch(raw)
+                for record in records:
+                    offset = batch_header.base_offset + record.offset_delta
+                    record_time = record_timestamp(batch_header, record)
+                    if record_time >= timestamp and offset >= start:
+                        return offset, record_time
+        return None
+
+    # -- truncation ----------------------------------------------------------
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove every batch holding offsets >= ``offset`` (follower
+        truncation to the leader's log). A batch straddling ``offset`` goes too."""
+        if offset >= self.log_end_offset:
+            return
+        if offset <= self._segments[0].base_offset:
+            self._truncate_fully_and_start_at(offset)
+            return
+        keep = self._segment_index(offset)
+        if self._segments[keep].base_offset == offset:
+            keep -= 1
+        for segment in self._segments[keep + 1 :]:
+            segment.delete()
+        del self._segments[keep + 1 :]
+        self._segments[-1].truncate_to(offset, self.config.index_interval_bytes)
+        self._clamp_to_end()
+
+    def _truncate_fully_and_start_at(self, offset: int) -> None:
+        for segment in self._segments:
+            segment.delete()
+        self._segments = [LogSegment.create(self.directory, offset, self._clock())]
+        fsync_dir(self.directory)
+        self.log_start_offset = offset
+        self.recovery_point = offset
+        self.high_watermark = offset
+
+    def _clamp_to_end(self) -> None:
+        end = self.log_end_offset
+        self.recovery_point = min(self.recovery_point, end)
+        self.high_watermark = min(self.high_watermark, end)
+        self.log_start_offset = min(self.log_start_offset, end)
+
+    # -- durability and lifecycle -------------------------------------------
+
+    def flush(self) -> None:
+        """fsync everything past the recovery point and move it to the log end."""
+        for segment in self._segments[self._segment_index(self.recovery_point) :]:
+            segment.flush()
+        self.recovery_point = self.log_end_offset
+        self._unflushed_messages = 0
+        self._last_flush_ms = self._clock()
+
+    def close(self) -> None:
+        """Close the files (without fsync: call :meth:`flush` first for that)."""
+        for segment in self._segments:
+            segment.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionLog({self.topic}-{self.partition}, start={self.log_start_offset}, "
+            f"end={self.log_end_offset}, segments={len(self._segments)})"
+        )
+
+
+def _base_offset(segment: LogSegment) -> int:
+    return segment.base_offset

@@ -1,0 +1,339 @@
+"""One log segment: a ``.log`` file of batches plus its two indexes.
+
+Files are named by the segment's base offset, zero-padded to 20 digits, as
+Kafka names them. The log file is opened ``O_APPEND`` and written with
+``writev``; reads use ``pread`` and never move a file position, so the open
+file object can be shared with ``FileSlice``s being sent by the network layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+from moldau.log.index import CorruptIndexError, OffsetIndex, TimeIndex
+from moldau.protocol.batch import (
+    HEADER_SIZE,
+    OFFSET_RANGE_SIZE,
+    BatchHeader,
+    CorruptRecordError,
+    RecordBatchError,
+    read_header,
+    read_offset_range,
+    validate,
+)
+
+__all__ = ["LOG_SUFFIX", "LogSegment", "TrackedBatch", "segment_base_offset", "segment_file_name"]
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+INT32_MAX = (1 << 31) - 1
+_SCAN_CHUNK = 1 << 20
+_IOV_MAX = 1024
+
+
+def segment_file_name(base_offset: int, suffix: str) -> str:
+    return f"{base_offset:020d}{suffix}"
+
+
+def segment_base_offset(file_name: str) -> int | None:
+    """The base offset a segment file is named after, or None if it is not one."""
+    stem, dot, _ = file_name.partition(".")
+    return int(stem) if dot and len(stem) == 20 and stem.isdigit() else None
+
+
+class TrackedBatch(NamedTuple):
+    """What the segment keeps of a batch it stores: enough for its indexes."""
+
+    last_offset: int
+    max_timestamp: int
+    size: int
+
+
+class LogSegment:
+    """Batches with offsets from ``base_offset`` up to the next segment's.
+
+    ``size`` and ``next_offset`` are the segment's end as far as this process
+    knows; reads never go past ``size``.
+    """
+
+    def __init__(self, directory: str, base_offset: int, created_ms: int) -> None:
+        self.directory = directory
+        self.base_offset = base_offset
+        self.created_ms = created_ms
+        self.path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
+        self.file = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - lives with the segment
+        self._fd = self.file.fileno()
+        self.offset_index = OffsetIndex(self._sibling(INDEX_SUFFIX), base_offset)
+        self.time_index = TimeIndex(self._sibling(TIME_INDEX_SUFFIX), base_offset)
+        self.size = os.fstat(self._fd).st_size
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset
+        self._first_batch_timestamp: int | None = None
+        self._bytes_since_index_entry = 0
+        self._dirty = False
+
+    def _sibling(self, suffix: str) -> str:
+        return os.path.join(self.directory, segment_file_name(self.base_offset, suffix))
+
+    @classmethod
+    def create(cls, directory: str, base_offset: int, now_ms: int) -> LogSegment:
+        """A new, empty segment (an existing empty file at that offset is reused)."""
+        segment = cls(directory, base_offset, now_ms)
+        if segment.size:
+            raise FileExistsError(f"{segment.path} exists and is not empty")
+        segment.offset_index.reset()
+        segment.time_index.reset()
+        return segment
+
+    # -- appending -----------------------------------------------------------
+
+    def append(
+        self,
+        buffers: Sequence[bytes | bytearray | memoryview],
+        batches: Sequence[TrackedBatch],
+        interval: int,
+    ) -> None:
+        """Write ``buffers`` (whole batches, concatenated) and index ``batches``.
+
+        On a write error the file is cut back, so a failed append leaves no
+        partial batch behind.
+        """
+        start = self.size
+        try:
+            _write_all(self._fd, buffers)
+        except OSError:
+            os.ftruncate(self._fd, start)
+            raise
+        self._dirty = True
+        position = start
+        for batch in batches:
+            self._track(position, batch, interval)
+            position += batch.size
+
+    def _track(self, position: int, batch: TrackedBatch, interval: int) -> None:
+        """Account for a batch stored at ``position``: end, timestamps, indexes."""
+        if batch.max_timestamp > self.max_timestamp:
+            self.max_timestamp = batch.max_timestamp
+            self.offset_of_max_timestamp = batch.last_offset
+        if self._bytes_since_index_entry > interval:
+            self.offset_index.append(batch.last_offset, position)
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._bytes_since_index_entry = 0
+        self._bytes_since_index_entry += batch.size
+        if self._first_batch_timestamp is None and position == 0:
+            self._first_batch_timestamp = batch.max_timestamp
+        self.next_offset = batch.last_offset + 1
+        self.size = position + batch.size
+
+    def index_full(self, max_index_bytes: int) -> bool:
+        """Whether an index reached ``segment.index.bytes``: Kafka rolls then."""
+        return (
+            len(self.offset_index) * self.offset_index.entry.size >= max_index_bytes
+            or len(self.time_index) * self.time_index.entry.size >= max_index_bytes
+        )
+
+    def rolling_timestamp(self) -> int | None:
+        """Max timestamp of the first batch: Kafka measures segment.ms from it."""
+        if self._first_batch_timestamp is None and self.size:
+            self._first_batch_timestamp = self.header_at(0).max_timestamp
+        return self._first_batch_timestamp
+
+    # -- reading -------------------------------------------------------------
+
+    def batch_at(self, position: int) -> tuple[int, int, int]:
+        """``(base_offset, size, last_offset)`` of the batch at ``position``."""
+        raw = os.pread(self._fd, OFFSET_RANGE_SIZE, position)
+        if len(raw) < OFFSET_RANGE_SIZE:
+            raise CorruptRecordError(f"{self.path}: no batch at position {position}")
+        return read_offset_range(raw)
+
+    def header_at(self, position: int) -> BatchHeader:
+        return read_header(os.pread(self._fd, HEADER_SIZE, position))
+
+    def read_batch(self, position: int, size: int) -> bytes:
+        return os.pread(self._fd, size, position)
+
+    def translate_offset(self, offset: int, start: int = 0) -> int | None:
+        """Position of the first batch at or after ``start`` whose last offset
+        is >= ``offset`` (the batch holding it, or the next one after a gap);
+        None if the segment has none."""
+        position = max(self.offset_index.lookup(offset), start)
+        while position < self.size:
+            _, size, last = self.batch_at(position)
+            if last >= offset:
+                return position
+            position += size
+        return None
+
+    def last_boundary(self, start: int, limit: int) -> int:
+        """The furthest batch end reachable from ``start`` without passing
+        ``limit`` (``start`` itself if the first batch does not fit)."""
+        position = max(self.offset_index.lookup_position(limit), start)
+        while position < self.size:
+            _, size, _ = self.batch_at(position)
+            if position + size > limit:
+                break
+            position += size
+        return position
+
+    def batches_reaching(
+        self, timestamp: int, min_offset: int
+    ) -> Iterator[tuple[int, BatchHeader]]:
+        """Position and header of each batch with maxTimestamp >= ``timestamp``
+        holding offsets >= ``min_offset``, starting where the time index says."""
+        position = self.translate_offset(max(self.time_index.lookup(timestamp), min_offset))
+        while position is not None and position < self.size:
+            header = self.header_at(position)
+            if header.max_timestamp >= timestamp and header.last_offset >= min_offset:
+                yield position, header
+            position += header.size
+
+    # -- recovery ------------------------------------------------------------
+
+    def recover(self, interval: int) -> int:
+        """Rescan the whole file, checking every batch; cut it at the first
+        torn or corrupt batch and rebuild both indexes. Returns bytes cut."""
+        file_size = os.fstat(self._fd).st_size
+        self.offset_index.reset()
+        self.time_index.reset()
+        self._reset_state()
+        self._replay(0, file_size, interval)
+        self.offset_index.write_pending()
+        self.time_index.write_pending()
+        cut = file_size - self.size
+        if cut:
+            os.ftruncate(self._fd, self.size)
+            self._dirty = True
+        return cut
+
+    def load(self, interval: int) -> bool:
+        """Restore the end state of a segment whose indexes are trusted, by
+        scanning only what follows the last index entry. False when the
+        indexes or that tail are inconsistent: the caller then recovers."""
+        file_size = os.fstat(self._fd).st_size
+        try:
+            last_index = self.offset_index.last_entry()
+            last_time = self.time_index.last_entry()
+        except (CorruptIndexError, OSError):
+            return False
+        self._reset_state()
+        if last_index is not None:
+            last_offset, self.size = last_index
+            if self.size >= file_size or last_offset < self.base_offset:
+                return False
+        if last_time is not None:
+            self.max_timestamp, self.offset_of_max_timestamp = last_time
+        self._replay(self.size, file_size, interval)
+        return self.size == file_size and (
+            last_time is None or self.base_offset <= last_time[1] < self.next_offset
+        )
+
+    def _reset_state(self) -> None:
+        self.size = 0
+        self.next_offset = self.base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = self.base_offset
+        self._first_batch_timestamp = None
+        self._bytes_since_index_entry = 0
+
+    def _replay(self, start: int, end: int, interval: int) -> None:
+        """Track the valid batches in ``[start, end)``; stops at the first bad one."""
+        expected = self.base_offset
+        try:
+            for position, header in _iter_file_batches(self._fd, start, end):
+                last = header.last_offset
+                if (
+                    header.base_offset < expected
+                    or last < header.base_offset
+                    or last - self.base_offset > INT32_MAX
+                ):
+                    break
+                self._track(
+                    position, TrackedBatch(last, header.max_timestamp, header.size), interval
+                )
+                expected = last + 1
+        except RecordBatchError:
+            pass
+
+    # -- truncation, flush, lifecycle ----------------------------------------
+
+    def truncate_to(self, offset: int, interval: int) -> None:
+        """Drop the batch holding ``offset`` and everything after it."""
+        position = self.translate_offset(offset)
+        if position is None:
+            return
+        os.ftruncate(self._fd, position)
+        self._dirty = True
+        self.offset_index.truncate_to(offset)
+        self.time_index.truncate_to(offset)
+        if not self.load(interval):
+            self.recover(interval)
+
+    def flush(self) -> None:
+        """Make everything appended so far durable, indexes included."""
+        self.offset_index.write_pending(fsync=self._dirty)
+        self.time_index.write_pending(fsync=self._dirty)
+        if self._dirty:
+            os.fsync(self._fd)
+            self._dirty = False
+
+    def close(self) -> None:
+        self.offset_index.write_pending()
+        self.time_index.write_pending()
+        self.file.close()
+
+    def delete(self) -> None:
+        """Remove the files. The open file object is left to the garbage
+        collector so that slices still being sent stay readable."""
+        self.offset_index.discard()
+        self.time_index.discard()
+        for path in (self.path, self.offset_index.path, self.time_index.path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def __repr__(self) -> str:
+        return f"LogSegment({self.path!r}, size={self.size}, next_offset={self.next_offset})"
+
+
+def _write_all(fd: int, buffers: Sequence[bytes | bytearray | memoryview]) -> None:
+    """writev everything, resuming after short writes."""
+    views = [memoryview(b) for b in buffers]
+    i = 0
+    while i < len(views):
+        written = os.writev(fd, views[i : i + _IOV_MAX])
+        while i < len(views) and written >= len(views[i]):
+            written -= len(views[i])
+            i += 1
+        if written:
+            views[i] = views[i][written:]
+
+
+def _iter_file_batches(fd: int, start: int, end: int) -> Iterator[tuple[int, BatchHeader]]:
+    """``(position, header)`` of each batch in ``[start, end)`` of a file,
+    CRC-checked, reading in large chunks. Raises ``RecordBatchError`` at the
+    first torn or corrupt batch."""
+    buf = b""
+    buf_start = start
+    position = start
+    while position < end:
+        offset = position - buf_start
+        if len(buf) - offset < HEADER_SIZE:
+            buf, buf_start, offset = (
+                os.pread(fd, min(_SCAN_CHUNK, end - position), position),
+                position,
+                0,
+            )
+        header = read_header(buf, offset)
+        if header.size > end - position:
+            raise CorruptRecordError(f"batch at {position} runs past the end of the segment")
+        if len(buf) - offset < header.size:
+            length = max(min(_SCAN_CHUNK, end - position), header.size)
+            buf, buf_start, offset = os.pread(fd, length, position), position, 0
+        validate(header, memoryview(buf)[offset : offset + header.size], from_client=False)
+        yield position, header
+        position += header.size
