@@ -106,8 +106,11 @@ async def _encode_later(header: RequestHeader, pending: Awaitable[Message | None
 def _unsupported(header: RequestHeader) -> Parts:
     """Answer a request we do not serve with the error code its API carries."""
     if header.api_key == ApiKey.API_VERSIONS:
-        body = {"error_code": ErrorCode.UNSUPPORTED_VERSION, "api_keys": api_version_ranges()}
-        return encode_response(ApiKey.API_VERSIONS, 0, header.correlation_id, body)
+        versions_body = {
+            "error_code": ErrorCode.UNSUPPORTED_VERSION,
+            "api_keys": api_version_ranges(),
+        }
+        return encode_response(ApiKey.API_VERSIONS, 0, header.correlation_id, versions_body)
     versions = supported_versions(header.api_key)
     if versions is None or header.api_version not in versions:
         raise ValueError(f"API {header.api_key} v{header.api_version} cannot be decoded; closing")
