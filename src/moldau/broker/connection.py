@@ -34,7 +34,7 @@ _WRITE_HIGH_WATER = 16 * 1024 * 1024
 Parts = list[Any]
 #: Handles one frame; returns response parts, None (no response: acks=0), or
 #: an awaitable of either.
-FrameHandler = Callable[["Connection", bytes], "Parts | None | Awaitable[Parts | None]"]
+FrameHandler = Callable[["Connection", bytes], "Parts | Awaitable[Parts | None] | None"]
 
 
 class _Slot:

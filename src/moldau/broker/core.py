@@ -9,6 +9,7 @@ for data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -249,10 +250,8 @@ class BrokerCore:
             waiting = self._waiters.get(key)
             if waiting is None:
                 continue
-            try:
+            with contextlib.suppress(ValueError):
                 waiting.remove(future)
-            except ValueError:
-                pass
             if not waiting:
                 del self._waiters[key]
 
