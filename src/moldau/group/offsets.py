@@ -1,0 +1,175 @@
+"""Committed offsets: OffsetCommit, OffsetFetch, OffsetDelete and their expiry.
+
+Who may commit: a member of the current generation (a stale generation or an
+unknown member is refused, so a consumer that lost its partitions in a
+rebalance cannot overwrite the new owner's progress), or anyone with
+generation -1 while the group has no members, which is how consumers that
+assign partitions themselves ("simple" or standalone consumers) store
+offsets.
+
+When offsets expire (offsets.retention.minutes, Kafka 2.1+ semantics): those
+of a group with no members once the retention has passed since the group
+became Empty; in an active consumer group only those of topics no member
+subscribes to, counted from their commit; those of a standalone group
+counted from their commit. An Empty group left without offsets is deleted.
+"""
+
+from __future__ import annotations
+
+from moldau.group import consumer_protocol, errors
+from moldau.group.model import Group, GroupState, TopicPartition
+from moldau.group.persistence import group_tombstone, offset_record, offset_tombstone
+from moldau.group.records import OffsetCommitValue
+from moldau.group.results import (
+    FetchedOffset,
+    OffsetCommitPartition,
+    OffsetCommitResult,
+    OffsetDeleteResult,
+    OffsetFetchResult,
+    PartitionResult,
+)
+from moldau.group.runtime import Record, Runtime
+
+
+class Offsets:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def commit(
+        self,
+        group_id: str,
+        member_id: str,
+        group_instance_id: str | None,
+        generation_id: int,
+        partitions: list[OffsetCommitPartition],
+    ) -> OffsetCommitResult:
+        group = self.rt.groups.get(group_id)
+        if group is None:
+            # Only a standalone consumer may create a group by committing; a
+            # member of a generation the coordinator does not know is stale.
+            if generation_id >= 0:
+                return _fail_commit(partitions, errors.ILLEGAL_GENERATION)
+            group = self.rt.groups[group_id] = self.rt.new_group(group_id)
+        elif not (generation_id < 0 and group.state is GroupState.EMPTY):
+            error = self._check_committer(group, member_id, group_instance_id, generation_id)
+            if error:
+                return _fail_commit(partitions, error)
+            self.rt.schedule_session(group, group.members[member_id])
+
+        now = self.rt.clock()
+        limit = self.rt.config.offset_metadata_max_bytes
+        results = []
+        records: list[Record] = []
+        committed: dict[TopicPartition, OffsetCommitValue] = {}
+        for p in partitions:
+            metadata = p.metadata or ""
+            if len(metadata.encode()) > limit:
+                results.append(
+                    PartitionResult(p.topic, p.partition, errors.OFFSET_METADATA_TOO_LARGE)
+                )
+                continue
+            tp = (p.topic, p.partition)
+            committed[tp] = OffsetCommitValue(p.offset, p.leader_epoch, metadata, now)
+            records.append(offset_record(group_id, tp, committed[tp]))
+            results.append(PartitionResult(p.topic, p.partition, errors.NONE))
+        self.rt.write(group_id, records)
+        group.offsets.update(committed)
+        return OffsetCommitResult(errors.NONE, tuple(results))
+
+    @staticmethod
+    def _check_committer(
+        group: Group, member_id: str, group_instance_id: str | None, generation_id: int
+    ) -> int:
+        if group.state is GroupState.COMPLETING_REBALANCE:
+            # The member knows the new generation but has no assignment yet;
+            # Kafka clients handle this answer by retrying after the rebalance.
+            return errors.REBALANCE_IN_PROGRESS
+        error = group.validate_member(member_id, group_instance_id)
+        if not error and generation_id != group.generation:
+            error = errors.ILLEGAL_GENERATION
+        return error
+
+    def fetch(self, group_id: str, topics: list[tuple[str, list[int]]] | None) -> OffsetFetchResult:
+        """The committed offsets of the given partitions, or of all (``topics`` None)."""
+        group = self.rt.groups.get(group_id)
+        offsets = group.offsets if group is not None else {}
+        if topics is None:
+            wanted = sorted(offsets)
+        else:
+            wanted = [(topic, p) for topic, partitions in topics for p in partitions]
+        found = []
+        for topic, p in wanted:
+            value = offsets.get((topic, p))
+            if value is None:
+                found.append(FetchedOffset(topic, p))
+            else:
+                found.append(
+                    FetchedOffset(topic, p, value.offset, value.leader_epoch, value.metadata)
+                )
+        return OffsetFetchResult(errors.NONE, tuple(found))
+
+    def delete(self, group_id: str, partitions: list[TopicPartition]) -> OffsetDeleteResult:
+        """Deletes offsets, except those of topics an active consumer group reads."""
+        group = self.rt.groups.get(group_id)
+        if group is None:
+            return OffsetDeleteResult(errors.GROUP_ID_NOT_FOUND)
+        in_use: set[str] | None = set()
+        if group.state is not GroupState.EMPTY:
+            if group.protocol_type != consumer_protocol.PROTOCOL_TYPE:
+                return OffsetDeleteResult(errors.NON_EMPTY_GROUP)
+            in_use = group.subscribed_topics()  # None: unreadable, assume all in use
+        results = []
+        deleted: dict[TopicPartition, None] = {}
+        for tp in partitions:
+            if in_use is None or tp[0] in in_use:
+                results.append(PartitionResult(*tp, errors.GROUP_SUBSCRIBED_TO_TOPIC))
+                continue
+            if tp in group.offsets:
+                deleted[tp] = None
+            results.append(PartitionResult(*tp, errors.NONE))
+        self.rt.write(group_id, [offset_tombstone(group_id, tp) for tp in deleted])
+        for tp in deleted:
+            del group.offsets[tp]
+        return OffsetDeleteResult(errors.NONE, tuple(results))
+
+    def expire(self, groups: list[Group]) -> None:
+        """Removes expired offsets of ``groups``, and the Empty groups left without any."""
+        now = self.rt.clock()
+        for group in groups:
+            expired = [
+                tp for tp, value in group.offsets.items() if self._expired(group, value, tp, now)
+            ]
+            records = [offset_tombstone(group.group_id, tp) for tp in expired]
+            for tp in expired:
+                del group.offsets[tp]
+            gone = (
+                group.state is GroupState.EMPTY and not group.offsets and not group.pending_members
+            )
+            if gone:
+                records.append(group_tombstone(group.group_id))
+            self.rt.write(group.group_id, records)
+            if gone:
+                self.rt.drop_group(group)
+
+    def _expired(
+        self, group: Group, value: OffsetCommitValue, tp: TopicPartition, now: int
+    ) -> bool:
+        if value.expire_timestamp >= 0:  # an explicit retention, from Kafka's old requests
+            return now >= value.expire_timestamp
+        retention = self.rt.config.offsets_retention_ms
+        if group.protocol_type is None:  # standalone: each offset from its commit
+            return now - value.commit_timestamp >= retention
+        if group.state is GroupState.EMPTY:  # from when the last member left
+            since = group.state_timestamp
+            return now - (value.commit_timestamp if since is None else since) >= retention
+        if group.state is GroupState.STABLE:  # only topics nobody consumes any more
+            in_use = group.subscribed_topics()
+            if in_use is not None and tp[0] not in in_use:
+                return now - value.commit_timestamp >= retention
+        return False
+
+
+def _fail_commit(partitions: list[OffsetCommitPartition], error: int) -> OffsetCommitResult:
+    return OffsetCommitResult(
+        error, tuple(PartitionResult(p.topic, p.partition, error) for p in partitions)
+    )

@@ -1,0 +1,87 @@
+"""What the coordinator's parts share: groups, clock, timers, the record sink,
+and the queue of answers owed to waiting requests.
+
+Answers to waiting JoinGroup/SyncGroup calls are queued while a request is
+being handled and delivered only once the state change is complete (and its
+records persisted), so a callback that immediately calls back into the
+coordinator, as a client rejoining at once would, always sees a consistent
+group.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from moldau.group.config import GroupConfig
+from moldau.group.model import Group, GroupState, Member
+from moldau.group.placement import partition_for_group
+from moldau.group.timers import Timers
+
+R = TypeVar("R")
+
+Record = tuple[bytes, bytes | None]
+Persist = Callable[[int, list[Record]], None]
+
+TimerKey = tuple[str, ...]
+"""("join", group), ("sync", group), ("session", group, member),
+("pending", group, member) or ("expire-offsets",)."""
+
+
+class Runtime:
+    def __init__(self, config: GroupConfig, clock: Callable[[], int], persist: Persist) -> None:
+        self.config = config
+        self.clock = clock
+        self.groups: dict[str, Group] = {}
+        self.timers: Timers[TimerKey] = Timers()
+        #: Partitions of __consumer_offsets this coordinator serves, and those
+        #: it is still reading.
+        self.owned: set[int] = set()
+        self.loading: set[int] = set()
+        self._persist = persist
+        self._outbox: deque[tuple[Callable[[Any], None], object]] = deque()
+
+    def partition_of(self, group_id: str) -> int:
+        return partition_for_group(group_id, self.config.offsets_topic_num_partitions)
+
+    def new_group(self, group_id: str) -> Group:
+        """A group object, not yet registered (a failed request leaves no trace)."""
+        return Group(group_id, history=deque(maxlen=self.config.rebalance_history_size))
+
+    def write(self, group_id: str, records: list[Record]) -> None:
+        """Appends records to the group's partition; returns once they are handed over."""
+        if records:
+            self._persist(self.partition_of(group_id), records)
+
+    def respond(self, callback: Callable[[R], None], result: R) -> None:
+        """Queues an answer to a waiting request; :meth:`flush` delivers it."""
+        self._outbox.append((callback, result))
+
+    def flush(self) -> None:
+        while self._outbox:
+            callback, result = self._outbox.popleft()
+            callback(result)
+
+    # --- timers ---------------------------------------------------------------
+
+    def schedule_session(self, group: Group, member: Member, timeout_ms: int | None = None) -> None:
+        """(Re)starts a member's session: it must be heard from within the timeout."""
+        timeout = member.session_timeout_ms if timeout_ms is None else timeout_ms
+        key = ("session", group.group_id, member.member_id)
+        self.timers.schedule(key, self.clock() + timeout)
+
+    def cancel_session(self, group: Group, member_id: str) -> None:
+        self.timers.cancel(("session", group.group_id, member_id))
+
+    def drop_group(self, group: Group) -> None:
+        """Forgets a group and all its timers; the caller has answered its waiters."""
+        gid = group.group_id
+        self.timers.cancel(("join", gid))
+        self.timers.cancel(("sync", gid))
+        for member_id in group.members:
+            self.cancel_session(group, member_id)
+        for member_id in group.pending_members:
+            self.timers.cancel(("pending", gid, member_id))
+        group.state = GroupState.DEAD
+        del self.groups[gid]

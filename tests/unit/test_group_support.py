@@ -1,0 +1,217 @@
+"""Shared driver for the group coordinator tests: a fake clock, a record sink,
+and helpers that play the client's side of JoinGroup/SyncGroup.
+
+No tests here; the test_group_*.py modules import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from moldau.group import GroupConfig, GroupCoordinator, errors
+from moldau.group.consumer_protocol import Subscription, encode_subscription
+from moldau.group.results import JoinResult, LeavingMember, SyncResult
+
+T = TypeVar("T")
+
+START_MS = 1_700_000_000_000
+
+
+class Clock:
+    def __init__(self, now: int = START_MS) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class Answer(Generic[T]):
+    """Catches the one answer to a waiting request."""
+
+    def __init__(self) -> None:
+        self.results: list[T] = []
+
+    def __call__(self, result: T) -> None:
+        self.results.append(result)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.results)
+
+    @property
+    def result(self) -> T:
+        assert len(self.results) == 1, f"expected exactly one answer, got {self.results}"
+        return self.results[0]
+
+
+def subscription(*topics: str) -> bytes:
+    return encode_subscription(Subscription(tuple(topics)))
+
+
+RANGE = [("range", subscription("orders"))]
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A member as its client sees it after a successful JoinGroup."""
+
+    member_id: str
+    generation: int
+    leader: str
+    members: tuple[str, ...]  # what the leader was sent; empty for followers
+
+    @property
+    def is_leader(self) -> bool:
+        return self.member_id == self.leader
+
+
+class Harness:
+    """A coordinator owning every partition, with a clock the test moves."""
+
+    def __init__(self, **config: int) -> None:
+        self.clock = Clock()
+        self.config = GroupConfig(**config)
+        self.records: list[tuple[int, bytes, bytes | None]] = []
+        self.coord = self.new_coordinator()
+        for p in range(self.config.offsets_topic_num_partitions):
+            self.coord.load_partition(p, [])
+
+    def new_coordinator(self) -> GroupCoordinator:
+        def persist(partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
+            self.records.extend((partition, k, v) for k, v in records)
+
+        return GroupCoordinator(self.config, self.clock, persist)
+
+    def records_of(self, partition: int) -> list[tuple[bytes, bytes | None]]:
+        return [(k, v) for p, k, v in self.records if p == partition]
+
+    def advance(self, ms: int) -> None:
+        """Moves time on by ``ms``, stopping at every deadline on the way to run
+        what is due, as a shell that sleeps until ``next_deadline()`` would."""
+        target = self.clock.now + ms
+        while (deadline := self.coord.next_deadline()) is not None and deadline <= target:
+            self.clock.now = max(self.clock.now, deadline)
+            self.coord.tick()
+        self.clock.now = target
+
+    def finish_initial_delay(self) -> None:
+        """Waits out the first rebalance of members that all joined at once:
+        the others arrived during the first member's delay, which extends it once."""
+        self.advance(2 * self.config.group_initial_rebalance_delay_ms)
+
+    # --- the client's side ----------------------------------------------------
+
+    def join(
+        self,
+        group: str,
+        member_id: str = "",
+        *,
+        instance: str | None = None,
+        client_id: str = "client",
+        protocols: list[tuple[str, bytes]] | None = None,
+        protocol_type: str = "consumer",
+        session_ms: int = 10_000,
+        rebalance_ms: int = 60_000,
+        require_known_member_id: bool = True,
+        reason: str | None = None,
+    ) -> Answer[JoinResult]:
+        answer: Answer[JoinResult] = Answer()
+        self.coord.join_group(
+            group,
+            member_id,
+            instance,
+            client_id,
+            "/127.0.0.1",
+            session_ms,
+            rebalance_ms,
+            protocol_type,
+            RANGE if protocols is None else protocols,
+            reason,
+            require_known_member_id=require_known_member_id,
+            on_done=answer,
+        )
+        return answer
+
+    def join_new(self, group: str, **kwargs: object) -> Answer[JoinResult]:
+        """A new member's JoinGroup, after the MEMBER_ID_REQUIRED round when it has one."""
+        first = self.join(group, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("instance") is not None:
+            return first
+        assert first.result.error_code == errors.MEMBER_ID_REQUIRED
+        return self.join(group, first.result.member_id, **kwargs)  # type: ignore[arg-type]
+
+    def sync(
+        self,
+        group: str,
+        joined: Joined,
+        assignments: dict[str, bytes] | None = None,
+        *,
+        instance: str | None = None,
+        generation: int | None = None,
+    ) -> Answer[SyncResult]:
+        answer: Answer[SyncResult] = Answer()
+        self.coord.sync_group(
+            group,
+            joined.generation if generation is None else generation,
+            joined.member_id,
+            instance,
+            "consumer",
+            None,
+            list((assignments or {}).items()),
+            on_done=answer,
+        )
+        return answer
+
+    def heartbeat(self, group: str, joined: Joined, instance: str | None = None) -> int:
+        result = self.coord.heartbeat(group, joined.generation, joined.member_id, instance)
+        return result.error_code
+
+    def leave(self, group: str, *members: LeavingMember) -> list[int]:
+        result = self.coord.leave_group(group, list(members))
+        assert result.error_code == errors.NONE
+        return [m.error_code for m in result.members]
+
+    def form_group(self, group: str, n: int, **kwargs: object) -> list[Joined]:
+        """n members join within the initial delay and sync: a Stable group.
+
+        The leader assigns b"assignment-of-<member id>" to every member.
+        """
+        answers = [
+            self.join_new(group, client_id=f"client-{i}", **kwargs)  # type: ignore[arg-type]
+            for i in range(n)
+        ]
+        self.finish_initial_delay()
+        joined = [joined_from(a) for a in answers]
+        return self.sync_all(group, joined)
+
+    def rejoin_all(self, group: str, members: list[Joined], **kwargs: object) -> list[Joined]:
+        """Every member rejoins with its id (as after REBALANCE_IN_PROGRESS) and syncs."""
+        answers = [
+            self.join(group, m.member_id, client_id=f"client-{i}", **kwargs)  # type: ignore[arg-type]
+            for i, m in enumerate(members)
+        ]
+        return self.sync_all(group, [joined_from(a) for a in answers])
+
+    def sync_all(self, group: str, joined: list[Joined]) -> list[Joined]:
+        leader = next(j for j in joined if j.is_leader)
+        assignment = {m: f"assignment-of-{m}".encode() for m in leader.members}
+        followers = [self.sync(group, j) for j in joined if not j.is_leader]
+        assert self.sync(group, leader, assignment).result.error_code == errors.NONE
+        assert all(f.result.error_code == errors.NONE for f in followers)
+        return joined
+
+
+def joined_from(answer: Answer[JoinResult]) -> Joined:
+    r = answer.result
+    assert r.error_code == errors.NONE, r
+    return Joined(r.member_id, r.generation_id, r.leader, tuple(m.member_id for m in r.members))
+
+
+def state(h: Harness, group: str) -> str:
+    return h.coord.describe_groups([group])[0].state
+
+
+def with_config(h: Harness, **changes: int) -> GroupConfig:
+    return dataclasses.replace(h.config, **changes)
