@@ -64,7 +64,10 @@ def _create_topic(bootstrap: str, topic: str, partitions: int, deadline: float) 
     futures = admin.create_topics(
         [NewTopic(topic, partitions, 1)], operation_timeout=_remaining(deadline)
     )
-    futures[topic].result(timeout=_remaining(deadline))
+    try:
+        futures[topic].result(timeout=_remaining(deadline))
+    except TimeoutError as exc:  # concurrent.futures raises it without a message
+        raise TimeoutError(f"CreateTopics for {topic} got no answer in time") from exc
     while True:
         meta = admin.list_topics(topic, timeout=max(0.1, _remaining(deadline)))
         found = meta.topics.get(topic)
