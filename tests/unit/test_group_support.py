@@ -150,6 +150,7 @@ class Harness:
         *,
         instance: str | None = None,
         generation: int | None = None,
+        protocol_type: str = "consumer",
     ) -> Answer[SyncResult]:
         answer: Answer[SyncResult] = Answer()
         self.coord.sync_group(
@@ -157,7 +158,7 @@ class Harness:
             joined.generation if generation is None else generation,
             joined.member_id,
             instance,
-            "consumer",
+            protocol_type,
             None,
             list((assignments or {}).items()),
             on_done=answer,

@@ -83,10 +83,13 @@ class RebalanceRecord:
             cause += f" ({', '.join(self.member_ids)})"
         if self.reason:
             cause += f": {self.reason}"
-        after = "?" if self.generation is None else str(self.generation)
+        if self.generation is None:
+            generation = members = "?"
+        else:
+            generation, members = str(self.generation), str(len(self.members_after))
         line = (
-            f"generation {self.generation_before} -> {after}: {cause}; "
-            f"members {len(self.members_before)} -> {len(self.members_after)}"
+            f"generation {self.generation_before} -> {generation}: {cause}; "
+            f"members {len(self.members_before)} -> {members}"
         )
         if self.dropped:
             line += f", dropped for not rejoining: {', '.join(self.dropped)}"

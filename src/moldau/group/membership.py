@@ -233,7 +233,11 @@ class Membership:
         now = self.rt.clock()
         if group.state is GroupState.COMPLETING_REBALANCE:
             for member in group.members.values():
-                self._answer_sync(member, SyncResult(errors.REBALANCE_IN_PROGRESS))
+                if member.awaiting_sync is not None:
+                    self._answer_sync(member, SyncResult(errors.REBALANCE_IN_PROGRESS))
+                    # Its session was on hold while it waited; it has a full
+                    # session to rejoin now.
+                    self.rt.schedule_session(group, member)
             self._end_rebalance(group, Outcome.RESTARTED)
         group.pending_sync.clear()
         self.rt.timers.cancel(("sync", group.group_id))

@@ -123,9 +123,10 @@ class Group:
 
     def replace_static_member(self, old_id: str, new_id: str) -> Member:
         """Hands a static member's place (assignment, leadership) to a new member id."""
-        member = self.members.pop(old_id)
+        member = self.members[old_id]
         member.member_id = new_id
-        self.members[new_id] = member
+        # Same place in the order: who leads next if the leader leaves depends on it.
+        self.members = {m.member_id: m for m in self.members.values()}
         assert member.group_instance_id is not None
         self.static_members[member.group_instance_id] = new_id
         if old_id in self.pending_sync:
