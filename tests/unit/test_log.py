@@ -463,3 +463,37 @@ def test_flush_policy(tmp_path: Path) -> None:
     clock.now = 100
     timed.flush_if_due()
     assert timed.recovery_point == 1
+
+
+def test_short_writes_are_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = open_log(tmp_path)
+    real_writev = os.writev
+
+    def dribble(fd: int, buffers: list[bytes]) -> int:
+        return real_writev(fd, [memoryview(b"".join(buffers))[:7]])
+
+    monkeypatch.setattr(os, "writev", dribble)
+    log.append(batch(2) + batch(3))
+    monkeypatch.undo()
+    assert [h.base_offset for h in batches_in(read_all(log))] == [0, 2]
+
+
+def test_failed_write_leaves_no_partial_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = open_log(tmp_path)
+    log.append(batch(2))
+    size = log.size_in_bytes
+    real_writev = os.writev
+
+    def disk_full(fd: int, buffers: list[bytes]) -> int:
+        real_writev(fd, [memoryview(b"".join(buffers))[:30]])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", disk_full)
+    with pytest.raises(OSError):
+        log.append(batch(3))
+    monkeypatch.undo()
+    assert os.path.getsize(log.segments[0].path) == size and log.log_end_offset == 2
+    assert log.append(batch(1)).base_offset == 2
+    assert [h.base_offset for h in batches_in(read_all(log))] == [0, 2]

@@ -105,7 +105,7 @@ class LogSegment:
         """
         start = self.size
         try:
-            _write_all(self._fd, buffers)
+            _write_all(self._fd, buffers, sum(batch.size for batch in batches))
         except OSError:
             os.ftruncate(self._fd, start)
             raise
@@ -300,17 +300,23 @@ class LogSegment:
         return f"LogSegment({self.path!r}, size={self.size}, next_offset={self.next_offset})"
 
 
-def _write_all(fd: int, buffers: Sequence[bytes | bytearray | memoryview]) -> None:
-    """writev everything, resuming after short writes."""
-    views = [memoryview(b) for b in buffers]
+def _write_all(fd: int, buffers: Sequence[bytes | bytearray | memoryview], total: int) -> None:
+    """writev the ``total`` bytes of ``buffers``, resuming after short writes
+    (rare for regular files, but allowed)."""
+    views = list(buffers)
     i = 0
-    while i < len(views):
+    while True:
         written = os.writev(fd, views[i : i + _IOV_MAX])
-        while i < len(views) and written >= len(views[i]):
+        total -= written
+        if total <= 0:
+            return
+        if not written:
+            raise OSError(f"writev wrote nothing, {total} bytes left")
+        while written >= len(views[i]):
             written -= len(views[i])
             i += 1
         if written:
-            views[i] = views[i][written:]
+            views[i] = memoryview(views[i])[written:]
 
 
 def _iter_file_batches(fd: int, start: int, end: int) -> Iterator[tuple[int, BatchHeader]]:
