@@ -497,3 +497,23 @@ def test_failed_write_leaves_no_partial_batch(
     assert os.path.getsize(log.segments[0].path) == size and log.log_end_offset == 2
     assert log.append(batch(1)).base_offset == 2
     assert [h.base_offset for h in batches_in(read_all(log))] == [0, 2]
+
+
+def test_zero_padded_index_is_trimmed(tmp_path: Path) -> None:
+    """Kafka preallocates the active segment's index with zeros."""
+    log = open_log(tmp_path, index_interval_bytes=100)
+    data = fill(log)
+    log.flush()
+    index = Path(log.segments[0].offset_index.path)
+    good = index.read_bytes()
+    log.close()
+    index.write_bytes(good + bytes(8 * 100))
+    log = PartitionLog.open(
+        log.directory, "t", 0, TOPIC_ID, log.config, Clock(), recovery_point=40, clean_shutdown=True
+    )
+    assert len(log.segments[0].offset_index) == len(good) // 8
+    for offset in range(log.log_end_offset):
+        (header,) = batches_in(read_all(log, offset, max_bytes=1))
+        assert header.base_offset <= offset <= header.last_offset
+    assert read_all(log) == data
+    assert index.read_bytes() == good

@@ -18,11 +18,14 @@ startup.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from array import array
 from bisect import bisect_right
 from typing import ClassVar
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CorruptIndexError", "OffsetIndex", "TimeIndex"]
 
@@ -55,6 +58,12 @@ class _SparseIndex:
         raise NotImplementedError
 
     def _loaded(self) -> array[int]:
+        """The keys, loading the file on first use.
+
+        Entries stop at the first one out of order (a zero-filled tail, as
+        Kafka's preallocated files have, or damage) and the file is cut
+        there: a shorter index is still correct, lookups just scan further.
+        """
         if self._keys is None:
             keys: array[int] = array("q")
             values: array[int] = array("q")
@@ -63,14 +72,16 @@ class _SparseIndex:
                     data = f.read()
             except FileNotFoundError:
                 data = b""
-            if len(data) % self.entry.size:
-                raise CorruptIndexError(f"{self.path}: size {len(data)} is not whole entries")
-            for raw in self.entry.iter_unpack(data):
+            whole = len(data) - len(data) % self.entry.size
+            for raw in self.entry.iter_unpack(memoryview(data)[:whole]):
                 key, value = self._decode(raw)
-                if keys and key <= keys[-1]:
-                    raise CorruptIndexError(f"{self.path}: entries out of order")
+                if keys and (key <= keys[-1] or value < values[-1]):
+                    break
                 keys.append(key)
                 values.append(value)
+            if len(keys) * self.entry.size != len(data):
+                log.warning("%s: keeping the first %d entries", self.path, len(keys))
+                os.truncate(self.path, len(keys) * self.entry.size)
             self._keys, self._values = keys, values
         return self._keys
 
@@ -98,7 +109,11 @@ class _SparseIndex:
             pass
 
     def _append(self, key: int, value: int) -> None:
+        """Add an entry past the last one; others are already covered (a
+        replay of batches the index has seen)."""
         keys = self._loaded()
+        if keys and key <= keys[-1]:
+            return
         keys.append(key)
         self._values.append(value)
         self._pending += self._encode(key, value)
@@ -189,9 +204,7 @@ class TimeIndex(_SparseIndex):
 
     def maybe_append(self, timestamp: int, offset: int) -> None:
         """Add an entry if ``timestamp`` is newer than the last one."""
-        keys = self._loaded()
-        if not keys or timestamp > keys[-1]:
-            self._append(timestamp, offset)
+        self._append(timestamp, offset)
 
     def lookup(self, timestamp: int) -> int:
         """An offset at or before the first batch with a timestamp >= ``timestamp``."""
