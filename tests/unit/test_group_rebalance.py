@@ -32,14 +32,14 @@ def test_followers_wait_for_the_leaders_assignment_and_get_their_own() -> None:
 
 def test_follower_syncing_after_the_leader_gets_its_assignment_at_once() -> None:
     h = Harness()
-    leader, follower = h.form_group("g", 2)
+    _leader, follower = h.form_group("g", 2)
     again = h.sync("g", follower)
     assert again.result.assignment == f"assignment-of-{follower.member_id}".encode()
 
 
 def test_sync_errors() -> None:
     h = Harness()
-    leader, follower = h.form_group("g", 2)
+    _leader, follower = h.form_group("g", 2)
     stale = Joined(follower.member_id, follower.generation - 1, "", ())
     assert h.sync("g", stale).result.error_code == errors.ILLEGAL_GENERATION
     ghost = Joined("ghost", follower.generation, "", ())
@@ -73,7 +73,7 @@ def test_assignment_is_persisted_before_it_is_handed_out() -> None:
 
 def test_heartbeat_answers() -> None:
     h = Harness()
-    a, b = h.form_group("g", 2)
+    a, _b = h.form_group("g", 2)
     assert h.heartbeat("g", a) == errors.NONE
     assert h.heartbeat("g", Joined("ghost", a.generation, "", ())) == errors.UNKNOWN_MEMBER_ID
     assert h.heartbeat("nope", a) == errors.UNKNOWN_MEMBER_ID
@@ -197,7 +197,7 @@ def test_last_member_leaving_empties_the_group() -> None:
 
 def test_leaving_member_waiting_in_a_rebalance_gets_unknown_member_id() -> None:
     h = Harness()
-    a, b = h.form_group("g", 2)
+    a, _b = h.form_group("g", 2)
     waiting = h.join("g", a.member_id, protocols=ORDERS_AND_PAYMENTS)
     h.leave("g", LeavingMember(a.member_id))
     assert waiting.result.error_code == errors.UNKNOWN_MEMBER_ID
@@ -208,7 +208,7 @@ def test_leaving_member_waiting_in_a_rebalance_gets_unknown_member_id() -> None:
 
 def test_follower_rejoining_with_unchanged_metadata_gets_the_current_generation() -> None:
     h = Harness()
-    leader, follower = h.form_group("g", 2)
+    _leader, follower = h.form_group("g", 2)
     again = joined_from(h.join("g", follower.member_id))
     assert again == follower
     assert state(h, "g") == "Stable"
@@ -247,7 +247,7 @@ def test_rejoin_during_completing_rebalance_with_unchanged_metadata_repeats_the_
 
 def test_superseded_join_is_answered() -> None:
     h = Harness()
-    a, b = h.form_group("g", 2)
+    a, _b = h.form_group("g", 2)
     first = h.join("g", a.member_id, protocols=ORDERS_AND_PAYMENTS)
     second = h.join("g", a.member_id, protocols=ORDERS_AND_PAYMENTS)
     assert first.result.error_code == errors.REBALANCE_IN_PROGRESS
@@ -284,7 +284,7 @@ def test_pending_syncs_are_told_to_rejoin_when_a_rebalance_restarts() -> None:
     h = Harness()
     answers = [h.join_new("g", client_id=c) for c in ("a", "b")]
     h.finish_initial_delay()
-    leader, follower = (joined_from(a) for a in answers)
+    _leader, follower = (joined_from(a) for a in answers)
     waiting = h.sync("g", follower)
     h.join_new("g", client_id="c")
     assert waiting.result.error_code == errors.REBALANCE_IN_PROGRESS

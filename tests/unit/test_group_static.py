@@ -64,7 +64,7 @@ def test_the_old_member_id_is_fenced() -> None:
 
 def test_restarted_static_leader_gets_the_members_but_skips_assignment() -> None:
     h = Harness()
-    old_leader, follower = static_group(h, 2)
+    _old_leader, follower = static_group(h, 2)
     new = restart(h, 0)
     assert new.is_leader
     assert new.members == (new.member_id, follower.member_id)
@@ -141,7 +141,7 @@ def test_static_member_is_removed_by_its_session_timeout() -> None:
 
 def test_leave_by_instance_id() -> None:
     h = Harness()
-    a, b = static_group(h, 2)
+    _a, b = static_group(h, 2)
     assert h.leave("g", LeavingMember("", "i-9")) == [errors.UNKNOWN_MEMBER_ID]
     assert h.leave("g", LeavingMember("stale", "i-1")) == [errors.FENCED_INSTANCE_ID]
     assert h.leave("g", LeavingMember("", "i-1")) == [errors.NONE]  # an admin's removal
