@@ -114,6 +114,84 @@ def assert_round_trip(sent: Sequence[Rec], got: Sequence[Rec]) -> None:
     assert all(len(p) == 1 for p in key_partitions.values()), "one key in several partitions"
 
 
+def create_topic(bootstrap: str, name: str, partitions: int, **configs: str) -> None:
+    """Create a topic with confluent-kafka's admin API and wait for the answer."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=configs)
+    admin.create_topics([topic])[name].result(10)
+
+
+def confluent_produce(
+    bootstrap: str, topic: str, records: Sequence[Rec], **config: Any
+) -> list[Rec]:
+    """Send ``records`` with confluent-kafka (acks=all unless ``config`` says otherwise).
+
+    Returns them with the partition and offset of their acknowledgement; a
+    timestamp of -1 lets the producer stamp the time of send.
+    """
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, **config})
+    placed: dict[bytes, tuple[int, int]] = {}
+    errors: list[Any] = []
+
+    def report(error: Any, message: Any) -> None:
+        if error is not None:
+            errors.append(error)
+        else:
+            placed[message.value()] = (message.partition(), message.offset())
+
+    for record in records:
+        producer.produce(
+            topic,
+            value=record.value,
+            key=record.key,
+            headers=list(record.headers),
+            timestamp=max(record.timestamp, 0),
+            on_delivery=report,
+        )
+    assert producer.flush(15) == 0, "records left undelivered"
+    assert errors == []
+    return [replace(r, partition=placed[r.value][0], offset=placed[r.value][1]) for r in records]
+
+
+def confluent_read_all(bootstrap: str, topic: str, timeout: float = 20.0) -> list[Rec]:
+    """Every record of ``topic`` up to the high watermarks at the start, via confluent-kafka."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader", "enable.auto.commit": False}
+    )
+    got: list[Rec] = []
+    try:
+        count = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        ends = [
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(count)
+        ]
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(count)])
+        deadline = time.monotonic() + timeout
+        while len(got) < sum(ends):
+            assert time.monotonic() < deadline, f"read {len(got)} of {sum(ends)} records"
+            for message in consumer.consume(1000, timeout=0.2):
+                assert message.error() is None, message.error()
+                got.append(
+                    Rec(
+                        key=message.key(),
+                        value=message.value(),
+                        headers=tuple(message.headers() or ()),
+                        timestamp=message.timestamp()[1],
+                        partition=message.partition(),
+                        offset=message.offset(),
+                    )
+                )
+    finally:
+        consumer.close()
+    return got
+
+
 class RawConnection:
     """A blocking Kafka connection for tests that need exact requests or exact bytes.
 
