@@ -12,7 +12,7 @@ from moldau.group.records import (
     encode_key,
     encode_value,
 )
-from moldau.group.results import JoinResult, LeavingMember, OffsetCommitPartition
+from moldau.group.results import JoinResult, LeavingMember, OffsetCommitPartition, SyncResult
 
 
 def standalone_commit(coord: GroupCoordinator, group: str, topic: str = "t") -> int:
@@ -231,3 +231,27 @@ def test_reloading_an_owned_partition_starts_from_its_records() -> None:
     standalone_commit(h.coord, "g")
     h.coord.load_partition(0, [])
     assert h.coord.fetch_offsets("g", None).partitions == ()
+
+
+def test_other_requests_check_the_coordinator_too() -> None:
+    h = Harness(offsets_topic_num_partitions=1)
+    coord = h.new_coordinator()  # owns nothing
+    sync: Answer[SyncResult] = Answer()
+    coord.sync_group("g", 1, "m", None, None, None, [], on_done=sync)
+    assert sync.result.error_code == errors.NOT_COORDINATOR
+    assert coord.delete_offsets("g", [("t", 0)]).error_code == errors.NOT_COORDINATOR
+    assert coord.rebalance_history("g") == ()
+
+
+def test_group_tombstone_keeps_offsets_committed_after_it() -> None:
+    h = Harness(offsets_topic_num_partitions=1)
+    (member,) = h.form_group("g", 1)
+    h.leave("g", LeavingMember(member.member_id))
+    h.coord.delete_groups(["g"])
+    standalone_commit(h.coord, "g")  # the id is reused by a standalone consumer
+    coord = load_all(h, h.records)
+    assert snapshot(coord, ["g"]) == snapshot(h.coord, ["g"])
+    # A tombstone for a group that has offsets (written by another tool): offsets stay.
+    coord.load_partition(0, [*h.records_of(0), (encode_key(GroupMetadataKey("g")), None)])
+    assert coord.fetch_offsets("g", None).partitions[0].offset == 1
+    assert coord.describe_groups(["g"])[0].protocol_type == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from test_group_support import RANGE, Harness, joined_from, state, subscription
 
 from moldau.group import errors
+from moldau.group.results import LeavingMember
 
 
 def test_new_member_gets_its_id_with_member_id_required_then_joins_with_it() -> None:
@@ -180,3 +181,11 @@ def test_new_member_whose_client_vanished_is_dropped_after_the_new_member_timeou
     # a rejoins, as told by its heartbeats, and the group goes on without b.
     again = joined_from(h.join("g", a.member_id, client_id="a", rebalance_ms=600_000))
     assert again.generation == 2 and again.members == (a.member_id,)
+
+
+def test_member_id_required_can_be_withdrawn_with_leave_group() -> None:
+    h = Harness()
+    member_id = h.join("g").result.member_id
+    result = h.coord.leave_group("g", [LeavingMember(member_id)])
+    assert [m.error_code for m in result.members] == [errors.NONE]
+    assert h.join("g", member_id).result.error_code == errors.UNKNOWN_MEMBER_ID

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 from test_group_support import START_MS, Harness, Joined, joined_from, state, subscription
 
 from moldau.group import errors
@@ -11,6 +13,7 @@ from moldau.group.records import (
     OffsetCommitValue,
     decode_key,
     decode_value,
+    encode_key,
 )
 from moldau.group.results import FetchedOffset, LeavingMember, OffsetCommitPartition
 
@@ -212,3 +215,22 @@ def test_active_group_keeps_offsets_of_subscribed_topics_only() -> None:
         h.advance(10_000 - 1)
         assert h.heartbeat("g", member) == errors.NONE
     assert fetch(h, "g") == {("orders", 0): 1}
+
+
+def test_unreadable_subscriptions_protect_every_topic() -> None:
+    h = Harness()
+    (member,) = h.form_group("g", 1, protocols=[("range", b"\xff not a subscription")])
+    commit(h, "g", member, ("t", 0, 1))
+    result = h.coord.delete_offsets("g", [("t", 0)])
+    assert [p.error_code for p in result.partitions] == [errors.GROUP_SUBSCRIBED_TO_TOPIC]
+
+
+def test_offsets_written_by_kafka_with_an_explicit_expire_timestamp() -> None:
+    h = Harness(offsets_topic_num_partitions=1, offsets_retention_check_interval_ms=1_000)
+    key = encode_key(OffsetCommitKey("g", "t", 0))
+    v1 = struct.pack(">hqhqq", 1, 5, 0, START_MS, START_MS + 5_000)  # offset, "", commit, expire
+    h.coord.load_partition(0, [(key, v1)])
+    h.advance(4_000)
+    assert fetch(h, "g") == {("t", 0): 5}
+    h.advance(1_000)
+    assert fetch(h, "g") == {}

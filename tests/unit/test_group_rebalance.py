@@ -325,3 +325,12 @@ def test_history_shows_the_rebalance_in_progress() -> None:
     h.join_new("g")
     (ongoing,) = h.coord.rebalance_history("g")
     assert ongoing.outcome is None and ongoing.summary().endswith("in progress")
+
+
+def test_history_summary_names_dropped_members() -> None:
+    h = Harness()
+    a, b = h.form_group("g", 2, rebalance_ms=30_000)
+    h.join("g", a.member_id, protocols=ORDERS_AND_PAYMENTS, rebalance_ms=30_000)
+    h.advance(30_000)
+    summary = h.coord.rebalance_history("g")[1].summary()
+    assert f"dropped for not rejoining: {b.member_id}" in summary

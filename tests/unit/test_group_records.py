@@ -329,3 +329,41 @@ def test_subscription_round_trip(sub: Subscription) -> None:
 @given(st.builds(Assignment, tps, st.none() | st.binary(max_size=10)))
 def test_assignment_round_trip(assignment: Assignment) -> None:
     assert decode_assignment(encode_assignment(assignment)) == assignment
+
+
+def test_flexible_lengths_beyond_one_varint_byte() -> None:
+    metadata = "m" * 200
+    data = i16(4) + i64(1) + i32(0) + bytes([0xC9, 0x01]) + metadata.encode() + i64(2) + b"\x00"
+    assert decode_value(KEY, data) == OffsetCommitValue(1, 0, metadata, 2)
+
+
+def test_overlong_varint_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError):
+        decode_value(KEY, i16(4) + i64(1) + i32(0) + b"\xff" * 6)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        i16(0) + s("m") + s(None),  # offset commit key: null topic
+        i16(2) + b"\xff\xfe",  # group key: negative string length
+    ],
+)
+def test_null_or_negative_where_a_value_is_required(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_key(data)
+
+
+def test_null_bytes_or_array_where_required() -> None:
+    null_members = i16(3) + s("consumer") + i32(1) + s(None) + s(None) + i64(0) + i32(-1)
+    with pytest.raises(DecodeError):
+        decode_value(GroupMetadataKey("g"), null_members)
+    member = s("m") + s(None) + s("c") + s("h") + i32(1) + i32(1) + b(None) + b(b"")
+    null_subscription = i16(3) + s("consumer") + i32(1) + s(None) + s(None) + i64(0) + i32(1)
+    with pytest.raises(DecodeError):
+        decode_value(GroupMetadataKey("g"), null_subscription + member)
+
+
+def test_strings_must_be_utf8() -> None:
+    with pytest.raises(DecodeError):
+        decode_key(i16(2) + i16(2) + b"\xc3\x28")

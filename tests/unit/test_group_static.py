@@ -25,6 +25,13 @@ def restart(h: Harness, i: int, **kwargs: object) -> Joined:
     return joined_from(answer)
 
 
+def wait_with_heartbeats(h: Harness, ms: int, *members: tuple[Joined, str]) -> None:
+    for _ in range(ms // 5_000):
+        for member, instance in members:
+            h.heartbeat("g", member, instance)
+        h.advance(5_000)
+
+
 def test_static_member_gets_its_id_without_member_id_required() -> None:
     h = Harness(group_initial_rebalance_delay_ms=0)
     answer = h.join("g", instance="i-0", client_id="app", session_ms=SESSION)
@@ -147,3 +154,32 @@ def test_leave_by_instance_id() -> None:
     assert h.leave("g", LeavingMember("", "i-1")) == [errors.NONE]  # an admin's removal
     assert state(h, "g") == "PreparingRebalance"
     assert h.heartbeat("g", b, instance="i-1") == errors.UNKNOWN_MEMBER_ID
+
+
+def test_join_phase_waits_again_when_only_absent_static_members_remain() -> None:
+    h = Harness()
+    leader, follower = static_group(h, 2)
+    newcomer = h.join("g", client_id="c", session_ms=SESSION).result.member_id
+    h.join("g", newcomer, client_id="c", session_ms=SESSION)  # starts a rebalance ...
+    h.leave("g", LeavingMember(newcomer))  # ... and is gone again
+    # Both heartbeat (their poll loops are stuck) but neither rejoins in time.
+    wait_with_heartbeats(h, 60_000, (leader, "i-0"), (follower, "i-1"))
+    assert state(h, "g") == "PreparingRebalance"
+    # The follower comes back, the leader does not: the follower leads.
+    back = h.join("g", follower.member_id, instance="i-1", session_ms=SESSION)
+    wait_with_heartbeats(h, 60_000, (leader, "i-0"))
+    joined = joined_from(back)
+    assert joined.is_leader and joined.generation == 2
+    assert joined.members == (leader.member_id, follower.member_id)
+
+
+def test_restarted_member_that_never_syncs_is_still_removed_at_the_sync_deadline() -> None:
+    h = Harness()
+    answers = [h.join("g", instance=f"i-{i}", session_ms=SESSION) for i in range(2)]
+    h.finish_initial_delay()
+    leader = joined_from(answers[0])
+    h.sync("g", leader, {}, instance="i-0")  # Stable; i-1 has not synced yet
+    restarted = restart(h, 1)
+    wait_with_heartbeats(h, 60_000, (leader, "i-0"), (restarted, "i-1"))
+    record = h.coord.rebalance_history("g")[-1]
+    assert (record.trigger, record.member_ids) == (Trigger.SYNC_TIMEOUT, (restarted.member_id,))

@@ -6,7 +6,6 @@ No tests here; the test_group_*.py modules import it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -212,7 +211,3 @@ def joined_from(answer: Answer[JoinResult]) -> Joined:
 
 def state(h: Harness, group: str) -> str:
     return h.coord.describe_groups([group])[0].state
-
-
-def with_config(h: Harness, **changes: int) -> GroupConfig:
-    return dataclasses.replace(h.config, **changes)

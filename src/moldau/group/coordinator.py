@@ -57,12 +57,10 @@ from moldau.group.results import (
     PartitionResult,
     SyncResult,
 )
-from moldau.group.runtime import Persist, Record, Runtime
+from moldau.group.runtime import Deadline, Persist, Record, Runtime
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-_EXPIRE_OFFSETS = ("expire-offsets",)
 
 
 def _delivers_answers(
@@ -364,25 +362,21 @@ class GroupCoordinator:
         sync phases, offset expiry."""
         rt = self._rt
         for key in rt.timers.pop_due(rt.clock()):
-            if key == _EXPIRE_OFFSETS:
-                self._offsets.expire(
-                    [g for g in list(rt.groups.values()) if self._route(g.group_id) == errors.NONE]
-                )
+            if key.deadline is Deadline.EXPIRE_OFFSETS:
+                served = [g for g in rt.groups.values() if not self._route(g.group_id)]
+                self._offsets.expire(served)
                 self._schedule_offset_expiry()
                 continue
-            group = rt.groups.get(key[1])
-            if group is None:
-                continue
-            kind = key[0]
-            if kind == "join":
+            group = rt.groups[key.group_id]  # a group's timers go when the group does
+            if key.deadline is Deadline.JOIN:
                 self._membership.on_join_deadline(group)
-            elif kind == "sync":
+            elif key.deadline is Deadline.SYNC:
                 self._membership.on_sync_deadline(group)
-            elif kind == "session":
-                self._membership.on_session_deadline(group, key[2])
-            elif kind == "pending":
-                self._membership.on_pending_deadline(group, key[2])
+            elif key.deadline is Deadline.SESSION:
+                self._membership.on_session_deadline(group, key.member_id)
+            else:
+                self._membership.on_pending_deadline(group, key.member_id)
 
     def _schedule_offset_expiry(self) -> None:
         interval = self._rt.config.offsets_retention_check_interval_ms
-        self._rt.timers.schedule(_EXPIRE_OFFSETS, self._rt.clock() + interval)
+        self._rt.start_timer(Deadline.EXPIRE_OFFSETS, interval)

@@ -51,7 +51,7 @@ from moldau.group.results import (
     LeavingMember,
     SyncResult,
 )
-from moldau.group.runtime import Runtime
+from moldau.group.runtime import Deadline, Runtime
 
 UNKNOWN_MEMBER_ID = ""
 
@@ -115,8 +115,7 @@ class Membership:
             # JoinGroup v4+: hand out the id first, so that a client whose join
             # times out retries with it instead of leaving a ghost member behind.
             group.pending_members.add(new_id)
-            deadline = self.rt.clock() + req.session_timeout_ms
-            self.rt.timers.schedule(("pending", group.group_id, new_id), deadline)
+            self.rt.start_timer(Deadline.PENDING, req.session_timeout_ms, group.group_id, new_id)
             return self._fail_join(req, new_id, errors.MEMBER_ID_REQUIRED)
         self._add_member(group, new_id, req)
 
@@ -130,7 +129,7 @@ class Membership:
     def _join_known(self, group: Group, member_id: str, req: JoinRequest) -> None:
         if member_id in group.pending_members:
             group.pending_members.discard(member_id)
-            self.rt.timers.cancel(("pending", group.group_id, member_id))
+            self.rt.stop_timer(Deadline.PENDING, group.group_id, member_id)
             return self._add_member(group, member_id, req)
         error = group.validate_member(member_id, req.group_instance_id)
         if error:
@@ -180,7 +179,7 @@ class Membership:
         unchanged = old.matches(req.protocols)
         member = group.replace_static_member(old_id, new_id)
         member.client_id, member.client_host = req.client_id, req.client_host
-        self.rt.cancel_session(group, old_id)
+        self.rt.stop_timer(Deadline.SESSION, group.group_id, old_id)
         self.rt.schedule_session(group, member, req.session_timeout_ms)
         if group.state is GroupState.STABLE and unchanged:
             self._update_member(member, req, None)
@@ -240,7 +239,7 @@ class Membership:
                     self.rt.schedule_session(group, member)
             self._end_rebalance(group, Outcome.RESTARTED)
         group.pending_sync.clear()
-        self.rt.timers.cancel(("sync", group.group_id))
+        self.rt.stop_timer(Deadline.SYNC, group.group_id)
         initial = (
             group.state is GroupState.EMPTY and self.rt.config.group_initial_rebalance_delay_ms > 0
         )
@@ -254,9 +253,9 @@ class Membership:
             group.in_initial_delay = True
             group.new_member_added = False
             group.initial_delay_budget_ms = timeout - delay
-            self.rt.timers.schedule(("join", group.group_id), now + delay)
+            self.rt.start_timer(Deadline.JOIN, delay, group.group_id)
         else:
-            self.rt.timers.schedule(("join", group.group_id), now + timeout)
+            self.rt.start_timer(Deadline.JOIN, timeout, group.group_id)
             self._maybe_complete_join(group)
 
     def _maybe_complete_join(self, group: Group) -> None:
@@ -274,13 +273,13 @@ class Membership:
             wait = min(delay, group.initial_delay_budget_ms)
             group.initial_delay_budget_ms -= wait
             group.new_member_added = False
-            self.rt.timers.schedule(("join", group.group_id), self.rt.clock() + wait)
+            self.rt.start_timer(Deadline.JOIN, wait, group.group_id)
             return
         self._complete_join(group)
 
     def _complete_join(self, group: Group) -> None:
         now = self.rt.clock()
-        self.rt.timers.cancel(("join", group.group_id))
+        self.rt.stop_timer(Deadline.JOIN, group.group_id)
         group.in_initial_delay = False
         late = tuple(
             m.member_id
@@ -294,8 +293,7 @@ class Membership:
         if group.members and not group.elect_joined_leader():
             # Only static members that have not rejoined remain. They keep their
             # place until their session expires; wait for them once more.
-            deadline = now + group.rebalance_timeout_ms
-            self.rt.timers.schedule(("join", group.group_id), deadline)
+            self.rt.start_timer(Deadline.JOIN, group.rebalance_timeout_ms, group.group_id)
             return
 
         group.generation += 1
@@ -313,7 +311,7 @@ class Membership:
         group.protocol_name = group.select_protocol()
         group.state = GroupState.COMPLETING_REBALANCE
         group.pending_sync = {m.member_id for m in group.members.values() if m.awaiting_join}
-        self.rt.timers.schedule(("sync", group.group_id), now + group.rebalance_timeout_ms)
+        self.rt.start_timer(Deadline.SYNC, group.rebalance_timeout_ms, group.group_id)
         for member in group.members.values():
             if member.awaiting_join is not None:
                 self.rt.respond(member.awaiting_join, self._generation_answer(group, member))
@@ -369,7 +367,7 @@ class Membership:
     def _synced(self, group: Group, member_id: str) -> None:
         group.pending_sync.discard(member_id)
         if not group.pending_sync:
-            self.rt.timers.cancel(("sync", group.group_id))
+            self.rt.stop_timer(Deadline.SYNC, group.group_id)
 
     def _install_assignment(self, group: Group, assignments: dict[str, bytes]) -> None:
         """The leader's assignment arrived: persist it, hand it out, and go Stable.
@@ -482,7 +480,7 @@ class Membership:
             return errors.NONE, current
         if m.member_id in group.pending_members:
             group.pending_members.discard(m.member_id)
-            self.rt.timers.cancel(("pending", group.group_id, m.member_id))
+            self.rt.stop_timer(Deadline.PENDING, group.group_id, m.member_id)
             return errors.NONE, m.member_id
         if m.member_id not in group.members:
             return errors.UNKNOWN_MEMBER_ID, m.member_id
@@ -495,7 +493,7 @@ class Membership:
         member = group.members[member_id]
         self._answer_waiting(member, errors.UNKNOWN_MEMBER_ID)
         group.remove(member_id)
-        self.rt.cancel_session(group, member_id)
+        self.rt.stop_timer(Deadline.SESSION, group.group_id, member_id)
 
     def _answer_waiting(self, member: Member, error: int) -> None:
         if member.awaiting_join is not None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from enum import StrEnum
+from typing import Any, NamedTuple, TypeVar
 
 from moldau.group.config import GroupConfig
 from moldau.group.model import Group, GroupState, Member
@@ -24,9 +25,26 @@ R = TypeVar("R")
 Record = tuple[bytes, bytes | None]
 Persist = Callable[[int, list[Record]], None]
 
-TimerKey = tuple[str, ...]
-"""("join", group), ("sync", group), ("session", group, member),
-("pending", group, member) or ("expire-offsets",)."""
+
+class Deadline(StrEnum):
+    """What a timer waits for."""
+
+    #: The join phase ends: the initial delay or the rebalance timeout is over.
+    JOIN = "join"
+    #: Members given a generation must have sent SyncGroup by now.
+    SYNC = "sync"
+    #: A member must have been heard from by now.
+    SESSION = "session"
+    #: An id handed out with MEMBER_ID_REQUIRED must have been used by now.
+    PENDING = "pending"
+    #: Time for the periodic check for expired offsets.
+    EXPIRE_OFFSETS = "expire-offsets"
+
+
+class TimerKey(NamedTuple):
+    deadline: Deadline
+    group_id: str = ""
+    member_id: str = ""
 
 
 class Runtime:
@@ -65,23 +83,29 @@ class Runtime:
 
     # --- timers ---------------------------------------------------------------
 
+    def start_timer(
+        self, deadline: Deadline, delay_ms: int, group_id: str = "", member_id: str = ""
+    ) -> None:
+        """Starts (or restarts) a timer that falls due ``delay_ms`` from now."""
+        key = TimerKey(deadline, group_id, member_id)
+        self.timers.schedule(key, self.clock() + delay_ms)
+
+    def stop_timer(self, deadline: Deadline, group_id: str = "", member_id: str = "") -> None:
+        self.timers.cancel(TimerKey(deadline, group_id, member_id))
+
     def schedule_session(self, group: Group, member: Member, timeout_ms: int | None = None) -> None:
         """(Re)starts a member's session: it must be heard from within the timeout."""
         timeout = member.session_timeout_ms if timeout_ms is None else timeout_ms
-        key = ("session", group.group_id, member.member_id)
-        self.timers.schedule(key, self.clock() + timeout)
-
-    def cancel_session(self, group: Group, member_id: str) -> None:
-        self.timers.cancel(("session", group.group_id, member_id))
+        self.start_timer(Deadline.SESSION, timeout, group.group_id, member.member_id)
 
     def drop_group(self, group: Group) -> None:
         """Forgets a group and all its timers; the caller has answered its waiters."""
         gid = group.group_id
-        self.timers.cancel(("join", gid))
-        self.timers.cancel(("sync", gid))
+        self.stop_timer(Deadline.JOIN, gid)
+        self.stop_timer(Deadline.SYNC, gid)
         for member_id in group.members:
-            self.cancel_session(group, member_id)
+            self.stop_timer(Deadline.SESSION, gid, member_id)
         for member_id in group.pending_members:
-            self.timers.cancel(("pending", gid, member_id))
+            self.stop_timer(Deadline.PENDING, gid, member_id)
         group.state = GroupState.DEAD
         del self.groups[gid]

@@ -32,9 +32,6 @@ class Timers(Generic[K]):
     def cancel(self, key: K) -> None:
         self._live.pop(key, None)
 
-    def __contains__(self, key: K) -> bool:
-        return key in self._live
-
     def _drop_stale(self) -> None:
         while self._heap:
             deadline, seq, key = self._heap[0]
