@@ -331,6 +331,8 @@ def test_history_summary_names_dropped_members() -> None:
     h = Harness()
     a, b = h.form_group("g", 2, rebalance_ms=30_000)
     h.join("g", a.member_id, protocols=ORDERS_AND_PAYMENTS, rebalance_ms=30_000)
-    h.advance(30_000)
-    summary = h.coord.rebalance_history("g")[1].summary()
+    for _ in range(6):  # b heartbeats but never rejoins
+        h.heartbeat("g", b)
+        h.advance(5_000)
+    summary = h.coord.rebalance_history("g")[-1].summary()
     assert f"dropped for not rejoining: {b.member_id}" in summary
