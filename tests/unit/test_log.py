@@ -517,3 +517,52 @@ def test_zero_padded_index_is_trimmed(tmp_path: Path) -> None:
         assert header.base_offset <= offset <= header.last_offset
     assert read_all(log) == data
     assert index.read_bytes() == good
+
+
+KILLED_WRITER = """
+import sys, uuid
+from moldau.log.config import LogConfig
+from moldau.log.partition_log import PartitionLog
+from moldau.protocol.records import Record, build_batch
+
+log = PartitionLog.open(sys.argv[1], "t", 0, uuid.UUID(int=1), LogConfig(segment_bytes=20_000),
+                        lambda: 0, recovery_point=int(sys.argv[2]))
+i = 0
+while True:
+    i += 1
+    raw = build_batch([Record(j, 0, None, b"%d" % i * (i % 50)) for j in range(1 + i % 4)])
+    result = log.append(raw)
+    print(result.base_offset, result.last_offset, flush=True)
+"""
+
+
+def test_kill_9_never_reuses_an_acknowledged_offset(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    directory = str(tmp_path / "t-0")
+    acknowledged: list[tuple[int, int]] = []
+    start = 0
+    for _ in range(3):  # kill, restart and carry on, three times
+        writer = subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER, directory, "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert writer.stdout is not None
+            for n in range(300):
+                first, last = map(int, writer.stdout.readline().split())
+                # after a restart, never below what was acknowledged (appends
+                # not yet read here may come in between)
+                assert first >= start if n == 0 else first == start
+                acknowledged.append((first, last))
+                start = last + 1
+        finally:
+            writer.send_signal(signal.SIGKILL)
+            writer.wait(timeout=30)
+    log = PartitionLog.open(directory, "t", 0, TOPIC_ID, LogConfig(), Clock())
+    assert log.log_end_offset >= acknowledged[-1][1] + 1
+    stored = {(h.base_offset, h.last_offset) for h in batches_in(read_all(log))}
+    assert stored.issuperset(acknowledged)
