@@ -84,12 +84,8 @@ class Membership:
         self, group_id: str, member_id: str, req: JoinRequest, *, require_known_member_id: bool
     ) -> None:
         config = self.rt.config
-        timeout = req.session_timeout_ms
-        if (
-            not config.group_min_session_timeout_ms
-            <= timeout
-            <= config.group_max_session_timeout_ms
-        ):
+        low, high = config.group_min_session_timeout_ms, config.group_max_session_timeout_ms
+        if not low <= req.session_timeout_ms <= high:
             return self._fail_join(req, member_id, errors.INVALID_SESSION_TIMEOUT)
         group = self.rt.groups.get(group_id)
         if group is None:
