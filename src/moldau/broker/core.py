@@ -15,6 +15,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..cluster.metadata import BrokerInfo, MetadataStore, TopicInfo
 from ..log.manager import LogManager
@@ -22,6 +23,9 @@ from ..protocol.errors import ErrorCode, KafkaError
 from ..replication.partition import Partition
 from .config import BrokerConfig
 from .topic_config import InvalidTopicConfig, log_config, validate_topic_configs
+
+if TYPE_CHECKING:
+    from .groups import GroupService
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class BrokerCore:
         self.clock = clock
         self.partitions: dict[TopicPartition, Partition] = {}
         self._waiters: dict[TopicPartition, list[asyncio.Future[None]]] = {}
+        #: The consumer group coordinator's shell, set by the server at start.
+        self.groups: GroupService | None = None
 
     # -- startup ------------------------------------------------------------
 

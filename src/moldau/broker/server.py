@@ -22,6 +22,7 @@ from .config import BrokerConfig
 from .connection import Connection
 from .core import BrokerCore
 from .dispatch import handle_frame
+from .groups import GroupService
 from .topic_config import log_config
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class BrokerServer:
         metadata = LocalMetadataStore(config.log_dirs[0], advertised)
         self.core = BrokerCore(config, metadata, self.logs, advertised)
         self.core.open_partitions()
+        self.core.groups = GroupService(self.core)
+        self.core.groups.load()
         for listener in self._listeners:
             self._loop.add_reader(listener.fileno(), self._accept, listener)
         self._jobs.append(
@@ -138,6 +141,8 @@ class BrokerServer:
         self._listeners.clear()
         for connection in list(self._connections):
             connection.close()
+        if self.core is not None and self.core.groups is not None:
+            self.core.groups.close()
         if self.logs is not None:
             self.logs.close()
             self.logs = None

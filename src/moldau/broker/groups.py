@@ -1,0 +1,167 @@
+"""The asyncio shell around the pure group coordinator.
+
+The coordinator (``moldau.group``) decides; this shell gives it what a pure
+core lacks: the ``__consumer_offsets`` topic to persist into (created on
+first use, compacted, internal), a timer that calls ``tick()`` at the next
+deadline, and the loading of every offsets partition this broker leads when
+it starts. Handlers call the coordinator through ``service.coordinator`` and
+then ``service.after_call()``, which re-arms the timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+from ..group.config import GroupConfig
+from ..group.coordinator import GroupCoordinator
+from ..group.placement import partition_for_group
+from ..protocol.batch import iter_batches
+from ..protocol.errors import ErrorCode, KafkaError
+from ..protocol.records import Record, build_batch, decode_batch
+from ..replication.partition import Partition
+from .core import BrokerCore
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+_READ_CHUNK = 4 * 1024 * 1024
+
+
+class GroupService:
+    """Owns the coordinator, its timer and its topic on this broker."""
+
+    def __init__(self, core: BrokerCore) -> None:
+        self.core = core
+        config = core.config
+        self.num_partitions = int(config.get("offsets.topic.num.partitions"))
+        self.coordinator = GroupCoordinator(
+            GroupConfig(
+                offsets_topic_num_partitions=self.num_partitions,
+                group_initial_rebalance_delay_ms=int(
+                    config.get("group.initial.rebalance.delay.ms")
+                ),
+                group_min_session_timeout_ms=int(config.get("group.min.session.timeout.ms")),
+                group_max_session_timeout_ms=int(config.get("group.max.session.timeout.ms")),
+                group_max_size=int(config.get("group.max.size")),
+                offsets_retention_minutes=int(config.get("offsets.retention.minutes")),
+            ),
+            core.clock,
+            self._persist,
+        )
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due: int | None = None
+
+    # -- startup ------------------------------------------------------------
+
+    def load(self) -> None:
+        """Replay every offsets partition this broker leads."""
+        info = self.core.metadata.topic(OFFSETS_TOPIC)
+        if info is None:
+            return
+        for index in range(info.partition_count):
+            partition = self.core.partitions.get((OFFSETS_TOPIC, index))
+            if partition is None or not partition.is_leader:
+                continue
+            skipped = self.coordinator.load_partition(index, _records_of(partition))
+            if skipped:
+                log.warning("skipped %d unreadable records in %s-%d", skipped, OFFSETS_TOPIC, index)
+        self.after_call()
+
+    def ensure_topic(self) -> None:
+        """Create ``__consumer_offsets`` on first use, as Kafka does."""
+        if self.core.metadata.topic(OFFSETS_TOPIC) is not None:
+            return
+        brokers = len(self.core.metadata.brokers())
+        replication = min(int(self.core.config.get("offsets.topic.replication.factor")), brokers)
+        self.core.create_topic(
+            OFFSETS_TOPIC,
+            self.num_partitions,
+            replication,
+            {
+                "cleanup.policy": "compact",
+                "segment.bytes": str(self.core.config.get("offsets.topic.segment.bytes")),
+            },
+            internal=True,
+        )
+        for index in range(self.num_partitions):
+            partition = self.core.partitions.get((OFFSETS_TOPIC, index))
+            if partition is not None and partition.is_leader:
+                self.coordinator.load_partition(index, [])
+
+    def coordinator_for(self, group_id: str) -> int:
+        """The broker that coordinates ``group_id``: its offsets partition's leader."""
+        self.ensure_topic()
+        index = partition_for_group(group_id, self.num_partitions)
+        partition = self.core.partitions.get((OFFSETS_TOPIC, index))
+        if partition is None:
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        return partition.leader_id
+
+    # -- persistence and time -----------------------------------------------
+
+    def _persist(self, index: int, records: list[tuple[bytes, bytes | None]]) -> None:
+        partition = self.core.partitions.get((OFFSETS_TOPIC, index))
+        if partition is None:
+            raise KafkaError(ErrorCode.NOT_COORDINATOR)
+        now = self.core.clock()
+        batch = build_batch(
+            [Record(i, 0, key, value) for i, (key, value) in enumerate(records)],
+            base_timestamp=now,
+        )
+        partition.append_as_leader(batch)
+
+    def after_call(self) -> None:
+        """Re-arm the timer for the coordinator's next deadline."""
+        due = self.coordinator.next_deadline()
+        if due == self._timer_due:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_due = due
+        if due is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, (due - self.core.clock()) / 1000)
+        self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_due = None
+        try:
+            self.coordinator.tick()
+        except Exception:
+            log.exception("group coordinator tick failed")
+        self.after_call()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _records_of(partition: Partition) -> Iterator[tuple[bytes, bytes | None]]:
+    """Every (key, value) of an offsets partition, in log order."""
+    offset = partition.log_start_offset
+    end = partition.log_end_offset
+    while offset < end:
+        result = partition.read(offset, _READ_CHUNK, committed_only=False)
+        if not result.size:
+            return
+        data = b"".join(s.read() for s in result.slices)
+        last = offset
+        for header, view in iter_batches(data):
+            if header.next_offset <= offset:
+                continue
+            last = header.next_offset
+            if header.is_control:
+                continue
+            _, records = decode_batch(view)
+            for record in records:
+                if record.key is not None and header.base_offset + record.offset_delta >= offset:
+                    yield record.key, record.value
+        if last <= offset:
+            return
+        offset = last

@@ -1,0 +1,70 @@
+"""OffsetCommit (key 8): store a group's consumed positions.
+
+v2: retention time (ignored since Kafka 2.1: offsets.retention.minutes
+governs). v3: throttle time. v5: no retention time. v6: leader epoch per
+partition. v7: group instance id. v8: flexible. v9: member epoch for the new
+consumer protocol (a classic group reads it as the generation).
+Offsets of topics or partitions that do not exist are refused per partition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...group.results import OffsetCommitPartition
+from ...protocol.api_keys import ApiKey
+from ...protocol.errors import ErrorCode
+from ...protocol.messages import Message
+from ..dispatch import RequestContext, handles
+from ._groups import group_service
+
+
+@handles(ApiKey.OFFSET_COMMIT, range(2, 10))
+def offset_commit(context: RequestContext, request: Message) -> Message:
+    service = group_service(context)
+    metadata = context.core.metadata
+    accepted: list[OffsetCommitPartition] = []
+    refused: dict[tuple[str, int], int] = {}
+    for topic in request["topics"]:
+        info = metadata.topic(topic["name"])
+        for p in topic["partitions"]:
+            index = p["partition_index"]
+            if info is None or not 0 <= index < info.partition_count:
+                refused[(topic["name"], index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            accepted.append(
+                OffsetCommitPartition(
+                    topic["name"],
+                    index,
+                    p["committed_offset"],
+                    p.get("committed_leader_epoch", -1),
+                    p.get("committed_metadata"),
+                )
+            )
+    codes: dict[tuple[str, int], int] = dict(refused)
+    if accepted:
+        result = service.coordinator.commit_offsets(
+            request["group_id"],
+            request["member_id"],
+            request.get("group_instance_id"),
+            request["generation_id_or_member_epoch"],
+            accepted,
+        )
+        for partition in result.partitions:
+            codes[(partition.topic, partition.partition)] = (
+                partition.error_code or result.error_code
+            )
+        for p in accepted:
+            codes.setdefault((p.topic, p.partition), result.error_code)
+    service.after_call()
+    topics: list[dict[str, Any]] = []
+    for topic in request["topics"]:
+        partitions = [
+            {
+                "partition_index": p["partition_index"],
+                "error_code": codes[(topic["name"], p["partition_index"])],
+            }
+            for p in topic["partitions"]
+        ]
+        topics.append({"name": topic["name"], "partitions": partitions})
+    return {"throttle_time_ms": 0, "topics": topics}

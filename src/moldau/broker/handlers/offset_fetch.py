@@ -1,0 +1,57 @@
+"""OffsetFetch (key 9): a group's committed positions.
+
+v2: a null topic list means every partition, top-level error code.
+v3: throttle time. v5: leader epoch. v6: flexible. v7: require_stable
+(moldau has no transactions, so every offset is stable). v8: several groups
+in one request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...group.results import OffsetFetchResult
+from ...protocol.api_keys import ApiKey
+from ...protocol.messages import Message
+from ..dispatch import RequestContext, handles
+from ..groups import GroupService
+from ._groups import group_service
+
+
+@handles(ApiKey.OFFSET_FETCH, range(1, 10))
+def offset_fetch(context: RequestContext, request: Message) -> Message:
+    service = group_service(context)
+    if context.version >= 8:
+        groups = []
+        for group in request["groups"]:
+            result = _fetch(service, group["group_id"], group["topics"])
+            groups.append(
+                {
+                    "group_id": group["group_id"],
+                    "topics": _topics(result),
+                    "error_code": result.error_code,
+                }
+            )
+        return {"throttle_time_ms": 0, "groups": groups}
+    result = _fetch(service, request["group_id"], request["topics"])
+    return {"throttle_time_ms": 0, "topics": _topics(result), "error_code": result.error_code}
+
+
+def _fetch(service: GroupService, group_id: str, topics: list[Message] | None) -> OffsetFetchResult:
+    wanted = None if topics is None else [(t["name"], t["partition_indexes"]) for t in topics]
+    return service.coordinator.fetch_offsets(group_id, wanted)
+
+
+def _topics(result: OffsetFetchResult) -> list[dict[str, Any]]:
+    topics: dict[str, list[dict[str, Any]]] = {}
+    for fetched in result.partitions:
+        topics.setdefault(fetched.topic, []).append(
+            {
+                "partition_index": fetched.partition,
+                "committed_offset": fetched.offset,
+                "committed_leader_epoch": fetched.leader_epoch,
+                "metadata": fetched.metadata,
+                "error_code": fetched.error_code,
+            }
+        )
+    return [{"name": name, "partitions": partitions} for name, partitions in topics.items()]
