@@ -29,7 +29,7 @@ def join_group(context: RequestContext, request: Message) -> Awaitable[Message]:
         context.header.client_id or "",
         context.client_host,
         request["session_timeout_ms"],
-        int(request.get("rebalance_timeout_ms", request["session_timeout_ms"])),
+        request["rebalance_timeout_ms" if context.version >= 1 else "session_timeout_ms"],
         request["protocol_type"],
         [(p["name"], p["metadata"]) for p in request["protocols"]],
         request.get("reason"),
