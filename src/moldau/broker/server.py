@@ -18,7 +18,7 @@ from typing import Any
 from ..cluster.metadata import BrokerInfo, LocalMetadataStore
 from ..log.manager import LogManager
 from . import handlers  # noqa: F401  (registers every API handler)
-from .config import BrokerConfig
+from .config import LONG_MAX, BrokerConfig
 from .connection import Connection
 from .core import BrokerCore
 from .dispatch import handle_frame
@@ -62,9 +62,12 @@ class BrokerServer:
         self.core.groups.load()
         for listener in self._listeners:
             self._loop.add_reader(listener.fileno(), self._accept, listener)
-        self._jobs.append(
-            self._loop.create_task(self._every(CHECKPOINT_INTERVAL_S, self._checkpoint))
+        self._start_job(CHECKPOINT_INTERVAL_S * 1000, self._checkpoint)
+        flush_ms = config.get("log.flush.interval.ms") or config.get(
+            "log.flush.scheduler.interval.ms"
         )
+        if flush_ms < LONG_MAX:
+            self._start_job(flush_ms, self._flush)
         log.info(
             "moldau broker %d serving on %s (data in %s)",
             config.broker_id,
@@ -114,6 +117,10 @@ class BrokerServer:
             )
             self._connections.add(connection)
 
+    def _start_job(self, interval_ms: float, job: Callable[[], Any]) -> None:
+        assert self._loop is not None
+        self._jobs.append(self._loop.create_task(self._every(interval_ms / 1000, job)))
+
     async def _every(self, seconds: float, job: Callable[[], Any]) -> None:
         while True:
             await asyncio.sleep(seconds)
@@ -121,6 +128,10 @@ class BrokerServer:
                 job()
             except Exception:
                 log.exception("periodic job %s failed", job.__name__)
+
+    def _flush(self) -> None:
+        if self.logs is not None:
+            self.logs.flush_due()
 
     def _checkpoint(self) -> None:
         if self.logs is not None:

@@ -96,3 +96,5 @@ class Partition:
         new_high_watermark = min(candidates)
         if new_high_watermark > self.high_watermark:
             self.high_watermark = new_high_watermark
+            # The log checkpoints it (replication-offset-checkpoint) for restarts.
+            self.log.high_watermark = new_high_watermark
