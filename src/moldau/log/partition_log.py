@@ -378,6 +378,32 @@ class PartitionLog:
                         return offset, record_time
         return None
 
+    def max_timestamp_offset(self) -> tuple[int, int] | None:
+        """``(timestamp, offset)`` of the first record carrying the largest
+        timestamp in the log (ListOffsets -3, KIP-734), or None if the log
+        holds no record at or past the log start offset.
+
+        Each segment tracks its largest batch timestamp and the batch that
+        carried it; only that one batch is decoded, to find the record.
+        """
+        best: LogSegment | None = None
+        for segment in self._segments:
+            if segment.next_offset <= self.log_start_offset or segment.size == 0:
+                continue
+            if best is None or segment.max_timestamp > best.max_timestamp:
+                best = segment
+        if best is None:
+            return None
+        position = best.translate_offset(best.offset_of_max_timestamp)
+        if position is None:
+            return None
+        header, records = decode_batch(best.read_batch(position, best.header_at(position).size))
+        for record in records:
+            if record_timestamp(header, record) == header.max_timestamp:
+                offset = header.base_offset + record.offset_delta
+                return header.max_timestamp, max(offset, self.log_start_offset)
+        return header.max_timestamp, max(header.last_offset, self.log_start_offset)
+
     # -- truncation ----------------------------------------------------------
 
     def truncate_to(self, offset: int) -> None:

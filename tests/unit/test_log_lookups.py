@@ -1,0 +1,43 @@
+"""PartitionLog lookups: the record with the largest timestamp (ListOffsets -3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_log import Clock, open_log, reopen
+
+from moldau.protocol import batch as b
+from moldau.protocol.records import Record, build_batch
+
+
+def stamped(*deltas: int, base: int = 1_000, compression: int = 0) -> bytes:
+    records = [Record(i, d, b"k", b"v") for i, d in enumerate(deltas)]
+    return build_batch(records, base_timestamp=base, compression=compression)
+
+
+def test_empty_log_has_no_max_timestamp(tmp_path: Path) -> None:
+    assert open_log(tmp_path).max_timestamp_offset() is None
+
+
+def test_max_timestamp_is_the_first_record_carrying_it(tmp_path: Path) -> None:
+    log = open_log(tmp_path, segment_bytes=120)
+    log.append(stamped(0, 5, 2))  # offsets 0..2, max at 1 (1005)
+    log.append(stamped(0, 50, 50, 1, compression=b.COMPRESSION_GZIP))  # 3..6, max at 4 (1050)
+    log.append(stamped(0, 10))  # 7..8
+    assert len(log.segments) > 1
+    assert log.max_timestamp_offset() == (1_050, 4)
+    log = reopen(log, clean=True)
+    assert log.max_timestamp_offset() == (1_050, 4)
+    log = reopen(log)  # recovered from a kill: segments rescanned
+    assert log.max_timestamp_offset() == (1_050, 4)
+
+
+def test_max_timestamp_with_log_append_time(tmp_path: Path) -> None:
+    clock = Clock(7_000)
+    log = open_log(tmp_path, clock, message_timestamp_type="LogAppendTime")
+    log.append(stamped(0, 1))
+    clock.now = 9_000
+    log.append(stamped(0, 1, 2))
+    clock.now = 8_000
+    log.append(stamped(0))
+    assert log.max_timestamp_offset() == (9_000, 2)
