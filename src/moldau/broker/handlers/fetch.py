@@ -19,6 +19,7 @@ import asyncio
 import uuid
 from typing import Any
 
+from ...log.errors import LogError
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
@@ -126,6 +127,10 @@ def _read_all(
             )
         except KafkaError as exc:
             current["partitions"].append(_error(index, exc.code))
+            errors = True
+            continue
+        except LogError as exc:  # an offset outside the log: OFFSET_OUT_OF_RANGE
+            current["partitions"].append(_error(index, ErrorCode(exc.error_code)))
             errors = True
             continue
         total += result.size
