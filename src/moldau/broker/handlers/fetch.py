@@ -170,5 +170,5 @@ def _error(index: int, code: ErrorCode) -> dict[str, Any]:
         "last_stable_offset": -1,
         "log_start_offset": -1,
         "preferred_read_replica": -1,
-        "records": None,
+        "records": b"",
     }
