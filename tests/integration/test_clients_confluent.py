@@ -105,3 +105,27 @@ def test_list_offsets_max_timestamp(broker: BrokerProcess) -> None:
     futures = admin.list_offsets({TopicPartition(topic, 0): OffsetSpec.max_timestamp()})
     [answer] = [future.result(10) for future in futures.values()]
     assert (answer.offset, answer.timestamp) == (sent[3].offset, base + 100)
+
+
+def test_position_past_the_end_resets_to_earliest(broker: BrokerProcess) -> None:
+    """OFFSET_OUT_OF_RANGE drives auto.offset.reset; it must not drop the connection."""
+    topic = "confluent-reset"
+    create_topic(broker.bootstrap, topic, 1)
+    sent = confluent_produce(broker.bootstrap, topic, sample_records("reset", 5, 1_000_000))
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": f"{topic}-reader",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, 0, 1000)])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            got += [m.value() for m in consumer.consume(10, timeout=0.2) if m.error() is None]
+    finally:
+        consumer.close()
+    assert got == [r.value for r in sent]
