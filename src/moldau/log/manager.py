@@ -180,14 +180,51 @@ class LogManager:
         """Write the recovery points, log start offsets and high watermarks
         of every dir's partitions."""
         for log_dir in self.log_dirs:
-            logs = [p for p in self._logs.values() if os.path.dirname(p.directory) == log_dir]
             for name, attribute in (
                 (RECOVERY_POINT_CHECKPOINT, "recovery_point"),
                 (LOG_START_OFFSET_CHECKPOINT, "log_start_offset"),
                 (REPLICATION_OFFSET_CHECKPOINT, "high_watermark"),
             ):
-                offsets = {(p.topic, p.partition): getattr(p, attribute) for p in logs}
-                write_offsets(os.path.join(log_dir, name), offsets)
+                self._write_checkpoint(log_dir, name, attribute)
+
+    def _write_checkpoint(self, log_dir: str, name: str, attribute: str) -> None:
+        logs = [p for p in self._logs.values() if os.path.dirname(p.directory) == log_dir]
+        offsets = {(p.topic, p.partition): getattr(p, attribute) for p in logs}
+        write_offsets(os.path.join(log_dir, name), offsets)
+
+    def _checkpoint_log_start_offsets(self, log_dirs: Iterable[str]) -> None:
+        for log_dir in log_dirs:
+            self._write_checkpoint(log_dir, LOG_START_OFFSET_CHECKPOINT, "log_start_offset")
+
+    # -- retention -----------------------------------------------------------
+
+    def enforce_retention(self, now: int | None = None) -> int:
+        """Apply every partition's retention (the broker's timer, every
+        ``log.retention.check.interval.ms``); returns the segments removed.
+        Log start offsets that moved are checkpointed before returning."""
+        now = self._clock() if now is None else now
+        removed = 0
+        moved: set[str] = set()
+        for partition_log in self._logs.values():
+            start = partition_log.log_start_offset
+            removed += partition_log.delete_old_segments(now)
+            if partition_log.log_start_offset != start:
+                moved.add(os.path.dirname(partition_log.directory))
+        self._checkpoint_log_start_offsets(moved)
+        return removed
+
+    def delete_records(self, topic: str, partition: int, offset: int) -> int:
+        """DeleteRecords for one partition: move its log start offset to
+        ``offset`` and checkpoint it; returns the new low watermark.
+
+        Raises ``KeyError`` for an unknown partition and
+        ``OffsetOutOfRangeError`` past the log end. The caller checks
+        ``offset`` against the high watermark and maps -1 to it, as Kafka does.
+        """
+        partition_log = self._logs[(topic, partition)]
+        start = partition_log.delete_records_before(offset)
+        self._checkpoint_log_start_offsets([os.path.dirname(partition_log.directory)])
+        return start
 
     def flush_due(self) -> None:
         """Flush the logs whose ``flush.ms`` has passed (the broker's timer)."""

@@ -34,6 +34,7 @@ from moldau.log.errors import (
     UnexpectedAppendOffsetError,
 )
 from moldau.log.recovery import load_segments
+from moldau.log.retention import deletable_prefix
 from moldau.log.segment import INT32_MAX, LogSegment, TrackedBatch
 from moldau.log.slices import FileSlice
 from moldau.protocol.batch import (
@@ -403,6 +404,59 @@ class PartitionLog:
                 offset = header.base_offset + record.offset_delta
                 return header.max_timestamp, max(offset, self.log_start_offset)
         return header.max_timestamp, max(header.last_offset, self.log_start_offset)
+
+    # -- retention -----------------------------------------------------------
+
+    def delete_old_segments(self, now: int | None = None) -> int:
+        """Apply retention (time, size and the log start offset, see
+        ``retention.py``); returns how many segments were removed. Called by
+        the log manager every ``log.retention.check.interval.ms``."""
+        now = self._clock() if now is None else now
+        count = deletable_prefix(
+            self._segments,
+            self.config,
+            now=now,
+            log_start_offset=self.log_start_offset,
+            high_watermark=self.high_watermark,
+        )
+        if count:
+            if count == len(self._segments):
+                self._roll(self.log_end_offset, now)
+            self._delete_prefix(count)
+        return count
+
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords: make ``offset`` the log start offset (it may fall
+        inside a segment, even inside a batch); reads below it then fail with
+        OFFSET_OUT_OF_RANGE. Segments wholly below it are removed at once.
+        Returns the new log start offset (the low watermark).
+
+        The broker checks ``offset`` against the high watermark (Kafka answers
+        OFFSET_OUT_OF_RANGE past it); the log refuses only offsets past its end.
+        """
+        if offset > self.log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"cannot delete records before {offset}: the log ends at {self.log_end_offset}"
+            )
+        if offset > self.log_start_offset:
+            self.log_start_offset = offset
+            self._delete_prefix(self._segment_index(offset))
+        return self.log_start_offset
+
+    def _delete_prefix(self, count: int) -> None:
+        """Remove the first ``count`` segments (never all of them).
+
+        The list is cut first and files are unlinked oldest first, so a crash
+        half way leaves a contiguous suffix of the log on disk; open slices
+        keep the deleted files readable until they are sent.
+        """
+        doomed = self._segments[:count]
+        del self._segments[:count]
+        self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
+        self.recovery_point = max(self.recovery_point, self.log_start_offset)
+        self.high_watermark = max(self.high_watermark, self.log_start_offset)
+        for segment in doomed:
+            segment.delete()
 
     # -- truncation ----------------------------------------------------------
 

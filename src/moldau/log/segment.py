@@ -143,6 +143,13 @@ class LogSegment:
             self._first_batch_timestamp = self.header_at(0).max_timestamp
         return self._first_batch_timestamp
 
+    def largest_timestamp(self) -> int:
+        """What time retention judges the segment by: its largest record
+        timestamp, or the file's modification time when no record has one."""
+        if self.max_timestamp >= 0:
+            return self.max_timestamp
+        return os.fstat(self._fd).st_mtime_ns // 1_000_000
+
     # -- reading -------------------------------------------------------------
 
     def batch_at(self, position: int) -> tuple[int, int, int]:
