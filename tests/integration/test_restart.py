@@ -165,15 +165,20 @@ def test_kill_9_during_produce_keeps_every_acknowledged_record(broker: BrokerPro
         assert offsets == list(range(ends[p], ends[p] + len(offsets)))
 
 
-@pytest.mark.xfail(strict=True, reason="group coordinator APIs (FindCoordinator...) not served yet")
-def test_sigterm_restart_keeps_committed_offsets(broker: BrokerProcess) -> None:
+@pytest.mark.parametrize("how", ["sigterm", "kill -9"])
+def test_restart_keeps_committed_offsets(broker: BrokerProcess, how: str) -> None:
     create_topic(broker.bootstrap, "committed", 2)
-    offsets = [TopicPartition("committed", 0, 7), TopicPartition("committed", 1, 3)]
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
-    request = [ConsumerGroupTopicPartitions("keeper", offsets)]
-    admin.alter_consumer_group_offsets(request, request_timeout=5)["keeper"].result(10)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "keeper"})
+    try:
+        offsets = [TopicPartition("committed", 0, 7), TopicPartition("committed", 1, 3)]
+        consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()
 
-    assert broker.stop() == 0, broker.output()
+    if how == "sigterm":
+        assert broker.stop() == 0, broker.output()
+    else:
+        broker.kill()
     broker.start()
 
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
