@@ -119,3 +119,34 @@ async def topic_life(bootstrap: str) -> None:
 
 def test_topic_life_in_every_codec(broker: BrokerProcess) -> None:
     asyncio.run(asyncio.wait_for(topic_life(broker.bootstrap), 60))
+
+
+async def reset_past_the_end(bootstrap: str) -> None:
+    topic = "aiokafka-reset"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    sent = await produce(bootstrap, topic, None, sample_records("reset", 5, 1_000_000))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, 1000)
+        got: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200)
+            got += [m.value for ms in batches.values() for m in ms]
+    finally:
+        await consumer.stop()
+    assert got == [r.value for r in sent]
+
+
+def test_position_past_the_end_resets_to_earliest(broker: BrokerProcess) -> None:
+    asyncio.run(asyncio.wait_for(reset_past_the_end(broker.bootstrap), 30))

@@ -163,3 +163,23 @@ def test_list_offsets_max_timestamp(broker: BrokerProcess) -> None:
     finally:
         admin.close()
     assert (found.offset, found.timestamp) == (sent[3].offset, base + 100)
+
+
+def test_position_past_the_end_resets_to_earliest(broker: BrokerProcess) -> None:
+    topic = "kafka-python-reset"
+    create_topic(broker.bootstrap, topic, 1)
+    sent = produce(broker.bootstrap, topic, None, sample_records("reset", 5, 1_000_000))
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, 1000)
+        got: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            got += [m.value for ms in consumer.poll(timeout_ms=200).values() for m in ms]
+    finally:
+        consumer.close()
+    assert got == [r.value for r in sent]
