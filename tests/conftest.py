@@ -284,19 +284,20 @@ class BrokerProcess:
         log_file.close()
         try:
             wait_for(
-                lambda: self._alive() and answers_api_versions(self.port),
+                lambda: self._exited() or answers_api_versions(self.port),
                 timeout,
                 what=f"broker on port {self.port}",
             )
         except TimeoutError:
             self.kill()
             raise RuntimeError(f"broker did not start:\n{self.output()}") from None
+        if self._exited():
+            raise RuntimeError(f"broker exited:\n{self.output()}")
         return self
 
-    def _alive(self) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            raise RuntimeError(f"broker exited:\n{self.output()}")
-        return True
+    def _exited(self) -> bool:
+        """True once the process is gone: a broker that cannot start fails at once."""
+        return self.process is None or self.process.poll() is not None
 
     def output(self) -> str:
         try:
