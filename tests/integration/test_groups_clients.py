@@ -1,0 +1,133 @@
+"""Consumer groups with real clients: confluent-kafka, kafka-python and aiokafka.
+
+Each member runs in its own process (see test_groups_harness) and commits
+after processing each record. Across joins, a kill -9, a member that stops
+polling and restarts, every produced record is processed, and a record is
+processed twice only when its first owner died before committing it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import pytest
+from test_groups_harness import CLIENTS, Event, Member, balanced, processed, stop_all
+
+from conftest import BrokerProcess, Rec, confluent_produce, create_topic, wait_for
+
+PARTITIONS = 6
+#: Small timeouts keep the tests quick; the broker must allow them.
+FAST_GROUPS = {
+    "group_initial_rebalance_delay_ms": "0",
+    "group_min_session_timeout_ms": "1000",
+}
+
+
+def produce(bootstrap: str, topic: str, tag: str, count: int) -> set[tuple[int, int]]:
+    """``count`` keyed records spread over the partitions; their (partition, offset)s."""
+    records = [Rec(key=f"{tag}-{i}".encode(), value=f"{tag}:{i}".encode()) for i in range(count)]
+    return {(r.partition, r.offset) for r in confluent_produce(bootstrap, topic, records)}
+
+
+def positions(events: Sequence[Event]) -> Counter[tuple[int, int]]:
+    return Counter((e.partition, e.offset) for e in events)
+
+
+def all_processed(members: Sequence[Member], sent: set[tuple[int, int]]) -> Callable[[], bool]:
+    return lambda: sent <= set(positions(processed(members)))
+
+
+def assert_once_unless_owner_died(
+    members: Sequence[Member], sent: set[tuple[int, int]], died: Sequence[Member] = ()
+) -> None:
+    """Nothing lost; a record seen twice was first seen by a member that died
+    before it could commit it (at most one record per partition it owned)."""
+    events = processed(members)
+    seen = positions(events)
+    assert sent <= set(seen), f"lost: {sorted(sent - set(seen))[:10]}"
+    twice = {pos for pos, n in seen.items() if n > 1}
+    dead = {m.name for m in died}
+    for pos in twice:
+        who = [e.member for e in events if (e.partition, e.offset) == pos]
+        assert len(who) == 2 and who[0] in dead, f"{pos} processed by {who}"
+    per_partition = Counter(p for p, _ in twice)
+    assert all(n <= 1 for n in per_partition.values()), f"duplicates: {sorted(twice)}"
+
+
+def start_members(
+    client: str,
+    broker: BrokerProcess,
+    group: str,
+    topic: str,
+    names: Sequence[str],
+    **options: object,
+) -> list[Member]:
+    return [Member(client, broker.bootstrap, group, topic, name, **options) for name in names]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_members_share_partitions_join_and_kill(
+    client: str, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    broker = broker_factory(**FAST_GROUPS)
+    topic = f"share-{client}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    sent = produce(broker.bootstrap, topic, "a", 300)
+    options = {"session_ms": 3000, "heartbeat_ms": 300, "max_poll_ms": 10000}
+    members = start_members(client, broker, "g", topic, ["m0", "m1", "m2"], **options)
+    try:
+        wait_for(balanced(members, PARTITIONS), 20, what="three members own 2 partitions each")
+        assert sorted(len(m.owned()) for m in members) == [2, 2, 2]
+        wait_for(all_processed(members, sent), 15, what="the first 300 records")
+
+        joined_at = time.monotonic()
+        members += start_members(client, broker, "g", topic, ["m3"], **options)
+        wait_for(balanced(members, PARTITIONS), 15, what="four members share six partitions")
+        assert all(m.owned() for m in members)
+        assert time.monotonic() - joined_at < 8, "the group took long to settle"
+        sent |= produce(broker.bootstrap, topic, "b", 300)
+
+        victim = members[1]
+        moved = victim.owned()
+        victim.kill()
+        wait_for(balanced(members, PARTITIONS), 15, what="the killed member's partitions move")
+        assert moved <= set().union(*(m.owned() for m in members if m is not victim))
+        sent |= produce(broker.bootstrap, topic, "c", 300)
+        wait_for(all_processed(members, sent), 15, what="all 900 records")
+        assert_once_unless_owner_died(members, sent, died=[victim])
+    finally:
+        stop_all(members)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_member_that_stops_polling_loses_its_partitions(
+    client: str, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    broker = broker_factory(**FAST_GROUPS)
+    topic = f"stall-{client}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    options = {"session_ms": 3000, "heartbeat_ms": 300, "max_poll_ms": 3000}
+    members = start_members(client, broker, "g", topic, ["m0", "m1"], **options)
+    try:
+        wait_for(balanced(members, PARTITIONS), 20, what="two members own 3 partitions each")
+        sent = produce(broker.bootstrap, topic, "a", 200)
+        wait_for(all_processed(members, sent), 15, what="the first records")
+
+        staller, other = members
+        staller.send("stall 7000")
+        wait_for(
+            lambda: other.owned() == set(range(PARTITIONS)),
+            12,
+            what="the other member takes every partition",
+        )
+        sent |= produce(broker.bootstrap, topic, "b", 200)
+        wait_for(all_processed(members, sent), 15, what="records sent during the stall")
+        # Back from the stall, the member rejoins and gets a share again.
+        wait_for(balanced(members, PARTITIONS), 20, what="the staller back in the group")
+        sent |= produce(broker.bootstrap, topic, "c", 200)
+        wait_for(all_processed(members, sent), 15, what="all records")
+        assert_once_unless_owner_died(members, sent)
+    finally:
+        stop_all(members)

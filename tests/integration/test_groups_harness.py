@@ -1,0 +1,393 @@
+"""Group members in their own processes, for the real-client group tests.
+
+No tests live here. Run as a script, this module is one consumer-group member
+using confluent-kafka, kafka-python or aiokafka: it subscribes, processes each
+record by reporting it and then committing the offset after it (synchronously,
+so that a record is reported at most once by a member that stays alive), and
+reports every assignment and revocation as one JSON line on stdout. It obeys
+``stall MS`` (stop polling for a while, heartbeats continue in the
+background) and ``quit`` (close cleanly, leaving the group) on stdin.
+
+Imported by tests, :class:`Member` starts such a process, collects its
+reports in a thread, and can kill -9 it: a member in its own process can die
+without a goodbye, which is what session timeouts are for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CLIENTS = ("confluent", "kafka-python", "aiokafka")
+SCRIPT = str(Path(__file__).resolve())
+
+
+# --- the member process --------------------------------------------------------
+
+
+def _emit(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, "time": time.time(), **fields}), flush=True)
+
+
+def _commands() -> queue.Queue[str]:
+    """Lines from stdin, read in a thread so that the poll loop never blocks on them."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in sys.stdin:
+            lines.put(line.strip())
+        lines.put("quit")
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _next_command(lines: queue.Queue[str]) -> tuple[str, int]:
+    try:
+        words = lines.get_nowait().split()
+    except queue.Empty:
+        return "", 0
+    return words[0], int(words[1]) if len(words) > 1 else 0
+
+
+def _run_confluent(args: argparse.Namespace, lines: queue.Queue[str]) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    config: dict[str, Any] = {
+        "bootstrap.servers": args.bootstrap,
+        "group.id": args.group,
+        "client.id": args.name,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": args.session_ms,
+        "heartbeat.interval.ms": args.heartbeat_ms,
+        "max.poll.interval.ms": args.max_poll_ms,
+        "partition.assignment.strategy": args.strategy,
+        "topic.metadata.refresh.interval.ms": 1000,
+    }
+    if args.instance_id:
+        config["group.instance.id"] = args.instance_id
+    consumer = Consumer(config)
+
+    def assigned(c: Any, partitions: list[Any]) -> None:
+        _emit("assigned", partitions=sorted(p.partition for p in partitions), generation=None)
+
+    def revoked(c: Any, partitions: list[Any]) -> None:
+        _emit("revoked", partitions=sorted(p.partition for p in partitions), generation=None)
+
+    consumer.subscribe([args.topic], on_assign=assigned, on_revoke=revoked)
+    try:
+        while True:
+            command, value = _next_command(lines)
+            if command == "quit":
+                break
+            if command == "stall":
+                _emit("stalled")
+                time.sleep(value / 1000)
+            message = consumer.poll(0.05)
+            if message is None or message.error() is not None:
+                continue
+            _emit("record", partition=message.partition(), offset=message.offset())
+            tp = TopicPartition(args.topic, message.partition(), message.offset() + 1)
+            try:
+                consumer.commit(offsets=[tp], asynchronous=False)
+            except Exception as exc:
+                _emit("commit_failed", partition=message.partition(), error=str(exc))
+    finally:
+        consumer.close()
+
+
+def _run_kafka_python(args: argparse.Namespace, lines: queue.Queue[str]) -> None:
+    from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=args.bootstrap,
+        group_id=args.group,
+        client_id=args.name,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=args.session_ms,
+        heartbeat_interval_ms=args.heartbeat_ms,
+        max_poll_interval_ms=args.max_poll_ms,
+        group_instance_id=args.instance_id or None,
+        metadata_max_age_ms=1000,
+    )
+
+    def generation() -> int:
+        return int(consumer._coordinator.group_metadata().generation_id)
+
+    class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+        def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+            _emit("revoked", partitions=sorted(p.partition for p in revoked), generation=None)
+
+        def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+            parts = sorted(p.partition for p in assigned)
+            _emit("assigned", partitions=parts, generation=generation())
+
+    consumer.subscribe(topics=[args.topic], listener=Listener())
+    try:
+        while True:
+            command, value = _next_command(lines)
+            if command == "quit":
+                break
+            if command == "stall":
+                _emit("stalled")
+                time.sleep(value / 1000)
+            for tp, records in consumer.poll(timeout_ms=50).items():
+                for record in records:
+                    _emit("record", partition=tp.partition, offset=record.offset)
+                    try:
+                        consumer.commit(
+                            {
+                                TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(
+                                    record.offset + 1, "", -1
+                                )
+                            }
+                        )
+                    except Exception as exc:
+                        _emit("commit_failed", partition=tp.partition, error=str(exc))
+    finally:
+        consumer.close()
+
+
+def _run_aiokafka(args: argparse.Namespace, lines: queue.Queue[str]) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+    async def run() -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=args.bootstrap,
+            group_id=args.group,
+            client_id=args.name,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=args.session_ms,
+            heartbeat_interval_ms=args.heartbeat_ms,
+            max_poll_interval_ms=args.max_poll_ms,
+            rebalance_timeout_ms=args.max_poll_ms,
+            group_instance_id=args.instance_id or None,
+            metadata_max_age_ms=1000,
+        )
+
+        def generation() -> int:
+            return int(consumer._coordinator.generation)
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+                _emit("revoked", partitions=sorted(p.partition for p in revoked), generation=None)
+
+            async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+                parts = sorted(p.partition for p in assigned)
+                _emit("assigned", partitions=parts, generation=generation())
+
+        await consumer.start()
+        consumer.subscribe([args.topic], listener=Listener())
+        try:
+            while True:
+                command, value = _next_command(lines)
+                if command == "quit":
+                    break
+                if command == "stall":
+                    _emit("stalled")
+                    await asyncio.sleep(value / 1000)
+                batches = await consumer.getmany(timeout_ms=50)
+                for tp, records in batches.items():
+                    for record in records:
+                        _emit("record", partition=tp.partition, offset=record.offset)
+                        try:
+                            await consumer.commit(
+                                {TopicPartition(tp.topic, tp.partition): record.offset + 1}
+                            )
+                        except Exception as exc:
+                            _emit("commit_failed", partition=tp.partition, error=str(exc))
+        finally:
+            await consumer.stop()
+
+    asyncio.run(run())
+
+
+def member_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("client", choices=CLIENTS)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--instance-id", default="")
+    parser.add_argument("--session-ms", type=int, default=6000)
+    parser.add_argument("--heartbeat-ms", type=int, default=500)
+    parser.add_argument("--max-poll-ms", type=int, default=30000)
+    parser.add_argument("--strategy", default="range")
+    args = parser.parse_args(argv)
+    runners = {
+        "confluent": _run_confluent,
+        "kafka-python": _run_kafka_python,
+        "aiokafka": _run_aiokafka,
+    }
+    runners[args.client](args, _commands())
+    _emit("closed")
+
+
+# --- the test side -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    member: str
+    event: str
+    time: float
+    partitions: tuple[int, ...] = ()
+    partition: int = -1
+    offset: int = -1
+    generation: int | None = None
+
+
+class Member:
+    """One member process and what it has reported so far."""
+
+    def __init__(
+        self, client: str, bootstrap: str, group: str, topic: str, name: str, **options: Any
+    ) -> None:
+        self.name = name
+        self.client = client
+        self._lock = threading.Lock()
+        self.events: list[Event] = []
+        self.dead_at: float | None = None
+        command = [
+            sys.executable,
+            SCRIPT,
+            client,
+            "--bootstrap",
+            bootstrap,
+            "--group",
+            group,
+            "--topic",
+            topic,
+            "--name",
+            name,
+        ]
+        for key, value in options.items():
+            command += [f"--{key.replace('_', '-')}", str(value)]
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                raw = json.loads(line)
+            except ValueError:
+                continue
+            event = Event(
+                member=self.name,
+                event=raw["event"],
+                time=raw["time"],
+                partitions=tuple(raw.get("partitions", ())),
+                partition=raw.get("partition", -1),
+                offset=raw.get("offset", -1),
+                generation=raw.get("generation"),
+            )
+            with self._lock:
+                self.events.append(event)
+
+    def snapshot(self) -> list[Event]:
+        with self._lock:
+            return list(self.events)
+
+    def owned(self) -> set[int]:
+        """The partitions this member holds now, by its own reports."""
+        owned: set[int] = set()
+        for event in self.snapshot():
+            if event.event == "assigned":
+                owned |= set(event.partitions)
+            elif event.event == "revoked":
+                owned -= set(event.partitions)
+        return owned if self.dead_at is None else set()
+
+    def count(self, kind: str) -> int:
+        return sum(1 for e in self.snapshot() if e.event == kind)
+
+    def send(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+    def kill(self) -> None:
+        """kill -9: no LeaveGroup, no last commit."""
+        self.process.kill()
+        self.process.wait(10)
+        self.dead_at = time.time()
+
+    def quit(self, timeout: float = 15.0) -> None:
+        """Close cleanly (the consumer leaves the group) and wait for the exit."""
+        if self.process.poll() is None:
+            self.send("quit")
+            self.process.wait(timeout)
+        self._reader.join(timeout)
+        self.dead_at = self.dead_at or time.time()
+
+    def stop(self) -> None:
+        """For finally blocks: kill the process if it still runs."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.dead_at = self.dead_at or time.time()
+
+
+def stop_all(members: Iterable[Member]) -> None:
+    for member in members:
+        member.stop()
+
+
+def ownership(members: Iterable[Member]) -> dict[int, list[str]]:
+    """partition -> the live members that say they own it."""
+    owners: dict[int, list[str]] = {}
+    for member in members:
+        for partition in member.owned():
+            owners.setdefault(partition, []).append(member.name)
+    return owners
+
+
+def balanced(members: list[Member], partitions: int) -> Callable[[], bool]:
+    """A condition: every partition has exactly one live owner, and the live
+    members' shares differ by at most one."""
+
+    def check() -> bool:
+        live = [m for m in members if m.dead_at is None]
+        owners = ownership(live)
+        if sorted(owners) != list(range(partitions)):
+            return False
+        if any(len(names) != 1 for names in owners.values()):
+            return False
+        shares = [len(m.owned()) for m in live]
+        return max(shares) - min(shares) <= 1
+
+    return check
+
+
+def processed(members: Iterable[Member]) -> list[Event]:
+    return [e for m in members for e in m.snapshot() if e.event == "record"]
+
+
+if __name__ == "__main__":
+    member_main()
