@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..cluster.metadata import BrokerInfo, MetadataStore, TopicInfo
-from ..log.manager import LogManager
+from ..log.manager import ZERO_UUID, LogManager
 from ..protocol.errors import ErrorCode, KafkaError
 from ..replication.partition import Partition
 from .config import BrokerConfig
@@ -85,6 +85,11 @@ class BrokerCore:
 
     def _host(self, info: TopicInfo, index: int, replicas: list[int]) -> Partition:
         partition_log = self.logs.get(info.name, index)
+        if partition_log is not None and partition_log.topic_id not in (info.topic_id, ZERO_UUID):
+            # Left by a deletion a crash interrupted: an older topic's records.
+            log.warning("deleting stale log of %s-%d (another topic id)", info.name, index)
+            self.logs.delete(info.name, index)
+            partition_log = None
         if partition_log is None:
             partition_log = self.logs.create(
                 info.name, index, info.topic_id, log_config(info.configs, self.config)
