@@ -131,3 +131,68 @@ def test_member_that_stops_polling_loses_its_partitions(
         assert_once_unless_owner_died(members, sent)
     finally:
         stop_all(members)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_static_member_restarted_within_its_session_keeps_its_partitions(
+    client: str, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    broker = broker_factory(**FAST_GROUPS)
+    topic = f"static-{client}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    options = {"session_ms": 15000, "heartbeat_ms": 300, "max_poll_ms": 15000}
+    members = [
+        Member(client, broker.bootstrap, "g", topic, f"m{i}", instance_id=f"i{i}", **options)
+        for i in range(3)
+    ]
+    try:
+        wait_for(balanced(members, PARTITIONS), 20, what="three static members own 2 each")
+        sent = produce(broker.bootstrap, topic, "a", 300)
+        wait_for(all_processed(members, sent), 15, what="the first records")
+        before = {m.name: m.snapshot() for m in members}
+        last_generation = max(
+            (e.generation for m in members for e in before[m.name] if e.generation is not None),
+            default=None,
+        )
+
+        restarted = members[1]
+        owned = restarted.owned()
+        restarted.kill()
+        back = Member(client, broker.bootstrap, "g", topic, "m1-again", instance_id="i1", **options)
+        members.append(back)
+        wait_for(lambda: back.owned() == owned, 15, what="the restarted member's partitions")
+        sent |= produce(broker.bootstrap, topic, "b", 300)
+        wait_for(all_processed(members, sent), 15, what="records sent after the restart")
+
+        for other in (members[0], members[2]):
+            news = other.snapshot()[len(before[other.name]) :]
+            changes = [e for e in news if e.event in ("assigned", "revoked")]
+            assert changes == [], f"{other.name} saw a rebalance: {changes}"
+        if last_generation is not None:  # the client tells its generation
+            (again,) = [e.generation for e in back.snapshot() if e.event == "assigned"]
+            assert again == last_generation, "the restart made a new generation"
+        assert_once_unless_owner_died(members, sent, died=[restarted])
+    finally:
+        stop_all(members)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_two_groups_on_one_topic_each_read_every_record(
+    client: str, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    broker = broker_factory(**FAST_GROUPS)
+    topic = f"fanout-{client}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    sent = produce(broker.bootstrap, topic, "a", 300)
+    options = {"session_ms": 6000, "heartbeat_ms": 500}
+    first = start_members(client, broker, "first", topic, ["a0", "a1"], **options)
+    second = start_members(client, broker, "second", topic, ["b0", "b1", "b2"], **options)
+    try:
+        wait_for(balanced(first, PARTITIONS), 20, what="group first shares the partitions")
+        wait_for(balanced(second, PARTITIONS), 20, what="group second shares the partitions")
+        sent |= produce(broker.bootstrap, topic, "b", 300)
+        for members in (first, second):
+            wait_for(all_processed(members, sent), 15, what="every record in each group")
+            assert_once_unless_owner_died(members, sent)
+    finally:
+        stop_all(first + second)
