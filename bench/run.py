@@ -210,10 +210,9 @@ class BrokerSession:
                 f"p99 {result['p99_ms']:.2f} ms, max {result['max_ms']:.2f} ms"
             )
         else:
+            errors = f", {result['errors']} errors (first: {result['first_error']})"
             self._fail(
-                "latency",
-                f"received {received:,} of {sent:,}, {result['errors']} errors "
-                f"(first: {result['first_error']})",
+                "latency", f"received {received:,} of {sent:,}{errors if result['errors'] else ''}"
             )
 
     def run(self) -> None:
