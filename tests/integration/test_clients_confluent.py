@@ -129,3 +129,32 @@ def test_position_past_the_end_resets_to_earliest(broker: BrokerProcess) -> None
     finally:
         consumer.close()
     assert got == [r.value for r in sent]
+
+
+def test_records_larger_than_the_fetch_limits(broker: BrokerProcess) -> None:
+    """A batch over max.partition.fetch.bytes still comes back whole (KIP-74)."""
+    topic = "confluent-large"
+    create_topic(broker.bootstrap, topic, 1)
+    records = [Rec(b"k", bytes([i]) * 300_000 + b"%d" % i) for i in range(6)]
+    sent = confluent_produce(broker.bootstrap, topic, records, **{"linger.ms": 100})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": f"{topic}-reader",
+            "enable.auto.commit": False,
+            "max.partition.fetch.bytes": 1000,
+            "fetch.max.bytes": 2000,
+            "message.max.bytes": 1000,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 10
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            for message in consumer.consume(10, timeout=0.2):
+                assert message.error() is None, message.error()
+                got.append(message.value())
+    finally:
+        consumer.close()
+    assert got == [r.value for r in sent]

@@ -186,3 +186,44 @@ def test_restart_keeps_committed_offsets(broker: BrokerProcess, how: str) -> Non
     request = [ConsumerGroupTopicPartitions("keeper", wanted)]
     found = admin.list_consumer_group_offsets(request, request_timeout=5)["keeper"].result(10)
     assert [(tp.partition, tp.offset) for tp in found.topic_partitions] == [(0, 7), (1, 3)]
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill -9"])
+def test_many_segments_survive_restart(broker: BrokerProcess, how: str) -> None:
+    """Tiny segments: reads, time lookups and appends span segment files, before and after."""
+    create_topic(
+        broker.bootstrap, "rolled", 2, **{"segment.bytes": "2000", "index.interval.bytes": "200"}
+    )
+    base = int(time.time() * 1000) - 60_000
+    sent: list[Rec] = []
+    for n in range(10):
+        records = sample_records(f"round{n}", 20, base + 100 * n)
+        codec = {"compression.type": "lz4" if n % 2 else "none"}
+        sent += confluent_produce(broker.bootstrap, "rolled", records, **codec)
+    assert len(list((broker.data_dir / "rolled-0").glob("*.log"))) > 3
+
+    def check() -> None:
+        assert_round_trip(sent, confluent_read_all(broker.bootstrap, "rolled"))
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "rolled-times"})
+        try:
+            for timestamp in (base + 250, base + 555, base + 910):
+                query = [TopicPartition("rolled", p, timestamp) for p in range(2)]
+                found = consumer.offsets_for_times(query, timeout=10)
+                expected = [
+                    min(r.offset for r in sent if r.partition == p and r.timestamp >= timestamp)
+                    for p in range(2)
+                ]
+                assert [tp.offset for tp in found] == expected
+        finally:
+            consumer.close()
+
+    check()
+    if how == "sigterm":
+        assert broker.stop() == 0, broker.output()
+    else:
+        broker.kill()
+    broker.start()
+    check()
+    more = confluent_produce(broker.bootstrap, "rolled", sample_records("more", 10, base + 5000))
+    sent += more
+    check()
