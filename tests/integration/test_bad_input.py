@@ -21,6 +21,7 @@ import pytest
 from conftest import (
     BrokerProcess,
     RawConnection,
+    Rec,
     assert_round_trip,
     confluent_produce,
     confluent_read_all,
@@ -244,4 +245,85 @@ def test_topic_max_message_bytes_is_enforced(scene: Scene) -> None:
         assert refused["error_code"] == MESSAGE_TOO_LARGE
         fits = produce_raw(conn, "small", batch([os.urandom(1000)], int(time.time() * 1000)))
         assert (fits["error_code"], fits["base_offset"]) == (0, 0)
+    scene.assert_unharmed()
+
+
+# -- clients that misbehave at the socket level ------------------------------------
+
+
+def fetch_everything(topic: str) -> dict[str, object]:
+    partition = {
+        "partition": 0,
+        "current_leader_epoch": -1,
+        "fetch_offset": 0,
+        "last_fetched_epoch": -1,
+        "log_start_offset": -1,
+        "partition_max_bytes": 64 << 20,
+    }
+    return {
+        "cluster_id": None,
+        "replica_id": -1,
+        "max_wait_ms": 10_000,
+        "min_bytes": 1,
+        "max_bytes": 64 << 20,
+        "isolation_level": 0,
+        "session_id": 0,
+        "session_epoch": -1,
+        "topics": [{"topic": topic, "partitions": [partition]}],
+        "forgotten_topics_data": [],
+        "rack_id": "",
+    }
+
+
+def test_client_that_never_reads_does_not_stall_others(scene: Scene) -> None:
+    create_topic(scene.broker.bootstrap, "bulk", 1)
+    chunk = os.urandom(500_000)
+    records = [Rec(b"k", chunk + b"%d" % i) for i in range(40)]
+    confluent_produce(scene.broker.bootstrap, "bulk", records, **{"linger.ms": 50})
+    with RawConnection(scene.broker.port) as hog:
+        hog.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        for _ in range(10):  # ~200 MB of answers that are never read
+            hog.send(1, 12, fetch_everything("bulk"))
+        started = time.monotonic()
+        scene.assert_unharmed()
+        assert time.monotonic() - started < 10
+    scene.assert_unharmed()
+
+
+def test_client_gone_while_its_fetch_waits(scene: Scene) -> None:
+    create_topic(scene.broker.bootstrap, "waited", 1)
+    for _ in range(20):
+        with RawConnection(scene.broker.port) as conn:
+            conn.send(1, 12, fetch_everything("waited"))
+    confluent_produce(scene.broker.bootstrap, "waited", [Rec(b"k", b"wakes the dead")])
+    scene.assert_unharmed()
+
+
+def test_pipelined_requests_are_answered_in_order(scene: Scene) -> None:
+    create_topic(scene.broker.bootstrap, "slow", 1)
+    slow = fetch_everything("slow")
+    slow["max_wait_ms"] = 300
+    versions = {"client_software_name": "t", "client_software_version": "1"}
+    with RawConnection(scene.broker.port) as conn:
+        sent = [
+            (API_VERSIONS, 3, conn.send(API_VERSIONS, 3, versions)),
+            (1, 12, conn.send(1, 12, slow)),
+            (METADATA, 1, conn.send(METADATA, 1, {"topics": [{"name": "kept"}]})),
+            (API_VERSIONS, 3, conn.send(API_VERSIONS, 3, versions)),
+        ]
+        for api_key, version, correlation_id in sent:  # receive() checks the order
+            conn.receive(api_key, version, correlation_id)
+    scene.assert_unharmed()
+
+
+def test_many_connections_at_once(scene: Scene) -> None:
+    versions = {"client_software_name": "t", "client_software_version": "1"}
+    connections = [RawConnection(scene.broker.port) for _ in range(300)]
+    try:
+        waiting = [(conn, conn.send(API_VERSIONS, 3, versions)) for conn in connections]
+        for conn, correlation_id in waiting:
+            assert conn.receive(API_VERSIONS, 3, correlation_id)["error_code"] == 0
+    finally:
+        for conn in connections:
+            conn.sock.close()
     scene.assert_unharmed()
