@@ -28,13 +28,15 @@ log = logging.getLogger(__name__)
 
 _SIZE = struct.Struct(">i")
 _READ_CHUNK = 256 * 1024
+#: Frames at least this large are received into a buffer of their own.
+_LARGE_FRAME = 64 * 1024
 #: Stop reading new requests while this much is waiting to be written.
 _WRITE_HIGH_WATER = 16 * 1024 * 1024
 
 Parts = list[Any]
 #: Handles one frame; returns response parts, None (no response: acks=0), or
 #: an awaitable of either.
-FrameHandler = Callable[["Connection", bytes], "Parts | Awaitable[Parts | None] | None"]
+FrameHandler = Callable[["Connection", bytes | bytearray], "Parts | Awaitable[Parts | None] | None"]
 
 
 class _Slot:
@@ -71,6 +73,9 @@ class Connection:
         self._max_request_bytes = max_request_bytes
         self._on_close = on_close
         self._inbox = bytearray()
+        #: A large frame being received into its own buffer, and how full it is.
+        self._frame: bytearray | None = None
+        self._frame_filled = 0
         self._slots: collections.deque[_Slot] = collections.deque()
         self._outbox: collections.deque[Any] = collections.deque()
         self._outbox_bytes = 0
@@ -92,7 +97,16 @@ class Connection:
             self._reading = False
 
     def _on_readable(self) -> None:
+        """Read what the socket has; dispatch every complete frame.
+
+        Small frames are cut out of a shared buffer. A large frame (a produce
+        of many batches) is received straight into a buffer of its own size,
+        so its bytes are copied once, by the kernel, and never shifted.
+        """
         try:
+            if self._frame is not None:
+                self._receive_into_frame()
+                return
             data = self.sock.recv(_READ_CHUNK)
         except (BlockingIOError, InterruptedError):
             return
@@ -119,6 +133,12 @@ class Connection:
                 return
             end = start + 4 + size
             if end > available:
+                if size >= _LARGE_FRAME:
+                    frame = bytearray(size)
+                    frame[: available - start - 4] = memoryview(inbox)[start + 4 :]
+                    self._frame = frame
+                    self._frame_filled = available - start - 4
+                    start = available
                 break
             self._dispatch(bytes(inbox[start + 4 : end]))
             if self.closed:
@@ -127,7 +147,19 @@ class Connection:
         if start:
             del inbox[:start]
 
-    def _dispatch(self, frame: bytes) -> None:
+    def _receive_into_frame(self) -> None:
+        frame = self._frame
+        assert frame is not None
+        received = self.sock.recv_into(memoryview(frame)[self._frame_filled :])
+        if not received:
+            self.close()
+            return
+        self._frame_filled += received
+        if self._frame_filled == len(frame):
+            self._frame = None
+            self._dispatch(frame)
+
+    def _dispatch(self, frame: bytes | bytearray) -> None:
         slot = _Slot()
         self._slots.append(slot)
         try:

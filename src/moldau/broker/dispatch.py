@@ -79,7 +79,9 @@ def handles(api_key: ApiKey, versions: range) -> Callable[[HandlerFunc], Handler
     return register
 
 
-def handle_frame(core: BrokerCore, connection: Connection, frame: bytes) -> Parts | Any | None:
+def handle_frame(
+    core: BrokerCore, connection: Connection, frame: bytes | bytearray
+) -> Parts | Any | None:
     """Serve one frame; the connection closes on DecodeError or any exception."""
     header, pos = decode_request_header(frame)
     handler = HANDLERS.get(header.api_key)

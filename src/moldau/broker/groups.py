@@ -6,6 +6,12 @@ first use, compacted, internal), a timer that calls ``tick()`` at the next
 deadline, and the loading of every offsets partition this broker leads when
 it starts. Handlers call the coordinator through ``service.coordinator`` and
 then ``service.after_call()``, which re-arms the timer.
+
+The coordinator remembers a group's recent rebalances only in memory. So that
+``moldau groups describe GROUP --history`` can show them from outside the
+broker, and after a restart, the shell also appends each rebalance as it ends
+to ``__moldau_group_history``: one JSON record keyed by the group id, kept
+for a week (a plain delete-policy topic, created on first use).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Iterator
 
 from ..group.config import GroupConfig
 from ..group.coordinator import GroupCoordinator
+from ..group.history import HISTORY_TOPIC, RebalanceRecord
 from ..group.placement import partition_for_group
 from ..protocol.batch import iter_batches
 from ..protocol.errors import ErrorCode, KafkaError
@@ -26,6 +33,7 @@ from .core import BrokerCore
 log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
+HISTORY_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
 _READ_CHUNK = 4 * 1024 * 1024
 
 
@@ -49,6 +57,7 @@ class GroupService:
             ),
             core.clock,
             self._persist,
+            self._record_rebalance,
         )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: int | None = None
@@ -111,6 +120,42 @@ class GroupService:
             base_timestamp=now,
         )
         partition.append_as_leader(batch)
+
+    def _record_rebalance(self, group_id: str, record: RebalanceRecord) -> None:
+        """Appends an ended rebalance to the history topic.
+
+        The history is for people; failing to keep it must not fail the
+        group, so errors are logged, not raised into the coordinator.
+        """
+        try:
+            partition = self._history_partition()
+            if partition is None:
+                return
+            value = record.to_json(group_id)
+            batch = build_batch(
+                [Record(0, 0, group_id.encode(), value)], base_timestamp=self.core.clock()
+            )
+            partition.append_as_leader(batch)
+        except Exception:
+            log.exception("could not record a rebalance of group %s", group_id)
+
+    def _history_partition(self) -> Partition | None:
+        """The history topic's partition, created on first use; None if
+        another broker leads it."""
+        if self.core.metadata.topic(HISTORY_TOPIC) is None:
+            brokers = len(self.core.metadata.brokers())
+            replication = min(
+                int(self.core.config.get("offsets.topic.replication.factor")), brokers
+            )
+            self.core.create_topic(
+                HISTORY_TOPIC,
+                1,
+                replication,
+                {"cleanup.policy": "delete", "retention.ms": str(HISTORY_RETENTION_MS)},
+                internal=True,
+            )
+        partition = self.core.partitions.get((HISTORY_TOPIC, 0))
+        return partition if partition is not None and partition.is_leader else None
 
     def after_call(self) -> None:
         """Re-arm the timer for the coordinator's next deadline."""
