@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 _LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_TOPIC_NAME = 249
+#: Producer ids are reserved from the metadata store this many at a time, so
+#: that InitProducerId rarely writes metadata.
+PRODUCER_ID_BLOCK = 1000
 
 TopicPartition = tuple[str, int]
 
@@ -71,6 +74,8 @@ class BrokerCore:
         self.clock = clock
         self.partitions: dict[TopicPartition, Partition] = {}
         self._waiters: dict[TopicPartition, list[asyncio.Future[None]]] = {}
+        #: The unused rest of this broker's block of producer ids: [next, end).
+        self._producer_ids: list[int] | None = None
         #: The consumer group coordinator's shell, set by the server at start.
         self.groups: GroupService | None = None
 
@@ -232,6 +237,36 @@ class BrokerCore:
         for offset, replicas in enumerate(added):
             if self.broker_id in replicas:
                 self._host(info, current + offset, replicas)
+
+    def alter_topic_configs(
+        self, name: str, configs: dict[str, str | None], validate_only: bool
+    ) -> None:
+        """Replace a topic's configs; hosted logs use them from the next call on."""
+        info = self.metadata.topic(name)
+        if info is None:
+            raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' not found")
+        try:
+            checked = validate_topic_configs(configs)
+            new_log_config = log_config(checked, self.config)
+        except InvalidTopicConfig as exc:
+            raise KafkaError(ErrorCode.INVALID_CONFIG, str(exc)) from None
+        if validate_only:
+            return
+        self.metadata.set_topic_configs(name, checked)
+        for index in range(info.partition_count):
+            partition = self.partitions.get((name, index))
+            if partition is not None:
+                partition.log.config = new_log_config
+        log.info("topic %s configs now %s", name, checked)
+
+    def new_producer_id(self) -> int:
+        """A producer id no other producer of this cluster has had."""
+        if self._producer_ids is None or self._producer_ids[0] >= self._producer_ids[1]:
+            first = self.metadata.allocate_producer_ids(PRODUCER_ID_BLOCK)
+            self._producer_ids = [first, first + PRODUCER_ID_BLOCK]
+        producer_id = self._producer_ids[0]
+        self._producer_ids[0] += 1
+        return producer_id
 
     # -- partitions ---------------------------------------------------------
 

@@ -64,6 +64,10 @@ class MetadataStore(Protocol):
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None: ...
 
+    def allocate_producer_ids(self, count: int) -> int:
+        """Reserve ``count`` producer ids for this broker; returns the first."""
+        ...
+
 
 class LocalMetadataStore:
     """Metadata of a single-node broker, persisted next to its data.
@@ -80,6 +84,7 @@ class LocalMetadataStore:
         self._broker = broker
         self._topics: dict[str, TopicInfo] = {}
         self.cluster_id = ""
+        self._next_producer_id = 0
         self._load()
 
     def _load(self) -> None:
@@ -90,6 +95,7 @@ class LocalMetadataStore:
         with open(self._path, encoding="utf-8") as handle:
             data = json.load(handle)
         self.cluster_id = data["cluster_id"]
+        self._next_producer_id = data.get("next_producer_id", 0)
         for raw in data["topics"]:
             info = TopicInfo(
                 name=raw["name"],
@@ -103,6 +109,7 @@ class LocalMetadataStore:
     def _save(self) -> None:
         data = {
             "cluster_id": self.cluster_id,
+            "next_producer_id": self._next_producer_id,
             "topics": [
                 {
                     "name": t.name,
@@ -148,6 +155,12 @@ class LocalMetadataStore:
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
         self._topics[name].configs = dict(configs)
         self._save()
+
+    def allocate_producer_ids(self, count: int) -> int:
+        first = self._next_producer_id
+        self._next_producer_id += count
+        self._save()
+        return first
 
 
 def _new_cluster_id() -> str:

@@ -1,6 +1,7 @@
 """One module per Kafka API; importing this package registers them all."""
 
 from . import (
+    alter_configs,
     api_versions,
     create_partitions,
     create_topics,
@@ -12,6 +13,8 @@ from . import (
     fetch,
     find_coordinator,
     heartbeat,
+    incremental_alter_configs,
+    init_producer_id,
     join_group,
     leave_group,
     list_groups,
@@ -25,6 +28,7 @@ from . import (
 )
 
 __all__ = [
+    "alter_configs",
     "api_versions",
     "create_partitions",
     "create_topics",
@@ -36,6 +40,8 @@ __all__ = [
     "fetch",
     "find_coordinator",
     "heartbeat",
+    "incremental_alter_configs",
+    "init_producer_id",
     "join_group",
     "leave_group",
     "list_groups",
