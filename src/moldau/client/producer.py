@@ -180,7 +180,8 @@ class Producer:
         self._open: dict[TopicPartition, _Batch] = {}
         self._queues: dict[TopicPartition, deque[_Batch]] = {}
         self._in_flight: dict[TopicPartition, _Batch] = {}
-        self._topic_checked: dict[str, float] = {}
+        #: topic -> (partition count, time to look again)
+        self._partition_counts: dict[str, tuple[int, float]] = {}
         self._stale: set[str] = set()
         self._buffered = 0
         self._space = asyncio.Event()
@@ -190,6 +191,7 @@ class Producer:
         self._sender: asyncio.Task[None] | None = None
         self._closing = False
         self._last_refresh = 0.0
+        self._loop: asyncio.AbstractEventLoop  # set by start()
 
     async def __aenter__(self) -> Producer:
         await self.start()
@@ -200,6 +202,7 @@ class Producer:
 
     async def start(self) -> None:
         """Reach the cluster (so a wrong address fails here) and start sending."""
+        self._loop = asyncio.get_running_loop()
         await self.cluster.refresh([])
         if self._sender is None:
             self._sender = asyncio.create_task(self._run_sender(), name="moldau-producer-sender")
@@ -208,19 +211,18 @@ class Producer:
 
     async def partitions_for(self, topic: str) -> int:
         """The partition count of ``topic``, waiting up to ``max_block_ms`` for
-        it to exist (and creating it if the broker auto-creates topics)."""
-        loop = asyncio.get_running_loop()
-        meta = self.cluster.metadata
-        count = meta.partition_count(topic)
-        checked = self._topic_checked.get(topic)
-        if count is None or checked is None or loop.time() - checked > self.metadata_max_age:
-            info = await self.cluster.topic(
-                topic,
-                timeout_ms=self.max_block_ms,
-                allow_auto_create=self.allow_auto_create_topics,
-            )
-            self._topic_checked[topic] = loop.time()
-            count = len(info.partitions)
+        it to exist (and creating it if the broker auto-creates topics).
+
+        Cached for ``metadata_max_age_ms``: this is on every ``send``.
+        """
+        known = self._partition_counts.get(topic)
+        if known is not None and known[1] > self._loop.time():
+            return known[0]
+        info = await self.cluster.topic(
+            topic, timeout_ms=self.max_block_ms, allow_auto_create=self.allow_auto_create_topics
+        )
+        count = len(info.partitions)
+        self._partition_counts[topic] = (count, self._loop.time() + self.metadata_max_age)
         return count
 
     async def send(
@@ -242,13 +244,14 @@ class Producer:
             raise RuntimeError("Producer.start() was not called")
         if self._closing:
             raise RuntimeError("producer is closed")
-        header_list = list(headers)
-        size = (
-            _RECORD_OVERHEAD
-            + (len(key) if key is not None else 0)
-            + (len(value) if value is not None else 0)
-            + sum(len(h) + (len(v) if v is not None else 0) + 2 for h, v in header_list)
-        )
+        header_list = list(headers) if headers else []
+        size = _RECORD_OVERHEAD
+        if key is not None:
+            size += len(key)
+        if value is not None:
+            size += len(value)
+        for name, data in header_list:
+            size += len(name) + (len(data) if data is not None else 0) + 2
         if size + HEADER_SIZE > self.max_request_size:
             raise KafkaError(
                 ErrorCode.MESSAGE_TOO_LARGE,
@@ -264,7 +267,7 @@ class Producer:
         while self._buffered >= self.buffer_memory:
             self._space.clear()
             await self._space.wait()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         chosen = partition
         if chosen is None:
             chosen = self.partitioner.partition(topic, key, num_partitions)
@@ -347,7 +350,7 @@ class Producer:
             return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+        self._timer = self._loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
