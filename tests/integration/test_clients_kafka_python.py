@@ -35,8 +35,8 @@ def produce(
 ) -> list[Rec]:
     """Send ``records`` with one producer; returns them with their acknowledged place.
 
-    kafka-python 3 is idempotent by default, which needs InitProducerId; the
-    codec tests turn it off so that they test codecs.
+    kafka-python 3 is idempotent by default (InitProducerId, sequence
+    numbers); the codec tests turn that off to test one thing at a time.
     """
     producer = KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -137,7 +137,6 @@ def test_topic_life_in_every_codec(broker: BrokerProcess) -> None:
         admin.close()
 
 
-@pytest.mark.xfail(strict=True, reason="InitProducerId (idempotent producers) is not served yet")
 def test_default_producer_is_idempotent_and_works(broker: BrokerProcess) -> None:
     topic = "kafka-python-idempotent"
     create_topic(broker.bootstrap, topic, 1)
