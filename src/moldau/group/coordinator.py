@@ -57,7 +57,7 @@ from moldau.group.results import (
     PartitionResult,
     SyncResult,
 )
-from moldau.group.runtime import Deadline, Persist, Record, Runtime
+from moldau.group.runtime import Deadline, Persist, RebalanceListener, Record, Runtime
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -78,8 +78,16 @@ def _delivers_answers(
 
 
 class GroupCoordinator:
-    def __init__(self, config: GroupConfig, clock: Callable[[], int], persist: Persist) -> None:
-        self._rt = Runtime(config, clock, persist)
+    def __init__(
+        self,
+        config: GroupConfig,
+        clock: Callable[[], int],
+        persist: Persist,
+        on_rebalance_end: RebalanceListener | None = None,
+    ) -> None:
+        """``on_rebalance_end`` hears of each rebalance as it ends (see
+        :meth:`rebalance_history`), for a shell that keeps them longer."""
+        self._rt = Runtime(config, clock, persist, on_rebalance_end)
         self._membership = Membership(self._rt)
         self._offsets = Offsets(self._rt)
         self._schedule_offset_expiry()

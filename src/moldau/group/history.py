@@ -13,8 +13,14 @@ could not consume, so ``moldau groups describe GROUP --history`` can answer
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+#: Where brokers keep ended rebalances for ``moldau groups describe --history``:
+#: one JSON record (:meth:`RebalanceRecord.to_json`) per rebalance, keyed by group id.
+HISTORY_TOPIC = "__moldau_group_history"
 
 
 class Trigger(StrEnum):
@@ -76,13 +82,54 @@ class RebalanceRecord:
     def ended(self, now: int, outcome: Outcome) -> RebalanceRecord:
         return dataclasses.replace(self, ended_ms=now, outcome=outcome)
 
-    def summary(self) -> str:
-        """One line for a human: cause, membership change, cost."""
+    def to_json(self, group_id: str) -> bytes:
+        """The record as the broker appends it to ``__moldau_group_history``.
+
+        Enums go by name, which stays put when their prose changes; a reader
+        that finds a name it does not know (a newer broker) skips the record.
+        """
+        fields: dict[str, Any] = {"group_id": group_id, **dataclasses.asdict(self)}
+        fields["trigger"] = self.trigger.name
+        fields["outcome"] = None if self.outcome is None else self.outcome.name
+        fields["paused_ms"] = self.paused_ms
+        return json.dumps(fields, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> tuple[str, RebalanceRecord]:
+        """(group id, record) from :meth:`to_json`'s bytes; ValueError if unreadable."""
+        try:
+            fields = json.loads(data)
+            outcome = fields["outcome"]
+            record = cls(
+                trigger=Trigger[fields["trigger"]],
+                member_ids=tuple(fields["member_ids"]),
+                reason=fields["reason"],
+                generation_before=fields["generation_before"],
+                members_before=tuple(fields["members_before"]),
+                started_ms=fields["started_ms"],
+                generation=fields["generation"],
+                members_after=tuple(fields["members_after"]),
+                dropped=tuple(fields["dropped"]),
+                joined_ms=fields["joined_ms"],
+                ended_ms=fields["ended_ms"],
+                outcome=None if outcome is None else Outcome[outcome],
+            )
+            return str(fields["group_id"]), record
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a rebalance record: {exc!r}") from None
+
+    def cause(self) -> str:
+        """What started it, who, and the reason the client gave."""
         cause = self.trigger.value
         if self.member_ids:
             cause += f" ({', '.join(self.member_ids)})"
         if self.reason:
             cause += f": {self.reason}"
+        return cause
+
+    def summary(self) -> str:
+        """One line for a human: cause, membership change, cost."""
+        cause = self.cause()
         if self.generation is None:
             generation = members = "?"
         else:

@@ -317,8 +317,7 @@ class Membership:
 
     def _end_rebalance(self, group: Group, outcome: Outcome) -> None:
         assert group.rebalance is not None
-        group.history.append(group.rebalance.ended(self.rt.clock(), outcome))
-        group.rebalance = None
+        self.rt.end_rebalance(group, group.rebalance.ended(self.rt.clock(), outcome))
 
     # --- SyncGroup ------------------------------------------------------------
 

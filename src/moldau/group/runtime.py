@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, TypeVar
 
 from moldau.group.config import GroupConfig
+from moldau.group.history import RebalanceRecord
 from moldau.group.model import Group, GroupState, Member
 from moldau.group.placement import partition_for_group
 from moldau.group.timers import Timers
@@ -24,6 +25,8 @@ R = TypeVar("R")
 
 Record = tuple[bytes, bytes | None]
 Persist = Callable[[int, list[Record]], None]
+#: Told (group id, record) when a rebalance has ended, however it ended.
+RebalanceListener = Callable[[str, RebalanceRecord], None]
 
 
 class Deadline(StrEnum):
@@ -48,7 +51,13 @@ class TimerKey(NamedTuple):
 
 
 class Runtime:
-    def __init__(self, config: GroupConfig, clock: Callable[[], int], persist: Persist) -> None:
+    def __init__(
+        self,
+        config: GroupConfig,
+        clock: Callable[[], int],
+        persist: Persist,
+        on_rebalance_end: RebalanceListener | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.groups: dict[str, Group] = {}
@@ -58,6 +67,7 @@ class Runtime:
         self.owned: set[int] = set()
         self.loading: set[int] = set()
         self._persist = persist
+        self._on_rebalance_end = on_rebalance_end
         self._outbox: deque[tuple[Callable[[Any], None], object]] = deque()
 
     def partition_of(self, group_id: str) -> int:
@@ -71,6 +81,13 @@ class Runtime:
         """Appends records to the group's partition; returns once they are handed over."""
         if records:
             self._persist(self.partition_of(group_id), records)
+
+    def end_rebalance(self, group: Group, record: RebalanceRecord) -> None:
+        """Keeps an ended rebalance in the group's history and tells the listener."""
+        group.history.append(record)
+        group.rebalance = None
+        if self._on_rebalance_end is not None:
+            self._on_rebalance_end(group.group_id, record)
 
     def respond(self, callback: Callable[[R], None], result: R) -> None:
         """Queues an answer to a waiting request; :meth:`flush` delivers it."""
