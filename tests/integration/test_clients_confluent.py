@@ -11,8 +11,14 @@ import time
 from dataclasses import replace
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+)
 
 from conftest import (
     BrokerProcess,
@@ -158,3 +164,38 @@ def test_records_larger_than_the_fetch_limits(broker: BrokerProcess) -> None:
     finally:
         consumer.close()
     assert got == [r.value for r in sent]
+
+
+def test_admin_partitions_configs_and_cluster(broker: BrokerProcess) -> None:
+    topic = "confluent-admin"
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    create_topic(broker.bootstrap, topic, 2, **{"retention.ms": "1000000"})
+    admin.create_partitions([NewPartitions(topic, 5)])[topic].result(10)
+    wait_for(
+        lambda: len(admin.list_topics(topic, timeout=5).topics[topic].partitions) == 5,
+        10,
+        what="five partitions in metadata",
+    )
+    sent = confluent_produce(
+        broker.bootstrap, topic, [Rec(b"k%d" % i, b"v%d" % i) for i in range(60)]
+    )
+    assert {r.partition for r in sent} == set(range(5))
+    with pytest.raises(KafkaException, match="INVALID_PARTITIONS"):
+        admin.create_partitions([NewPartitions(topic, 3)])[topic].result(10)
+    with pytest.raises(KafkaException, match="TOPIC_ALREADY_EXISTS"):
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin.describe_configs([resource])[resource].result(10)
+    assert (configs["retention.ms"].value, configs["retention.ms"].is_default) == ("1000000", False)
+    assert (configs["cleanup.policy"].value, configs["cleanup.policy"].is_default) == (
+        "delete",
+        True,
+    )
+    broker_resource = ConfigResource(ConfigResource.Type.BROKER, "0")
+    broker_configs = admin.describe_configs([broker_resource])[broker_resource].result(10)
+    assert broker_configs["log.dirs"].value == str(broker.data_dir)
+
+    cluster = admin.describe_cluster(request_timeout=5).result(10)
+    assert [(n.id, n.host, n.port) for n in cluster.nodes] == [(0, "127.0.0.1", broker.port)]
+    assert cluster.controller.id == 0 and cluster.cluster_id
