@@ -13,7 +13,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 import pytest
-from test_groups_harness import CLIENTS, Event, Member, balanced, processed, stop_all
+from test_groups_harness import (
+    CLIENTS,
+    Event,
+    Member,
+    assert_one_owner_at_a_time,
+    balanced,
+    processed,
+    stop_all,
+)
 
 from conftest import BrokerProcess, Rec, confluent_produce, create_topic, wait_for
 
@@ -97,6 +105,7 @@ def test_members_share_partitions_join_and_kill(
         sent |= produce(broker.bootstrap, topic, "c", 300)
         wait_for(all_processed(members, sent), 15, what="all 900 records")
         assert_once_unless_owner_died(members, sent, died=[victim])
+        assert_one_owner_at_a_time(members)
     finally:
         stop_all(members)
 
@@ -172,6 +181,7 @@ def test_static_member_restarted_within_its_session_keeps_its_partitions(
             (again,) = [e.generation for e in back.snapshot() if e.event == "assigned"]
             assert again == last_generation, "the restart made a new generation"
         assert_once_unless_owner_died(members, sent, died=[restarted])
+        assert_one_owner_at_a_time(members)
     finally:
         stop_all(members)
 
@@ -196,3 +206,34 @@ def test_two_groups_on_one_topic_each_read_every_record(
             assert_once_unless_owner_died(members, sent)
     finally:
         stop_all(first + second)
+
+
+@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+def test_cooperative_sticky_moves_partitions_without_double_ownership(
+    client: str, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    """Incremental rebalancing: each change takes two rounds (revoke, then assign)."""
+    broker = broker_factory(**FAST_GROUPS)
+    topic = f"coop-{client}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    sent = produce(broker.bootstrap, topic, "a", 300)
+    options = {"session_ms": 3000, "heartbeat_ms": 300, "strategy": "cooperative-sticky"}
+    members = start_members(client, broker, "g", topic, ["m0", "m1"], **options)
+    try:
+        wait_for(balanced(members, PARTITIONS), 20, what="two members own 3 partitions each")
+        members += start_members(client, broker, "g", topic, ["m2"], **options)
+        wait_for(balanced(members, PARTITIONS), 20, what="three members own 2 each")
+        kept = {m.name: m.owned() for m in members[:2]}
+        assert all(len(p) == 2 for p in kept.values())
+        sent |= produce(broker.bootstrap, topic, "b", 300)
+        members[0].quit()
+        wait_for(balanced(members, PARTITIONS), 20, what="m0's partitions move")
+        assert kept["m1"] <= members[1].owned(), "a sticky assignment took partitions away"
+        members[2].kill()
+        wait_for(balanced(members, PARTITIONS), 20, what="m2's partitions move")
+        sent |= produce(broker.bootstrap, topic, "c", 300)
+        wait_for(all_processed(members, sent), 15, what="all records")
+        assert_once_unless_owner_died(members, sent, died=[members[2]])
+        assert_one_owner_at_a_time(members)
+    finally:
+        stop_all(members)

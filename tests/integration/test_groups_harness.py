@@ -16,6 +16,7 @@ without a goodbye, which is what session timeouts are for.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import queue
@@ -109,7 +110,11 @@ def _run_confluent(args: argparse.Namespace, lines: queue.Queue[str]) -> None:
 
 def _run_kafka_python(args: argparse.Namespace, lines: queue.Queue[str]) -> None:
     from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
     from kafka.structs import OffsetAndMetadata
+
+    assignors = {"range": RangePartitionAssignor, "cooperative-sticky": CooperativeStickyAssignor}
 
     consumer = KafkaConsumer(
         bootstrap_servers=args.bootstrap,
@@ -122,6 +127,7 @@ def _run_kafka_python(args: argparse.Namespace, lines: queue.Queue[str]) -> None
         max_poll_interval_ms=args.max_poll_ms,
         group_instance_id=args.instance_id or None,
         metadata_max_age_ms=1000,
+        partition_assignment_strategy=[assignors[args.strategy]],
     )
 
     def generation() -> int:
@@ -383,6 +389,33 @@ def balanced(members: list[Member], partitions: int) -> Callable[[], bool]:
         return max(shares) - min(shares) <= 1
 
     return check
+
+
+def assert_one_owner_at_a_time(members: Iterable[Member]) -> None:
+    """From the members' reports: no partition was ever held by two members at once.
+
+    A member holds a partition from its assignment until its revocation, its
+    death (kill -9) or now. Reports of different processes are compared by
+    wall-clock time on the same machine.
+    """
+    held: dict[int, list[tuple[float, float, str]]] = {}
+    now = time.time()
+    for member in members:
+        since: dict[int, float] = {}
+        for event in member.snapshot():
+            if event.event == "assigned":
+                for p in event.partitions:
+                    since.setdefault(p, event.time)
+            elif event.event == "revoked":
+                for p in event.partitions:
+                    if p in since:
+                        held.setdefault(p, []).append((since.pop(p), event.time, member.name))
+        for p, start in since.items():
+            held.setdefault(p, []).append((start, member.dead_at or now, member.name))
+    for partition, spans in held.items():
+        spans.sort()
+        for (_, end, first), (start, _, second) in itertools.pairwise(spans):
+            assert start >= end, f"partition {partition} held by {first} and {second} at once"
 
 
 def processed(members: Iterable[Member]) -> list[Event]:
