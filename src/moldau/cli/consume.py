@@ -41,6 +41,12 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--timeout-ms", type=int, metavar="MS", help="exit after MS without a record"
     )
+    parser.add_argument(
+        "--max-block-ms",
+        type=int,
+        default=3_000,
+        help="how long to wait for the topic to appear (default 3000)",
+    )
     add_bootstrap(parser)
     parser.set_defaults(run=run)
 
@@ -81,7 +87,7 @@ async def _consume(args: argparse.Namespace, start: int | str, out: BinaryIO) ->
     reset = start if isinstance(start, str) else "none"
     consumer = Consumer(args.bootstrap_server, client_id="moldau-cli", auto_offset_reset=reset)
     async with consumer as c:
-        partitions = await c.partitions_for(args.topic)
+        partitions = await c.partitions_for(args.topic, timeout_ms=args.max_block_ms)
         if args.partition is not None:
             if args.partition not in partitions:
                 raise KafkaError(

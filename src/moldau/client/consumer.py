@@ -160,9 +160,12 @@ class Consumer:
 
     # --- assignment and positions --------------------------------------------
 
-    async def partitions_for(self, topic: str) -> list[int]:
-        """The partitions of ``topic``; UNKNOWN_TOPIC_OR_PARTITION if it does not exist."""
-        info = await self.cluster.topic(topic, timeout_ms=self.request_timeout_ms)
+    async def partitions_for(self, topic: str, *, timeout_ms: int | None = None) -> list[int]:
+        """The partitions of ``topic``, waiting up to ``timeout_ms`` (default: the
+        request timeout) for a topic just created; UNKNOWN_TOPIC_OR_PARTITION
+        if it does not exist by then."""
+        wait = self.request_timeout_ms if timeout_ms is None else timeout_ms
+        info = await self.cluster.topic(topic, timeout_ms=wait)
         return sorted(info.partitions)
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:

@@ -1,0 +1,381 @@
+"""The ``moldau`` command as a user runs it, against a broker subprocess.
+
+Commands run as subprocesses; their stdout, stderr and exit status are
+checked. Placement of keyed records is checked against independent
+implementations (kafka-python's murmur2, librdkafka's partitioners), not
+against moldau's own partitioner.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
+
+import pytest
+
+from conftest import MOLDAU, BrokerProcess, Rec, confluent_produce, free_port
+
+pytest.importorskip("moldau.broker.run", reason="moldau broker is not there yet")
+
+PARTITIONS = 4
+KEYS = [f"key-{i}" for i in range(60)]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """One broker for the whole module: each test uses its own topics."""
+    process = BrokerProcess(tmp_path_factory.mktemp("cli") / "data")
+    try:
+        yield process.start()
+    finally:
+        process.kill()
+
+
+@pytest.fixture(scope="module")
+def strict_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """A broker that does not create topics on first use."""
+    process = BrokerProcess(
+        tmp_path_factory.mktemp("cli-strict") / "data", auto_create_topics_enable="false"
+    )
+    try:
+        yield process.start()
+    finally:
+        process.kill()
+
+
+def moldau(
+    broker: BrokerProcess | None, *args: str, stdin: str | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    extra = ["--bootstrap-server", broker.bootstrap] if broker is not None else []
+    return subprocess.run(
+        [MOLDAU, *args, *extra],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def ok(broker: BrokerProcess | None, *args: str, stdin: str | None = None) -> str:
+    done = moldau(broker, *args, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    return done.stdout
+
+
+def fails(broker: BrokerProcess | None, *args: str, stdin: str | None = None) -> str:
+    """The command failed with exactly one line on stderr; that line."""
+    done = moldau(broker, *args, stdin=stdin)
+    assert done.returncode != 0, done.stdout
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+def consume_keyed(broker: BrokerProcess, topic: str, partition: int, count: int) -> list[str]:
+    """``key<TAB>value`` lines of one partition from the beginning."""
+    out = ok(
+        broker,
+        "consume",
+        topic,
+        "--partition",
+        str(partition),
+        "--from-beginning",
+        "--print-key",
+        "--max-messages",
+        str(count),
+        "--timeout-ms",
+        "10000",
+    )
+    lines = out.splitlines()
+    assert len(lines) == count, f"partition {partition}: {lines}"
+    return lines
+
+
+# --- topics ----------------------------------------------------------------
+
+
+def test_topic_lifecycle(broker: BrokerProcess) -> None:
+    out = ok(
+        broker, "topics", "create", "life", "--partitions", "3", "--config", "retention.ms=60000"
+    )
+    assert out == "Created topic life.\n"
+    assert "life" in ok(broker, "topics", "list").splitlines()
+
+    described = ok(broker, "topics", "describe", "life").splitlines()
+    head = described[0].split("\t")
+    assert head[0] == "Topic: life"
+    assert "PartitionCount: 3" in head and "ReplicationFactor: 1" in head
+    assert "retention.ms=60000" in described[0]
+    assert [line.split("\t")[2] for line in described[1:]] == [
+        "Partition: 0",
+        "Partition: 1",
+        "Partition: 2",
+    ]
+    assert all("Leader: " in line and "Isr: " in line for line in described[1:])
+
+    line = fails(broker, "topics", "create", "life")
+    assert line == "moldau: topic 'life' already exists (TOPIC_ALREADY_EXISTS)"
+    ok(broker, "topics", "create", "life", "--if-not-exists")
+
+    assert ok(broker, "topics", "alter", "life", "--partitions", "5") == ""
+    assert "PartitionCount: 5" in ok(broker, "topics", "describe", "life").splitlines()[0]
+    assert fails(broker, "topics", "alter", "life", "--partitions", "2").endswith(
+        "(INVALID_PARTITIONS)"
+    )
+
+    assert ok(broker, "topics", "delete", "life") == ""
+    assert "life" not in ok(broker, "topics", "list").splitlines()
+    line = fails(broker, "topics", "delete", "life")
+    assert line == "moldau: topic 'life' does not exist (UNKNOWN_TOPIC_OR_PARTITION)"
+    ok(broker, "topics", "delete", "life", "--if-exists")
+
+
+def test_describe_all_and_missing(broker: BrokerProcess) -> None:
+    ok(broker, "topics", "create", "desc-a", "--partitions", "1")
+    ok(broker, "topics", "create", "desc-b", "--partitions", "2")
+    heads = [
+        line.split("\t")[0]
+        for line in ok(broker, "topics", "describe").splitlines()
+        if line.startswith("Topic:")
+    ]
+    assert {"Topic: desc-a", "Topic: desc-b"} <= set(heads)
+    line = fails(broker, "topics", "describe", "desc-none")
+    assert line == "moldau: topic 'desc-none' does not exist (UNKNOWN_TOPIC_OR_PARTITION)"
+
+
+def test_invalid_topic_create(broker: BrokerProcess) -> None:
+    assert fails(broker, "topics", "create", "bad-parts", "--partitions", "0").startswith(
+        "moldau: topic 'bad-parts'"
+    )
+    assert fails(broker, "topics", "create", "bad/name", "--partitions", "1").endswith(
+        "(INVALID_TOPIC_EXCEPTION)"
+    )
+
+
+# --- produce and consume -------------------------------------------------------
+
+
+def kafka_python_murmur2_partition(key: str, partitions: int) -> int:
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+@pytest.mark.parametrize("partitioner", ["murmur2", "crc32", "round-robin"])
+def test_keyed_lines_land_where_the_partitioner_says(
+    broker: BrokerProcess, partitioner: str
+) -> None:
+    topic = f"keyed-{partitioner}"
+    ok(broker, "topics", "create", topic, "--partitions", str(PARTITIONS))
+    lines = [f"{key}:value of {key}" for key in KEYS]
+    ok(
+        broker,
+        "produce",
+        topic,
+        "--key-separator",
+        ":",
+        "--partitioner",
+        partitioner,
+        stdin="\n".join(lines) + "\n",
+    )
+    expected: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
+    for i, key in enumerate(KEYS):
+        if partitioner == "murmur2":
+            partition = kafka_python_murmur2_partition(key, PARTITIONS)
+        elif partitioner == "crc32":
+            partition = zlib.crc32(key.encode()) % PARTITIONS
+        else:
+            partition = i % PARTITIONS
+        expected[partition].append(f"{key}\tvalue of {key}")
+    for partition, want in expected.items():
+        assert consume_keyed(broker, topic, partition, len(want)) == want
+
+
+def test_murmur2_matches_librdkafka_java_compatible_partitioner(broker: BrokerProcess) -> None:
+    """librdkafka's ``murmur2_random`` is documented as the Java client's placement."""
+    ok(broker, "topics", "create", "java-cli", "--partitions", "7")
+    ok(broker, "topics", "create", "java-rdkafka", "--partitions", "7")
+    ok(
+        broker,
+        "produce",
+        "java-cli",
+        "--key-separator",
+        "=",
+        stdin="".join(f"{key}=x\n" for key in KEYS),
+    )
+    placed = confluent_produce(
+        broker.bootstrap,
+        "java-rdkafka",
+        [Rec(key=key.encode(), value=key.encode()) for key in KEYS],
+        partitioner="murmur2_random",
+    )
+    theirs = {r.key.decode(): r.partition for r in placed if r.key is not None}
+    ours = {}
+    for partition in range(7):
+        count = sum(1 for p in theirs.values() if p == partition)
+        for line in consume_keyed(broker, "java-cli", partition, count):
+            ours[line.split("\t")[0]] = partition
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "snappy", "lz4", "zstd"])
+def test_every_compression_round_trips(broker: BrokerProcess, codec: str) -> None:
+    topic = f"codec-{codec}"
+    ok(broker, "topics", "create", topic, "--partitions", "1")
+    values = [f"{codec} line {i} " + "x" * (i % 50) for i in range(500)]
+    ok(broker, "produce", topic, "--compression", codec, stdin="\n".join(values))
+    out = ok(broker, "consume", topic, "--from-beginning", "--max-messages", "500")
+    assert out.splitlines() == values
+
+
+def test_consume_whole_topic_unkeyed_and_offsets(broker: BrokerProcess) -> None:
+    ok(broker, "topics", "create", "plain", "--partitions", "3")
+    values = [f"v{i}" for i in range(30)]
+    ok(broker, "produce", "plain", "--acks", "1", stdin="\r\n".join(values) + "\r\n")
+    out = ok(broker, "consume", "plain", "--from-beginning", "--max-messages", "30")
+    assert sorted(out.splitlines()) == sorted(values)
+    # Without --print-key nothing but values; with it, a null key shows as null.
+    keyed = ok(
+        broker,
+        "consume",
+        "plain",
+        "--from-beginning",
+        "--print-key",
+        "--key-separator",
+        "|",
+        "--max-messages",
+        "1",
+    )
+    assert keyed.startswith("null|v")
+
+    ok(broker, "produce", "plain", "--partition", "2", stdin="a\nb\nc\n")
+    per_partition = ok(
+        broker, "consume", "plain", "--partition", "2", "--from-beginning", "--timeout-ms", "1500"
+    ).splitlines()
+    assert per_partition[-3:] == ["a", "b", "c"]
+    end = len(per_partition)
+    tail = ok(
+        broker,
+        "consume",
+        "plain",
+        "--partition",
+        "2",
+        "--offset",
+        str(end - 2),
+        "--max-messages",
+        "2",
+    )
+    assert tail.splitlines() == ["b", "c"]
+
+
+def test_consume_from_latest_sees_only_new_records(broker: BrokerProcess) -> None:
+    ok(broker, "topics", "create", "latest", "--partitions", "1")
+    ok(broker, "produce", "latest", stdin="old\n")
+    reader = subprocess.Popen(
+        [
+            *(MOLDAU, "consume", "latest", "--max-messages", "1", "--timeout-ms", "20000"),
+            *("--bootstrap-server", broker.bootstrap),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # We cannot see when the reader has found the end; keep producing
+        # until it prints its one record, which must be a new one.
+        for _ in range(200):
+            ok(broker, "produce", "latest", stdin="new\n")
+            try:
+                reader.wait(0.05)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        out, err = reader.communicate(timeout=20)
+    finally:
+        reader.kill()
+    assert reader.returncode == 0, err
+    assert out == "new\n"
+    quiet = moldau(broker, "consume", "latest", "--timeout-ms", "300")
+    assert (quiet.returncode, quiet.stdout) == (0, "")
+
+
+def test_timeout_ends_an_idle_consume(broker: BrokerProcess) -> None:
+    ok(broker, "topics", "create", "idle", "--partitions", "2")
+    done = moldau(broker, "consume", "idle", "--timeout-ms", "300")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+# --- errors ----------------------------------------------------------------
+
+
+def test_produce_and_consume_missing_topic_without_auto_create(
+    strict_broker: BrokerProcess,
+) -> None:
+    line = fails(strict_broker, "produce", "ghost", "--max-block-ms", "300", stdin="x\n")
+    assert line == "moldau: topic 'ghost' does not exist (UNKNOWN_TOPIC_OR_PARTITION)"
+    line = fails(strict_broker, "consume", "ghost", "--max-block-ms", "300")
+    assert line == "moldau: topic 'ghost' does not exist (UNKNOWN_TOPIC_OR_PARTITION)"
+    assert "ghost" not in ok(strict_broker, "topics", "list").splitlines()
+
+
+def test_usage_errors_are_one_line(broker: BrokerProcess) -> None:
+    ok(broker, "topics", "create", "usage", "--partitions", "2")
+    line = fails(broker, "produce", "usage", "--key-separator", ":", stdin="k:v\nno separator\n")
+    assert line == "moldau: line 2 has no key separator ':'"
+    assert (
+        fails(broker, "consume", "usage", "--offset", "3") == "moldau: --offset needs --partition"
+    )
+    line = fails(broker, "produce", "usage", "--partition", "9", stdin="x\n")
+    assert line.endswith("(UNKNOWN_TOPIC_OR_PARTITION)") and "partition 9" in line
+    line = fails(broker, "consume", "usage", "--partition", "9")
+    assert line.endswith("(UNKNOWN_TOPIC_OR_PARTITION)") and "partition 9" in line
+    line = fails(broker, "consume", "usage", "--partition", "0", "--offset", "50")
+    assert line.endswith("(OFFSET_OUT_OF_RANGE)")
+
+
+def test_unreachable_broker_is_one_line() -> None:
+    port = free_port()
+    done = subprocess.run(
+        [MOLDAU, "topics", "list", "--bootstrap-server", f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"moldau: cannot connect to 127.0.0.1:{port} (Connection refused) (NETWORK_EXCEPTION)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["frobnicate"],
+        ["topics", "create"],
+        ["topics", "create", "x", "--partitions", "many"],
+        ["produce", "t", "--partitioner", "random"],
+        ["produce", "t", "--compression", "brotli"],
+        ["consume", "t", "--no-such-flag"],
+        ["topics", "create", "x", "--config", "novalue"],
+    ],
+)
+def test_bad_flags_get_argparse_errors(args: list[str]) -> None:
+    done = moldau(None, *args)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith("moldau")
+    assert "error:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_help_does_not_import_the_client() -> None:
+    code = (
+        "import sys; from moldau.cli.main import build_parser; build_parser(); "
+        "heavy = [m for m in sys.modules if m.startswith(('moldau.client', 'moldau.broker'))]; "
+        "print(heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
