@@ -14,6 +14,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+from ..log.manager import LogDirLockedError
 from .config import ConfigError, load_config
 from .server import BrokerServer
 
@@ -29,7 +30,7 @@ def run_broker(config_path: str | None, overrides: list[str]) -> int:
     )
     try:
         _run(_serve(BrokerServer(config)))
-    except OSError as exc:
+    except (OSError, LogDirLockedError) as exc:
         print(f"moldau: cannot start the broker: {exc}", file=sys.stderr)
         return 1
     return 0
