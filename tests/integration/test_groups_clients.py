@@ -8,11 +8,13 @@ processed twice only when its first owner died before committing it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 
 import pytest
+from confluent_kafka.admin import AdminClient, NewPartitions
 from test_groups_harness import (
     CLIENTS,
     Event,
@@ -24,6 +26,9 @@ from test_groups_harness import (
 )
 
 from conftest import BrokerProcess, Rec, confluent_produce, create_topic, wait_for
+from moldau.client.cluster import Cluster
+from moldau.client.groups_admin import GroupsAdmin
+from moldau.group.history import RebalanceRecord
 
 PARTITIONS = 6
 #: Small timeouts keep the tests quick; the broker must allow them.
@@ -234,6 +239,59 @@ def test_cooperative_sticky_moves_partitions_without_double_ownership(
         sent |= produce(broker.bootstrap, topic, "c", 300)
         wait_for(all_processed(members, sent), 15, what="all records")
         assert_once_unless_owner_died(members, sent, died=[members[2]])
+        assert_one_owner_at_a_time(members)
+    finally:
+        stop_all(members)
+
+
+def rebalances(broker: BrokerProcess, group: str) -> list[RebalanceRecord]:
+    """The group's rebalances as the broker recorded them."""
+
+    async def read() -> list[RebalanceRecord]:
+        async with Cluster(broker.bootstrap) as cluster:
+            return await GroupsAdmin(cluster, timeout_ms=10_000).rebalance_history(group)
+
+    return asyncio.run(read())
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_members_starting_together_make_one_rebalance_after_the_initial_delay(
+    client: str, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    broker = broker_factory(group_initial_rebalance_delay_ms="2000")
+    topic = f"delay-{client}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    started = time.monotonic()
+    members = start_members(client, broker, "g", topic, ["m0", "m1", "m2"], session_ms=6000)
+    try:
+        wait_for(balanced(members, PARTITIONS), 20, what="three members own 2 partitions each")
+        assert time.monotonic() - started >= 2, "the initial delay was not waited for"
+        assert all(m.count("assigned") == 1 for m in members), "more than one rebalance"
+        (only,) = rebalances(broker, "g")
+        assert (only.generation_before, only.generation, len(only.members_after)) == (0, 1, 3)
+        assert only.paused_ms is not None and only.paused_ms >= 2000
+    finally:
+        stop_all(members)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_partitions_added_to_the_topic_are_assigned_and_read(
+    client: str, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    broker = broker_factory(**FAST_GROUPS)
+    topic = f"grow-{client}"
+    create_topic(broker.bootstrap, topic, 2)
+    options = {"session_ms": 6000, "heartbeat_ms": 300}
+    members = start_members(client, broker, "g", topic, ["m0", "m1"], **options)
+    try:
+        wait_for(balanced(members, 2), 20, what="two members own one partition each")
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        admin.create_partitions([NewPartitions(topic, PARTITIONS)])[topic].result(10)
+        wait_for(balanced(members, PARTITIONS), 20, what="the new partitions assigned")
+        sent = produce(broker.bootstrap, topic, "a", 300)
+        assert {p for p, _ in sent} == set(range(PARTITIONS))
+        wait_for(all_processed(members, sent), 15, what="records of every partition")
+        assert_once_unless_owner_died(members, sent)
         assert_one_owner_at_a_time(members)
     finally:
         stop_all(members)
