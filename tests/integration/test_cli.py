@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -379,3 +379,47 @@ def test_help_does_not_import_the_client() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+# --- a broker that restarts under the client ---------------------------------------
+
+
+def test_consume_and_produce_ride_out_a_broker_restart(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    restarting = broker_factory()
+    ok(restarting, "topics", "create", "restart", "--partitions", "2")
+    ok(restarting, "produce", "restart", stdin="before-1\nbefore-2\n")
+    reader = subprocess.Popen(
+        [
+            *(MOLDAU, "consume", "restart", "--from-beginning", "--max-messages", "4"),
+            *("--timeout-ms", "30000", "--bootstrap-server", restarting.bootstrap),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    writer = subprocess.Popen(
+        [MOLDAU, "produce", "restart", "--bootstrap-server", restarting.bootstrap],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdin is not None and reader.stdout is not None
+    try:
+        # Both are connected and working before the broker goes away.
+        assert sorted(reader.stdout.readline() for _ in range(2)) == ["before-1\n", "before-2\n"]
+        writer.stdin.write("during-1\n")
+        writer.stdin.flush()
+        assert reader.stdout.readline() == "during-1\n"
+        restarting.kill()
+        writer.stdin.write("during-2\n")
+        writer.stdin.flush()
+        restarting.start()
+        writer.stdin.close()
+        assert writer.wait(30) == 0, writer.stderr.read() if writer.stderr else ""
+        assert reader.stdout.readline() == "during-2\n"
+        assert reader.wait(30) == 0
+    finally:
+        writer.kill()
+        reader.kill()
