@@ -8,6 +8,7 @@ against moldau's own partitioner.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import zlib
@@ -307,6 +308,36 @@ def test_timeout_ends_an_idle_consume(broker: BrokerProcess) -> None:
     ok(broker, "topics", "create", "idle", "--partitions", "2")
     done = moldau(broker, "consume", "idle", "--timeout-ms", "300")
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_ctrl_c_and_closed_pipe_end_consume_quietly(broker: BrokerProcess) -> None:
+    ok(broker, "topics", "create", "quiet", "--partitions", "1")
+    # More than a pipe buffer holds, so that the writer must notice a gone reader.
+    ok(broker, "produce", "quiet", stdin="".join(f"{i} {'x' * 100}\n" for i in range(2000)))
+    reader = subprocess.Popen(
+        [MOLDAU, "consume", "quiet", "--from-beginning", "--bootstrap-server", broker.bootstrap],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout is not None
+        assert reader.stdout.readline().startswith("0 x")  # running, not starting up
+        reader.send_signal(signal.SIGINT)
+        _, err = reader.communicate(timeout=10)
+    finally:
+        reader.kill()
+    assert (reader.returncode, err) == (130, "")
+
+    # `moldau consume ... | head -1`: the reader goes away, no complaint.
+    piped = subprocess.run(
+        f"{MOLDAU} consume quiet --from-beginning --bootstrap-server {broker.bootstrap} | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (piped.stdout, piped.stderr) == (f"0 {'x' * 100}\n", "")
 
 
 # --- errors ----------------------------------------------------------------
