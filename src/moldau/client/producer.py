@@ -68,6 +68,8 @@ class _Batch:
 
     tp: TopicPartition
     created: float
+    #: Resolved when the batch is acknowledged or failed (what flush waits on).
+    done: asyncio.Future[None]
     records: list[Record] = field(default_factory=list)
     futures: list[asyncio.Future[RecordMetadata]] = field(default_factory=list)
     timestamps: list[int] = field(default_factory=list)
@@ -76,7 +78,6 @@ class _Batch:
     retry_at: float = 0.0
     wire: bytes | None = None
     last_error: KafkaError | None = None
-    done: asyncio.Future[None] | None = None
 
     def add(
         self,
@@ -118,7 +119,7 @@ class _Batch:
         self._finish()
 
     def _finish(self) -> None:
-        if self.done is not None and not self.done.done():
+        if not self.done.done():
             self.done.set_result(None)
 
 
@@ -280,8 +281,7 @@ class Producer:
                 tp = TopicPartition(topic, chosen)
             batch = self._open.get(tp)
         if batch is None:
-            batch = _Batch(tp, loop.time())
-            batch.done = loop.create_future()
+            batch = _Batch(tp, loop.time(), loop.create_future())
             self._open[tp] = batch
             self._arm_timer(batch.created + self.linger)
         future: asyncio.Future[RecordMetadata] = loop.create_future()
@@ -314,8 +314,8 @@ class Producer:
         acknowledged or failed (failures stay in the records' futures)."""
         for tp in list(self._open):
             self._close_batch(tp, None)
-        waiting = [b.done for q in self._queues.values() for b in q if b.done is not None]
-        waiting += [b.done for b in self._in_flight.values() if b.done is not None]
+        waiting = [b.done for q in self._queues.values() for b in q]
+        waiting += [b.done for b in self._in_flight.values()]
         if waiting:
             self._wakeup.set()
             await asyncio.wait(waiting)
