@@ -105,7 +105,9 @@ def test_members_share_partitions_join_and_kill(
         victim = members[1]
         moved = victim.owned()
         victim.kill()
+        killed_at = time.monotonic()
         wait_for(balanced(members, PARTITIONS), 15, what="the killed member's partitions move")
+        assert time.monotonic() - killed_at >= 2.5, "evicted before its session timed out"
         assert moved <= set().union(*(m.owned() for m in members if m is not victim))
         sent |= produce(broker.bootstrap, topic, "c", 300)
         wait_for(all_processed(members, sent), 15, what="all 900 records")

@@ -87,6 +87,7 @@ def _run_confluent(args: argparse.Namespace, lines: queue.Queue[str]) -> None:
         _emit("revoked", partitions=sorted(p.partition for p in partitions), generation=None)
 
     consumer.subscribe([args.topic], on_assign=assigned, on_revoke=revoked)
+    _emit("started")
     try:
         while True:
             command, value = _next_command(lines)
@@ -142,6 +143,7 @@ def _run_kafka_python(args: argparse.Namespace, lines: queue.Queue[str]) -> None
             _emit("assigned", partitions=parts, generation=generation())
 
     consumer.subscribe(topics=[args.topic], listener=Listener())
+    _emit("started")
     try:
         while True:
             command, value = _next_command(lines)
@@ -200,6 +202,7 @@ def _run_aiokafka(args: argparse.Namespace, lines: queue.Queue[str]) -> None:
 
         await consumer.start()
         consumer.subscribe([args.topic], listener=Listener())
+        _emit("started")
         try:
             while True:
                 command, value = _next_command(lines)
