@@ -77,7 +77,8 @@ def test_size_retention(tmp_path: Path) -> None:
 
 def test_compacted_topics_are_not_retained_by_time_or_size(tmp_path: Path) -> None:
     clock = Clock(0)
-    log = filled(tmp_path, clock, retention_ms=1, retention_bytes=0, cleanup_policy="compact")
+    log = filled(tmp_path, clock)
+    log.config = LogConfig(retention_ms=1, retention_bytes=0, cleanup_policy="compact")
     clock.now = 100 * HOUR
     assert log.delete_old_segments() == 0
     log.config = LogConfig(retention_ms=1, cleanup_policy="compact,delete")

@@ -1,7 +1,8 @@
 """Small text files Kafka keeps next to the logs, in Kafka's formats.
 
 Offset checkpoints (``recovery-point-offset-checkpoint``,
-``log-start-offset-checkpoint``, ``replication-offset-checkpoint``) live in
+``log-start-offset-checkpoint``, ``replication-offset-checkpoint``,
+``cleaner-offset-checkpoint``) live in
 each log dir::
 
     0                      <- format version
@@ -28,6 +29,7 @@ import uuid
 from collections.abc import Mapping
 
 __all__ = [
+    "CLEANER_OFFSET_CHECKPOINT",
     "LOG_START_OFFSET_CHECKPOINT",
     "PARTITION_METADATA",
     "RECOVERY_POINT_CHECKPOINT",
@@ -46,6 +48,7 @@ __all__ = [
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
 REPLICATION_OFFSET_CHECKPOINT = "replication-offset-checkpoint"
+CLEANER_OFFSET_CHECKPOINT = "cleaner-offset-checkpoint"
 PARTITION_METADATA = "partition.metadata"
 
 TopicPartition = tuple[str, int]

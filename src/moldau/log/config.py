@@ -25,7 +25,18 @@ class LogConfig:
     retention_bytes: int = -1
     cleanup_policy: str = "delete"
     message_timestamp_type: str = "CreateTime"
+    message_timestamp_before_max_ms: int = LONG_MAX
+    message_timestamp_after_max_ms: int = LONG_MAX
+    min_cleanable_dirty_ratio: float = 0.5
+    min_compaction_lag_ms: int = 0
+    max_compaction_lag_ms: int = LONG_MAX
+    delete_retention_ms: int = DAY_MS
 
     @property
     def log_append_time(self) -> bool:
         return self.message_timestamp_type == "LogAppendTime"
+
+    @property
+    def compact(self) -> bool:
+        """``cleanup.policy`` is ``compact`` or ``compact,delete``."""
+        return "compact" in self.cleanup_policy

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable
 
 from moldau.log.checkpoint import (
+    CLEANER_OFFSET_CHECKPOINT,
     LOG_START_OFFSET_CHECKPOINT,
     RECOVERY_POINT_CHECKPOINT,
     REPLICATION_OFFSET_CHECKPOINT,
@@ -28,6 +29,7 @@ from moldau.log.checkpoint import (
     write_offsets,
     write_partition_metadata,
 )
+from moldau.log.cleaner import CleanerConfig, LogCleaner
 from moldau.log.config import LogConfig
 from moldau.log.partition_log import PartitionLog
 
@@ -64,6 +66,7 @@ class LogManager:
         log_dirs: list[str],
         default_config: LogConfig,
         clock: Callable[[], int] = wall_clock_ms,
+        cleaner_config: CleanerConfig | None = None,
     ) -> None:
         if not log_dirs:
             raise ValueError("at least one log dir is needed")
@@ -72,6 +75,7 @@ class LogManager:
         self._clock = clock
         self._logs: dict[tuple[str, int], PartitionLog] = {}
         self._locks: list[int] = []
+        self.cleaner = LogCleaner(self.partitions, clock, cleaner_config)
 
     # -- startup -------------------------------------------------------------
 
@@ -97,6 +101,7 @@ class LogManager:
         recovery_points = _read_checkpoint(log_dir, RECOVERY_POINT_CHECKPOINT)
         start_offsets = _read_checkpoint(log_dir, LOG_START_OFFSET_CHECKPOINT)
         high_watermarks = _read_checkpoint(log_dir, REPLICATION_OFFSET_CHECKPOINT)
+        self.cleaner.checkpoints.update(_read_checkpoint(log_dir, CLEANER_OFFSET_CHECKPOINT))
         for name in sorted(os.listdir(log_dir)):
             path = os.path.join(log_dir, name)
             if not os.path.isdir(path):
@@ -168,6 +173,7 @@ class LogManager:
         partition_log = self._logs.pop((topic, partition), None)
         if partition_log is None:
             return
+        self.cleaner.forget(partition_log)
         directory = partition_log.directory
         doomed = f"{directory}.{uuid.uuid4().hex}{DELETE_SUFFIX}"
         os.rename(directory, doomed)
@@ -231,8 +237,14 @@ class LogManager:
         for partition_log in self._logs.values():
             partition_log.flush_if_due()
 
+    def clean_step(self, budget_bytes: int = 1 << 20) -> bool:
+        """One step of log compaction (see ``cleaner.py``): True if the broker
+        should call again soon, False to wait ``log.cleaner.backoff.ms``."""
+        return self.cleaner.step(budget_bytes)
+
     def close(self) -> None:
         """Flush, checkpoint and close everything; mark the shutdown clean."""
+        self.cleaner.abort()
         for partition_log in self._logs.values():
             partition_log.flush()
         self.checkpoint()

@@ -35,10 +35,11 @@ from moldau.log.errors import (
 )
 from moldau.log.recovery import load_segments
 from moldau.log.retention import deletable_prefix
-from moldau.log.segment import INT32_MAX, LogSegment, TrackedBatch
+from moldau.log.segment import INT32_MAX, SWAP_SUFFIX, LogSegment, TrackedBatch
 from moldau.log.slices import FileSlice
 from moldau.protocol.batch import (
     CRC_OFFSET,
+    InvalidRecordError,
     MessageTooLargeError,
     iter_batches,
     patch_base_offset,
@@ -105,6 +106,9 @@ class PartitionLog:
         self.high_watermark = min(max(high_watermark, self.log_start_offset), end)
         self._unflushed_messages = 0
         self._last_flush_ms = clock()
+        #: Bumped whenever segments lose data (retention, truncation), so a
+        #: clean in progress knows its input changed under it.
+        self.edits = 0
 
     @classmethod
     def open(
@@ -181,6 +185,8 @@ class PartitionLog:
                     f"batch of {header.size} bytes exceeds max.message.bytes "
                     f"{config.max_message_bytes}"
                 )
+            if config.compact:
+                _check_keys(batch)
             total += header.size
         if total > config.segment_bytes:
             raise RecordBatchTooLargeError(
@@ -443,6 +449,33 @@ class PartitionLog:
             self._delete_prefix(self._segment_index(offset))
         return self.log_start_offset
 
+    def replace_segments(self, old: Sequence[LogSegment], new: LogSegment) -> None:
+        """Swap the consecutive segments ``old`` for ``new``, the cleaned copy
+        the cleaner wrote as ``<base>.*.cleaned`` (same base offset as
+        ``old[0]``). Raises ``ValueError`` if ``old`` is no longer a run of
+        this log's segments before the active one.
+
+        Crash safety: the cleaned files are made durable and renamed to
+        ``.swap`` (the commit point: recovery completes a swap from there),
+        then the old files are removed and the ``.swap`` files take the live
+        names. Readers never see a half state: the list is edited at the end,
+        in one step, and old files stay open for slices being sent.
+        """
+        start = next((i for i, s in enumerate(self._segments) if s is old[0]), -1)
+        run = self._segments[start : start + len(old)]
+        if start < 0 or start + len(old) >= len(self._segments) or run != list(old):
+            raise ValueError(f"{self}: segments to replace are not in the log any more")
+        mtime = max(os.stat(segment.path).st_mtime_ns for segment in old)
+        new.flush()
+        os.utime(new.path, ns=(mtime, mtime))
+        new.rename(SWAP_SUFFIX)
+        fsync_dir(self.directory)
+        for segment in old:
+            segment.delete()
+        new.rename("")
+        fsync_dir(self.directory)
+        self._segments[start : start + len(old)] = [new]
+
     def _delete_prefix(self, count: int) -> None:
         """Remove the first ``count`` segments (never all of them).
 
@@ -452,6 +485,7 @@ class PartitionLog:
         """
         doomed = self._segments[:count]
         del self._segments[:count]
+        self.edits += 1
         self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
         self.recovery_point = max(self.recovery_point, self.log_start_offset)
         self.high_watermark = max(self.high_watermark, self.log_start_offset)
@@ -468,6 +502,7 @@ class PartitionLog:
         if offset <= self._segments[0].base_offset:
             self._truncate_fully_and_start_at(offset)
             return
+        self.edits += 1
         keep = self._segment_index(offset)
         if self._segments[keep].base_offset == offset:
             keep -= 1
@@ -478,6 +513,7 @@ class PartitionLog:
         self._clamp_to_end()
 
     def _truncate_fully_and_start_at(self, offset: int) -> None:
+        self.edits += 1
         for segment in self._segments:
             segment.delete()
         self._segments = [LogSegment.create(self.directory, offset, self._clock())]
@@ -516,3 +552,12 @@ class PartitionLog:
 
 def _base_offset(segment: LogSegment) -> int:
     return segment.base_offset
+
+
+def _check_keys(batch: memoryview) -> None:
+    """Compacted topics keep the latest record per key, so a record without
+    one is refused (Kafka's INVALID_RECORD). Needs the records decoded: only
+    compacted topics pay for it."""
+    _, records = decode_batch(batch, verify_crc=False)
+    if any(record.key is None for record in records):
+        raise InvalidRecordError("compacted topic cannot accept a record without a key")

@@ -10,6 +10,12 @@ their last index entry are read to restore their end, and a segment whose
 index does not fit its log is rescanned like an unflushed one.
 
 After a clean shutdown (marked by the log manager) nothing is rescanned.
+
+A clean interrupted by a crash leaves ``.cleaned`` files (the swap had not
+begun: they are removed, the old segments are intact) or a ``<base>.log.swap``
+(the cleaned segment was durable and its swap begun: it is completed, as
+Kafka does, by removing every old segment whose base offset lies within the
+swap segment's offsets and giving the ``.swap`` files their live names).
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import logging
 import os
 from bisect import bisect_right
 
+from moldau.log.checkpoint import fsync_dir
 from moldau.log.segment import (
     INDEX_SUFFIX,
     LOG_SUFFIX,
+    SWAP_SUFFIX,
     TIME_INDEX_SUFFIX,
     LogSegment,
     segment_base_offset,
@@ -32,7 +40,7 @@ __all__ = ["load_segments"]
 log = logging.getLogger(__name__)
 
 # Left behind by an interrupted deletion, cleaning or checkpoint write.
-_LEFTOVER_SUFFIXES = (".deleted", ".cleaned", ".tmp")
+_LEFTOVER_SUFFIXES = (".deleted", ".cleaned", ".tmp", SWAP_SUFFIX)
 _INDEX_SUFFIXES = (INDEX_SUFFIX, TIME_INDEX_SUFFIX)
 
 
@@ -41,6 +49,7 @@ def load_segments(
 ) -> list[LogSegment]:
     """The partition's segments, oldest first, recovered as needed. Empty if
     the directory holds none."""
+    _complete_swaps(directory, interval, now_ms)
     bases = _segment_bases(directory)
     segments = [LogSegment(directory, base, now_ms) for base in bases]
     first_unflushed = len(segments) if clean_shutdown else bisect_right(bases, recovery_point) - 1
@@ -60,6 +69,28 @@ def load_segments(
             del segments[i + 1 :]
             break
     return segments
+
+
+def _complete_swaps(directory: str, interval: int, now_ms: int) -> None:
+    """Finish the cleaner swaps a crash interrupted (see the module doc)."""
+    for name in sorted(os.listdir(directory)):
+        if not name.endswith(LOG_SUFFIX + SWAP_SUFFIX):
+            continue
+        base = segment_base_offset(name)
+        if base is None:
+            continue
+        swap = LogSegment(directory, base, now_ms, SWAP_SUFFIX)
+        swap.recover(interval)
+        end = max(swap.next_offset, base + 1)
+        for old_name in os.listdir(directory):
+            old_base = segment_base_offset(old_name)
+            replaced = old_base is not None and base <= old_base < end
+            if replaced and old_name.endswith((LOG_SUFFIX, *_INDEX_SUFFIXES)):
+                os.unlink(os.path.join(directory, old_name))
+        swap.rename("")
+        swap.close()
+        log.warning("%s: completed the swap of cleaned segment %d", directory, base)
+    fsync_dir(directory)
 
 
 def _segment_bases(directory: str) -> list[int]:

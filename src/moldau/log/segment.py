@@ -30,6 +30,7 @@ __all__ = ["LOG_SUFFIX", "LogSegment", "TrackedBatch", "segment_base_offset", "s
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
+SWAP_SUFFIX = ".swap"
 INT32_MAX = (1 << 31) - 1
 _SCAN_CHUNK = 1 << 20
 _IOV_MAX = 1024
@@ -60,11 +61,12 @@ class LogSegment:
     knows; reads never go past ``size``.
     """
 
-    def __init__(self, directory: str, base_offset: int, created_ms: int) -> None:
+    def __init__(self, directory: str, base_offset: int, created_ms: int, suffix: str = "") -> None:
         self.directory = directory
         self.base_offset = base_offset
         self.created_ms = created_ms
-        self.path = os.path.join(directory, segment_file_name(base_offset, LOG_SUFFIX))
+        self.suffix = suffix
+        self.path = self._sibling(LOG_SUFFIX)
         self.file = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - lives with the segment
         self._fd = self.file.fileno()
         self.offset_index = OffsetIndex(self._sibling(INDEX_SUFFIX), base_offset)
@@ -77,13 +79,17 @@ class LogSegment:
         self._bytes_since_index_entry = 0
         self._dirty = False
 
-    def _sibling(self, suffix: str) -> str:
-        return os.path.join(self.directory, segment_file_name(self.base_offset, suffix))
+    def _sibling(self, kind: str) -> str:
+        name = segment_file_name(self.base_offset, kind) + self.suffix
+        return os.path.join(self.directory, name)
 
     @classmethod
-    def create(cls, directory: str, base_offset: int, now_ms: int) -> LogSegment:
-        """A new, empty segment (an existing empty file at that offset is reused)."""
-        segment = cls(directory, base_offset, now_ms)
+    def create(cls, directory: str, base_offset: int, now_ms: int, suffix: str = "") -> LogSegment:
+        """A new, empty segment (an existing empty file at that offset is reused).
+
+        A ``suffix`` (``.cleaned``, ``.swap``) names a segment being built by
+        the cleaner beside the live one with the same base offset."""
+        segment = cls(directory, base_offset, now_ms, suffix)
         if segment.size:
             raise FileExistsError(f"{segment.path} exists and is not empty")
         segment.offset_index.reset()
@@ -293,6 +299,42 @@ class LogSegment:
         self.offset_index.write_pending()
         self.time_index.write_pending()
         self.file.close()
+
+    def rename(self, suffix: str) -> None:
+        """Give the three files a new suffix (indexes first, the log last: the
+        log file's name is what recovery goes by). Open files stay valid."""
+        old = [self.offset_index.path, self.time_index.path, self.path]
+        self.suffix = suffix
+        self.path = self._sibling(LOG_SUFFIX)
+        self.offset_index.path = self._sibling(INDEX_SUFFIX)
+        self.time_index.path = self._sibling(TIME_INDEX_SUFFIX)
+        for source, target in zip(
+            old, [self.offset_index.path, self.time_index.path, self.path], strict=True
+        ):
+            os.replace(source, target)
+
+    def iter_batches(self, position: int = 0) -> Iterator[tuple[int, BatchHeader, memoryview]]:
+        """``(position, header, bytes)`` of each batch from ``position`` to the
+        end, read in large chunks. No CRC check: the segment was checked when
+        written or recovered."""
+        buf = memoryview(b"")
+        buf_start = position
+        while position < self.size:
+            offset = position - buf_start
+            if len(buf) - offset < HEADER_SIZE:
+                buf, buf_start, offset = self._chunk(position, HEADER_SIZE), position, 0
+            header = read_header(buf, offset)
+            if len(buf) - offset < header.size:
+                buf, buf_start, offset = self._chunk(position, header.size), position, 0
+            yield position, header, buf[offset : offset + header.size]
+            position += header.size
+
+    def _chunk(self, position: int, at_least: int) -> memoryview:
+        length = min(max(_SCAN_CHUNK, at_least), self.size - position)
+        data = os.pread(self._fd, length, position)
+        if len(data) < at_least:
+            raise CorruptRecordError(f"{self.path}: batch at {position} runs past the end")
+        return memoryview(data)
 
     def delete(self) -> None:
         """Remove the files. The open file object is left to the garbage

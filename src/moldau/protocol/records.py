@@ -42,6 +42,7 @@ import cramjam
 from moldau.protocol.batch import (
     COMPRESSION_GZIP,
     COMPRESSION_LZ4,
+    COMPRESSION_MASK,
     COMPRESSION_NONE,
     COMPRESSION_SNAPPY,
     COMPRESSION_ZSTD,
@@ -57,7 +58,15 @@ from moldau.protocol.batch import (
     validate,
 )
 
-__all__ = ["Record", "build_batch", "compress", "decode_batch", "decompress", "record_timestamp"]
+__all__ = [
+    "Record",
+    "build_batch",
+    "compress",
+    "decode_batch",
+    "decompress",
+    "rebuild_batch",
+    "record_timestamp",
+]
 
 Header = tuple[str, bytes | None]
 
@@ -302,6 +311,36 @@ def build_batch(
         producer_id=producer_id,
         producer_epoch=producer_epoch,
         base_sequence=base_sequence,
+    )
+
+
+def rebuild_batch(
+    header: BatchHeader,
+    records: Sequence[Record],
+    *,
+    base_timestamp: int,
+    max_timestamp: int,
+    attributes: int,
+) -> bytes:
+    """``header``'s batch holding only ``records`` (a subset of its own, with
+    timestamp deltas already relative to ``base_timestamp``), as compaction
+    writes it: same base offset, offset range, producer fields and codec
+    (taken from ``attributes``), so offsets and sequence numbers still line up."""
+    body = bytearray()
+    for record in records:
+        _encode_record(body, record)
+    return assemble_batch(
+        payload=compress(attributes & COMPRESSION_MASK, bytes(body)),
+        records_count=len(records),
+        last_offset_delta=header.last_offset_delta,
+        base_offset=header.base_offset,
+        partition_leader_epoch=header.partition_leader_epoch,
+        attributes=attributes,
+        base_timestamp=base_timestamp,
+        max_timestamp=max_timestamp,
+        producer_id=header.producer_id,
+        producer_epoch=header.producer_epoch,
+        base_sequence=header.base_sequence,
     )
 
 
