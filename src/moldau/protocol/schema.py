@@ -15,13 +15,35 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import types
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
-from kio.index import load_entity_schema
-from kio.schema.index import api_key_map, schema_name_map
-from kio.static.constants import EntityType
+
+def _import_kio_quietly() -> None:
+    """Import kio without letting it import hypothesis.
+
+    kio registers hypothesis strategies for its types whenever hypothesis is
+    importable, which costs a broker a third of a second of startup on any
+    machine that has hypothesis installed (every test and benchmark machine).
+    A process that already loaded hypothesis keeps it; otherwise hypothesis is
+    hidden for the duration of the import and visible again afterwards.
+    """
+    if "hypothesis" in sys.modules:
+        return
+    sys.modules["hypothesis"] = None  # type: ignore[assignment]
+    try:
+        import kio.index  # noqa: F401
+    finally:
+        del sys.modules["hypothesis"]
+
+
+_import_kio_quietly()
+
+from kio.index import load_entity_schema  # noqa: E402
+from kio.schema.index import api_key_map, schema_name_map  # noqa: E402
+from kio.static.constants import EntityType  # noqa: E402
 
 Direction = Literal["request", "response"]
 
