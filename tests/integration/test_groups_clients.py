@@ -297,3 +297,32 @@ def test_partitions_added_to_the_topic_are_assigned_and_read(
         assert_one_owner_at_a_time(members)
     finally:
         stop_all(members)
+
+
+@pytest.mark.parametrize("api_version", ["0.11", "2.0", "2.3"])
+def test_older_group_protocol_versions(
+    api_version: str, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    """kafka-python told to speak an older Kafka: JoinGroup v2 (no member id
+    round trip), v3 and v5 (static membership era), with the offset and
+    heartbeat versions of those releases."""
+    broker = broker_factory(**FAST_GROUPS)
+    topic = f"old-{api_version}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    sent = produce(broker.bootstrap, topic, "a", 300)
+    options = {"session_ms": 3000, "heartbeat_ms": 300, "api_version": api_version}
+    members = start_members("kafka-python", broker, "g", topic, ["m0", "m1", "m2"], **options)
+    try:
+        wait_for(balanced(members, PARTITIONS), 20, what="three members own 2 partitions each")
+        wait_for(all_processed(members, sent), 15, what="the first records")
+        victim = members[0]
+        victim.kill()
+        wait_for(balanced(members, PARTITIONS), 15, what="the killed member's partitions move")
+        members[1].quit()
+        wait_for(balanced(members, PARTITIONS), 15, what="the leaver's partitions move")
+        sent |= produce(broker.bootstrap, topic, "b", 300)
+        wait_for(all_processed(members, sent), 15, what="every record")
+        assert_once_unless_owner_died(members, sent, died=[victim])
+        assert_one_owner_at_a_time(members)
+    finally:
+        stop_all(members)

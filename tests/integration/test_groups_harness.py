@@ -129,6 +129,7 @@ def _run_kafka_python(args: argparse.Namespace, lines: queue.Queue[str]) -> None
         group_instance_id=args.instance_id or None,
         metadata_max_age_ms=1000,
         partition_assignment_strategy=[assignors[args.strategy]],
+        **_api_version(args),
     )
 
     def generation() -> int:
@@ -167,6 +168,13 @@ def _run_kafka_python(args: argparse.Namespace, lines: queue.Queue[str]) -> None
                         _emit("commit_failed", partition=tp.partition, error=str(exc))
     finally:
         consumer.close()
+
+
+def _api_version(args: argparse.Namespace) -> dict[str, Any]:
+    """kafka-python's ``api_version``: an old one makes it speak old request versions."""
+    if not args.api_version:
+        return {}
+    return {"api_version": tuple(int(x) for x in args.api_version.split("."))}
 
 
 def _run_aiokafka(args: argparse.Namespace, lines: queue.Queue[str]) -> None:
@@ -239,6 +247,7 @@ def member_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heartbeat-ms", type=int, default=500)
     parser.add_argument("--max-poll-ms", type=int, default=30000)
     parser.add_argument("--strategy", default="range")
+    parser.add_argument("--api-version", default="", help="kafka-python only, e.g. 0.10.1")
     args = parser.parse_args(argv)
     runners = {
         "confluent": _run_confluent,
