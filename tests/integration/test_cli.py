@@ -454,3 +454,42 @@ def test_consume_and_produce_ride_out_a_broker_restart(
     finally:
         writer.kill()
         reader.kill()
+
+
+def test_configs_alter_takes_effect_and_describe_shows_it(broker: BrokerProcess) -> None:
+    ok(broker, "topics", "create", "cfg-topic", "--partitions", "1")
+    ok(
+        broker,
+        "configs",
+        "alter",
+        "--topic",
+        "cfg-topic",
+        "--set",
+        "retention.ms=60000",
+        "--set",
+        "max.message.bytes=2000",
+    )
+    described = ok(broker, "configs", "describe", "--topic", "cfg-topic")
+    assert "retention.ms=60000\t(DYNAMIC_TOPIC_CONFIG)" in described
+    assert "segment.bytes" not in described
+    # The new limit is enforced at once, without a restart.
+    too_big = "x" * 3000
+    assert "MESSAGE_TOO_LARGE" in fails(broker, "produce", "cfg-topic", stdin=too_big + "\n")
+    ok(broker, "configs", "alter", "--topic", "cfg-topic", "--delete", "max.message.bytes")
+    ok(broker, "produce", "cfg-topic", stdin=too_big + "\n")
+    everything = ok(broker, "configs", "describe", "--topic", "cfg-topic", "--all")
+    assert "segment.bytes=1073741824\t(DEFAULT_CONFIG)" in everything
+
+
+def test_configs_errors_are_one_line(broker: BrokerProcess) -> None:
+    ok(broker, "topics", "create", "cfg-bad", "--partitions", "1")
+    assert "INVALID_CONFIG" in fails(
+        broker, "configs", "alter", "--topic", "cfg-bad", "--set", "retention.ms=soon"
+    )
+    assert "INVALID_CONFIG" in fails(
+        broker, "configs", "alter", "--topic", "cfg-bad", "--set", "no.such.config=1"
+    )
+    assert "does not exist" in fails(
+        broker, "configs", "alter", "--topic", "cfg-missing", "--set", "retention.ms=1"
+    )
+    assert "nothing to change" in fails(broker, "configs", "alter", "--topic", "cfg-bad")

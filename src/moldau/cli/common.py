@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from moldau.client.admin import Admin
 
 T = TypeVar("T")
 
@@ -43,3 +46,18 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro)
+
+
+def admin_command(action: Callable[[Admin, argparse.Namespace], Awaitable[int]]) -> Any:
+    """Wrap ``action(admin, args)`` into a command that connects first."""
+
+    def run(args: argparse.Namespace) -> int:
+        async def go() -> int:
+            from moldau.client.admin import Admin
+
+            async with Admin(args.bootstrap_server) as admin:
+                return await action(admin, args)
+
+        return run_async(go())
+
+    return run

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import broker, consume, groups, produce, topics
+from . import broker, configs, consume, groups, produce, topics
 from .common import CliError
 
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="moldau", description="A Kafka-compatible distributed commit log."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (broker, topics, produce, consume, groups):
+    for module in (broker, topics, configs, produce, consume, groups):
         module.register(commands)
     return parser
 

@@ -10,7 +10,7 @@ import argparse
 import base64
 from typing import TYPE_CHECKING, Any
 
-from .common import add_bootstrap, key_value, run_async
+from .common import add_bootstrap, admin_command, key_value
 
 if TYPE_CHECKING:
     from moldau.client.admin import Admin
@@ -42,48 +42,32 @@ def register(commands: Any) -> None:
     create.add_argument(
         "--if-not-exists", action="store_true", help="succeed if the topic already exists"
     )
-    create.set_defaults(run=_runner(_create))
+    create.set_defaults(run=admin_command(_create))
 
     listing = actions.add_parser("list", help="list topic names")
     listing.add_argument(
         "--include-internal", action="store_true", help="also list internal topics"
     )
-    listing.set_defaults(run=_runner(_list))
+    listing.set_defaults(run=admin_command(_list))
 
     describe = actions.add_parser("describe", help="partitions, leaders, replicas and ISR")
     describe.add_argument("name", nargs="?", help="one topic (default: all)")
-    describe.set_defaults(run=_runner(_describe))
+    describe.set_defaults(run=admin_command(_describe))
 
     delete = actions.add_parser("delete", help="delete a topic")
     delete.add_argument("name")
     delete.add_argument("--if-exists", action="store_true", help="succeed if there is no topic")
-    delete.set_defaults(run=_runner(_delete))
+    delete.set_defaults(run=admin_command(_delete))
 
     alter = actions.add_parser("alter", help="add partitions to a topic")
     alter.add_argument("name")
     alter.add_argument(
         "--partitions", type=int, required=True, help="the new (larger) partition count"
     )
-    alter.set_defaults(run=_runner(_alter))
+    alter.set_defaults(run=admin_command(_alter))
 
     for sub in (create, listing, describe, delete, alter):
         add_bootstrap(sub)
-
-
-def _runner(action: Any) -> Any:
-    """Wrap ``action(admin, args)`` into a command that connects first."""
-
-    def run(args: argparse.Namespace) -> int:
-        async def go() -> int:
-            from moldau.client.admin import Admin
-
-            async with Admin(args.bootstrap_server) as admin:
-                result: int = await action(admin, args)
-                return result
-
-        return run_async(go())
-
-    return run
 
 
 async def _create(admin: Admin, args: argparse.Namespace) -> int:

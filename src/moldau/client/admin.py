@@ -241,6 +241,36 @@ class Admin:
             for c in result["configs"]
         ]
 
+    async def alter_topic_configs(
+        self,
+        topic: str,
+        set_configs: Mapping[str, str],
+        delete_configs: Iterable[str] = (),
+        *,
+        validate_only: bool = False,
+    ) -> None:
+        """Set and delete single topic configs (IncrementalAlterConfigs); the
+        topic's other configs stay as they are."""
+        operations = [
+            {"name": name, "config_operation": 0, "value": value}
+            for name, value in set_configs.items()
+        ] + [{"name": name, "config_operation": 1, "value": None} for name in delete_configs]
+        body = {
+            "resources": [
+                {
+                    "resource_type": int(ConfigResourceType.TOPIC),
+                    "resource_name": topic,
+                    "configs": operations,
+                }
+            ],
+            "validate_only": validate_only,
+        }
+        conn = await self.cluster.any_node()
+        response = await conn.request(ApiKey.INCREMENTAL_ALTER_CONFIGS, body)
+        (result,) = response["responses"]
+        if result["error_code"]:
+            raise topic_error(topic, result["error_code"], result.get("error_message"))
+
     # --- offsets and cluster ----------------------------------------------------------
 
     async def list_offsets(
