@@ -34,7 +34,7 @@ def test_time_retention_removes_expired_segments(tmp_path: Path) -> None:
     clock.now = 4 * HOUR  # segments with timestamps 0h and 1h are older than 2h
     assert log.delete_old_segments() == 2
     assert log.log_start_offset == 4 and log.segments[0].base_offset == 4
-    assert len(os.listdir(log.directory)) == 4 * 3
+    assert len([n for n in os.listdir(log.directory) if "index" in n or ".log" in n]) == 4 * 3
     with pytest.raises(OffsetOutOfRangeError):
         log.read(3, 100)
     assert batches_in(read_all(log, 4))[0].base_offset == 4

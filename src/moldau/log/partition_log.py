@@ -33,12 +33,14 @@ from moldau.log.errors import (
     RecordBatchTooLargeError,
     UnexpectedAppendOffsetError,
 )
+from moldau.log.producer_state import ProducerStateManager
 from moldau.log.recovery import load_segments
 from moldau.log.retention import deletable_prefix
 from moldau.log.segment import INT32_MAX, SWAP_SUFFIX, LogSegment, TrackedBatch
 from moldau.log.slices import FileSlice
 from moldau.protocol.batch import (
     CRC_OFFSET,
+    BatchHeader,
     InvalidRecordError,
     MessageTooLargeError,
     iter_batches,
@@ -61,6 +63,9 @@ class AppendResult(NamedTuple):
     log_append_time_ms: int  # -1 unless the topic uses LogAppendTime
     record_count: int
     max_timestamp: int
+    #: A producer's retry of a batch already written: the offsets are the
+    #: original ones and nothing was written this time.
+    duplicate: bool = False
 
 
 class ReadResult(NamedTuple):
@@ -109,6 +114,8 @@ class PartitionLog:
         #: Bumped whenever segments lose data (retention, truncation), so a
         #: clean in progress knows its input changed under it.
         self.edits = 0
+        self.producer_state = ProducerStateManager(directory)
+        self._load_producer_state()
 
     @classmethod
     def open(
@@ -194,12 +201,27 @@ class PartitionLog:
             )
         now = self._clock()
         append_time = now if config.log_append_time else -1
+        idempotent = [header for header, _ in batches if header.producer_id >= 0]
+        if idempotent:
+            duplicate = self.producer_state.check(idempotent)
+            if duplicate is not None:
+                return AppendResult(
+                    duplicate.first_offset,
+                    duplicate.last_offset,
+                    duplicate.timestamp if append_time >= 0 else -1,
+                    duplicate.last_offset - duplicate.first_offset + 1,
+                    duplicate.timestamp,
+                    duplicate=True,
+                )
         base_offset = offset = self.log_end_offset
         buffers: list[bytes | bytearray | memoryview] = []
         tracked: list[TrackedBatch] = []
+        written: list[tuple[BatchHeader, int]] = []
         max_timestamp = -1
         count = 0
         for header, batch in batches:
+            if header.producer_id >= 0:
+                written.append((header, offset))
             if append_time >= 0:
                 stamped = bytearray(batch)
                 patch_base_offset(stamped, 0, offset)
@@ -218,6 +240,8 @@ class PartitionLog:
         if not tracked:
             return AppendResult(base_offset, base_offset - 1, append_time, 0, -1)
         self._write(base_offset, buffers, tracked, total, max_timestamp, now)
+        for header, first_offset in written:
+            self.producer_state.record(header, first_offset, now)
         self._after_append(count, now)
         return AppendResult(base_offset, offset - 1, append_time, count, max_timestamp)
 
@@ -248,6 +272,9 @@ class PartitionLog:
             return AppendResult(end, end - 1, -1, 0, -1)
         now = self._clock()
         self._write(first_offset, [memoryview(records)[:total]], tracked, total, max_timestamp, now)
+        for header, _ in iter_batches(memoryview(records)[:total]):
+            if header.producer_id >= 0:
+                self.producer_state.record(header, header.base_offset, now)
         self._after_append(count, now)
         return AppendResult(first_offset, end - 1, -1, count, max_timestamp)
 
@@ -292,10 +319,29 @@ class PartitionLog:
         durable (as Kafka does, asynchronously there) so the recovery point
         can move past it."""
         self.flush()
+        self.producer_state.take_snapshot(base_offset)
         segment = LogSegment.create(self.directory, base_offset, now)
         fsync_dir(self.directory)
         self._segments.append(segment)
         return segment
+
+    # -- producer state ------------------------------------------------------
+
+    def _load_producer_state(self) -> None:
+        """Load the latest producer snapshot and replay the batch headers
+        written after it (see ``producer_state.py``)."""
+        start = self.producer_state.load(self.log_end_offset)
+        for segment in self._segments[self._segment_index(start) :]:
+            position = segment.translate_offset(start)
+            if position is None:
+                continue
+            for _, header, _ in segment.iter_batches(position):
+                if header.producer_id >= 0 and header.base_offset >= start:
+                    self.producer_state.record(header, header.base_offset, header.max_timestamp)
+
+    def expire_producers(self, now: int, expiration_ms: int) -> int:
+        """Forget producers silent for ``producer.id.expiration.ms``."""
+        return self.producer_state.expire(now, expiration_ms)
 
     def _after_append(self, count: int, now: int) -> None:
         self._unflushed_messages += count
@@ -511,6 +557,7 @@ class PartitionLog:
         del self._segments[keep + 1 :]
         self._segments[-1].truncate_to(offset, self.config.index_interval_bytes)
         self._clamp_to_end()
+        self._load_producer_state()
 
     def _truncate_fully_and_start_at(self, offset: int) -> None:
         self.edits += 1
@@ -518,6 +565,7 @@ class PartitionLog:
             segment.delete()
         self._segments = [LogSegment.create(self.directory, offset, self._clock())]
         fsync_dir(self.directory)
+        self.producer_state.truncate()
         self.log_start_offset = offset
         self.recovery_point = offset
         self.high_watermark = offset
@@ -539,7 +587,9 @@ class PartitionLog:
         self._last_flush_ms = self._clock()
 
     def close(self) -> None:
-        """Close the files (without fsync: call :meth:`flush` first for that)."""
+        """Snapshot the producer state and close the files (without fsync of
+        the log: call :meth:`flush` first for that)."""
+        self.producer_state.take_snapshot(self.log_end_offset)
         for segment in self._segments:
             segment.close()
 

@@ -1,0 +1,307 @@
+"""Idempotent producers: per partition, what each producer id last wrote.
+
+A producer with an id (InitProducerId) numbers its batches per partition
+with sequence numbers; the log uses them to make retries safe, as Kafka does
+(``ProducerStateManager``):
+
+- a batch equal (same epoch, first and last sequence) to one of the
+  producer's last :data:`BATCHES_TO_RETAIN` batches is a retry of a write
+  that succeeded: it is answered with the original offsets and not written;
+- a batch whose first sequence does not follow the last one is refused with
+  OUT_OF_ORDER_SEQUENCE_NUMBER (the client then knows a batch is missing);
+- a batch from an older epoch is refused with INVALID_PRODUCER_EPOCH (a
+  zombie producer that was fenced by a newer incarnation);
+- a newer epoch must start again at sequence 0;
+- an unknown producer id may start at any sequence: since KIP-360 (Kafka
+  2.5) the broker no longer answers UNKNOWN_PRODUCER_ID, because a producer's
+  state may have been removed by retention or expiry while it was idle.
+
+The state survives restarts through snapshots, ``<offset>.snapshot`` files
+in the partition dir in Kafka's format (version 1), holding the state as of
+``offset``: taken when a segment rolls and at a clean shutdown. Opening a log
+loads the latest snapshot at or below the log end and replays the batch
+headers after it (no record is decoded), so a kill -9 loses nothing.
+A snapshot keeps only each producer's last batch, as Kafka's does: right
+after a restart only the latest batch is recognised as a duplicate.
+
+Producers silent for ``producer.id.expiration.ms`` are forgotten
+(:meth:`ProducerStateManager.expire`). Expiry is judged by the time of the
+producer's last append as this broker saw it (after a replay, by the
+batch's timestamp).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from crc32c import crc32c
+
+from moldau.log.checkpoint import fsync_dir
+from moldau.log.errors import LogError
+from moldau.protocol.batch import BatchHeader
+
+__all__ = [
+    "BATCHES_TO_RETAIN",
+    "BatchMetadata",
+    "InvalidProducerEpochError",
+    "OutOfOrderSequenceError",
+    "ProducerEntry",
+    "ProducerStateManager",
+    "last_sequence",
+]
+
+BATCHES_TO_RETAIN = 5
+SNAPSHOT_SUFFIX = ".snapshot"
+INT32_MAX = (1 << 31) - 1
+NO_EPOCH = -1
+
+_SNAPSHOT_VERSION = 1
+_PREFIX = struct.Struct(">hI")  # version, crc32c of what follows
+_COUNT = struct.Struct(">i")
+# producer id, epoch, last sequence, last offset, offset delta, timestamp,
+# coordinator epoch, first offset of the open transaction
+_ENTRY = struct.Struct(">qhiqiqiq")
+_SNAPSHOTS_KEPT = 2
+
+
+class OutOfOrderSequenceError(LogError):
+    """A sequence gap, or a new epoch not starting at 0 (OUT_OF_ORDER_SEQUENCE_NUMBER)."""
+
+    error_code = 45
+
+
+class InvalidProducerEpochError(LogError):
+    """A batch from a fenced, older producer epoch (INVALID_PRODUCER_EPOCH)."""
+
+    error_code = 47
+
+
+class CorruptSnapshotError(ValueError):
+    """A snapshot file that does not parse or fails its CRC."""
+
+
+def last_sequence(header: BatchHeader) -> int:
+    """The batch's last sequence number; sequences wrap after int32 max."""
+    last = header.base_sequence + header.last_offset_delta
+    return last - INT32_MAX - 1 if last > INT32_MAX else last
+
+
+class BatchMetadata(NamedTuple):
+    first_seq: int
+    last_seq: int
+    first_offset: int
+    last_offset: int
+    timestamp: int
+
+
+@dataclass
+class ProducerEntry:
+    """What the log knows of one producer id."""
+
+    producer_id: int
+    epoch: int = NO_EPOCH
+    batches: deque[BatchMetadata] = field(default_factory=lambda: deque(maxlen=BATCHES_TO_RETAIN))
+    last_timestamp: int = -1
+
+    @property
+    def last_seq(self) -> int | None:
+        return self.batches[-1].last_seq if self.batches else None
+
+    def find(self, header: BatchHeader) -> BatchMetadata | None:
+        if header.producer_epoch != self.epoch:
+            return None
+        first, last = header.base_sequence, last_sequence(header)
+        for batch in self.batches:
+            if batch.first_seq == first and batch.last_seq == last:
+                return batch
+        return None
+
+    def check(self, header: BatchHeader) -> None:
+        """Raise unless ``header`` may follow this producer's last batch."""
+        epoch, first = header.producer_epoch, header.base_sequence
+        if epoch < self.epoch:
+            raise InvalidProducerEpochError(
+                f"producer {self.producer_id} epoch {epoch} is older than {self.epoch}"
+            )
+        if epoch != self.epoch:
+            if first != 0 and self.epoch != NO_EPOCH:
+                raise OutOfOrderSequenceError(
+                    f"producer {self.producer_id}: new epoch {epoch} starts at sequence {first}"
+                )
+            return
+        last = self.last_seq
+        if last is not None and first != (0 if last == INT32_MAX else last + 1):
+            raise OutOfOrderSequenceError(
+                f"producer {self.producer_id}: sequence {first} does not follow {last}"
+            )
+
+    def add(self, header: BatchHeader, first_offset: int, timestamp: int) -> None:
+        if header.producer_epoch != self.epoch:
+            self.epoch = header.producer_epoch
+            self.batches.clear()
+        self.batches.append(
+            BatchMetadata(
+                header.base_sequence,
+                last_sequence(header),
+                first_offset,
+                first_offset + header.last_offset_delta,
+                timestamp,
+            )
+        )
+        self.last_timestamp = timestamp
+
+
+class ProducerStateManager:
+    """Producer state of one partition log in ``directory``."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.producers: dict[int, ProducerEntry] = {}
+
+    # -- appends ---------------------------------------------------------------
+
+    def check(self, headers: Sequence[BatchHeader]) -> BatchMetadata | None:
+        """Validate the idempotent batches of one append, in order (later
+        batches may follow earlier ones of the same request). Returns the
+        original batch if the append is a retry of one already written;
+        raises ``OutOfOrderSequenceError`` / ``InvalidProducerEpochError``."""
+        pending: dict[int, ProducerEntry] = {}
+        for header in headers:
+            if header.producer_id < 0:
+                continue
+            written = self.producers.get(header.producer_id)
+            previous = pending.get(header.producer_id)
+            if previous is None and written is not None:
+                duplicate = written.find(header)
+                if duplicate is not None:
+                    return duplicate
+            previous = previous or written
+            if previous is not None:
+                previous.check(header)
+            staged = ProducerEntry(header.producer_id)
+            if previous is not None:
+                staged.epoch = previous.epoch
+                staged.batches.extend(previous.batches)
+            staged.add(header, 0, 0)
+            pending[header.producer_id] = staged
+        return None
+
+    def record(self, header: BatchHeader, first_offset: int, timestamp: int) -> None:
+        """Note a written batch (client append, replication, replay)."""
+        entry = self.producers.get(header.producer_id)
+        if entry is None:
+            entry = self.producers[header.producer_id] = ProducerEntry(header.producer_id)
+        entry.add(header, first_offset, timestamp)
+
+    def expire(self, now: int, expiration_ms: int) -> int:
+        """Forget producers silent for ``expiration_ms``; returns how many."""
+        doomed = [
+            pid for pid, e in self.producers.items() if now - e.last_timestamp >= expiration_ms
+        ]
+        for pid in doomed:
+            del self.producers[pid]
+        return len(doomed)
+
+    # -- snapshots -------------------------------------------------------------
+
+    def snapshot_offsets(self) -> list[int]:
+        offsets = []
+        for name in os.listdir(self.directory):
+            stem, _, suffix = name.partition(".")
+            if "." + suffix == SNAPSHOT_SUFFIX and len(stem) == 20 and stem.isdigit():
+                offsets.append(int(stem))
+        return sorted(offsets)
+
+    def _path(self, offset: int) -> str:
+        return os.path.join(self.directory, f"{offset:020d}{SNAPSHOT_SUFFIX}")
+
+    def take_snapshot(self, offset: int) -> None:
+        """Write the state as of ``offset`` (the log end) durably, and drop
+        all but the newest snapshots."""
+        body = bytearray(_COUNT.pack(len(self.producers)))
+        for entry in self.producers.values():
+            if not entry.batches:
+                continue
+            last = entry.batches[-1]
+            body += _ENTRY.pack(
+                entry.producer_id,
+                entry.epoch,
+                last.last_seq,
+                last.last_offset,
+                last.last_offset - last.first_offset,
+                entry.last_timestamp,
+                -1,
+                -1,
+            )
+        _COUNT.pack_into(body, 0, (len(body) - _COUNT.size) // _ENTRY.size)
+        data = _PREFIX.pack(_SNAPSHOT_VERSION, crc32c(body)) + body
+        path = self._path(offset)
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(self.directory)
+        for old in self.snapshot_offsets()[:-_SNAPSHOTS_KEPT]:
+            self._remove(old)
+
+    def load(self, log_end_offset: int) -> int:
+        """Load the newest readable snapshot at or below ``log_end_offset``
+        (removing newer ones: a crash cut the log below them) and return its
+        offset, from which the caller replays; 0 and an empty state if none."""
+        self.producers.clear()
+        for offset in reversed(self.snapshot_offsets()):
+            if offset > log_end_offset:
+                self._remove(offset)
+                continue
+            try:
+                self.producers = _read_snapshot(self._path(offset))
+            except (CorruptSnapshotError, OSError):
+                self._remove(offset)
+                continue
+            return offset
+        return 0
+
+    def truncate(self) -> None:
+        """Forget everything, snapshots included (the log was emptied)."""
+        self.producers.clear()
+        for offset in self.snapshot_offsets():
+            self._remove(offset)
+
+    def _remove(self, offset: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(offset))
+
+
+def _read_snapshot(path: str) -> dict[int, ProducerEntry]:
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        version, crc = _PREFIX.unpack_from(data)
+        body = memoryview(data)[_PREFIX.size :]
+        if version != _SNAPSHOT_VERSION or crc32c(body) != crc:
+            raise CorruptSnapshotError(f"{path}: bad version or CRC")
+        (count,) = _COUNT.unpack_from(body)
+        if len(body) != _COUNT.size + count * _ENTRY.size:
+            raise CorruptSnapshotError(f"{path}: {count} entries do not fit {len(body)} bytes")
+    except struct.error as exc:
+        raise CorruptSnapshotError(f"{path}: {exc}") from exc
+    producers = {}
+    for pid, epoch, last_seq, last_offset, delta, timestamp, _, _ in _entries(body):
+        entry = ProducerEntry(pid, epoch, last_timestamp=timestamp)
+        entry.batches.append(
+            BatchMetadata(last_seq - delta, last_seq, last_offset - delta, last_offset, timestamp)
+        )
+        producers[pid] = entry
+    return producers
+
+
+def _entries(body: memoryview) -> Iterable[tuple[int, ...]]:
+    return _ENTRY.iter_unpack(body[_COUNT.size :])
