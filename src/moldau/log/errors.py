@@ -30,3 +30,10 @@ class RecordBatchTooLargeError(RecordBatchError):
     """A produce payload larger than a whole segment (RECORD_LIST_TOO_LARGE)."""
 
     error_code = 18
+
+
+class InvalidTimestampError(RecordBatchError):
+    """A record timestamp further in the past or future than the topic allows
+    (message.timestamp.before.max.ms / after.max.ms): INVALID_TIMESTAMP."""
+
+    error_code = 32

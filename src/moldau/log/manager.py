@@ -219,6 +219,13 @@ class LogManager:
         self._checkpoint_log_start_offsets(moved)
         return removed
 
+    def expire_producers(self, expiration_ms: int, now: int | None = None) -> int:
+        """Forget idempotent producers silent for ``producer.id.expiration.ms``
+        in every partition (the broker's timer, every
+        ``producer.id.expiration.check.interval.ms``); returns how many."""
+        now = self._clock() if now is None else now
+        return sum(p.expire_producers(now, expiration_ms) for p in self._logs.values())
+
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """DeleteRecords for one partition: move its log start offset to
         ``offset`` and checkpoint it; returns the new low watermark.

@@ -29,6 +29,7 @@ from typing import NamedTuple
 from moldau.log.checkpoint import fsync_dir
 from moldau.log.config import LogConfig
 from moldau.log.errors import (
+    InvalidTimestampError,
     OffsetOutOfRangeError,
     RecordBatchTooLargeError,
     UnexpectedAppendOffsetError,
@@ -185,8 +186,11 @@ class PartitionLog:
         config = self.config
         batches = list(iter_batches(records))
         total = 0
+        now = self._clock()
         for header, batch in batches:
             validate(header, batch)
+            if not config.log_append_time:
+                _check_timestamps(header, now, config)
             if header.size > config.max_message_bytes:
                 raise MessageTooLargeError(
                     f"batch of {header.size} bytes exceeds max.message.bytes "
@@ -199,7 +203,6 @@ class PartitionLog:
             raise RecordBatchTooLargeError(
                 f"{total} bytes of batches exceed segment.bytes {config.segment_bytes}"
             )
-        now = self._clock()
         append_time = now if config.log_append_time else -1
         idempotent = [header for header, _ in batches if header.producer_id >= 0]
         if idempotent:
@@ -602,6 +605,25 @@ class PartitionLog:
 
 def _base_offset(segment: LogSegment) -> int:
     return segment.base_offset
+
+
+def _check_timestamps(header: BatchHeader, now: int, config: LogConfig) -> None:
+    """Kafka's limits on CreateTime timestamps. Judged on the batch header
+    without decoding records: baseTimestamp (the first record's, which
+    clients set) against ``message.timestamp.before.max.ms`` and
+    maxTimestamp against ``message.timestamp.after.max.ms``; -1 (no
+    timestamp) passes, as in Kafka."""
+    earliest, latest = header.base_timestamp, header.max_timestamp
+    if earliest >= 0 and now - earliest > config.message_timestamp_before_max_ms:
+        raise InvalidTimestampError(
+            f"timestamp {earliest} is more than message.timestamp.before.max.ms "
+            f"{config.message_timestamp_before_max_ms} before the broker time {now}"
+        )
+    if latest >= 0 and latest - now > config.message_timestamp_after_max_ms:
+        raise InvalidTimestampError(
+            f"timestamp {latest} is more than message.timestamp.after.max.ms "
+            f"{config.message_timestamp_after_max_ms} after the broker time {now}"
+        )
 
 
 def _check_keys(batch: memoryview) -> None:
