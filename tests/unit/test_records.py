@@ -16,7 +16,9 @@ from moldau.protocol.records import (
     compress,
     decode_batch,
     decompress,
+    rebuild_batch,
     record_timestamp,
+    scan_keys,
 )
 
 CODECS = [
@@ -144,6 +146,49 @@ def test_hypothesis_round_trip(
 ) -> None:
     records = [Record(i, ts, k, v, h) for i, (ts, k, v, h) in enumerate(fields)]
     assert decode_batch(build_batch(records, compression=codec))[1] == records
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(record_fields, min_size=1, max_size=30), st.sampled_from(CODECS))
+def test_scan_keys_agrees_with_decoding(
+    fields: list[tuple[int, bytes | None, bytes | None, list[tuple[str, bytes | None]]]],
+    codec: int,
+) -> None:
+    records = [Record(i * 3, ts, k, v, h) for i, (ts, k, v, h) in enumerate(fields)]
+    raw = build_batch(records, compression=codec)
+    header, scanned = scan_keys(raw)
+    assert header == b.read_header(raw)
+    assert scanned == [(r.offset_delta, r.key, r.value is not None) for r in records]
+    with pytest.raises(b.CorruptRecordError):
+        scan_keys(raw[:-2])
+
+
+def test_rebuild_batch_keeps_the_batch_identity() -> None:
+    original = build_batch(
+        sample(6),
+        base_offset=100,
+        base_timestamp=5_000,
+        compression=b.COMPRESSION_ZSTD,
+        producer_id=9,
+        producer_epoch=2,
+        base_sequence=40,
+        partition_leader_epoch=3,
+    )
+    header = b.read_header(original)
+    kept = [r for r in decode_batch(original)[1] if r.offset_delta % 2]
+    rebuilt = rebuild_batch(
+        header, kept, base_timestamp=5_000, max_timestamp=5_999, attributes=header.attributes
+    )
+    new_header, records = decode_batch(rebuilt)
+    assert records == kept
+    same = ("base_offset", "last_offset_delta", "partition_leader_epoch", "attributes")
+    assert all(getattr(new_header, f) == getattr(header, f) for f in same)
+    assert (new_header.producer_id, new_header.producer_epoch, new_header.base_sequence) == (
+        9,
+        2,
+        40,
+    )
+    assert (new_header.records_count, new_header.max_timestamp) == (3, 5_999)
 
 
 @pytest.mark.parametrize("codec", CODECS)

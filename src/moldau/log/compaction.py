@@ -32,7 +32,13 @@ from moldau.protocol.batch import (
     TIMESTAMP_LOG_APPEND_TIME,
     BatchHeader,
 )
-from moldau.protocol.records import Record, decode_batch, rebuild_batch, record_timestamp
+from moldau.protocol.records import (
+    Record,
+    decode_batch,
+    rebuild_batch,
+    record_timestamp,
+    scan_keys,
+)
 
 __all__ = ["clean_batch", "keyed_offsets"]
 
@@ -40,11 +46,11 @@ __all__ = ["clean_batch", "keyed_offsets"]
 def keyed_offsets(raw: bytes | memoryview) -> list[tuple[bytes, int]]:
     """``(key, offset)`` of each keyed record of a batch, in order: what the
     cleaner's offset map is built from."""
-    header, records = decode_batch(raw, verify_crc=False)
+    header, records = scan_keys(raw)
     if header.is_control:
         return []
     base = header.base_offset
-    return [(r.key, base + r.offset_delta) for r in records if r.key is not None]
+    return [(key, base + delta) for delta, key, _ in records if key is not None]
 
 
 def clean_batch(
@@ -59,22 +65,24 @@ def clean_batch(
     batch, or None when nothing of it remains."""
     if header.is_control:
         return raw
-    _, records = decode_batch(raw, verify_crc=False)
+    _, scanned = scan_keys(raw)
     base = header.base_offset
     horizon_passed = header.has_delete_horizon and now > header.base_timestamp
-    kept: list[Record] = []
-    for record in records:
-        key = record.key
-        if key is None or base + record.offset_delta < latest.get(key, -1):
+    keep: list[int] = []
+    tombstones = False
+    for i, (delta, key, has_value) in enumerate(scanned):
+        if key is None or base + delta < latest.get(key, -1):
             continue
-        if record.value is None and horizon_passed:
+        if not has_value and horizon_passed:
             continue
-        kept.append(record)
-    if not kept:
+        keep.append(i)
+        tombstones = tombstones or not has_value
+    if not keep:
         return None
-    tombstones = any(r.value is None for r in kept)
-    if len(kept) == len(records) and tombstones == header.has_delete_horizon:
+    if len(keep) == len(scanned) and tombstones == header.has_delete_horizon:
         return raw
+    _, records = decode_batch(raw, verify_crc=False)
+    kept = [records[i] for i in keep]
     # A horizon is stamped on a batch with tombstones and only on one: the
     # cleaner takes every horizon it sees as a reason to clean again.
     attributes = header.attributes & ~DELETE_HORIZON_BIT

@@ -66,6 +66,7 @@ __all__ = [
     "decompress",
     "rebuild_batch",
     "record_timestamp",
+    "scan_keys",
 ]
 
 Header = tuple[str, bytes | None]
@@ -342,6 +343,36 @@ def rebuild_batch(
         producer_epoch=header.producer_epoch,
         base_sequence=header.base_sequence,
     )
+
+
+def scan_keys(
+    buf: bytes | bytearray | memoryview,
+) -> tuple[BatchHeader, list[tuple[int, bytes | None, bool]]]:
+    """Header and ``(offset delta, key, has value)`` of each record of the
+    (CRC-checked) batch at the start of ``buf``: what log compaction decides
+    on, several times faster than :func:`decode_batch` because values and
+    headers are skipped, not decoded."""
+    header = read_header(buf)
+    if len(buf) < header.size:
+        raise CorruptRecordError(f"truncated batch: {len(buf)} of {header.size} bytes")
+    data = decompress(header.compression, memoryview(buf)[HEADER_SIZE : header.size])
+    out: list[tuple[int, bytes | None, bool]] = []
+    pos = 0
+    try:
+        for _ in range(header.records_count):
+            length, pos = _read_varint(data, pos)
+            end = pos + length
+            pos += 1  # attributes
+            while data[pos] & 0x80:  # timestampDelta, skipped
+                pos += 1
+            offset_delta, pos = _read_varint(data, pos + 1)
+            key, pos = _read_bytes(data, pos)
+            value_length, pos = _read_varint(data, pos)
+            out.append((offset_delta, key, value_length >= 0))
+            pos = end
+    except IndexError as exc:
+        raise CorruptRecordError("record runs past the end of the batch") from exc
+    return header, out
 
 
 def decode_batch(
