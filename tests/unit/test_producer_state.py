@@ -96,8 +96,9 @@ def test_state_survives_clean_restarts_and_kill_9(tmp_path: Path) -> None:
     log.append(idem(20))
     log = reopen(log, clean=True)  # snapshot at the log end, nothing to replay
     assert f"{log.log_end_offset:020d}.snapshot" in snapshots(log)
-    retry = log.append(idem(20))
-    assert retry.duplicate and retry.base_offset == 20
+    for seq, offset in ((20, 20), (14, 14)):  # any of the last five
+        retry = log.append(idem(seq))
+        assert retry.duplicate and retry.base_offset == offset
     log.append(idem(22))
 
 
@@ -158,6 +159,6 @@ def test_snapshot_round_trip(tmp_path: Path) -> None:
     loaded = ProducerStateManager(str(tmp_path))
     assert loaded.load(500) == 123
     assert {pid: (e.epoch, list(e.batches)) for pid, e in loaded.producers.items()} == {
-        pid: (e.epoch, [e.batches[-1]]) for pid, e in manager.producers.items()
+        pid: (e.epoch, list(e.batches)) for pid, e in manager.producers.items()
     }
     assert loaded.load(100) == 0 and not os.listdir(tmp_path)

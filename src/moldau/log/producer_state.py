@@ -21,8 +21,10 @@ in the partition dir in Kafka's format (version 1), holding the state as of
 ``offset``: taken when a segment rolls and at a clean shutdown. Opening a log
 loads the latest snapshot at or below the log end and replays the batch
 headers after it (no record is decoded), so a kill -9 loses nothing.
-A snapshot keeps only each producer's last batch, as Kafka's does: right
-after a restart only the latest batch is recognised as a duplicate.
+Kafka's snapshot keeps one entry per producer, its last batch; ours keeps
+one entry per retained batch (up to five, oldest first, same entry layout),
+so that after a clean restart every batch a producer may still have in
+flight is recognised when it is retried.
 
 Producers silent for ``producer.id.expiration.ms`` are forgotten
 (:meth:`ProducerStateManager.expire`). Expiry is judged by the time of the
@@ -224,21 +226,19 @@ class ProducerStateManager:
     def take_snapshot(self, offset: int) -> None:
         """Write the state as of ``offset`` (the log end) durably, and drop
         all but the newest snapshots."""
-        body = bytearray(_COUNT.pack(len(self.producers)))
+        body = bytearray(_COUNT.pack(0))
         for entry in self.producers.values():
-            if not entry.batches:
-                continue
-            last = entry.batches[-1]
-            body += _ENTRY.pack(
-                entry.producer_id,
-                entry.epoch,
-                last.last_seq,
-                last.last_offset,
-                last.last_offset - last.first_offset,
-                entry.last_timestamp,
-                -1,
-                -1,
-            )
+            for batch in entry.batches:
+                body += _ENTRY.pack(
+                    entry.producer_id,
+                    entry.epoch,
+                    batch.last_seq,
+                    batch.last_offset,
+                    batch.last_offset - batch.first_offset,
+                    entry.last_timestamp,
+                    -1,
+                    -1,
+                )
         _COUNT.pack_into(body, 0, (len(body) - _COUNT.size) // _ENTRY.size)
         data = _PREFIX.pack(_SNAPSHOT_VERSION, crc32c(body)) + body
         path = self._path(offset)
@@ -293,13 +293,14 @@ def _read_snapshot(path: str) -> dict[int, ProducerEntry]:
             raise CorruptSnapshotError(f"{path}: {count} entries do not fit {len(body)} bytes")
     except struct.error as exc:
         raise CorruptSnapshotError(f"{path}: {exc}") from exc
-    producers = {}
+    producers: dict[int, ProducerEntry] = {}
     for pid, epoch, last_seq, last_offset, delta, timestamp, _, _ in _entries(body):
-        entry = ProducerEntry(pid, epoch, last_timestamp=timestamp)
+        entry = producers.get(pid)
+        if entry is None:
+            entry = producers[pid] = ProducerEntry(pid, epoch, last_timestamp=timestamp)
         entry.batches.append(
             BatchMetadata(last_seq - delta, last_seq, last_offset - delta, last_offset, timestamp)
         )
-        producers[pid] = entry
     return producers
 
 
