@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from moldau.log.checkpoint import fsync_dir
-from moldau.log.config import LogConfig
+from moldau.log.config import LONG_MAX, LogConfig
 from moldau.log.errors import (
     InvalidTimestampError,
     OffsetOutOfRangeError,
@@ -187,24 +187,31 @@ class PartitionLog:
         batches = list(iter_batches(records))
         total = 0
         now = self._clock()
+        append_time = now if config.log_append_time else -1
+        check_time = append_time < 0 and (
+            config.message_timestamp_before_max_ms < LONG_MAX
+            or config.message_timestamp_after_max_ms < LONG_MAX
+        )
+        compact = config.compact
+        idempotent: list[BatchHeader] = []
         for header, batch in batches:
             validate(header, batch)
-            if not config.log_append_time:
+            if check_time:
                 _check_timestamps(header, now, config)
             if header.size > config.max_message_bytes:
                 raise MessageTooLargeError(
                     f"batch of {header.size} bytes exceeds max.message.bytes "
                     f"{config.max_message_bytes}"
                 )
-            if config.compact:
+            if compact:
                 _check_keys(batch)
+            if header.producer_id >= 0:
+                idempotent.append(header)
             total += header.size
         if total > config.segment_bytes:
             raise RecordBatchTooLargeError(
                 f"{total} bytes of batches exceed segment.bytes {config.segment_bytes}"
             )
-        append_time = now if config.log_append_time else -1
-        idempotent = [header for header, _ in batches if header.producer_id >= 0]
         if idempotent:
             duplicate = self.producer_state.check(idempotent)
             if duplicate is not None:
