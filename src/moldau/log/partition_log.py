@@ -541,7 +541,8 @@ class PartitionLog:
         """
         doomed = self._segments[:count]
         del self._segments[:count]
-        self.edits += 1
+        if count:
+            self.edits += 1
         self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
         self.recovery_point = max(self.recovery_point, self.log_start_offset)
         self.high_watermark = max(self.high_watermark, self.log_start_offset)

@@ -165,6 +165,8 @@ class ProducerStateManager:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self.producers: dict[int, ProducerEntry] = {}
+        #: Offset of the snapshot that holds the current state, if any.
+        self._snapshot_offset: int | None = None
 
     # -- appends ---------------------------------------------------------------
 
@@ -196,6 +198,7 @@ class ProducerStateManager:
 
     def record(self, header: BatchHeader, first_offset: int, timestamp: int) -> None:
         """Note a written batch (client append, replication, replay)."""
+        self._snapshot_offset = None
         entry = self.producers.get(header.producer_id)
         if entry is None:
             entry = self.producers[header.producer_id] = ProducerEntry(header.producer_id)
@@ -208,6 +211,8 @@ class ProducerStateManager:
         ]
         for pid in doomed:
             del self.producers[pid]
+        if doomed:
+            self._snapshot_offset = None
         return len(doomed)
 
     # -- snapshots -------------------------------------------------------------
@@ -225,7 +230,10 @@ class ProducerStateManager:
 
     def take_snapshot(self, offset: int) -> None:
         """Write the state as of ``offset`` (the log end) durably, and drop
-        all but the newest snapshots."""
+        all but the newest snapshots. Nothing to do if the last snapshot
+        taken or loaded is at ``offset`` and nothing changed since."""
+        if self._snapshot_offset == offset:
+            return
         body = bytearray(_COUNT.pack(0))
         for entry in self.producers.values():
             for batch in entry.batches:
@@ -251,12 +259,14 @@ class ProducerStateManager:
         fsync_dir(self.directory)
         for old in self.snapshot_offsets()[:-_SNAPSHOTS_KEPT]:
             self._remove(old)
+        self._snapshot_offset = offset
 
     def load(self, log_end_offset: int) -> int:
         """Load the newest readable snapshot at or below ``log_end_offset``
         (removing newer ones: a crash cut the log below them) and return its
         offset, from which the caller replays; 0 and an empty state if none."""
         self.producers.clear()
+        self._snapshot_offset = None
         for offset in reversed(self.snapshot_offsets()):
             if offset > log_end_offset:
                 self._remove(offset)
@@ -266,12 +276,14 @@ class ProducerStateManager:
             except (CorruptSnapshotError, OSError):
                 self._remove(offset)
                 continue
+            self._snapshot_offset = offset
             return offset
         return 0
 
     def truncate(self) -> None:
         """Forget everything, snapshots included (the log was emptied)."""
         self.producers.clear()
+        self._snapshot_offset = None
         for offset in self.snapshot_offsets():
             self._remove(offset)
 
