@@ -354,3 +354,20 @@ def test_kill_9_while_cleaning_leaves_a_valid_log(tmp_path: Path) -> None:
         stored[key] = offset
     assert all(stored[key] >= offset for key, offset in newest.items())
     assert len(rows) < sum(1 for _ in range(max(newest.values())))  # it did clean
+
+
+def test_a_log_that_cannot_be_cleaned_is_set_aside(tmp_path: Path) -> None:
+    clock = Clock()
+    bad = compacted(tmp_path, clock)
+    config = LogConfig(cleanup_policy="compact", segment_bytes=250)
+    good = PartitionLog.open(str(tmp_path / "u-0"), "u", 0, uuid.UUID(int=2), config, clock)
+    for log in (bad, good):
+        produce(log, [(b"k%d" % (i % 3), b"v%d" % i) for i in range(30)])
+    first = bad.segments[0]
+    with open(first.path, "r+b") as f:  # records section garbled, CRC not rechecked
+        f.seek(70)
+        f.write(b"\xff" * 8)
+    cleaner = LogCleaner(lambda: [bad, good], clock)
+    cleaner.run_until_clean()
+    assert cleaner.uncleanable == {("t", 0)} and ("u", 0) in cleaner.checkpoints
+    assert not any(n.endswith(".cleaned") for n in os.listdir(bad.directory))

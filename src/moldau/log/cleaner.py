@@ -104,6 +104,8 @@ class LogCleaner:
         self._job_edits = 0
         #: Bytes read by completed and running cleans (for metrics and tests).
         self.bytes_read = 0
+        #: Partitions whose clean failed: skipped until the broker restarts.
+        self.uncleanable: set[TopicPartition] = set()
 
     # -- driving -------------------------------------------------------------
 
@@ -123,6 +125,14 @@ class LogCleaner:
             try:
                 done += next(self._job)
             except StopIteration:
+                self._job = self._job_log = None
+                break
+            except Exception:
+                # Kafka's answer to a log it cannot clean (corrupt batch, disk
+                # full): leave it alone until a restart, keep cleaning others.
+                assert self._job_log is not None
+                log.exception("cannot clean %s; not trying again", self._job_log)
+                self.uncleanable.add((self._job_log.topic, self._job_log.partition))
                 self._job = self._job_log = None
                 break
         self.bytes_read += done
@@ -160,7 +170,8 @@ class LogCleaner:
         now = self._clock()
         chosen: tuple[bool, float, PartitionLog] | None = None
         for candidate in self._logs():
-            if not candidate.config.compact:
+            key = (candidate.topic, candidate.partition)
+            if not candidate.config.compact or key in self.uncleanable:
                 continue
             first_dirty = self._first_dirty(candidate)
             end = cleanable_end(candidate, first_dirty, now)
