@@ -202,7 +202,12 @@ class LogCleaner:
         return horizon is None or horizon < now
 
     def _first_dirty(self, partition_log: PartitionLog) -> int:
+        """Where the dirty section starts: the checkpoint, unless the log
+        start passed it or the log was truncated below it (then, as Kafka
+        does, from the start)."""
         checkpoint = self.checkpoints.get((partition_log.topic, partition_log.partition), 0)
+        if checkpoint > partition_log.log_end_offset:
+            checkpoint = 0
         return max(checkpoint, partition_log.log_start_offset)
 
     # -- one clean -----------------------------------------------------------
@@ -229,7 +234,7 @@ class LogCleaner:
                 if len(latest) >= limit:
                     break
         horizons = [NEVER]
-        clean_end = max(map_end, first_dirty)
+        clean_end = max(map_end, min(first_dirty, end))
         for group in _groups(target.segments, clean_end, target.config.segment_bytes):
             yield from self._clean_group(target, group, latest, now, horizons)
         key = (target.topic, target.partition)
