@@ -81,28 +81,30 @@ class GroupsAdmin:
 
     # --- finding coordinators ---------------------------------------------------
 
-    async def coordinator(self, group_id: str) -> tuple[int, BrokerConnection]:
+    async def _coordinator(self, group_id: str) -> tuple[int, BrokerConnection]:
         """The node id of ``group_id``'s coordinator and a connection to it."""
-
-        async def attempt() -> tuple[int, BrokerConnection]:
-            conn = await self.cluster.any_node()
-            version = min(conn.version(ApiKey.FIND_COORDINATOR), _SINGLE_KEY_FIND_COORDINATOR)
-            body = {"key": group_id, "key_type": _GROUP_KEY}
-            answer = await conn.request(ApiKey.FIND_COORDINATOR, body, version=version)
-            check(answer["error_code"], answer.get("error_message"), context="find coordinator")
-            node = await self.cluster.connection_to(answer["host"], answer["port"])
-            return answer["node_id"], node
-
-        return await self._retry(attempt)
+        conn = await self.cluster.any_node()
+        version = min(conn.version(ApiKey.FIND_COORDINATOR), _SINGLE_KEY_FIND_COORDINATOR)
+        body = {"key": group_id, "key_type": _GROUP_KEY}
+        answer = await conn.request(ApiKey.FIND_COORDINATOR, body, version=version)
+        check(answer["error_code"], answer.get("error_message"), context="find coordinator")
+        return answer["node_id"], await self.cluster.connection_to(answer["host"], answer["port"])
 
     async def _ask_coordinator(
-        self, group_id: str, api_key: ApiKey, body: dict[str, Any], *, max_version: int = 1 << 15
+        self,
+        group_id: str,
+        api_key: ApiKey,
+        body: dict[str, Any],
+        *,
+        max_version: int | None = None,
     ) -> tuple[int, dict[str, Any]]:
-        """(coordinator id, answer) of one request about ``group_id``; callers
-        check the answer and raise its error, which, when it is the
-        coordinator's (moved, loading), makes ``retry`` find it again."""
-        node_id, conn = await self.coordinator(group_id)
-        version = min(conn.version(api_key), max_version)
+        """(coordinator id, answer) of one request about ``group_id``. Callers
+        check the answer and raise its error; when that is the coordinator's
+        (moved, loading), :meth:`_retry` comes back here and finds it again."""
+        node_id, conn = await self._coordinator(group_id)
+        version = conn.version(api_key)
+        if max_version is not None:
+            version = min(version, max_version)
         return node_id, await conn.request(api_key, body, version=version)
 
     async def _retry(self, attempt: Callable[[], Awaitable[T]]) -> T:
