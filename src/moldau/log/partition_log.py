@@ -5,7 +5,10 @@ batch by batch (framing, CRC32C, Kafka's rules for client batches, size)
 before anything is written, so a refused payload leaves the log unchanged.
 Offsets are assigned by rewriting the 17 bytes in front of each batch's CRC;
 the records themselves are handed to ``writev`` as views of the request
-buffer, never copied or decoded.
+buffer, never copied or decoded (except on compacted topics, where every
+record must have a key). Batches with a producer id go through the
+producer state first (``producer_state.py``): a retry is answered with its
+original offsets, out-of-order or fenced batches are refused.
 
 Durability follows Kafka: an append is a ``write`` into the page cache,
 which survives the death of the process; ``fsync`` happens on segment roll,
