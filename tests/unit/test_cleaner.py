@@ -371,3 +371,21 @@ def test_a_log_that_cannot_be_cleaned_is_set_aside(tmp_path: Path) -> None:
     cleaner.run_until_clean()
     assert cleaner.uncleanable == {("t", 0)} and ("u", 0) in cleaner.checkpoints
     assert not any(n.endswith(".cleaned") for n in os.listdir(bad.directory))
+
+
+def test_compact_delete_retention_during_a_clean(tmp_path: Path) -> None:
+    clock = Clock(0)
+    log = compacted(tmp_path, clock, cleanup_policy="compact,delete", retention_ms=DAY)
+    produce(log, [(b"k%d" % (i % 3), b"old%d" % i) for i in range(30)], ts=0)
+    produce(log, [(b"k%d" % (i % 3), b"new%d" % i) for i in range(30)], ts=2 * DAY)
+    cleaner = cleaner_for(log, clock)
+    for _ in range(5):
+        cleaner.step(budget_bytes=1)
+    clock.now = DAY + 10
+    assert log.delete_old_segments() > 0  # the old half expires while the clean runs
+    start = log.log_start_offset
+    cleaner.run_until_clean()
+    rows = contents(log)
+    assert rows[0][0] >= start
+    assert fold(rows) == {b"k%d" % i: b"new%d" % (27 + i) for i in range(3)}
+    assert not any(n.endswith((".cleaned", ".swap")) for n in os.listdir(log.directory))
