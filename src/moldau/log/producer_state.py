@@ -175,6 +175,15 @@ class ProducerStateManager:
         batches may follow earlier ones of the same request). Returns the
         original batch if the append is a retry of one already written;
         raises ``OutOfOrderSequenceError`` / ``InvalidProducerEpochError``."""
+        if len(headers) == 1:  # the usual produce: no staging needed
+            header = headers[0]
+            entry = self.producers.get(header.producer_id)
+            if entry is not None:
+                duplicate = entry.find(header)
+                if duplicate is not None:
+                    return duplicate
+                entry.check(header)
+            return None
         pending: dict[int, ProducerEntry] = {}
         for header in headers:
             if header.producer_id < 0:
