@@ -326,3 +326,31 @@ def test_older_group_protocol_versions(
         assert_one_owner_at_a_time(members)
     finally:
         stop_all(members)
+
+
+def test_a_second_instance_with_the_same_instance_id_fences_the_first(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    """confluent-kafka, which treats FENCED_INSTANCE_ID as fatal as the Java client does."""
+    broker = broker_factory(**FAST_GROUPS)
+    create_topic(broker.bootstrap, "t", 4)
+    options = {"session_ms": 10000, "heartbeat_ms": 300}
+    members = [
+        Member("confluent", broker.bootstrap, "g", "t", f"m{i}", instance_id=f"i{i}", **options)
+        for i in range(2)
+    ]
+    try:
+        wait_for(balanced(members, 4), 20, what="two static members")
+        first, other = members
+        owned = first.owned()
+        rebalances_seen = other.count("revoked")
+        twin = Member("confluent", broker.bootstrap, "g", "t", "twin", instance_id="i0", **options)
+        members.append(twin)
+        wait_for(lambda: twin.owned() == owned, 15, what="the twin takes the instance's place")
+        errors = wait_for(
+            lambda: [e.error for e in first.snapshot() if e.event == "error"], 10, what="fencing"
+        )
+        assert any("fenced" in error.lower() for error in errors), errors
+        assert other.count("revoked") == rebalances_seen, "the other member saw a rebalance"
+    finally:
+        stop_all(members)

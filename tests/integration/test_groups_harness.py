@@ -99,7 +99,10 @@ def _run_confluent(args: argparse.Namespace, lines: queue.Queue[str]) -> None:
                 _emit("stalled")
                 time.sleep(value / 1000)
             message = consumer.poll(0.05)
-            if message is None or message.error() is not None:
+            if message is None:
+                continue
+            if message.error() is not None:
+                _emit("error", error=str(message.error()))
                 continue
             _emit("record", partition=message.partition(), offset=message.offset())
             tp = TopicPartition(args.topic, message.partition(), message.offset() + 1)
@@ -292,6 +295,7 @@ class Event:
     partition: int = -1
     offset: int = -1
     generation: int | None = None
+    error: str = ""
 
 
 class Member:
@@ -346,6 +350,7 @@ class Member:
                 partition=raw.get("partition", -1),
                 offset=raw.get("offset", -1),
                 generation=raw.get("generation"),
+                error=raw.get("error", ""),
             )
             with self._lock:
                 self.events.append(event)
