@@ -354,3 +354,37 @@ def test_a_second_instance_with_the_same_instance_id_fences_the_first(
         assert other.count("revoked") == rebalances_seen, "the other member saw a rebalance"
     finally:
         stop_all(members)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_rebalance_waits_for_a_stalled_member_no_longer_than_its_rebalance_timeout(
+    client: str, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    """A member joins while another has stopped polling: the group goes on
+    without the stalled one once max.poll.interval.ms (the rebalance
+    timeout) has passed, and takes it back when it polls again."""
+    broker = broker_factory(**FAST_GROUPS)
+    topic = f"stalljoin-{client}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    options = {"session_ms": 3000, "heartbeat_ms": 300, "max_poll_ms": 4000}
+    members = start_members(client, broker, "g", topic, ["m0", "m1"], **options)
+    try:
+        wait_for(balanced(members, PARTITIONS), 20, what="two members")
+        staller, other = members
+        staller.send("stall 9000")
+        wait_for(lambda: staller.count("stalled"), 5, what="the stall")
+        members += start_members(client, broker, "g", topic, ["m2"], **options)
+        joined_at = time.monotonic()
+        newcomer = members[2]
+        wait_for(
+            lambda: other.owned() | newcomer.owned() == set(range(PARTITIONS)),
+            15,
+            what="the other two own every partition",
+        )
+        assert time.monotonic() - joined_at < 4 + 3, "the group waited past the rebalance timeout"
+        sent = produce(broker.bootstrap, topic, "a", 300)
+        wait_for(all_processed(members, sent), 15, what="records sent during the stall")
+        wait_for(balanced(members, PARTITIONS), 15, what="the staller back in the group")
+        assert_once_unless_owner_died(members, sent)
+    finally:
+        stop_all(members)
