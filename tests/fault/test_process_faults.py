@@ -155,16 +155,7 @@ def test_produce_and_consume_through_kill_9_and_restart(broker: BrokerProcess) -
         assert all(at[(partition, offset)] == value for offset, value in records)
 
 
-NO_PRODUCER_STATE = pytest.mark.xfail(
-    strict=True,
-    reason="no producer state: InitProducerId hands out ids but Produce never checks "
-    "sequence numbers, so a retried batch is appended again",
-)
-
-
-@pytest.mark.parametrize(
-    "idempotent", [False, pytest.param(True, marks=NO_PRODUCER_STATE)], ids=["plain", "idempotent"]
-)
+@pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotent"])
 def test_produce_through_a_frozen_broker(broker: BrokerProcess, idempotent: bool) -> None:
     """Requests time out while the broker is stopped and are retried after it resumes.
 

@@ -97,9 +97,6 @@ def test_topic_life_in_every_codec(broker: BrokerProcess) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="ListOffsets by max timestamp (-3) is UNSUPPORTED_VERSION until issue 4"
-)
 def test_list_offsets_max_timestamp(broker: BrokerProcess) -> None:
     topic = "confluent-max-timestamp"
     create_topic(broker.bootstrap, topic, 1)

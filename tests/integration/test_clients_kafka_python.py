@@ -145,9 +145,6 @@ def test_default_producer_is_idempotent_and_works(broker: BrokerProcess) -> None
     assert [r.offset for r in sent] == list(range(10))
 
 
-@pytest.mark.xfail(
-    strict=True, reason="ListOffsets by max timestamp (-3) is UNSUPPORTED_VERSION until issue 4"
-)
 def test_list_offsets_max_timestamp(broker: BrokerProcess) -> None:
     topic = "kafka-python-max-timestamp"
     create_topic(broker.bootstrap, topic, 1)

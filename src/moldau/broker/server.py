@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..cluster.metadata import BrokerInfo, LocalMetadataStore
+from ..log.cleaner import CleanerConfig
 from ..log.manager import LogManager
 from . import handlers  # noqa: F401  (registers every API handler)
 from .config import LONG_MAX, BrokerConfig
@@ -28,6 +29,9 @@ from .topic_config import log_config
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 60.0
+#: Stored bytes the cleaner reads per step: a step takes tens of milliseconds
+#: at most, so requests never wait long behind compaction.
+CLEAN_STEP_BYTES = 128 * 1024
 
 
 class BrokerServer:
@@ -53,7 +57,15 @@ class BrokerServer:
         config = self.config
         self._bind()
         advertised = self._advertised()
-        self.logs = LogManager(config.log_dirs, log_config({}, config))
+        self.logs = LogManager(
+            config.log_dirs,
+            log_config({}, config),
+            cleaner_config=CleanerConfig(
+                enable=bool(config.get("log.cleaner.enable")),
+                backoff_ms=int(config.get("log.cleaner.backoff.ms")),
+                dedupe_buffer_size=int(config.get("log.cleaner.dedupe.buffer.size")),
+            ),
+        )
         self.logs.load()
         metadata = LocalMetadataStore(config.log_dirs[0], advertised)
         self.core = BrokerCore(config, metadata, self.logs, advertised)
@@ -68,6 +80,12 @@ class BrokerServer:
         )
         if flush_ms < LONG_MAX:
             self._start_job(flush_ms, self._flush)
+        self._start_job(config.get("log.retention.check.interval.ms"), self._enforce_retention)
+        self._start_job(
+            config.get("producer.id.expiration.check.interval.ms"), self._expire_producers
+        )
+        if config.get("log.cleaner.enable"):
+            self._jobs.append(self._loop.create_task(self._clean()))
         log.info(
             "moldau broker %d serving on %s (data in %s)",
             config.broker_id,
@@ -128,6 +146,23 @@ class BrokerServer:
                 job()
             except Exception:
                 log.exception("periodic job %s failed", job.__name__)
+
+    async def _clean(self) -> None:
+        """Compact logs in small steps, yielding to requests between steps."""
+        backoff_s = int(self.config.get("log.cleaner.backoff.ms")) / 1000
+        while True:
+            more = self.logs is not None and self.logs.clean_step(CLEAN_STEP_BYTES)
+            await asyncio.sleep(0 if more else backoff_s)
+
+    def _enforce_retention(self) -> None:
+        if self.logs is not None:
+            removed = self.logs.enforce_retention()
+            if removed:
+                log.info("retention removed %d segments", removed)
+
+    def _expire_producers(self) -> None:
+        if self.logs is not None:
+            self.logs.expire_producers(int(self.config.get("producer.id.expiration.ms")))
 
     def _flush(self) -> None:
         if self.logs is not None:

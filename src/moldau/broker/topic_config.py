@@ -33,6 +33,12 @@ def _broker(key: str) -> Callable[[BrokerConfig], Any]:
     return lambda config: config.get(key)
 
 
+def _timestamp_limit(config: BrokerConfig, key: str) -> Any:
+    """Kafka's deprecated difference setting, when set, bounds both directions."""
+    difference = config.get("log.message.timestamp.difference.max.ms")
+    return difference if difference is not None else config.get(key)
+
+
 TOPIC_KEYS: dict[str, TopicKey] = {
     k.name: k
     for k in [
@@ -103,6 +109,48 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             ("CreateTime", "LogAppendTime"),
         ),
         TopicKey(
+            "min.cleanable.dirty.ratio",
+            "double",
+            _broker("log.cleaner.min.cleanable.ratio"),
+            "log.cleaner.min.cleanable.ratio",
+            "min_cleanable_dirty_ratio",
+        ),
+        TopicKey(
+            "min.compaction.lag.ms",
+            "long",
+            _broker("log.cleaner.min.compaction.lag.ms"),
+            "log.cleaner.min.compaction.lag.ms",
+            "min_compaction_lag_ms",
+        ),
+        TopicKey(
+            "max.compaction.lag.ms",
+            "long",
+            _broker("log.cleaner.max.compaction.lag.ms"),
+            "log.cleaner.max.compaction.lag.ms",
+            "max_compaction_lag_ms",
+        ),
+        TopicKey(
+            "delete.retention.ms",
+            "long",
+            _broker("log.cleaner.delete.retention.ms"),
+            "log.cleaner.delete.retention.ms",
+            "delete_retention_ms",
+        ),
+        TopicKey(
+            "message.timestamp.before.max.ms",
+            "long",
+            lambda c: _timestamp_limit(c, "log.message.timestamp.before.max.ms"),
+            "log.message.timestamp.before.max.ms",
+            "message_timestamp_before_max_ms",
+        ),
+        TopicKey(
+            "message.timestamp.after.max.ms",
+            "long",
+            lambda c: _timestamp_limit(c, "log.message.timestamp.after.max.ms"),
+            "log.message.timestamp.after.max.ms",
+            "message_timestamp_after_max_ms",
+        ),
+        TopicKey(
             "compression.type",
             "string",
             _broker("compression.type"),
@@ -143,6 +191,8 @@ def _parse(key: TopicKey, value: str) -> Any:
     try:
         if key.type in ("int", "long"):
             parsed: Any = int(value)
+        elif key.type == "double":
+            parsed = float(value)
         elif key.type == "list":
             parsed = [item.strip() for item in value.split(",") if item.strip()]
             bad = [item for item in parsed if key.choices and item not in key.choices]

@@ -37,6 +37,8 @@ from typing import NamedTuple
 
 from crc32c import crc32c
 
+from .errors import ErrorCode, KafkaError
+
 __all__ = [
     "ATTRIBUTES_OFFSET",
     "CRC_OFFSET",
@@ -107,10 +109,13 @@ NO_SEQUENCE = -1
 # --- errors -----------------------------------------------------------------
 
 
-class RecordBatchError(Exception):
+class RecordBatchError(KafkaError):
     """A batch the broker refuses; ``error_code`` is what the produce answer carries."""
 
     error_code: int = -1  # UNKNOWN_SERVER_ERROR
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(ErrorCode(self.error_code), message or None)
 
 
 class CorruptRecordError(RecordBatchError):

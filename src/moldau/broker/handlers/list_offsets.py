@@ -49,7 +49,8 @@ def _lookup(partition: Partition, timestamp: int) -> tuple[int, int]:
     if timestamp == LATEST_TIERED:
         return -1, -1
     if timestamp == MAX_TIMESTAMP:
-        raise KafkaError(ErrorCode.UNSUPPORTED_VERSION, "max timestamp lookups come with issue 4")
+        found = partition.log.max_timestamp_offset()
+        return found if found is not None else (-1, -1)
     if timestamp < 0:
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"unknown special timestamp {timestamp}")
     found = partition.log.offset_for_timestamp(timestamp)

@@ -61,12 +61,8 @@ def _append(core: BrokerCore, name: str | None, data: Message, acks: int) -> dic
             raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "produce request without records")
         result = partition.append_as_leader(records)
     except KafkaError as exc:
+        # Also the log's refusals: RecordBatchError and LogError are KafkaErrors.
         return _error(index, exc.code, exc.message)
-    except Exception as exc:
-        code = getattr(exc, "error_code", None)
-        if code is None:
-            raise
-        return _error(index, ErrorCode(code), str(exc))
     return {
         "index": index,
         "error_code": 0,
