@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import OffsetSpec
 
