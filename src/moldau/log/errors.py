@@ -7,16 +7,11 @@ Batch-level refusals (CRC, magic, size of one batch) are in
 from __future__ import annotations
 
 from moldau.protocol.batch import RecordBatchError
-from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.protocol.errors import RefusalError
 
 
-class LogError(KafkaError):
+class LogError(RefusalError):
     """A request the log cannot serve; ``error_code`` is Kafka's."""
-
-    error_code: int = -1  # UNKNOWN_SERVER_ERROR
-
-    def __init__(self, message: str = "") -> None:
-        super().__init__(ErrorCode(self.error_code), message or None)
 
 
 class OffsetOutOfRangeError(LogError):

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 from crc32c import crc32c
 
-from .errors import ErrorCode, KafkaError
+from .errors import RefusalError
 
 __all__ = [
     "ATTRIBUTES_OFFSET",
@@ -109,13 +109,8 @@ NO_SEQUENCE = -1
 # --- errors -----------------------------------------------------------------
 
 
-class RecordBatchError(KafkaError):
+class RecordBatchError(RefusalError):
     """A batch the broker refuses; ``error_code`` is what the produce answer carries."""
-
-    error_code: int = -1  # UNKNOWN_SERVER_ERROR
-
-    def __init__(self, message: str = "") -> None:
-        super().__init__(ErrorCode(self.error_code), message or None)
 
 
 class CorruptRecordError(RecordBatchError):

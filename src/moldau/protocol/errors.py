@@ -201,3 +201,13 @@ class KafkaError(Exception):
         super().__init__(message or code.name)
         self.code = code
         self.message = message
+
+
+class RefusalError(KafkaError):
+    """A KafkaError whose code is fixed by its class (``error_code``), for the
+    many specific refusals of the log and the batch codec."""
+
+    error_code: int = -1  # UNKNOWN_SERVER_ERROR
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(ErrorCode(self.error_code), message or None)
