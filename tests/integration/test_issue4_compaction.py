@@ -1,0 +1,235 @@
+"""Log compaction seen by real clients: a compacted topic read from the beginning.
+
+The broker runs its cleaner with a short backoff and topics roll tiny
+segments, so a clean happens within a second of the data being written.
+Every wait polls what a consumer sees, with a deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from kafka import KafkaProducer
+from kafka.errors import InvalidRecordError
+
+from conftest import BrokerProcess, create_topic, wait_for
+
+CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+KEYS = 12
+SEGMENT_BYTES = 2048
+#: A filler record is bigger than a segment: each one rolls the log, so every
+#: record written before the last filler sits in a segment the cleaner may clean.
+FILLER = b"f" * (SEGMENT_BYTES - 200)
+
+
+@dataclass(frozen=True)
+class Seen:
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    partition: int = 0
+
+
+def read_from_start(bootstrap: str, topic: str, partitions: int = 1) -> list[Seen]:
+    """Every record of ``topic`` from its log start to the high watermark at the start.
+
+    Compaction leaves gaps in the offsets, so the reader stops at the high
+    watermark rather than after a count of records.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "compaction-reader",
+            "enable.partition.eof": True,
+        }
+    )
+    seen: list[Seen] = []
+    try:
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            for p in range(partitions)
+        }
+        pending = {p for p, (low, high) in ends.items() if high > low}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        deadline = time.monotonic() + 10
+        while pending:
+            assert time.monotonic() < deadline, f"still reading partitions {pending}"
+            for message in consumer.consume(1000, timeout=0.2):
+                error = message.error()
+                if error is not None:
+                    assert error.code() == KafkaError._PARTITION_EOF, error
+                    if message.offset() >= ends[message.partition()][1]:
+                        pending.discard(message.partition())
+                    continue
+                seen.append(
+                    Seen(message.key(), message.value(), message.offset(), message.partition())
+                )
+                if message.offset() + 1 >= ends[message.partition()][1]:
+                    pending.discard(message.partition())
+    finally:
+        consumer.close()
+    return seen
+
+
+def produce(
+    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None]], **config: Any
+) -> list[Any]:
+    """Send ``records`` as (key, value) in one flush; returns the delivery errors."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20, **config})
+    errors: list[Any] = []
+
+    def report(error: Any, _message: Any) -> None:
+        if error is not None:
+            errors.append(error)
+
+    for key, value in records:
+        producer.produce(topic, key=key, value=value, on_delivery=report)
+    assert producer.flush(15) == 0, "records left undelivered"
+    return errors
+
+
+def roll_past(bootstrap: str, topic: str, tag: str) -> dict[bytes, bytes]:
+    """Write three fillers with keys of their own, so the data before sits in
+    closed segments; returns them as the model of what compaction keeps."""
+    fillers = {f"filler-{tag}-{i}".encode(): FILLER + str(i).encode() for i in range(3)}
+    for key, value in fillers.items():
+        assert produce(bootstrap, topic, [(key, value)]) == []
+    return dict(fillers)
+
+
+def write_versions(bootstrap: str, topic: str, rounds: int) -> dict[bytes, bytes | None]:
+    """Several versions of every key in every codec, with tombstones; the newest per key."""
+    newest: dict[bytes, bytes | None] = {}
+    for round_number in range(rounds):
+        codec = CODECS[round_number % len(CODECS)]
+        batch: list[tuple[bytes | None, bytes | None]] = []
+        for k in range(KEYS):
+            key = f"key-{k}".encode()
+            # Keys 0, 4, 8 end deleted; keys 1, 5, 9 are deleted and written again.
+            if (k % 4 == 0 and round_number == rounds - 1) or (k % 4 == 1 and round_number == 1):
+                value = None
+            else:
+                value = f"{codec}:{round_number}:{k}:".encode() + b"v" * (k * 7)
+            batch.append((key, value))
+            newest[key] = value
+        assert produce(bootstrap, topic, batch, **{"compression.type": codec}) == []
+    return newest
+
+
+def compacted_view(seen: list[Seen]) -> dict[bytes | None, bytes | None]:
+    return {record.key: record.value for record in seen}
+
+
+def assert_compacted(seen: list[Seen], model: dict[bytes, bytes | None]) -> None:
+    keys = [record.key for record in seen]
+    assert len(keys) == len(set(keys)), "a key appears more than once"
+    assert compacted_view(seen) == {k: v for k, v in model.items() if v is not None}
+    offsets = [record.offset for record in seen]
+    assert offsets == sorted(set(offsets)), "offsets not strictly increasing"
+
+
+def fully_compacted(bootstrap: str, topic: str, model: dict[bytes, bytes | None]) -> bool:
+    seen = read_from_start(bootstrap, topic)
+    live = {k: v for k, v in model.items() if v is not None}
+    return len(seen) == len(live) and compacted_view(seen) == live
+
+
+@pytest.fixture
+def cleaning_broker(broker_factory: Any) -> BrokerProcess:
+    broker: BrokerProcess = broker_factory(
+        log_cleaner_backoff_ms="50", log_retention_check_interval_ms="100"
+    )
+    return broker
+
+
+def test_compacted_topic_keeps_the_newest_value_per_key(cleaning_broker: BrokerProcess) -> None:
+    bootstrap, topic = cleaning_broker.bootstrap, "compacted-codecs"
+    create_topic(
+        bootstrap,
+        topic,
+        1,
+        **{
+            "cleanup.policy": "compact",
+            "segment.bytes": str(SEGMENT_BYTES),
+            "min.cleanable.dirty.ratio": "0.01",
+            "delete.retention.ms": "100",
+        },
+    )
+    model: dict[bytes, bytes | None] = write_versions(bootstrap, topic, rounds=2 * len(CODECS))
+    model.update(roll_past(bootstrap, topic, "a"))
+    written = Consumer({"bootstrap.servers": bootstrap, "group.id": "hw"})
+    try:
+        low, high = written.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        written.close()
+    assert (low, high) == (0, 2 * len(CODECS) * KEYS + 3)
+
+    wait_for(lambda: fully_compacted(bootstrap, topic, model), 20, 0.2, "a fully compacted log")
+    seen = read_from_start(bootstrap, topic)
+    assert_compacted(seen, model)
+    assert all(record.value is not None for record in seen), "a tombstone outlived its horizon"
+    assert seen[-1].offset == high - 1, "the last record was removed"
+    assert seen[0].offset > 0 and len(seen) < high, "no gaps: nothing was removed"
+
+
+def test_keyless_record_is_refused_on_a_compacted_topic(cleaning_broker: BrokerProcess) -> None:
+    bootstrap, topic = cleaning_broker.bootstrap, "compacted-keyless"
+    create_topic(bootstrap, topic, 1, **{"cleanup.policy": "compact"})
+    errors = produce(bootstrap, topic, [(None, b"no key")])
+    assert [e.code() for e in errors] == [KafkaError.INVALID_RECORD]
+    producer = KafkaProducer(bootstrap_servers=bootstrap, retries=0)
+    try:
+        with pytest.raises(InvalidRecordError):
+            producer.send(topic, value=b"no key either").get(timeout=10)
+        # A keyed record on the same producer still goes through.
+        assert producer.send(topic, key=b"k", value=b"keyed").get(timeout=10).offset == 0
+    finally:
+        producer.close(5)
+
+
+def test_compact_delete_topic_compacts_and_expires(cleaning_broker: BrokerProcess) -> None:
+    """compact,delete: old segments expire by retention.ms, newer ones are compacted."""
+    bootstrap, topic = cleaning_broker.bootstrap, "compacted-expiring"
+    create_topic(
+        bootstrap,
+        topic,
+        1,
+        **{
+            "cleanup.policy": "compact,delete",
+            "segment.bytes": str(SEGMENT_BYTES),
+            "min.cleanable.dirty.ratio": "0.01",
+            "retention.ms": "600000",
+            "delete.retention.ms": "100",
+        },
+    )
+    old = int(time.time() * 1000) - 3_600_000
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 20})
+    for version in range(3):
+        for k in range(KEYS):
+            producer.produce(topic, key=f"old-{k}".encode(), value=b"%d" % version, timestamp=old)
+        assert producer.flush(10) == 0
+    producer.produce(topic, key=b"old-filler", value=FILLER, timestamp=old)
+    assert producer.flush(10) == 0
+    model: dict[bytes, bytes | None] = write_versions(bootstrap, topic, rounds=3)
+    model.update(roll_past(bootstrap, topic, "b"))
+
+    def expired_and_compacted() -> bool:
+        seen = read_from_start(bootstrap, topic)
+        keys = [r.key for r in seen]
+        return (
+            len(keys) == len(set(keys))
+            and not any(key is not None and key.startswith(b"old-") for key in keys)
+            and compacted_view(seen) == {k: v for k, v in model.items() if v is not None}
+        )
+
+    wait_for(expired_and_compacted, 20, 0.2, "old keys expired and the rest compacted")
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "low"})
+    try:
+        low, _ = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    finally:
+        consumer.close()
+    assert low >= 3 * KEYS + 1, "retention did not move the log start past the old segments"
