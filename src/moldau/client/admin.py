@@ -19,6 +19,7 @@ from moldau.protocol.errors import ErrorCode, KafkaError
 
 from .cluster import Cluster
 from .errors import check, make_error, topic_error
+from .lifecycle import ClusterClient
 from .metadata import BrokerInfo, TopicInfo
 from .offsets import list_offsets
 from .types import OffsetAndTimestamp, TopicPartition
@@ -87,7 +88,7 @@ Results = dict[str, KafkaError | None]
 _BROKER_DEFAULTS_SINCE = 4
 
 
-class Admin:
+class Admin(ClusterClient):
     """An asyncio admin client.
 
     >>> async with Admin("127.0.0.1:9092") as admin:
@@ -102,26 +103,10 @@ class Admin:
         client_id: str = "moldau-admin",
         request_timeout_ms: int = 30_000,
     ) -> None:
-        self._own_cluster = cluster is None
-        self.cluster = cluster or Cluster(
-            bootstrap_servers, client_id=client_id, request_timeout_ms=request_timeout_ms
+        super().__init__(
+            bootstrap_servers, cluster, client_id=client_id, request_timeout_ms=request_timeout_ms
         )
         self.timeout_ms = request_timeout_ms
-
-    async def __aenter__(self) -> Admin:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        """Reach the cluster, so that a wrong address fails here."""
-        await self.cluster.refresh([])
-
-    async def close(self) -> None:
-        if self._own_cluster:
-            await self.cluster.close()
 
     # --- topics ----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from moldau.protocol.records import decode_batch, record_timestamp
 
 from .cluster import METADATA_ERRORS, Cluster
 from .errors import make_error
+from .lifecycle import ClusterClient
 from .offsets import list_offsets
 from .subscription import SubscriptionState
 from .types import ConsumerRecord, TopicPartition
@@ -95,7 +96,7 @@ class _Fetch:
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
 
-class Consumer:
+class Consumer(ClusterClient):
     """An asyncio consumer of explicitly assigned partitions.
 
     >>> async with Consumer("127.0.0.1:9092", auto_offset_reset="earliest") as c:
@@ -118,9 +119,9 @@ class Consumer:
         retry_backoff_ms: int = 100,
         check_crcs: bool = True,
     ) -> None:
-        self._own_cluster = cluster is None
-        self.cluster = cluster or Cluster(
+        super().__init__(
             bootstrap_servers,
+            cluster,
             client_id=client_id,
             request_timeout_ms=request_timeout_ms,
             retry_backoff_ms=retry_backoff_ms,
@@ -140,23 +141,12 @@ class Consumer:
         self._stale = False
         self._ready: deque[ConsumerRecord] = deque()
 
-    async def __aenter__(self) -> Consumer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def start(self) -> None:
-        """Reach the cluster, so that a wrong address fails here."""
-        await self.cluster.refresh([])
-
     async def close(self) -> None:
+        """Abandon the fetches in flight, then close the cluster if it is ours."""
         for fetch in self._fetches.values():
             fetch.future.cancel()
         self._fetches.clear()
-        if self._own_cluster:
-            await self.cluster.close()
+        await super().close()
 
     # --- assignment and positions --------------------------------------------
 

@@ -34,6 +34,7 @@ from moldau.protocol.records import Record, build_batch
 
 from .cluster import METADATA_ERRORS, Cluster
 from .errors import make_error
+from .lifecycle import ClusterClient
 from .partitioner import Partitioner, make_partitioner
 from .types import RecordMetadata, TopicPartition
 
@@ -123,7 +124,7 @@ class _Batch:
             self.done.set_result(None)
 
 
-class Producer:
+class Producer(ClusterClient):
     """An asyncio Kafka producer.
 
     >>> async with Producer("127.0.0.1:9092") as producer:
@@ -157,9 +158,9 @@ class Producer:
             raise ValueError(
                 f"unknown compression {compression!r} (choose from {', '.join(COMPRESSION_CODECS)})"
             )
-        self._own_cluster = cluster is None
-        self.cluster = cluster or Cluster(
+        super().__init__(
             bootstrap_servers,
+            cluster,
             client_id=client_id,
             request_timeout_ms=request_timeout_ms,
             retry_backoff_ms=retry_backoff_ms,
@@ -194,17 +195,10 @@ class Producer:
         self._last_refresh = 0.0
         self._loop: asyncio.AbstractEventLoop  # set by start()
 
-    async def __aenter__(self) -> Producer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     async def start(self) -> None:
         """Reach the cluster (so a wrong address fails here) and start sending."""
         self._loop = asyncio.get_running_loop()
-        await self.cluster.refresh([])
+        await super().start()
         if self._sender is None:
             self._sender = asyncio.create_task(self._run_sender(), name="moldau-producer-sender")
 
@@ -332,8 +326,7 @@ class Producer:
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
-        if self._own_cluster:
-            await self.cluster.close()
+        await super().close()
 
     # --- accumulating -----------------------------------------------------------
 
