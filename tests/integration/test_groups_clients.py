@@ -149,19 +149,25 @@ def test_member_that_stops_polling_loses_its_partitions(
         stop_all(members)
 
 
+@pytest.mark.parametrize("which", ["leader", "follower"])
 @pytest.mark.parametrize("client", CLIENTS)
 def test_static_member_restarted_within_its_session_keeps_its_partitions(
-    client: str, broker_factory: Callable[..., BrokerProcess]
+    client: str, which: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:
     broker = broker_factory(**FAST_GROUPS)
     topic = f"static-{client}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
     options = {"session_ms": 15000, "heartbeat_ms": 300, "max_poll_ms": 15000}
-    members = [
-        Member(client, broker.bootstrap, "g", topic, f"m{i}", instance_id=f"i{i}", **options)
-        for i in range(3)
-    ]
+
+    def static(i: int, name: str) -> Member:
+        return Member(client, broker.bootstrap, "g", topic, name, instance_id=f"i{i}", **options)
+
+    # The first member alone makes the first generation: it leads, and keeps
+    # the lead as long as it rejoins every rebalance.
+    members = [static(0, "m0")]
     try:
+        wait_for(lambda: members[0].owned() == set(range(PARTITIONS)), 20, what="m0 alone")
+        members += [static(1, "m1"), static(2, "m2")]
         wait_for(balanced(members, PARTITIONS), 20, what="three static members own 2 each")
         sent = produce(broker.bootstrap, topic, "a", 300)
         wait_for(all_processed(members, sent), 15, what="the first records")
@@ -171,16 +177,19 @@ def test_static_member_restarted_within_its_session_keeps_its_partitions(
             default=None,
         )
 
-        restarted = members[1]
+        index = 0 if which == "leader" else 1
+        restarted = members[index]
         owned = restarted.owned()
         restarted.kill()
-        back = Member(client, broker.bootstrap, "g", topic, "m1-again", instance_id="i1", **options)
+        back = static(index, "back")
         members.append(back)
         wait_for(lambda: back.owned() == owned, 15, what="the restarted member's partitions")
         sent |= produce(broker.bootstrap, topic, "b", 300)
         wait_for(all_processed(members, sent), 15, what="records sent after the restart")
 
-        for other in (members[0], members[2]):
+        for other in members[:3]:
+            if other is restarted:
+                continue
             news = other.snapshot()[len(before[other.name]) :]
             changes = [e for e in news if e.event in ("assigned", "revoked")]
             assert changes == [], f"{other.name} saw a rebalance: {changes}"

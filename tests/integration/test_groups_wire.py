@@ -248,3 +248,42 @@ def test_describe_and_delete_groups_every_version(broker: BrokerProcess, version
         assert deleted["results"] == [{"group_id": group, "error_code": 0}]
         again = conn.request(ApiKey.DELETE_GROUPS, delete_version, deleting)
         assert again["results"] == [{"group_id": group, "error_code": GROUP_ID_NOT_FOUND}]
+
+
+@pytest.mark.parametrize("version", range(5, 10))
+def test_a_static_leader_rejoining_keeps_the_group_stable(
+    broker: BrokerProcess, version: int
+) -> None:
+    """The leader's instance restarts (unknown member id, same instance id).
+
+    From v9 (KIP-814) it is told it leads but must skip the assignment, and
+    gets the members to watch their subscriptions. Older versions have no way
+    to say "skip": as in Kafka, such a leader is answered as a follower (no
+    members, the previous leader id), so it syncs and gets its partitions
+    back instead of computing an assignment of nobody and rejoining."""
+    group = f"static-leader-v{version}"
+    with RawConnection(broker.port) as conn:
+        leader = conn.request(ApiKey.JOIN_GROUP, version, join_body(group, instance="lead"))
+        assert leader["error_code"] == 0 and leader["leader"] == leader["member_id"]
+        assert sync(conn, 5, group, leader)["error_code"] == 0
+
+        back = conn.request(ApiKey.JOIN_GROUP, version, join_body(group, instance="lead"))
+        assert back["error_code"] == 0
+        assert back["generation_id"] == leader["generation_id"], "the rejoin rebalanced"
+        if version >= 9:
+            assert back["skip_assignment"] is True
+            assert back["leader"] == back["member_id"]
+            assert [m["group_instance_id"] for m in back["members"]] == ["lead"]
+        else:
+            assert (back["leader"], back["members"]) == (leader["member_id"], [])
+        follower_sync = {
+            "group_id": group,
+            "generation_id": back["generation_id"],
+            "member_id": back["member_id"],
+            "group_instance_id": "lead",
+            "assignments": [],
+        }
+        synced = conn.request(ApiKey.SYNC_GROUP, 3, follower_sync)
+        assert synced["error_code"] == 0 and synced["assignment"] == ASSIGNMENT
+        described = conn.request(ApiKey.DESCRIBE_GROUPS, 5, {"groups": [group]})
+        assert described["groups"][0]["group_state"] == "Stable"

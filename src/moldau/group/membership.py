@@ -35,6 +35,7 @@ assignment back under its new member id; its old member id is fenced.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -181,9 +182,10 @@ class Membership:
             self._update_member(member, req, None)
             self.rt.write(group.group_id, [group_metadata_record(group)])
             leader = group.is_leader(new_id)
-            return self.rt.respond(
-                req.on_done, self._generation_answer(group, member, skip_assignment=leader)
-            )
+            answer = self._generation_answer(group, member, skip_assignment=leader)
+            if leader:
+                answer = dataclasses.replace(answer, replaced_leader=old_id)
+            return self.rt.respond(req.on_done, answer)
         self._update_member(member, req, req.on_done)
         if group.state is GroupState.PREPARING_REBALANCE:
             return self._maybe_complete_join(group)

@@ -30,8 +30,11 @@ class JoinResult:
     Only the leader receives ``members``. ``skip_assignment`` (JoinGroup v9,
     KIP-814) is set when a static leader came back without a rebalance: it
     gets the members so it can notice changed subscriptions, but must not
-    compute a new assignment. For JoinGroup v8 and older, Kafka answers such a
-    leader with an empty member list instead; the handler does that.
+    compute a new assignment. JoinGroup v8 and older cannot say "skip": Kafka
+    answers such a leader as a follower, with no members and its previous
+    member id (``replaced_leader``) as the leader, so that it syncs and gets
+    its assignment back; a client told it leads a group of nobody would
+    assign nothing and rejoin, a rebalance. The handler does that.
     """
 
     error_code: int
@@ -42,6 +45,7 @@ class JoinResult:
     leader: str = ""
     skip_assignment: bool = False
     members: tuple[JoinMember, ...] = ()
+    replaced_leader: str = ""
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,11 @@ async def _answer(future: Awaitable[JoinResult], version: int) -> Message:
         {"member_id": m.member_id, "group_instance_id": m.group_instance_id, "metadata": m.metadata}
         for m in result.members
     ]
+    leader = result.leader
     if result.skip_assignment and version < 9:
-        members = []
+        # No way to say "skip" before v9: answer the returning static leader
+        # as a follower, as Kafka does (see JoinResult).
+        members, leader = [], result.replaced_leader
     legacy = version < 7
     return {
         "throttle_time_ms": 0,
@@ -55,7 +58,7 @@ async def _answer(future: Awaitable[JoinResult], version: int) -> Message:
         "generation_id": result.generation_id,
         "protocol_type": result.protocol_type,
         "protocol_name": (result.protocol_name or "") if legacy else result.protocol_name,
-        "leader": result.leader,
+        "leader": leader,
         "skip_assignment": result.skip_assignment,
         "member_id": result.member_id,
         "members": members,
