@@ -1,5 +1,5 @@
-"""What the command modules share: the bootstrap flag, K=V parsing, running
-a coroutine on the fastest available event loop."""
+"""What the command modules share: the bootstrap and topic-wait flags, K=V
+parsing, running a coroutine on the fastest available event loop."""
 
 from __future__ import annotations
 
@@ -27,6 +27,17 @@ def add_bootstrap(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_BOOTSTRAP,
         metavar="HOST:PORT[,HOST:PORT...]",
         help=f"brokers to connect to first (default {DEFAULT_BOOTSTRAP})",
+    )
+
+
+def add_max_block(parser: argparse.ArgumentParser) -> None:
+    """``--max-block-ms``: the commands that read or write a topic wait this
+    long for it to appear (a topic just created is not everywhere at once)."""
+    parser.add_argument(
+        "--max-block-ms",
+        type=int,
+        default=3_000,
+        help="how long to wait for the topic to appear (default 3000)",
     )
 
 

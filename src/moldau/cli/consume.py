@@ -13,7 +13,7 @@ import asyncio
 import sys
 from typing import Any, BinaryIO
 
-from .common import CliError, add_bootstrap, run_async
+from .common import CliError, add_bootstrap, add_max_block, run_async
 
 
 def register(commands: Any) -> None:
@@ -41,12 +41,7 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--timeout-ms", type=int, metavar="MS", help="exit after MS without a record"
     )
-    parser.add_argument(
-        "--max-block-ms",
-        type=int,
-        default=3_000,
-        help="how long to wait for the topic to appear (default 3000)",
-    )
+    add_max_block(parser)
     add_bootstrap(parser)
     parser.set_defaults(run=run)
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
-from .common import CliError, add_bootstrap, run_async
+from .common import CliError, add_bootstrap, add_max_block, run_async
 
 PARTITIONERS = ("murmur2", "crc32", "round-robin")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -46,12 +46,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--compression", choices=COMPRESSIONS, default="none")
     parser.add_argument("--linger-ms", type=float, default=5, help="(default 5)")
     parser.add_argument("--batch-size", type=int, default=16_384, help="(default 16384)")
-    parser.add_argument(
-        "--max-block-ms",
-        type=int,
-        default=3_000,
-        help="how long to wait for the topic to appear (default 3000)",
-    )
+    add_max_block(parser)
     add_bootstrap(parser)
     parser.set_defaults(run=run)
 
