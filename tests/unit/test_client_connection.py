@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import struct
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from test_client_support import in_loop
 
 from moldau.client.connection import BrokerConnection, pick_versions
 from moldau.protocol.api_keys import ApiKey
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import encode_response
-
-
-def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
-    """Run an async test body on a fresh event loop (no pytest-asyncio here)."""
-
-    @functools.wraps(test)
-    def run() -> None:
-        asyncio.run(test())
-
-    return run
 
 
 class FakeTransport(asyncio.Transport):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from test_client_support import in_loop
 
 from moldau.client.errors import topic_error
 from moldau.client.metadata import BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo
@@ -16,16 +16,6 @@ from moldau.client.producer import Producer, parse_acks
 from moldau.protocol.api_keys import ApiKey
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.records import decode_batch
-
-
-def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
-    """Run an async test body on a fresh event loop (no pytest-asyncio here)."""
-
-    @functools.wraps(test)
-    def run() -> None:
-        asyncio.run(test())
-
-    return run
 
 
 async def until(condition: Callable[[], Any], timeout: float = 2.0) -> None:
