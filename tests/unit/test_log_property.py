@@ -30,6 +30,29 @@ def make_batch(records: int, value_size: int) -> bytes:
     )
 
 
+def open_partition(
+    directory: str,
+    config: LogConfig,
+    *,
+    log_start_offset: int = 0,
+    recovery_point: int = 0,
+    clean: bool = False,
+) -> PartitionLog:
+    """Partition t-0 under ``directory`` as a (re)starting broker opens it: the
+    property tests restart it many times from the checkpointed state given."""
+    return PartitionLog.open(
+        f"{directory}/t-0",
+        "t",
+        0,
+        uuid.UUID(int=1),
+        config,
+        lambda: 0,
+        log_start_offset=log_start_offset,
+        recovery_point=recovery_point,
+        clean_shutdown=clean,
+    )
+
+
 class Model:
     """Expected stored batches: (base offset, last offset, bytes)."""
 
@@ -67,16 +90,7 @@ def test_every_offset_reads_back(
     with tempfile.TemporaryDirectory() as tmp:
 
         def open_log(recovery_point: int = 0, clean: bool = False) -> PartitionLog:
-            return PartitionLog.open(
-                f"{tmp}/t-0",
-                "t",
-                0,
-                uuid.UUID(int=1),
-                config,
-                lambda: 0,
-                recovery_point=recovery_point,
-                clean_shutdown=clean,
-            )
+            return open_partition(tmp, config, recovery_point=recovery_point, clean=clean)
 
         log = open_log()
         model = Model()

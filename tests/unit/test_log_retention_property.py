@@ -6,12 +6,11 @@ refused."""
 from __future__ import annotations
 
 import tempfile
-import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_log_property import Model, make_batch
+from test_log_property import Model, make_batch, open_partition
 
 from moldau.log.config import LogConfig
 from moldau.log.errors import OffsetOutOfRangeError
@@ -37,16 +36,8 @@ def test_log_start_offset_and_reads(ops: list[tuple[object, ...]], segment_bytes
         config = LogConfig(segment_bytes=segment_bytes)
 
         def open_log(start: int, clean: bool = False, recovery_point: int = 0) -> PartitionLog:
-            opened = PartitionLog.open(
-                f"{tmp}/t-0",
-                "t",
-                0,
-                uuid.UUID(int=1),
-                config,
-                lambda: 0,
-                log_start_offset=start,
-                recovery_point=recovery_point,
-                clean_shutdown=clean,
+            opened = open_partition(
+                tmp, config, log_start_offset=start, recovery_point=recovery_point, clean=clean
             )
             opened.high_watermark = opened.log_end_offset
             return opened
