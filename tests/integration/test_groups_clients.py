@@ -149,15 +149,19 @@ def test_member_that_stops_polling_loses_its_partitions(
         stop_all(members)
 
 
+@pytest.mark.parametrize(
+    ("client", "strategy"),
+    [(c, "range") for c in CLIENTS]
+    + [("confluent", "cooperative-sticky"), ("kafka-python", "cooperative-sticky")],
+)
 @pytest.mark.parametrize("which", ["leader", "follower"])
-@pytest.mark.parametrize("client", CLIENTS)
 def test_static_member_restarted_within_its_session_keeps_its_partitions(
-    client: str, which: str, broker_factory: Callable[..., BrokerProcess]
+    client: str, strategy: str, which: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:
     broker = broker_factory(**FAST_GROUPS)
     topic = f"static-{client}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
-    options = {"session_ms": 15000, "heartbeat_ms": 300, "max_poll_ms": 15000}
+    options = {"session_ms": 15000, "heartbeat_ms": 300, "max_poll_ms": 15000, "strategy": strategy}
 
     def static(i: int, name: str) -> Member:
         return Member(client, broker.bootstrap, "g", topic, name, instance_id=f"i{i}", **options)

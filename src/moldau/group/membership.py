@@ -29,8 +29,9 @@ calls wait for it. The assignment is persisted and the group is Stable.
 
 Rejoining without a rebalance: a member that rejoins with unchanged metadata
 just gets the current generation back, and a static member
-(group.instance.id) that restarts with unchanged metadata takes its place and
-assignment back under its new member id; its old member id is fenced.
+(group.instance.id) that restarts asking for the same subscription (see
+``Group.asks_the_same``) takes its place and assignment back under its new
+member id; its old member id is fenced.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class Membership:
         old_id = group.static_members[req.group_instance_id]
         old = group.members[old_id]
         self._answer_waiting(old, errors.FENCED_INSTANCE_ID)
-        unchanged = old.matches(req.protocols)
+        unchanged = group.asks_the_same(old, req.protocols)
         member = group.replace_static_member(old_id, new_id)
         member.client_id, member.client_host = req.client_id, req.client_host
         self.rt.stop_timer(Deadline.SESSION, group.group_id, old_id)

@@ -176,6 +176,32 @@ class Group:
 
     # --- protocols ------------------------------------------------------------
 
+    def asks_the_same(self, member: Member, protocols: Protocols) -> bool:
+        """Whether a restarted static member asks for what it asked before.
+
+        The same protocols in the same order and, in a consumer group, the
+        same topics and rack in each subscription. What a restart changes by
+        itself does not count: the partitions and generation a cooperative
+        client says it owns (none, after a restart) and an assignor's user
+        data. The member gets back the assignment it had, so nothing it asks
+        for is lost; counting those would make every static restart of a
+        cooperative-sticky consumer a rebalance, which Kafka avoids.
+        """
+        if [name for name, _ in member.protocols] != [name for name, _ in protocols]:
+            return False
+        if self.protocol_type != consumer_protocol.PROTOCOL_TYPE:
+            return member.matches(protocols)
+        for (_, before), (_, now) in zip(member.protocols, protocols, strict=True):
+            try:
+                old, new = (consumer_protocol.decode_subscription(m) for m in (before, now))
+            except DecodeError:
+                if before != now:
+                    return False
+                continue
+            if (sorted(old.topics), old.rack_id) != (sorted(new.topics), new.rack_id):
+                return False
+        return True
+
     def supports_protocols(self, protocol_type: str, protocols: Protocols, member_id: str) -> bool:
         """Whether a member may (re)join with these protocols.
 
