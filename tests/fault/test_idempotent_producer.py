@@ -1,0 +1,268 @@
+"""Idempotent producers through broker crashes and freezes: exactly once per record.
+
+A producer thread sends a numbered stream round-robin over three partitions
+with confluent-kafka (``enable.idempotence``) or kafka-python
+(``enable_idempotence``). Meanwhile the broker is killed with SIGKILL and
+restarted on the same port and data directory, or frozen with SIGSTOP until
+the client's requests time out and then let go. Either way the client
+resends batches the broker may already have written; the broker must
+recognise them by producer id, epoch and sequence (after a crash, from the
+producer state it rebuilt), answer with the original offsets and not write
+them again.
+
+Afterwards, read from the beginning: every acknowledged record is there
+exactly once, nothing is stored twice, and each partition holds its records
+in the order they were sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, Producer
+from kafka import KafkaProducer
+
+from conftest import BrokerProcess, confluent_read_all, create_topic, wait_for
+
+PARTITIONS = 3
+IN_FLIGHT = 400
+#: Short client timers: the broker is back on the same port within a second,
+#: and a frozen broker must make requests time out quickly.
+REQUEST_TIMEOUT_MS = 1000
+
+
+class NumberedStream:
+    """Sends 0, 1, 2... (record n to partition n % 3) until stopped; keeps what was acked.
+
+    ``timeouts`` counts what the client reported about requests that timed
+    out or connections that broke, so a test can wait until it happened.
+    """
+
+    def __init__(self) -> None:
+        self.acked: set[int] = set()
+        self.failed: list[Any] = []
+        self.timeouts: list[str] = []
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def running(self) -> Iterator[NumberedStream]:
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            self._thread.join(90)
+            assert not self._thread.is_alive(), "the producer did not finish"
+
+    def acked_at_least(self, count: int) -> Callable[[], bool]:
+        return lambda: len(self.acked) >= count
+
+
+def value_of(number: int) -> bytes:
+    return b"%09d" % number
+
+
+class ConfluentStream(NumberedStream):
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__()
+        self.topic = topic
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "linger.ms": 2,
+                "request.timeout.ms": REQUEST_TIMEOUT_MS,
+                "socket.timeout.ms": REQUEST_TIMEOUT_MS,
+                "message.timeout.ms": 60000,
+                "reconnect.backoff.ms": 20,
+                "reconnect.backoff.max.ms": 200,
+                "error_cb": self._client_error,
+            }
+        )
+
+    def _client_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self.failed.append(error)
+        self.timeouts.append(str(error))
+
+    def _report(self, error: KafkaError | None, message: Any) -> None:
+        if error is None:
+            self.acked.add(int(message.value()))
+        else:
+            self.failed.append(error)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if len(self._producer) >= IN_FLIGHT:
+                self._producer.poll(0.01)
+                continue
+            self._producer.produce(
+                self.topic,
+                value_of(self.sent),
+                partition=self.sent % PARTITIONS,
+                on_delivery=self._report,
+            )
+            self.sent += 1
+            self._producer.poll(0)
+        assert self._producer.flush(60) == 0
+
+
+class TimeoutLog(logging.Handler):
+    """Collects kafka-python's warnings about requests that timed out."""
+
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "timed out" in message.lower():
+            self.into.append(message)
+
+
+class KafkaPythonStream(NumberedStream):
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__()
+        self.topic = topic
+        self._slots = threading.Semaphore(IN_FLIGHT)
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            delivery_timeout_ms=60000,
+            retry_backoff_ms=20,
+            reconnect_backoff_ms=20,
+            reconnect_backoff_max_ms=200,
+            max_block_ms=30000,
+        )
+
+    def _sent(self, number: int) -> Callable[[Any], None]:
+        def done(_metadata: Any) -> None:
+            self.acked.add(number)
+            self._slots.release()
+
+        return done
+
+    def _refused(self, error: Exception) -> None:
+        self.failed.append(error)
+        self._slots.release()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if not self._slots.acquire(timeout=0.05):
+                    continue
+                future = self._producer.send(
+                    self.topic, value_of(self.sent), partition=self.sent % PARTITIONS
+                )
+                future.add_callback(self._sent(self.sent))
+                future.add_errback(self._refused)
+                self.sent += 1
+            self._producer.flush(60)
+        finally:
+            self._producer.close(10)
+
+
+@contextmanager
+def kafka_python_timeouts(into: list[str]) -> Iterator[None]:
+    handler = TimeoutLog(into)
+    logger = logging.getLogger("kafka")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+STREAMS: dict[str, Callable[[str, str], NumberedStream]] = {
+    "confluent": ConfluentStream,
+    "kafka-python": KafkaPythonStream,
+}
+
+
+def assert_exactly_once_in_order(broker: BrokerProcess, topic: str, stream: NumberedStream) -> None:
+    stored = confluent_read_all(broker.bootstrap, topic)
+    numbers = [int(record.value) for record in stored]
+    doubled = len(numbers) - len(set(numbers))
+    assert doubled == 0, f"{doubled} records stored twice"
+    lost = stream.acked - set(numbers)
+    assert not lost, f"{len(lost)} acknowledged records lost, e.g. {sorted(lost)[:5]}"
+    for partition in range(PARTITIONS):
+        in_log = [
+            int(r.value) for r in sorted(stored, key=lambda r: r.offset) if r.partition == partition
+        ]
+        assert all(n % PARTITIONS == partition for n in in_log), "a record in the wrong partition"
+        assert in_log == sorted(in_log), f"partition {partition} out of send order"
+
+
+def stored_bytes(broker: BrokerProcess, topic: str) -> int:
+    """Bytes in the topic's segment files: grows as soon as the broker appends."""
+    return sum(path.stat().st_size for path in broker.data_dir.glob(f"{topic}-*/*.log"))
+
+
+def kill_just_after_a_thaw(broker: BrokerProcess, topic: str, stream: NumberedStream) -> None:
+    """Freeze the broker until the client gives its requests up and resends
+    them on a new connection, let it run just long enough to append the
+    originals, and kill it: the resends then reach a broker that knows the
+    batches only from the producer state it rebuilt on recovery."""
+    timeouts = len(stream.timeouts)
+    broker.pause()
+    try:
+        wait_for(lambda: len(stream.timeouts) > timeouts, 15, what="requests to time out")
+        before = stored_bytes(broker, topic)
+    finally:
+        broker.resume()
+    try:
+        wait_for(lambda: stored_bytes(broker, topic) > before, 10, 0.0005, "the originals")
+    finally:
+        broker.kill()
+
+
+@pytest.mark.parametrize("client", list(STREAMS))
+def test_idempotent_stream_through_kill_9_and_restarts(broker: BrokerProcess, client: str) -> None:
+    topic = f"idempotent-killed-{client}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    stream = STREAMS[client](broker.bootstrap, topic)
+    with kafka_python_timeouts(stream.timeouts), stream.running():
+        for crash in range(4):
+            wait_for(stream.acked_at_least(1500 * (crash + 1)), 30, what=f"acks before {crash}")
+            if crash % 2:
+                kill_just_after_a_thaw(broker, topic, stream)
+            else:
+                broker.kill()  # in the middle of the stream
+            broker.start()
+        wait_for(stream.acked_at_least(1500 * 5), 30, what="acks after the last restart")
+    assert stream.failed == [], "an idempotent producer must deliver across restarts"
+    assert_exactly_once_in_order(broker, topic, stream)
+
+
+@pytest.mark.parametrize("client", list(STREAMS))
+def test_idempotent_stream_through_a_frozen_broker(broker: BrokerProcess, client: str) -> None:
+    """Requests time out against a stopped broker; once it runs again it reads
+    the originals and then the client's resends of the same batches."""
+    topic = f"idempotent-frozen-{client}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    stream = STREAMS[client](broker.bootstrap, topic)
+    with kafka_python_timeouts(stream.timeouts), stream.running():
+        wait_for(stream.acked_at_least(1500), 30, what="acks before the freeze")
+        broker.pause()
+        try:
+            wait_for(lambda: stream.timeouts, 15, what="requests to time out")
+        finally:
+            broker.resume()
+        frozen_at = len(stream.acked)
+        wait_for(stream.acked_at_least(frozen_at + 1500), 30, what="acks after the thaw")
+    assert stream.failed == [], "an idempotent producer must deliver across a freeze"
+    assert_exactly_once_in_order(broker, topic, stream)
