@@ -75,13 +75,16 @@ def _topic_entries(
             default = key.broker_default(broker)
             source = STATIC_BROKER_CONFIG if key.broker_key in broker.explicit else DEFAULT_CONFIG
             synonyms.append({"name": key.broker_key, "value": _text(default), "source": source})
+        # As Kafka does, a value comes from its first synonym: the topic's
+        # own setting, else a broker key set in the broker's config.
+        source = synonyms[0]["source"] if synonyms else DEFAULT_CONFIG
         entries.append(
             {
                 "name": key.name,
                 "value": effective_value(key, topic_configs, broker),
                 "read_only": False,
-                "is_default": not explicit,
-                "config_source": DYNAMIC_TOPIC_CONFIG if explicit else DEFAULT_CONFIG,
+                "is_default": source == DEFAULT_CONFIG,
+                "config_source": source,
                 "is_sensitive": False,
                 "synonyms": synonyms if request.get("include_synonyms") else [],
                 "config_type": _CONFIG_TYPES.get(key.type, 0),
