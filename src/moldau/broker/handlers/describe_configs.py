@@ -66,7 +66,7 @@ def _topic_entries(
     entries = []
     for key in TOPIC_KEYS.values():
         explicit = key.name in topic_configs
-        synonyms = []
+        synonyms: list[dict[str, Any]] = []
         if explicit:
             synonyms.append(
                 {"name": key.name, "value": topic_configs[key.name], "source": DYNAMIC_TOPIC_CONFIG}
@@ -77,7 +77,7 @@ def _topic_entries(
             synonyms.append({"name": key.broker_key, "value": _text(default), "source": source})
         # As Kafka does, a value comes from its first synonym: the topic's
         # own setting, else a broker key set in the broker's config.
-        source = synonyms[0]["source"] if synonyms else DEFAULT_CONFIG
+        source = int(synonyms[0]["source"]) if synonyms else DEFAULT_CONFIG
         entries.append(
             {
                 "name": key.name,
