@@ -117,3 +117,36 @@ def test_group_state_survives_a_restart_under_live_members(
         assert len(events) == len({(e.partition, e.offset) for e in events}), "reprocessed"
     finally:
         stop_all(members)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill-9"])
+def test_static_member_restarts_without_rebalance_after_a_broker_restart(
+    how: str, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    """The group was read back from ``__consumer_offsets``, which keeps only
+    the chosen protocol of each member; a static member offering several
+    (confluent-kafka's default is range,roundrobin) still comes back quietly."""
+    broker = broker_factory(**FAST_GROUPS)
+    create_topic(broker.bootstrap, "t", PARTITIONS)
+    options = {"session_ms": 15000, "heartbeat_ms": 300, "strategy": "range,roundrobin"}
+
+    def static(i: int, name: str) -> Member:
+        return Member("confluent", broker.bootstrap, "g", "t", name, instance_id=f"i{i}", **options)
+
+    members = [static(0, "m0"), static(1, "m1")]
+    try:
+        wait_for(balanced(members, PARTITIONS), 20, what="two static members")
+        restart(broker, how)
+        state, ids = wait_for(lambda: describe(broker.bootstrap, "g"), 10)
+        assert state == "STABLE" and len(ids) == 2
+        rebalances = members[0].count("revoked")
+        owned = members[1].owned()
+        members[1].kill()
+        back = static(1, "back")
+        members.append(back)
+        wait_for(lambda: back.owned() == owned, 15, what="the restarted member's partitions")
+        sent = produce(broker.bootstrap, "t", "a", 100)
+        wait_for(lambda: sent <= seen(members), 15, what="records after the restarts")
+        assert members[0].count("revoked") == rebalances, "the static restart rebalanced"
+    finally:
+        stop_all(members)

@@ -179,8 +179,13 @@ class Membership:
         member.client_id, member.client_host = req.client_id, req.client_host
         self.rt.stop_timer(Deadline.SESSION, group.group_id, old_id)
         self.rt.schedule_session(group, member, req.session_timeout_ms)
-        if group.state is GroupState.STABLE and unchanged:
-            self._update_member(member, req, None)
+        self._update_member(member, req, None)
+        # As in Kafka, also: the group would still choose the protocol it uses.
+        if (
+            group.state is GroupState.STABLE
+            and unchanged
+            and group.select_protocol() == group.protocol_name
+        ):
             self.rt.write(group.group_id, [group_metadata_record(group)])
             leader = group.is_leader(new_id)
             answer = self._generation_answer(group, member, skip_assignment=leader)
@@ -190,7 +195,7 @@ class Membership:
         self._update_member(member, req, req.on_done)
         if group.state is GroupState.PREPARING_REBALANCE:
             return self._maybe_complete_join(group)
-        # Stable with changed metadata needs a new assignment. During
+        # Stable with a changed subscription needs a new assignment. During
         # CompletingRebalance the leader may already be assigning to the old
         # member id, which would leave the new id without partitions.
         self._prepare_rebalance(group, Trigger.STATIC_MEMBER_REJOIN, (new_id,), req.reason)

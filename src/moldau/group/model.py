@@ -177,30 +177,31 @@ class Group:
     # --- protocols ------------------------------------------------------------
 
     def asks_the_same(self, member: Member, protocols: Protocols) -> bool:
-        """Whether a restarted static member asks for what it asked before.
+        """Whether a restarted static member asks for what it had, under the
+        protocol the group uses: it still offers that protocol and, in a
+        consumer group, subscribes to the same topics from the same rack.
 
-        The same protocols in the same order and, in a consumer group, the
-        same topics and rack in each subscription. What a restart changes by
-        itself does not count: the partitions and generation a cooperative
-        client says it owns (none, after a restart) and an assignor's user
-        data. The member gets back the assignment it had, so nothing it asks
-        for is lost; counting those would make every static restart of a
-        cooperative-sticky consumer a rebalance, which Kafka avoids.
+        What a restart changes by itself does not count: the partitions and
+        generation a cooperative client says it owns (none, after a restart),
+        an assignor's user data, and the other protocols it offers (a group
+        read back from ``__consumer_offsets`` knows only each member's chosen
+        one). The member gets back the assignment it had, so nothing it asks
+        for is lost; Kafka does not rebalance for these either.
         """
-        if [name for name, _ in member.protocols] != [name for name, _ in protocols]:
+        chosen = self.protocol_name
+        offered = dict(protocols)
+        if chosen is None or chosen not in offered or not member.supports(chosen):
             return False
+        before, now = member.metadata(chosen), offered[chosen]
+        if before == now:
+            return True
         if self.protocol_type != consumer_protocol.PROTOCOL_TYPE:
-            return member.matches(protocols)
-        for (_, before), (_, now) in zip(member.protocols, protocols, strict=True):
-            try:
-                old, new = (consumer_protocol.decode_subscription(m) for m in (before, now))
-            except DecodeError:
-                if before != now:
-                    return False
-                continue
-            if (sorted(old.topics), old.rack_id) != (sorted(new.topics), new.rack_id):
-                return False
-        return True
+            return False
+        try:
+            old, new = (consumer_protocol.decode_subscription(m) for m in (before, now))
+        except DecodeError:
+            return False
+        return (sorted(old.topics), old.rack_id) == (sorted(new.topics), new.rack_id)
 
     def supports_protocols(self, protocol_type: str, protocols: Protocols, member_id: str) -> bool:
         """Whether a member may (re)join with these protocols.
