@@ -27,6 +27,9 @@ class TopicKey:
     #: The LogConfig attribute it sets, if the log uses it.
     log_attr: str | None
     choices: tuple[str, ...] = ()
+    #: Kafka's bounds on the value (its config definitions' validators).
+    at_least: float | None = None
+    at_most: float | None = None
 
 
 def _broker(key: str) -> Callable[[BrokerConfig], Any]:
@@ -48,14 +51,18 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             _broker("log.segment.bytes"),
             "log.segment.bytes",
             "segment_bytes",
+            at_least=14,
         ),
-        TopicKey("segment.ms", "long", lambda c: c.log_roll_ms, "log.roll.ms", "segment_ms"),
+        TopicKey(
+            "segment.ms", "long", lambda c: c.log_roll_ms, "log.roll.ms", "segment_ms", at_least=1
+        ),
         TopicKey(
             "index.interval.bytes",
             "int",
             _broker("log.index.interval.bytes"),
             "log.index.interval.bytes",
             "index_interval_bytes",
+            at_least=0,
         ),
         TopicKey(
             "flush.messages",
@@ -63,6 +70,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             _broker("log.flush.interval.messages"),
             "log.flush.interval.messages",
             "flush_interval_messages",
+            at_least=1,
         ),
         TopicKey(
             "flush.ms",
@@ -70,6 +78,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             lambda c: c.get("log.flush.interval.ms") or c.get("log.flush.scheduler.interval.ms"),
             "log.flush.interval.ms",
             "flush_interval_ms",
+            at_least=0,
         ),
         TopicKey(
             "max.message.bytes",
@@ -77,6 +86,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             _broker("message.max.bytes"),
             "message.max.bytes",
             "max_message_bytes",
+            at_least=0,
         ),
         TopicKey(
             "retention.ms",
@@ -84,6 +94,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             lambda c: c.log_retention_ms,
             "log.retention.ms",
             "retention_ms",
+            at_least=-1,
         ),
         TopicKey(
             "retention.bytes",
@@ -114,6 +125,8 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             _broker("log.cleaner.min.cleanable.ratio"),
             "log.cleaner.min.cleanable.ratio",
             "min_cleanable_dirty_ratio",
+            at_least=0,
+            at_most=1,
         ),
         TopicKey(
             "min.compaction.lag.ms",
@@ -121,6 +134,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             _broker("log.cleaner.min.compaction.lag.ms"),
             "log.cleaner.min.compaction.lag.ms",
             "min_compaction_lag_ms",
+            at_least=0,
         ),
         TopicKey(
             "max.compaction.lag.ms",
@@ -128,6 +142,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             _broker("log.cleaner.max.compaction.lag.ms"),
             "log.cleaner.max.compaction.lag.ms",
             "max_compaction_lag_ms",
+            at_least=1,
         ),
         TopicKey(
             "delete.retention.ms",
@@ -135,6 +150,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             _broker("log.cleaner.delete.retention.ms"),
             "log.cleaner.delete.retention.ms",
             "delete_retention_ms",
+            at_least=0,
         ),
         TopicKey(
             "message.timestamp.before.max.ms",
@@ -142,6 +158,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             lambda c: _timestamp_limit(c, "log.message.timestamp.before.max.ms"),
             "log.message.timestamp.before.max.ms",
             "message_timestamp_before_max_ms",
+            at_least=0,
         ),
         TopicKey(
             "message.timestamp.after.max.ms",
@@ -149,6 +166,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             lambda c: _timestamp_limit(c, "log.message.timestamp.after.max.ms"),
             "log.message.timestamp.after.max.ms",
             "message_timestamp_after_max_ms",
+            at_least=0,
         ),
         TopicKey(
             "compression.type",
@@ -164,6 +182,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             _broker("min.insync.replicas"),
             "min.insync.replicas",
             None,
+            at_least=1,
         ),
     ]
 }
@@ -204,6 +223,16 @@ def _parse(key: TopicKey, value: str) -> Any:
                 raise ValueError(value)
     except ValueError:
         raise InvalidTopicConfig(f"Invalid value {value} for configuration {key.name}") from None
+    if key.type == "int" and not -(1 << 31) <= parsed < 1 << 31:
+        raise InvalidTopicConfig(f"Invalid value {value} for configuration {key.name}: not an int")
+    if key.at_least is not None and parsed < key.at_least:
+        raise InvalidTopicConfig(
+            f"Invalid value {value} for configuration {key.name}: must be at least {key.at_least:g}"
+        )
+    if key.at_most is not None and parsed > key.at_most:
+        raise InvalidTopicConfig(
+            f"Invalid value {value} for configuration {key.name}: must be at most {key.at_most:g}"
+        )
     return parsed
 
 
