@@ -1,0 +1,200 @@
+"""Topic configs through the admin APIs, taking effect on a running broker.
+
+IncrementalAlterConfigs changes retention and the cleanup policy of a topic
+that already holds data, and the next retention check or cleaner pass acts
+on it without a restart. DescribeConfigs tells where each value comes from.
+Invalid configs are refused with INVALID_CONFIG and a message naming the key,
+by CreateTopics as well as by the alter APIs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewTopic,
+)
+from kafka.admin import ConfigResource as KafkaConfigResource
+from kafka.admin import ConfigResourceType, KafkaAdminClient
+from test_issue4_compaction import (
+    SEGMENT_BYTES,
+    fully_compacted,
+    read_from_start,
+    roll_past,
+    write_versions,
+)
+from test_issue4_retention import produce_batches, watermarks
+
+from conftest import BrokerProcess, create_topic, wait_for
+
+INVALID_CONFIG = 40
+
+
+@pytest.fixture
+def live_broker(broker_factory: Any) -> BrokerProcess:
+    """Short timers, and one broker-level topic default set explicitly."""
+    broker: BrokerProcess = broker_factory(
+        log_retention_check_interval_ms="100",
+        log_cleaner_backoff_ms="50",
+        log_cleaner_delete_retention_ms="100",
+    )
+    return broker
+
+
+def alter(bootstrap: str, topic: str, *changes: tuple[str, str | None, AlterConfigOpType]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    entries = [ConfigEntry(name, value, incremental_operation=op) for name, value, op in changes]
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
+    admin.incremental_alter_configs([resource])[resource].result(10)
+
+
+def describe(bootstrap: str, topic: str) -> dict[str, Any]:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return dict(admin.describe_configs([resource])[resource].result(10))
+
+
+def test_retention_ms_altered_on_a_live_topic_expires_data(live_broker: BrokerProcess) -> None:
+    bootstrap, topic = live_broker.bootstrap, "retention-altered"
+    create_topic(bootstrap, topic, 1, **{"segment.bytes": "1024"})
+    produce_batches(bootstrap, topic, batches=6, per_batch=5, age_ms=3_600_000)
+    produce_batches(bootstrap, topic, batches=2, per_batch=5)
+    assert watermarks(bootstrap, topic) == (0, 40), "kept for the default seven days"
+    alter(bootstrap, topic, ("retention.ms", "60000", AlterConfigOpType.SET))
+    low, high = wait_for(
+        lambda: (marks := watermarks(bootstrap, topic))[0] > 0 and marks, 10, 0.1, "retention"
+    )
+    assert 0 < low <= 30 and high == 40
+    entry = describe(bootstrap, topic)["retention.ms"]
+    assert (entry.value, entry.source) == ("60000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+
+
+def test_cleanup_policy_appended_on_a_live_topic_compacts_it(live_broker: BrokerProcess) -> None:
+    bootstrap, topic = live_broker.bootstrap, "policy-altered"
+    create_topic(
+        bootstrap,
+        topic,
+        1,
+        **{"segment.bytes": str(SEGMENT_BYTES), "min.cleanable.dirty.ratio": "0.01"},
+    )
+    model: dict[bytes, bytes | None] = write_versions(bootstrap, topic, rounds=4)
+    model.update(roll_past(bootstrap, topic, "c"))
+    assert len(read_from_start(bootstrap, topic)) == 4 * 12 + 3, "a delete topic is not compacted"
+    alter(bootstrap, topic, ("cleanup.policy", "compact", AlterConfigOpType.APPEND))
+    assert describe(bootstrap, topic)["cleanup.policy"].value == "delete,compact"
+    wait_for(lambda: fully_compacted(bootstrap, topic, model), 20, 0.2, "a compacted log")
+
+
+def test_describe_configs_names_sources_and_synonyms(live_broker: BrokerProcess) -> None:
+    bootstrap, topic = live_broker.bootstrap, "described"
+    create_topic(bootstrap, topic, 1, **{"retention.ms": "123456"})
+    configs = describe(bootstrap, topic)
+
+    retention = configs["retention.ms"]
+    assert retention.value == "123456" and not retention.is_default
+    assert retention.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert [(s.name, s.source) for s in retention.synonyms.values()][:2] == [
+        ("retention.ms", ConfigSource.DYNAMIC_TOPIC_CONFIG.value),
+        ("log.retention.ms", ConfigSource.DEFAULT_CONFIG.value),
+    ]
+
+    # Set on the broker's command line, not on the topic: the broker's value,
+    # with the broker key as its source, as Kafka reports it.
+    tombstones = configs["delete.retention.ms"]
+    assert tombstones.value == "100"
+    assert (
+        tombstones.source == ConfigSource.STATIC_BROKER_CONFIG.value and not tombstones.is_default
+    )
+    assert [(s.name, s.value) for s in tombstones.synonyms.values()] == [
+        ("log.cleaner.delete.retention.ms", "100")
+    ]
+
+    segment = configs["segment.bytes"]
+    assert segment.source == ConfigSource.DEFAULT_CONFIG.value and segment.is_default
+    assert segment.value == str(1 << 30)
+
+
+INVALID = [
+    pytest.param("no.such.config", "1", id="unknown-key"),
+    pytest.param("retention.ms", "soon", id="wrong-type"),
+    pytest.param("cleanup.policy", "shred", id="not-a-choice"),
+    pytest.param("segment.bytes", "1", id="out-of-range"),
+    pytest.param("segment.bytes", str(1 << 31), id="beyond-int"),
+    pytest.param("min.cleanable.dirty.ratio", "1.5", id="ratio-out-of-range"),
+]
+
+
+def assert_invalid_config(future: Any, key: str) -> None:
+    with pytest.raises(KafkaException) as refused:
+        future.result(10)
+    error = refused.value.args[0]
+    assert error.code() == INVALID_CONFIG, error
+    assert key in error.str(), error.str()
+
+
+@pytest.mark.parametrize(("key", "value"), INVALID)
+def test_invalid_config_is_refused_naming_the_key(
+    live_broker: BrokerProcess, key: str, value: str
+) -> None:
+    bootstrap = live_broker.bootstrap
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = NewTopic("refused", num_partitions=1, replication_factor=1, config={key: value})
+    assert_invalid_config(admin.create_topics([new])["refused"], key)
+    assert "refused" not in admin.list_topics(timeout=10).topics
+
+    create_topic(bootstrap, "altered", 1)
+    entry = ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "altered", incremental_configs=[entry])
+    assert_invalid_config(admin.incremental_alter_configs([resource])[resource], key)
+    assert key not in {
+        name for name, entry in describe(bootstrap, "altered").items() if not entry.is_default
+    }
+
+
+def test_alter_configs_replaces_the_whole_set(live_broker: BrokerProcess) -> None:
+    """AlterConfigs (the old API, confluent-kafka's alter_configs): keys left out
+    return to their defaults."""
+    bootstrap, topic = live_broker.bootstrap, "replaced"
+    create_topic(bootstrap, topic, 1, **{"segment.bytes": "4096", "retention.ms": "1000000"})
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "5000"})
+    admin.alter_configs([resource])[resource].result(10)
+    configs = describe(bootstrap, topic)
+    assert configs["retention.ms"].value == "5000"
+    assert configs["segment.bytes"].is_default and configs["segment.bytes"].value == str(1 << 30)
+
+
+def test_kafka_python_alters_and_describes_with_synonyms(live_broker: BrokerProcess) -> None:
+    bootstrap, topic = live_broker.bootstrap, "kafka-python-configs"
+    create_topic(bootstrap, topic, 1, **{"segment.bytes": "4096"})
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        changed = admin.alter_configs(
+            [KafkaConfigResource(ConfigResourceType.TOPIC, topic, configs={"retention.ms": "5000"})]
+        )
+        assert changed == {"topic": {topic: "OK"}}
+        refused = admin.alter_configs(
+            [KafkaConfigResource(ConfigResourceType.TOPIC, topic, configs={"segment.bytes": "1"})]
+        )
+        assert "segment.bytes" in refused["topic"][topic] and "40" in refused["topic"][topic]
+        resource = KafkaConfigResource(ConfigResourceType.TOPIC, topic)
+        modified = admin.describe_configs([resource], include_synonyms=True)["topic"][topic]
+        everything = admin.describe_configs([resource], config_filter="all")["topic"][topic]
+    finally:
+        admin.close()
+    # The topic's own settings, each with the broker key under it as a synonym.
+    assert set(modified) == {"segment.bytes", "retention.ms"}
+    assert modified["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+    assert [(s["name"], s["value"]) for s in modified["segment.bytes"]["synonyms"]] == [
+        ("segment.bytes", "4096"),
+        ("log.segment.bytes", str(1 << 30)),
+    ]
+    assert everything["delete.retention.ms"]["config_source"] == "STATIC_BROKER_CONFIG"
+    assert everything["cleanup.policy"]["config_source"] == "DEFAULT_CONFIG"
