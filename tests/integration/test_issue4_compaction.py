@@ -45,6 +45,7 @@ def read_from_start(bootstrap: str, topic: str, partitions: int = 1) -> list[See
             "bootstrap.servers": bootstrap,
             "group.id": "compaction-reader",
             "enable.partition.eof": True,
+            "enable.auto.commit": False,
         }
     )
     seen: list[Seen] = []
@@ -233,3 +234,38 @@ def test_compact_delete_topic_compacts_and_expires(cleaning_broker: BrokerProces
     finally:
         consumer.close()
     assert low >= 3 * KEYS + 1, "retention did not move the log start past the old segments"
+
+
+def test_consumer_offsets_topic_is_compacted(broker_factory: Any) -> None:
+    """Offset commits pile up in ``__consumer_offsets``; the cleaner keeps the
+    newest per group and partition, and they survive a kill -9."""
+    broker: BrokerProcess = broker_factory(
+        log_cleaner_backoff_ms="50",
+        offsets_topic_num_partitions="1",
+        offsets_topic_segment_bytes="1024",
+    )
+    bootstrap, topic = broker.bootstrap, "committed-often"
+    create_topic(bootstrap, topic, 2)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "committer"})
+    try:
+        for position in range(1, 201):
+            commits = [TopicPartition(topic, p, position * (p + 1)) for p in range(2)]
+            consumer.commit(offsets=commits, asynchronous=False)
+    finally:
+        consumer.close()
+    seen = wait_for(
+        lambda: len(kept := read_from_start(bootstrap, "__consumer_offsets")) < 40 and kept,
+        20,
+        0.2,
+        "__consumer_offsets compacted",
+    )
+    assert seen[-1].offset >= 200, "fewer commit records written than commits made"
+    broker.kill()
+    broker.start()
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "committer"})
+    try:
+        wanted = [TopicPartition(topic, p) for p in range(2)]
+        committed = reader.committed(wanted, timeout=10)
+    finally:
+        reader.close()
+    assert [tp.offset for tp in committed] == [200, 400]
