@@ -94,11 +94,11 @@ class BrokerCore:
             # Left by a deletion a crash interrupted: an older topic's records.
             log.warning("deleting stale log of %s-%d (another topic id)", info.name, index)
             self.logs.delete(info.name, index)
-            partition_log = None
-        if partition_log is None:
-            partition_log = self.logs.create(
-                info.name, index, info.topic_id, log_config(info.configs, self.config)
-            )
+        # A log loaded from disk runs with the broker's defaults until create()
+        # gives it the topic's own configs (compaction, retention, limits...).
+        partition_log = self.logs.create(
+            info.name, index, info.topic_id, log_config(info.configs, self.config)
+        )
         partition = Partition(
             topic=info.name,
             index=index,
