@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -26,6 +26,7 @@ from kafka.admin import ConfigResourceType, KafkaAdminClient
 from test_issue4_compaction import (
     SEGMENT_BYTES,
     fully_compacted,
+    produce,
     read_from_start,
     roll_past,
     write_versions,
@@ -198,3 +199,16 @@ def test_kafka_python_alters_and_describes_with_synonyms(live_broker: BrokerProc
     ]
     assert everything["delete.retention.ms"]["config_source"] == "STATIC_BROKER_CONFIG"
     assert everything["cleanup.policy"]["config_source"] == "DEFAULT_CONFIG"
+
+
+def test_topic_configs_still_apply_after_a_restart(live_broker: BrokerProcess) -> None:
+    """A log loaded from disk runs with its topic's configs, not the broker's defaults."""
+    bootstrap, topic = live_broker.bootstrap, "configured-then-restarted"
+    create_topic(bootstrap, topic, 1, **{"max.message.bytes": "2000", "cleanup.policy": "compact"})
+    assert produce(bootstrap, topic, [(b"k", b"small")]) == []
+    live_broker.stop()
+    live_broker.start()
+    [too_large] = produce(bootstrap, topic, [(b"k", b"x" * 3000)])
+    assert too_large.code() == KafkaError.MSG_SIZE_TOO_LARGE
+    [keyless] = produce(bootstrap, topic, [(None, b"no key")])
+    assert keyless.code() == KafkaError.INVALID_RECORD
