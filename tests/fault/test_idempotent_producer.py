@@ -17,6 +17,8 @@ in the order they were sent.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from confluent_kafka import KafkaError, Producer
 from kafka import KafkaProducer
 
@@ -118,7 +121,7 @@ class ConfluentStream(NumberedStream):
 
 
 class TimeoutLog(logging.Handler):
-    """Collects kafka-python's warnings about requests that timed out."""
+    """Collects kafka-python's and aiokafka's warnings about requests that timed out."""
 
     def __init__(self, into: list[str]) -> None:
         super().__init__(logging.WARNING)
@@ -126,7 +129,7 @@ class TimeoutLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if "timed out" in message.lower():
+        if "timed out" in message.lower() or "RequestTimedOutError" in message:
             self.into.append(message)
 
 
@@ -175,20 +178,73 @@ class KafkaPythonStream(NumberedStream):
             self._producer.close(10)
 
 
+class AiokafkaStream(NumberedStream):
+    """aiokafka on an event loop of its own in the stream's thread.
+
+    aiokafka fails a batch that waited longer than request_timeout_ms, so its
+    timeout is long enough to outlast a restart.
+    """
+
+    REQUEST_TIMEOUT_MS = 4000
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__()
+        self.bootstrap = bootstrap
+        self.topic = topic
+
+    def _run(self) -> None:
+        asyncio.run(self._produce())
+
+    async def _produce(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            request_timeout_ms=self.REQUEST_TIMEOUT_MS,
+            retry_backoff_ms=20,
+        )
+        await producer.start()
+        slots = asyncio.Semaphore(IN_FLIGHT)
+        try:
+            while not self._stop.is_set():
+                await slots.acquire()
+                number = self.sent
+                delivery = await producer.send(
+                    self.topic, value_of(number), partition=number % PARTITIONS
+                )
+                delivery.add_done_callback(functools.partial(self._done, number, slots))
+                self.sent += 1
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    def _done(self, number: int, slots: asyncio.Semaphore, delivery: asyncio.Future[Any]) -> None:
+        slots.release()
+        if delivery.cancelled() or delivery.exception() is not None:
+            self.failed.append(delivery)
+        else:
+            self.acked.add(number)
+
+
 @contextmanager
-def kafka_python_timeouts(into: list[str]) -> Iterator[None]:
+def client_timeouts(into: list[str]) -> Iterator[None]:
+    """Collect the pure-Python clients' timeout warnings into ``into``."""
     handler = TimeoutLog(into)
-    logger = logging.getLogger("kafka")
-    logger.addHandler(handler)
+    loggers = [logging.getLogger("kafka"), logging.getLogger("aiokafka")]
+    for logger in loggers:
+        logger.addHandler(handler)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
+        for logger in loggers:
+            logger.removeHandler(handler)
 
 
 STREAMS: dict[str, Callable[[str, str], NumberedStream]] = {
     "confluent": ConfluentStream,
     "kafka-python": KafkaPythonStream,
+    "aiokafka": AiokafkaStream,
 }
 
 
@@ -235,7 +291,7 @@ def test_idempotent_stream_through_kill_9_and_restarts(broker: BrokerProcess, cl
     topic = f"idempotent-killed-{client}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
     stream = STREAMS[client](broker.bootstrap, topic)
-    with kafka_python_timeouts(stream.timeouts), stream.running():
+    with client_timeouts(stream.timeouts), stream.running():
         for crash in range(4):
             wait_for(stream.acked_at_least(1500 * (crash + 1)), 30, what=f"acks before {crash}")
             if crash % 2:
@@ -255,7 +311,7 @@ def test_idempotent_stream_through_a_frozen_broker(broker: BrokerProcess, client
     topic = f"idempotent-frozen-{client}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
     stream = STREAMS[client](broker.bootstrap, topic)
-    with kafka_python_timeouts(stream.timeouts), stream.running():
+    with client_timeouts(stream.timeouts), stream.running():
         wait_for(stream.acked_at_least(1500), 30, what="acks before the freeze")
         broker.pause()
         try:
