@@ -8,10 +8,12 @@ stderr and exit status are checked.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from test_groups_harness import Member, balanced, processed, stop_all
 
 from conftest import (
@@ -231,3 +233,27 @@ def test_errors_are_one_line() -> None:
     )
     assert done.returncode != 0
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("moldau: ")
+
+
+def test_describe_shows_offsets_of_a_deleted_topic_without_lag(fast_broker: BrokerProcess) -> None:
+    broker = fast_broker
+    create_topic(broker.bootstrap, "t", PARTITIONS)
+    create_topic(broker.bootstrap, "gone", 1)
+    sent = produce(broker, "t", "a", 30)
+    members = consumed_group(broker, "t", ["alpha"], sent)
+    for member in members:
+        member.quit()
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g"})
+    try:
+        consumer.commit(offsets=[TopicPartition("gone", 0, 7)], asynchronous=False)
+    finally:
+        consumer.close()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.delete_topics(["gone"])["gone"].result(10)
+
+    started = time.monotonic()
+    out = ok(broker, "describe", "g")
+    assert time.monotonic() - started < 10
+    offsets = {(r[0], int(r[1])): r[2:5] for r in rows(out, "TOPIC")}
+    assert offsets[("gone", 0)] == ["7", "-", "-"]
+    assert all(offsets[("t", p)][2] == "0" for p in range(PARTITIONS))

@@ -246,8 +246,19 @@ class GroupsAdmin:
     async def log_end_offsets(
         self, partitions: Iterable[TopicPartition]
     ) -> dict[TopicPartition, int]:
+        """The log end offset of each partition that exists; a group may keep
+        offsets of a topic deleted since (those are left out)."""
+        wanted = list(partitions)
+        meta = await self.cluster.refresh({tp.topic for tp in wanted})
+        existing = [
+            tp
+            for tp in wanted
+            if (info := meta.topics.get(tp.topic)) is not None
+            and info.error == ErrorCode.NONE
+            and tp.partition in info.partitions
+        ]
         found = await list_offsets(
-            self.cluster, dict.fromkeys(partitions, "latest"), timeout_ms=self.timeout_ms
+            self.cluster, dict.fromkeys(existing, "latest"), timeout_ms=self.timeout_ms
         )
         return {tp: answer.offset for tp, answer in found.items()}
 
