@@ -16,8 +16,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from kafka import KafkaProducer
 from kafka.errors import InvalidRecordError
+from test_clients_raw import FETCH, fetch_request
 
-from conftest import BrokerProcess, create_topic, wait_for
+from conftest import BrokerProcess, RawConnection, create_topic, wait_for
+from moldau.protocol.records import decode_batch
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 KEYS = 12
@@ -128,6 +130,24 @@ def write_versions(bootstrap: str, topic: str, rounds: int) -> dict[bytes, bytes
     return newest
 
 
+def stored_batches(broker: BrokerProcess, topic: str) -> list[tuple[str, list[bytes]]]:
+    """Each stored batch of partition 0 as fetched: its codec and its values."""
+    batches: list[tuple[str, list[bytes]]] = []
+    with RawConnection(broker.port) as conn:
+        offset, end = 0, 1
+        while offset < end:
+            response = conn.request(FETCH, 12, fetch_request(topic, {0: offset}))
+            [answer] = response["responses"][0]["partitions"]
+            assert answer["error_code"] == 0, answer["error_code"]
+            end, data, position = answer["high_watermark"], answer["records"] or b"", 0
+            while position < len(data):
+                header, records = decode_batch(data[position:])
+                codec = ("none", "gzip", "snappy", "lz4", "zstd")[header.compression]
+                batches.append((codec, [r.value or b"" for r in records]))
+                offset, position = header.last_offset + 1, position + header.size
+    return batches
+
+
 def compacted_view(seen: list[Seen]) -> dict[bytes | None, bytes | None]:
     return {record.key: record.value for record in seen}
 
@@ -168,13 +188,24 @@ def test_compacted_topic_keeps_the_newest_value_per_key(cleaning_broker: BrokerP
         },
     )
     model: dict[bytes, bytes | None] = write_versions(bootstrap, topic, rounds=2 * len(CODECS))
+    # One last version of the live keys, key k in codec k % 5: the newest
+    # values then sit in batches of every codec, which cleaning must keep.
+    for c, codec in enumerate(CODECS):
+        last = {
+            # Compressible: librdkafka sends a batch uncompressed when that is smaller.
+            key: f"{codec}:last:".encode() + key + b"." * 300
+            for key, value in model.items()
+            if value is not None and int(key.split(b"-")[1]) % len(CODECS) == c
+        }
+        assert produce(bootstrap, topic, list(last.items()), **{"compression.type": codec}) == []
+        model.update(last)
     model.update(roll_past(bootstrap, topic, "a"))
     written = Consumer({"bootstrap.servers": bootstrap, "group.id": "hw"})
     try:
         low, high = written.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
     finally:
         written.close()
-    assert (low, high) == (0, 2 * len(CODECS) * KEYS + 3)
+    assert (low, high) == (0, 2 * len(CODECS) * KEYS + 9 + 3)
 
     wait_for(lambda: fully_compacted(bootstrap, topic, model), 20, 0.2, "a fully compacted log")
     seen = read_from_start(bootstrap, topic)
@@ -182,6 +213,12 @@ def test_compacted_topic_keeps_the_newest_value_per_key(cleaning_broker: BrokerP
     assert all(record.value is not None for record in seen), "a tombstone outlived its horizon"
     assert seen[-1].offset == high - 1, "the last record was removed"
     assert seen[0].offset > 0 and len(seen) < high, "no gaps: nothing was removed"
+    batches = stored_batches(cleaning_broker, topic)
+    assert {codec for codec, _ in batches} == set(CODECS), "a codec was lost in cleaning"
+    for codec, values in batches:
+        assert all(v.startswith((b"fff", codec.encode())) for v in values), (
+            f"a {codec} batch holds {values}"
+        )
 
 
 def test_keyless_record_is_refused_on_a_compacted_topic(cleaning_broker: BrokerProcess) -> None:
