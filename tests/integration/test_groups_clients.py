@@ -414,3 +414,20 @@ def test_a_rebalance_waits_for_a_stalled_member_no_longer_than_its_rebalance_tim
         assert_once_unless_owner_died(members, sent)
     finally:
         stop_all(members)
+
+
+def test_a_session_timeout_below_the_brokers_minimum_is_refused(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    """group.min.session.timeout.ms (6000 by default) bounds what members may ask."""
+    broker = broker_factory(group_initial_rebalance_delay_ms="0")
+    create_topic(broker.bootstrap, "t", 2)
+    member = Member("confluent", broker.bootstrap, "g", "t", "m", session_ms=3000)
+    try:
+        errors = wait_for(
+            lambda: [e.error for e in member.snapshot() if e.event == "error"], 10, what="refusal"
+        )
+        assert "INVALID_SESSION_TIMEOUT" in errors[0]
+        assert member.owned() == set()
+    finally:
+        member.stop()
