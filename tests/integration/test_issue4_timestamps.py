@@ -8,10 +8,12 @@ timestamp; timestamps too far from the broker's clock are refused.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from confluent_kafka import (
     OFFSET_BEGINNING,
     TIMESTAMP_CREATE_TIME,
@@ -164,6 +166,33 @@ def test_offsets_for_times_find_the_first_record_at_or_after(
                 assert answer.timestamp == stamps[want]
     finally:
         kafka_consumer.close()
+
+
+def test_aiokafka_offsets_for_times_and_ends(
+    broker: BrokerProcess, timed_topic: tuple[str, list[int]]
+) -> None:
+    topic, stamps = timed_topic
+
+    async def look_up() -> tuple[dict[int, int | None], int, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap)
+        await consumer.start()
+        try:
+            tp = KafkaTopicPartition(topic, 0)
+            found = {}
+            for target in TARGETS:
+                answer = (await consumer.offsets_for_times({tp: target}))[tp]
+                found[target] = None if answer is None else answer.offset
+            start = (await consumer.beginning_offsets([tp]))[tp]
+            end = (await consumer.end_offsets([tp]))[tp]
+        finally:
+            await consumer.stop()
+        return found, start, end
+
+    found, start, end = asyncio.run(look_up())
+    for target in TARGETS:
+        want = expected_offset(stamps, target)
+        assert found[target] == (None if want < 0 else want), target
+    assert (start, end) == (0, len(stamps))
 
 
 def test_max_timestamp_lookup_names_the_newest_record(
