@@ -108,7 +108,8 @@ def test_members_share_partitions_join_and_kill(
         victim.kill()
         killed_at = time.monotonic()
         wait_for(balanced(members, PARTITIONS), 15, what="the killed member's partitions move")
-        assert time.monotonic() - killed_at >= 2.5, "evicted before its session timed out"
+        evicted_after = time.monotonic() - killed_at
+        assert 2.5 <= evicted_after < 3 + 4, f"evicted {evicted_after:.1f} s after a 3 s session"
         assert moved <= set().union(*(m.owned() for m in members if m is not victim))
         sent |= produce(broker.bootstrap, topic, "c", 300)
         wait_for(all_processed(members, sent), 15, what="all 900 records")
