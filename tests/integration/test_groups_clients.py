@@ -432,3 +432,32 @@ def test_a_session_timeout_below_the_brokers_minimum_is_refused(
         assert member.owned() == set()
     finally:
         member.stop()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_static_member_that_goes_away_keeps_its_partitions_until_its_session_ends(
+    client: str, broker_factory: Callable[..., BrokerProcess]
+) -> None:
+    """Static members leave by session timeout (or an admin's LeaveGroup),
+    so a restart does not move partitions; one that never comes back loses
+    them once its session is over."""
+    broker = broker_factory(**FAST_GROUPS)
+    topic = f"static-gone-{client}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    options = {"session_ms": 4000, "heartbeat_ms": 300}
+    members = [
+        Member(client, broker.bootstrap, "g", topic, f"m{i}", instance_id=f"i{i}", **options)
+        for i in range(2)
+    ]
+    try:
+        wait_for(balanced(members, PARTITIONS), 20, what="two static members")
+        gone, other = members
+        kept = other.owned()
+        gone.kill()
+        killed_at = time.monotonic()
+        wait_for(lambda: other.owned() == set(range(PARTITIONS)), 15, what="the partitions move")
+        moved_after = time.monotonic() - killed_at
+        assert 3.5 <= moved_after < 4 + 4, f"moved {moved_after:.1f} s after a 4 s session"
+        assert kept <= other.owned()
+    finally:
+        stop_all(members)
