@@ -21,6 +21,7 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,8 +31,10 @@ from aiokafka import AIOKafkaProducer
 from confluent_kafka import KafkaError, Producer
 from kafka import KafkaProducer
 
-from conftest import BrokerProcess, confluent_read_all, create_topic, wait_for
+from conftest import BrokerProcess, RawConnection, confluent_read_all, create_topic, wait_for
+from moldau.protocol.records import Record, build_batch
 
+PRODUCE, INIT_PRODUCER_ID = 0, 22
 PARTITIONS = 3
 IN_FLIGHT = 400
 #: Short client timers: the broker is back on the same port within a second,
@@ -52,6 +55,8 @@ class NumberedStream:
         self.timeouts: list[str] = []
         self.sent = 0
         self._stop = threading.Event()
+        #: Set while the stream holds off sending (confluent-kafka's only).
+        self._idle = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -69,6 +74,16 @@ class NumberedStream:
 
     def acked_at_least(self, count: int) -> Callable[[], bool]:
         return lambda: len(self.acked) >= count
+
+    def settled(self) -> bool:
+        """Every record sent so far is acknowledged or failed."""
+        return self.sent == len(self.acked) + len(self.failed)
+
+    def pause(self) -> None:
+        self._idle.set()
+
+    def carry_on(self) -> None:
+        self._idle.clear()
 
 
 def value_of(number: int) -> bytes:
@@ -106,7 +121,7 @@ class ConfluentStream(NumberedStream):
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if len(self._producer) >= IN_FLIGHT:
+            if self._idle.is_set() or len(self._producer) >= IN_FLIGHT:
                 self._producer.poll(0.01)
                 continue
             self._producer.produce(
@@ -322,3 +337,62 @@ def test_idempotent_stream_through_a_frozen_broker(broker: BrokerProcess, client
         wait_for(stream.acked_at_least(frozen_at + 1500), 30, what="acks after the thaw")
     assert stream.failed == [], "an idempotent producer must deliver across a freeze"
     assert_exactly_once_in_order(broker, topic, stream)
+
+
+def idempotent_produce(conn: RawConnection, topic: str, producer: tuple[int, int], seq: int) -> int:
+    """One batch of one record from ``producer`` (id, epoch) at sequence ``seq``;
+    the base offset the broker answers with."""
+    batch = build_batch(
+        [Record(0, 0, b"k", b"%d" % seq, [])],
+        base_timestamp=int(time.time() * 1000),
+        producer_id=producer[0],
+        producer_epoch=producer[1],
+        base_sequence=seq,
+    )
+    body = {
+        "transactional_id": None,
+        "acks": -1,
+        "timeout_ms": 5000,
+        "topic_data": [{"name": topic, "partition_data": [{"index": 0, "records": batch}]}],
+    }
+    [answer] = conn.request(PRODUCE, 8, body)["responses"][0]["partition_responses"]
+    assert answer["error_code"] == 0, answer["error_code"]
+    return int(answer["base_offset"])
+
+
+def test_producer_state_expires_and_an_idle_producer_carries_on(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    """After producer.id.expiration.ms without a batch the broker forgets the
+    producer: a resend is then written again (the window of idempotence has
+    closed), and an idle confluent-kafka idempotent producer carries on."""
+    broker = broker_factory(
+        producer_id_expiration_ms="500", producer_id_expiration_check_interval_ms="50"
+    )
+    topic = "idempotent-expired"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    stream = ConfluentStream(broker.bootstrap, topic)
+    with RawConnection(broker.port) as conn, stream.running():
+        wait_for(stream.acked_at_least(100), 10, what="acks before idling")
+        stream.pause()
+        wait_for(stream.settled, 10, what="the stream to go quiet")
+        # A producer whose last batch comes after the stream's: once it is
+        # forgotten, so is the stream's producer.
+        init = conn.request(
+            INIT_PRODUCER_ID, 1, {"transactional_id": None, "transaction_timeout_ms": 60000}
+        )
+        producer = (init["producer_id"], init["producer_epoch"])
+        first = idempotent_produce(conn, topic, producer, 0)
+        assert idempotent_produce(conn, topic, producer, 0) == first, "a resend was written twice"
+        wait_for(
+            lambda: idempotent_produce(conn, topic, producer, 0) != first,
+            10,
+            0.05,
+            "the raw producer to expire",
+        )
+        stream.carry_on()
+        wait_for(stream.acked_at_least(len(stream.acked) + 100), 10, what="acks after idling")
+    assert stream.failed == []
+    stored = [r for r in confluent_read_all(broker.bootstrap, topic) if len(r.value) == 9]
+    assert len(stored) == len({r.value for r in stored}), "a record stored twice"
+    assert stream.acked <= {int(r.value) for r in stored}, "an acknowledged record lost"
