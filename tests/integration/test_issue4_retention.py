@@ -175,3 +175,15 @@ def test_delete_records_moves_the_low_watermark(retention_broker: BrokerProcess)
         future.result(10)
     assert refused.value.args[0].code() == 1  # OFFSET_OUT_OF_RANGE
     assert watermarks(bootstrap, topic, 0) == (7, 20)
+
+
+def test_expired_active_segment_is_rolled_and_removed(retention_broker: BrokerProcess) -> None:
+    """With nothing newer arriving, the data of the active segment still expires:
+    the log rolls (segment.ms) and the old segment goes; offsets carry on."""
+    bootstrap, topic = retention_broker.bootstrap, "expiring-active"
+    create_topic(bootstrap, topic, 1, **{"retention.ms": "300", "segment.ms": "100"})
+    produce_batches(bootstrap, topic, batches=1, per_batch=5)
+    wait_for(lambda: watermarks(bootstrap, topic) == (5, 5), 10, 0.05, "all records to expire")
+    assert list_offset(bootstrap, topic, 0, OffsetSpec.earliest()) == 5
+    produce_batches(bootstrap, topic, batches=1, per_batch=1)
+    assert watermarks(bootstrap, topic)[1] == 6, "offsets did not carry on"
