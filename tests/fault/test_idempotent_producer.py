@@ -35,6 +35,7 @@ from conftest import BrokerProcess, RawConnection, confluent_read_all, create_to
 from moldau.protocol.records import Record, build_batch
 
 PRODUCE, INIT_PRODUCER_ID = 0, 22
+OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH = 45, 47
 PARTITIONS = 3
 IN_FLIGHT = 400
 #: Short client timers: the broker is back on the same port within a second,
@@ -339,9 +340,11 @@ def test_idempotent_stream_through_a_frozen_broker(broker: BrokerProcess, client
     assert_exactly_once_in_order(broker, topic, stream)
 
 
-def idempotent_produce(conn: RawConnection, topic: str, producer: tuple[int, int], seq: int) -> int:
-    """One batch of one record from ``producer`` (id, epoch) at sequence ``seq``;
-    the base offset the broker answers with."""
+def idempotent_answer(
+    conn: RawConnection, topic: str, producer: tuple[int, int], seq: int
+) -> tuple[int, int]:
+    """One batch of one record from ``producer`` (id, epoch) at sequence ``seq``
+    to partition 0; the broker's error code and base offset."""
     batch = build_batch(
         [Record(0, 0, b"k", b"%d" % seq, [])],
         base_timestamp=int(time.time() * 1000),
@@ -356,8 +359,55 @@ def idempotent_produce(conn: RawConnection, topic: str, producer: tuple[int, int
         "topic_data": [{"name": topic, "partition_data": [{"index": 0, "records": batch}]}],
     }
     [answer] = conn.request(PRODUCE, 8, body)["responses"][0]["partition_responses"]
+    return int(answer["error_code"]), int(answer["base_offset"])
+
+
+def idempotent_produce(conn: RawConnection, topic: str, producer: tuple[int, int], seq: int) -> int:
+    """As ``idempotent_answer``, for a batch that must be taken; its base offset."""
+    error, offset = idempotent_answer(conn, topic, producer, seq)
+    assert error == 0, error
+    return offset
+
+
+def init_producer_id(conn: RawConnection, bump: tuple[int, int] | None = None) -> tuple[int, int]:
+    """A new producer id (v1), or ``bump``'s epoch raised by one (v3, KIP-360)."""
+    if bump is None:
+        body: dict[str, Any] = {"transactional_id": None, "transaction_timeout_ms": 60000}
+        answer = conn.request(INIT_PRODUCER_ID, 1, body)
+    else:
+        body = {
+            "transactional_id": None,
+            "transaction_timeout_ms": 60000,
+            "producer_id": bump[0],
+            "producer_epoch": bump[1],
+        }
+        answer = conn.request(INIT_PRODUCER_ID, 3, body)
     assert answer["error_code"] == 0, answer["error_code"]
-    return int(answer["base_offset"])
+    return int(answer["producer_id"]), int(answer["producer_epoch"])
+
+
+def test_sequence_gaps_and_old_epochs_are_refused(broker: BrokerProcess) -> None:
+    topic = "idempotent-wire"
+    create_topic(broker.bootstrap, topic, 1)
+    with RawConnection(broker.port) as conn:
+        old = init_producer_id(conn)
+        assert [idempotent_produce(conn, topic, old, seq) for seq in range(3)] == [0, 1, 2]
+        # A retry of any of the last five batches is answered with its offset.
+        assert idempotent_answer(conn, topic, old, 1) == (0, 1)
+        assert idempotent_answer(conn, topic, old, 5)[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+        new = init_producer_id(conn, bump=old)
+        assert new == (old[0], old[1] + 1)
+        assert idempotent_produce(conn, topic, new, 0) == 3
+        assert idempotent_answer(conn, topic, old, 3)[0] == INVALID_PRODUCER_EPOCH
+        assert idempotent_produce(conn, topic, new, 1) == 4
+    broker.kill()
+    broker.start()
+    with RawConnection(broker.port) as conn:
+        # The state came back from the log: a retry, a gap, the fenced epoch.
+        assert idempotent_answer(conn, topic, new, 1) == (0, 4)
+        assert idempotent_answer(conn, topic, new, 3)[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+        assert idempotent_answer(conn, topic, old, 3)[0] == INVALID_PRODUCER_EPOCH
+        assert idempotent_produce(conn, topic, new, 2) == 5
 
 
 def test_producer_state_expires_and_an_idle_producer_carries_on(
@@ -378,10 +428,7 @@ def test_producer_state_expires_and_an_idle_producer_carries_on(
         wait_for(stream.settled, 10, what="the stream to go quiet")
         # A producer whose last batch comes after the stream's: once it is
         # forgotten, so is the stream's producer.
-        init = conn.request(
-            INIT_PRODUCER_ID, 1, {"transactional_id": None, "transaction_timeout_ms": 60000}
-        )
-        producer = (init["producer_id"], init["producer_epoch"])
+        producer = init_producer_id(conn)
         first = idempotent_produce(conn, topic, producer, 0)
         assert idempotent_produce(conn, topic, producer, 0) == first, "a resend was written twice"
         wait_for(
