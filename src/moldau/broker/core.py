@@ -199,6 +199,8 @@ class BrokerCore:
         if not self.config.get("delete.topic.enable"):
             raise KafkaError(ErrorCode.TOPIC_DELETION_DISABLED)
         self.metadata.delete_topic(name)
+        if self.groups is not None:
+            self.groups.topic_deleted(name)
         for index in range(info.partition_count):
             partition = self.partitions.pop((name, index), None)
             if partition is not None:

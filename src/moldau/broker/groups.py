@@ -108,6 +108,11 @@ class GroupService:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         return partition.leader_id
 
+    def topic_deleted(self, topic: str) -> None:
+        """Committed offsets of a deleted topic go with it, as in Kafka."""
+        self.coordinator.forget_topic(topic)
+        self.after_call()
+
     # -- persistence and time -----------------------------------------------
 
     def _persist(self, index: int, records: list[tuple[bytes, bytes | None]]) -> None:

@@ -283,6 +283,12 @@ class GroupCoordinator:
             return OffsetDeleteResult(error)
         return self._offsets.delete(group_id, partitions)
 
+    @_delivers_answers
+    def forget_topic(self, topic: str) -> None:
+        """``topic`` was deleted: the committed offsets of its partitions go too."""
+        served = [g for g in self._rt.groups.values() if not self._route(g.group_id)]
+        self._offsets.forget_topic(served, topic)
+
     # --- administration -------------------------------------------------------
 
     def describe_groups(self, group_ids: list[str]) -> list[GroupDescription]:

@@ -139,17 +139,26 @@ class Offsets:
             expired = [
                 tp for tp, value in group.offsets.items() if self._expired(group, value, tp, now)
             ]
-            records = [offset_tombstone(group.group_id, tp) for tp in expired]
-            for tp in expired:
-                del group.offsets[tp]
-            gone = (
-                group.state is GroupState.EMPTY and not group.offsets and not group.pending_members
-            )
-            if gone:
-                records.append(group_tombstone(group.group_id))
-            self.rt.write(group.group_id, records)
-            if gone:
-                self.rt.drop_group(group)
+            self._drop(group, expired)
+
+    def forget_topic(self, groups: list[Group], topic: str) -> None:
+        """A topic was deleted: its offsets go, as in Kafka, so that a topic
+        created again under the name is read from where auto.offset.reset
+        says, not from positions in a log that no longer exists."""
+        for group in groups:
+            self._drop(group, [tp for tp in group.offsets if tp[0] == topic])
+
+    def _drop(self, group: Group, partitions: list[TopicPartition]) -> None:
+        """Tombstones for ``partitions``; an Empty group left without offsets goes too."""
+        records = [offset_tombstone(group.group_id, tp) for tp in partitions]
+        for tp in partitions:
+            del group.offsets[tp]
+        gone = group.state is GroupState.EMPTY and not group.offsets and not group.pending_members
+        if gone:
+            records.append(group_tombstone(group.group_id))
+        self.rt.write(group.group_id, records)
+        if gone:
+            self.rt.drop_group(group)
 
     def _expired(
         self, group: Group, value: OffsetCommitValue, tp: TopicPartition, now: int
