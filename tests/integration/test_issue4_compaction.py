@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_LOG_APPEND_TIME,
+    Consumer,
+    KafkaError,
+    Producer,
+    TopicPartition,
+)
 from kafka import KafkaProducer
 from kafka.errors import InvalidRecordError
 from test_clients_raw import FETCH, fetch_request
@@ -32,6 +39,8 @@ class Seen:
     value: bytes | None
     offset: int
     partition: int = 0
+    #: (timestamp type, timestamp) as confluent-kafka reports it.
+    timestamp: tuple[int, int] = (0, -1)
 
 
 def read_from_start(bootstrap: str, topic: str, partitions: int = 1) -> list[Seen]:
@@ -67,7 +76,13 @@ def read_from_start(bootstrap: str, topic: str, partitions: int = 1) -> list[See
                         pending.discard(message.partition())
                     continue
                 seen.append(
-                    Seen(message.key(), message.value(), message.offset(), message.partition())
+                    Seen(
+                        message.key(),
+                        message.value(),
+                        message.offset(),
+                        message.partition(),
+                        message.timestamp(),
+                    )
                 )
                 if message.offset() + 1 >= ends[message.partition()][1]:
                     pending.discard(message.partition())
@@ -361,3 +376,28 @@ def test_kill_9_in_the_middle_of_a_clean_leaves_a_valid_log(cleaning_broker: Bro
     seen = read_from_start(bootstrap, topic)
     assert compacted_view(seen) == model
     wait_for(lambda: fully_compacted(bootstrap, topic, model), 30, 0.2, "the clean to finish")
+
+
+def test_cleaning_keeps_log_append_times(cleaning_broker: BrokerProcess) -> None:
+    """Rebuilt batches of a LogAppendTime topic keep the broker's timestamps."""
+    bootstrap, topic = cleaning_broker.bootstrap, "compacted-append-time"
+    create_topic(
+        bootstrap,
+        topic,
+        1,
+        **{
+            "cleanup.policy": "compact",
+            "segment.bytes": str(SEGMENT_BYTES),
+            "min.cleanable.dirty.ratio": "0.01",
+            "delete.retention.ms": "100",
+            "message.timestamp.type": "LogAppendTime",
+        },
+    )
+    before = int(time.time() * 1000)
+    model: dict[bytes, bytes | None] = write_versions(bootstrap, topic, rounds=len(CODECS) + 1)
+    model.update(roll_past(bootstrap, topic, "e"))
+    after = int(time.time() * 1000)
+    wait_for(lambda: fully_compacted(bootstrap, topic, model), 20, 0.2, "a compacted log")
+    for record in read_from_start(bootstrap, topic):
+        kind, stamp = record.timestamp
+        assert kind == TIMESTAMP_LOG_APPEND_TIME and before <= stamp <= after, record
