@@ -28,7 +28,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.errors import InvalidTimestampError
 
-from conftest import BrokerProcess, create_topic
+from conftest import BrokerProcess, create_topic, wait_for
 
 CODECS = ("none", "gzip", "lz4", "zstd")
 #: 2001-09-09: a CreateTime nobody would mistake for the broker's clock.
@@ -241,3 +241,42 @@ def test_timestamps_too_far_from_the_brokers_clock_are_refused(broker: BrokerPro
     assert stored.offset == 1, "only the two fresh records were stored"
     consumed = consume_all(broker.bootstrap, topic, 2)
     assert [m.timestamp()[0] for m in consumed] == [TIMESTAMP_CREATE_TIME] * 2
+
+
+def test_log_append_time_topic_ignores_limits_and_is_searched_by_append_time(
+    broker: BrokerProcess,
+) -> None:
+    """The broker's clock replaces the producer's, so the limits on a producer's
+    timestamp do not apply, and lookups by time search the appended times."""
+    topic = "appended-and-bounded"
+    create_topic(
+        broker.bootstrap,
+        topic,
+        1,
+        **{"message.timestamp.type": "LogAppendTime", "message.timestamp.before.max.ms": "1000"},
+    )
+    [first] = produce_timed(broker.bootstrap, topic, [(b"first", LONG_AGO)])
+    between = now_ms() + 1
+    second = wait_for(
+        lambda: (
+            (d := produce_timed(broker.bootstrap, topic, [(b"second", LONG_AGO)]))
+            and d[0].timestamp()[1] >= between
+            and d[0]
+        ),
+        5,
+        0.001,
+        "a later append time",
+    )
+    assert (first.offset(), first.timestamp()[0]) == (0, TIMESTAMP_LOG_APPEND_TIME)
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "by-append-time"})
+    try:
+        for target, want in [
+            (LONG_AGO, 0),
+            (first.timestamp()[1], 0),
+            (between, second.offset()),
+            (second.timestamp()[1] + 1, -1),
+        ]:
+            [found] = consumer.offsets_for_times([TopicPartition(topic, 0, target)], timeout=10)
+            assert found.offset == want, (target, found)
+    finally:
+        consumer.close()
