@@ -9,10 +9,16 @@ by CreateTopics as well as by the alter APIs.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import (
+    TIMESTAMP_CREATE_TIME,
+    TIMESTAMP_LOG_APPEND_TIME,
+    KafkaError,
+    KafkaException,
+)
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -212,3 +218,27 @@ def test_topic_configs_still_apply_after_a_restart(live_broker: BrokerProcess) -
     assert too_large.code() == KafkaError.MSG_SIZE_TOO_LARGE
     [keyless] = produce(bootstrap, topic, [(None, b"no key")])
     assert keyless.code() == KafkaError.INVALID_RECORD
+
+
+def test_limits_and_timestamp_type_altered_on_a_live_topic(live_broker: BrokerProcess) -> None:
+    bootstrap, topic = live_broker.bootstrap, "limits-altered"
+    create_topic(bootstrap, topic, 1)
+    a_minute_ago = int(time.time() * 1000) - 60_000
+    assert produce(bootstrap, topic, [(b"k", b"x" * 3000)], timestamp=a_minute_ago) == []
+    alter(
+        bootstrap,
+        topic,
+        ("max.message.bytes", "2000", AlterConfigOpType.SET),
+        ("message.timestamp.type", "LogAppendTime", AlterConfigOpType.SET),
+        ("segment.bytes", "1024", AlterConfigOpType.SET),
+    )
+    [too_large] = produce(bootstrap, topic, [(b"k", b"x" * 3000)])
+    assert too_large.code() == KafkaError.MSG_SIZE_TOO_LARGE
+    before = int(time.time() * 1000)
+    for _ in range(4):  # more than half a segment each: a segment each
+        assert produce(bootstrap, topic, [(b"k", b"y" * 700)], timestamp=a_minute_ago) == []
+    stamps = [record.timestamp for record in read_from_start(bootstrap, topic)]
+    assert stamps[0] == (TIMESTAMP_CREATE_TIME, a_minute_ago)
+    assert all(k == TIMESTAMP_LOG_APPEND_TIME and t >= before for k, t in stamps[1:]), stamps
+    segments = list(live_broker.data_dir.glob(f"{topic}-0/*.log"))
+    assert len(segments) >= 4, "segment.bytes did not take effect"
