@@ -236,6 +236,20 @@ def _parse(key: TopicKey, value: str) -> Any:
     return parsed
 
 
+#: DescribeConfigs' config sources that a topic config can have.
+DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
+
+
+def config_source(key: TopicKey, topic_configs: Mapping[str, str], broker: BrokerConfig) -> int:
+    """Where a topic's effective value comes from: its own setting, a broker
+    key set in the broker's config, or the default (Kafka's order)."""
+    if key.name in topic_configs:
+        return DYNAMIC_TOPIC_CONFIG
+    if key.broker_key is not None and key.broker_key in broker.explicit:
+        return STATIC_BROKER_CONFIG
+    return DEFAULT_CONFIG
+
+
 def effective_value(key: TopicKey, topic_configs: Mapping[str, str], broker: BrokerConfig) -> str:
     if key.name in topic_configs:
         return topic_configs[key.name]

@@ -14,7 +14,7 @@ from ...protocol.api_keys import ApiKey
 from ...protocol.errors import KafkaError
 from ...protocol.messages import Message
 from ..dispatch import RequestContext, handles
-from ..topic_config import TOPIC_KEYS, effective_value
+from ..topic_config import TOPIC_KEYS, config_source, effective_value
 
 
 @handles(ApiKey.CREATE_TOPICS, range(2, 8))
@@ -49,7 +49,7 @@ def create_topics(context: RequestContext, request: Message) -> Message:
                         "name": key.name,
                         "value": effective_value(key, info.configs, core.config),
                         "read_only": False,
-                        "config_source": 1 if key.name in info.configs else 5,
+                        "config_source": config_source(key, info.configs, core.config),
                         "is_sensitive": False,
                     }
                     for key in TOPIC_KEYS.values()

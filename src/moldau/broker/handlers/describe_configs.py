@@ -13,7 +13,7 @@ from ...protocol.errors import ErrorCode
 from ...protocol.messages import Message
 from ..config import BROKER_KEYS, BrokerConfig
 from ..dispatch import RequestContext, handles
-from ..topic_config import TOPIC_KEYS, effective_value
+from ..topic_config import TOPIC_KEYS, config_source, effective_value
 
 TOPIC = 2
 BROKER = 4
@@ -75,9 +75,7 @@ def _topic_entries(
             default = key.broker_default(broker)
             source = STATIC_BROKER_CONFIG if key.broker_key in broker.explicit else DEFAULT_CONFIG
             synonyms.append({"name": key.broker_key, "value": _text(default), "source": source})
-        # As Kafka does, a value comes from its first synonym: the topic's
-        # own setting, else a broker key set in the broker's config.
-        source = int(synonyms[0]["source"]) if synonyms else DEFAULT_CONFIG
+        source = config_source(key, topic_configs, broker)
         entries.append(
             {
                 "name": key.name,
