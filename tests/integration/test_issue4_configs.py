@@ -39,9 +39,10 @@ from test_issue4_compaction import (
 )
 from test_issue4_retention import produce_batches, watermarks
 
-from conftest import BrokerProcess, create_topic, wait_for
+from conftest import BrokerProcess, RawConnection, create_topic, wait_for
 
 INVALID_CONFIG = 40
+CREATE_TOPICS = 19
 
 
 @pytest.fixture
@@ -242,3 +243,27 @@ def test_limits_and_timestamp_type_altered_on_a_live_topic(live_broker: BrokerPr
     assert all(k == TIMESTAMP_LOG_APPEND_TIME and t >= before for k, t in stamps[1:]), stamps
     segments = list(live_broker.data_dir.glob(f"{topic}-0/*.log"))
     assert len(segments) >= 4, "segment.bytes did not take effect"
+
+
+def test_create_topics_answers_with_config_sources(live_broker: BrokerProcess) -> None:
+    """CreateTopics v5+ returns the new topic's configs with where each came from."""
+    body = {
+        "topics": [
+            {
+                "name": "created-with-sources",
+                "num_partitions": 1,
+                "replication_factor": 1,
+                "assignments": [],
+                "configs": [{"name": "retention.ms", "value": "5000"}],
+            }
+        ],
+        "timeout_ms": 10000,
+        "validate_only": False,
+    }
+    with RawConnection(live_broker.port) as conn:
+        [created] = conn.request(CREATE_TOPICS, 5, body)["topics"]
+    assert created["error_code"] == 0
+    sources = {c["name"]: (c["value"], c["config_source"]) for c in created["configs"]}
+    assert sources["retention.ms"] == ("5000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+    assert sources["delete.retention.ms"] == ("100", ConfigSource.STATIC_BROKER_CONFIG.value)
+    assert sources["segment.bytes"] == (str(1 << 30), ConfigSource.DEFAULT_CONFIG.value)
