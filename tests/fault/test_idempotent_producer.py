@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from kafka import KafkaProducer
 
 from conftest import BrokerProcess, RawConnection, confluent_read_all, create_topic, wait_for
@@ -443,3 +443,86 @@ def test_producer_state_expires_and_an_idle_producer_carries_on(
     stored = [r for r in confluent_read_all(broker.bootstrap, topic) if len(r.value) == 9]
     assert len(stored) == len({r.value for r in stored}), "a record stored twice"
     assert stream.acked <= {int(r.value) for r in stored}, "an acknowledged record lost"
+
+
+def values_to_eof(broker: BrokerProcess, topic: str) -> list[bytes]:
+    """Partition 0's values from its start until the consumer reports its end
+    (offsets of a compacted log have gaps, so counting cannot tell)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "eof-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    values: list[bytes] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        while True:
+            message = consumer.poll(10)
+            assert message is not None, "no end of partition within 10 s"
+            if message.error() is not None:
+                assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
+                return values
+            values.append(message.value())
+    finally:
+        consumer.close()
+
+
+def test_idempotent_producer_outlives_the_cleaning_of_its_batches(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    """Compaction removes every batch an idempotent producer wrote; after a
+    kill -9 the broker must still know the producer's sequence, so that the
+    same producer carries on without an OUT_OF_ORDER_SEQUENCE_NUMBER."""
+    broker = broker_factory(log_cleaner_backoff_ms="50")
+    topic = "idempotent-compacted"
+    create_topic(
+        broker.bootstrap,
+        topic,
+        1,
+        **{
+            "cleanup.policy": "compact",
+            "segment.bytes": "2048",
+            "min.cleanable.dirty.ratio": "0.01",
+        },
+    )
+    errors: list[Any] = []
+    fatal: list[Any] = []
+    idempotent = Producer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "reconnect.backoff.ms": 20,
+            "error_cb": lambda error: error.fatal() and fatal.append(error),
+        }
+    )
+    plain = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all"})
+
+    def send(producer: Producer, key: bytes, value: bytes) -> None:
+        producer.produce(
+            topic, key=key, value=value, on_delivery=lambda e, m: e and errors.append(e)
+        )
+        assert producer.flush(15) == 0
+
+    for version in range(20):
+        send(idempotent, b"key-%d" % (version % 4), b"idempotent-%d" % version + b"." * 200)
+    # Newer values of the same keys from another producer, then records that
+    # roll the log: all of the idempotent producer's batches become cleanable.
+    for version in range(4):
+        send(plain, b"key-%d" % version, b"plain")
+    for filler in range(3):
+        send(plain, b"filler-%d" % filler, b"f" * 1500)
+
+    def cleaned() -> bool:
+        stored = values_to_eof(broker, topic)
+        return not any(value.startswith(b"idempotent") for value in stored)
+
+    wait_for(cleaned, 20, 0.2, "the idempotent producer's batches to be cleaned")
+    broker.kill()
+    broker.start()
+    send(idempotent, b"key-0", b"idempotent-after-restart")
+    assert errors == [] and fatal == []
+    assert b"idempotent-after-restart" in values_to_eof(broker, topic)
