@@ -187,3 +187,26 @@ def test_expired_active_segment_is_rolled_and_removed(retention_broker: BrokerPr
     assert list_offset(bootstrap, topic, 0, OffsetSpec.earliest()) == 5
     produce_batches(bootstrap, topic, batches=1, per_batch=1)
     assert watermarks(bootstrap, topic)[1] == 6, "offsets did not carry on"
+
+
+def test_log_start_survives_kill_9(retention_broker: BrokerProcess) -> None:
+    """A log start moved by DeleteRecords (inside a segment) and by retention
+    (whole segments) is where it was after a crash and a restart."""
+    bootstrap, topic = retention_broker.bootstrap, "start-kept"
+    create_topic(
+        bootstrap, topic, 2, **{"segment.bytes": str(SEGMENT_BYTES), "retention.ms": "60000"}
+    )
+    produce_batches(bootstrap, topic, batches=4, per_batch=5, partition=0)
+    produce_batches(bootstrap, topic, batches=6, per_batch=5, partition=1, age_ms=3_600_000)
+    produce_batches(bootstrap, topic, batches=2, per_batch=5, partition=1)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    [future] = admin.delete_records([TopicPartition(topic, 0, 13)]).values()
+    assert future.result(10).low_watermark == 13
+    expired = wait_for(lambda: watermarks(bootstrap, topic, 1)[0], 10, 0.05, "retention")
+    retention_broker.kill()
+    retention_broker.start()
+    assert watermarks(bootstrap, topic, 0) == (13, 20)
+    low, high = watermarks(bootstrap, topic, 1)
+    # Retention may have removed more before the kill, never fresh records.
+    assert expired <= low <= 30 and high == 40
+    assert first_offset_read_from(bootstrap, topic, 0, 0) == 13
