@@ -401,3 +401,33 @@ def test_cleaning_keeps_log_append_times(cleaning_broker: BrokerProcess) -> None
     for record in read_from_start(bootstrap, topic):
         kind, stamp = record.timestamp
         assert kind == TIMESTAMP_LOG_APPEND_TIME and before <= stamp <= after, record
+
+
+def test_max_compaction_lag_forces_a_clean_below_the_dirty_ratio(
+    cleaning_broker: BrokerProcess,
+) -> None:
+    """A little dirty data behind a large clean section stays below
+    min.cleanable.dirty.ratio, and is cleaned once older than max.compaction.lag.ms."""
+    bootstrap, topic = cleaning_broker.bootstrap, "compacted-lagging"
+    create_topic(
+        bootstrap,
+        topic,
+        1,
+        **{
+            "cleanup.policy": "compact",
+            "segment.bytes": str(SEGMENT_BYTES),
+            "min.cleanable.dirty.ratio": "0.9",
+            "max.compaction.lag.ms": "2000",
+            "delete.retention.ms": "100",
+        },
+    )
+    model: dict[bytes, bytes | None] = write_versions(bootstrap, topic, rounds=3)
+    model.update(roll_past(bootstrap, topic, "f"))
+    # The first clean of a log is all dirty: ratio 1.
+    wait_for(lambda: fully_compacted(bootstrap, topic, model), 20, 0.2, "the first clean")
+    newer = {b"key-2": b"newer", b"key-3": b"newer"}
+    assert produce(bootstrap, topic, list(newer.items())) == []
+    model.update(newer)
+    model.update(roll_past(bootstrap, topic, "g"))
+    assert not fully_compacted(bootstrap, topic, model), "cleaned below the dirty ratio"
+    wait_for(lambda: fully_compacted(bootstrap, topic, model), 20, 0.2, "the overdue clean")
