@@ -431,3 +431,26 @@ def test_max_compaction_lag_forces_a_clean_below_the_dirty_ratio(
     model.update(roll_past(bootstrap, topic, "g"))
     assert not fully_compacted(bootstrap, topic, model), "cleaned below the dirty ratio"
     wait_for(lambda: fully_compacted(bootstrap, topic, model), 20, 0.2, "the overdue clean")
+
+
+def test_min_compaction_lag_keeps_recent_records(cleaning_broker: BrokerProcess) -> None:
+    """Records younger than min.compaction.lag.ms are not compacted, while the
+    same cleaner compacts another topic written at the same time."""
+    bootstrap = cleaning_broker.bootstrap
+    configs = {
+        "cleanup.policy": "compact",
+        "segment.bytes": str(SEGMENT_BYTES),
+        "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": "100",
+    }
+    create_topic(bootstrap, "compacted-lagged", 1, **configs, **{"min.compaction.lag.ms": "600000"})
+    create_topic(bootstrap, "compacted-control", 1, **configs)
+    written: dict[str, int] = {}
+    models: dict[str, dict[bytes, bytes | None]] = {}
+    for topic in ("compacted-lagged", "compacted-control"):
+        models[topic] = write_versions(bootstrap, topic, rounds=3)
+        models[topic].update(roll_past(bootstrap, topic, "h"))
+        written[topic] = len(read_from_start(bootstrap, topic))
+    control = models["compacted-control"]
+    wait_for(lambda: fully_compacted(bootstrap, "compacted-control", control), 20, 0.2, "control")
+    assert len(read_from_start(bootstrap, "compacted-lagged")) == written["compacted-lagged"]
