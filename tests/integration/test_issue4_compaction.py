@@ -7,12 +7,15 @@ Every wait polls what a consumer sees, with a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError as AioKafkaError
 from confluent_kafka import (
     OFFSET_BEGINNING,
     TIMESTAMP_LOG_APPEND_TIME,
@@ -249,6 +252,19 @@ def test_keyless_record_is_refused_on_a_compacted_topic(cleaning_broker: BrokerP
         assert producer.send(topic, key=b"k", value=b"keyed").get(timeout=10).offset == 0
     finally:
         producer.close(5)
+
+    async def aiokafka_keyless() -> None:
+        aio = AIOKafkaProducer(bootstrap_servers=bootstrap)
+        await aio.start()
+        try:
+            # aiokafka has no class for code 87 and raises its UnknownError.
+            with pytest.raises(AioKafkaError):
+                await aio.send_and_wait(topic, value=b"no key from aiokafka")
+        finally:
+            await aio.stop()
+
+    asyncio.run(aiokafka_keyless())
+    assert [record.value for record in read_from_start(bootstrap, topic)] == [b"keyed"]
 
 
 def test_compact_delete_topic_compacts_and_expires(cleaning_broker: BrokerProcess) -> None:
