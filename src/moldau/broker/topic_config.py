@@ -30,6 +30,9 @@ class TopicKey:
     #: Kafka's bounds on the value (its config definitions' validators).
     at_least: float | None = None
     at_most: float | None = None
+    #: Broker keys of lower precedence that set the same value in other units
+    #: (``log.retention.hours`` behind ``log.retention.ms``).
+    also: tuple[str, ...] = ()
 
 
 def _broker(key: str) -> Callable[[BrokerConfig], Any]:
@@ -54,7 +57,13 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             at_least=14,
         ),
         TopicKey(
-            "segment.ms", "long", lambda c: c.log_roll_ms, "log.roll.ms", "segment_ms", at_least=1
+            "segment.ms",
+            "long",
+            lambda c: c.log_roll_ms,
+            "log.roll.ms",
+            "segment_ms",
+            at_least=1,
+            also=("log.roll.hours",),
         ),
         TopicKey(
             "index.interval.bytes",
@@ -95,6 +104,7 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             "log.retention.ms",
             "retention_ms",
             at_least=-1,
+            also=("log.retention.minutes", "log.retention.hours"),
         ),
         TopicKey(
             "retention.bytes",
@@ -240,14 +250,30 @@ def _parse(key: TopicKey, value: str) -> Any:
 DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
 
 
+def broker_synonyms(key: TopicKey, broker: BrokerConfig) -> list[tuple[str, Any, int]]:
+    """The broker keys behind a topic config as (name, value, source), most
+    precedent first: those set in the broker's config, else the default."""
+    if key.broker_key is None:
+        return []
+
+    def value(name: str) -> Any:
+        # The main key shows the effective value (a list joined, a default
+        # computed); the others in their own units, as they were set.
+        return key.broker_default(broker) if name == key.broker_key else broker.get(name)
+
+    set_here = [name for name in (key.broker_key, *key.also) if name in broker.explicit]
+    if not set_here:
+        return [(key.broker_key, value(key.broker_key), DEFAULT_CONFIG)]
+    return [(name, value(name), STATIC_BROKER_CONFIG) for name in set_here]
+
+
 def config_source(key: TopicKey, topic_configs: Mapping[str, str], broker: BrokerConfig) -> int:
     """Where a topic's effective value comes from: its own setting, a broker
     key set in the broker's config, or the default (Kafka's order)."""
     if key.name in topic_configs:
         return DYNAMIC_TOPIC_CONFIG
-    if key.broker_key is not None and key.broker_key in broker.explicit:
-        return STATIC_BROKER_CONFIG
-    return DEFAULT_CONFIG
+    synonyms = broker_synonyms(key, broker)
+    return synonyms[0][2] if synonyms else DEFAULT_CONFIG
 
 
 def effective_value(key: TopicKey, topic_configs: Mapping[str, str], broker: BrokerConfig) -> str:

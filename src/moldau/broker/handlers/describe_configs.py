@@ -13,7 +13,7 @@ from ...protocol.errors import ErrorCode
 from ...protocol.messages import Message
 from ..config import BROKER_KEYS, BrokerConfig
 from ..dispatch import RequestContext, handles
-from ..topic_config import TOPIC_KEYS, config_source, effective_value
+from ..topic_config import TOPIC_KEYS, broker_synonyms, config_source, effective_value
 
 TOPIC = 2
 BROKER = 4
@@ -71,10 +71,10 @@ def _topic_entries(
             synonyms.append(
                 {"name": key.name, "value": topic_configs[key.name], "source": DYNAMIC_TOPIC_CONFIG}
             )
-        if key.broker_key is not None:
-            default = key.broker_default(broker)
-            source = STATIC_BROKER_CONFIG if key.broker_key in broker.explicit else DEFAULT_CONFIG
-            synonyms.append({"name": key.broker_key, "value": _text(default), "source": source})
+        synonyms += [
+            {"name": name, "value": _text(value), "source": source}
+            for name, value, source in broker_synonyms(key, broker)
+        ]
         source = config_source(key, topic_configs, broker)
         entries.append(
             {
