@@ -267,3 +267,22 @@ def test_create_topics_answers_with_config_sources(live_broker: BrokerProcess) -
     assert sources["retention.ms"] == ("5000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
     assert sources["delete.retention.ms"] == ("100", ConfigSource.STATIC_BROKER_CONFIG.value)
     assert sources["segment.bytes"] == (str(1 << 30), ConfigSource.DEFAULT_CONFIG.value)
+
+
+def test_broker_keys_in_other_units_are_the_source(broker_factory: Any) -> None:
+    """log.retention.hours set on the broker is where a topic's retention.ms
+    comes from (Kafka's synonyms), not a default."""
+    broker: BrokerProcess = broker_factory(log_retention_hours="2", log_roll_hours="3")
+    create_topic(broker.bootstrap, "hours", 1)
+    configs = describe(broker.bootstrap, "hours")
+    for name, value, synonym, set_to in [
+        ("retention.ms", "7200000", "log.retention.hours", "2"),
+        ("segment.ms", "10800000", "log.roll.hours", "3"),
+    ]:
+        entry = configs[name]
+        assert (entry.value, entry.source, entry.is_default) == (
+            value,
+            ConfigSource.STATIC_BROKER_CONFIG.value,
+            False,
+        )
+        assert [(s.name, s.value) for s in entry.synonyms.values()] == [(synonym, set_to)]
