@@ -74,7 +74,10 @@ def test_member_resumes_after_the_last_committed_offset(
     assert committed(broker.bootstrap, "g", topic) == ends
     after = [Member(client, broker.bootstrap, "g", topic, "m1", session_ms=3000)]
     try:
-        wait_for(lambda: later <= seen(after), 20, what="the records after the commit")
+        try:
+            wait_for(lambda: later <= seen(after), 20, what="the records after the commit")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}; the member said {after[0].story()}") from None
         events = processed(after)
         assert sorted((e.partition, e.offset) for e in events) == sorted(later)
         first_read = {p: min(e.offset for e in events if e.partition == p) for p in ends}

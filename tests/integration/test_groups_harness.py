@@ -274,6 +274,11 @@ def member_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--strategy", default="range")
     parser.add_argument("--api-version", default="", help="kafka-python only, e.g. 0.10.1")
     args = parser.parse_args(argv)
+    if os.environ.get("GROUP_MEMBER_LOG"):  # the client's own log, when debugging a test
+        import logging
+
+        path = f"{os.environ['GROUP_MEMBER_LOG']}.{args.name}"
+        logging.basicConfig(filename=path, level=logging.DEBUG)
     runners = {
         "confluent": _run_confluent,
         "kafka-python": _run_kafka_python,
@@ -370,6 +375,10 @@ class Member:
             elif event.event == "closing":
                 return set()
         return owned if self.dead_at is None else set()
+
+    def story(self) -> list[tuple[str, tuple[int, ...], str]]:
+        """What it reported besides records: for failure messages."""
+        return [(e.event, e.partitions, e.error) for e in self.snapshot() if e.event != "record"]
 
     def count(self, kind: str) -> int:
         return sum(1 for e in self.snapshot() if e.event == kind)
