@@ -280,3 +280,16 @@ def test_log_append_time_topic_ignores_limits_and_is_searched_by_append_time(
             assert found.offset == want, (target, found)
     finally:
         consumer.close()
+
+
+def test_lookups_on_an_empty_partition(broker: BrokerProcess) -> None:
+    """Nothing to find: max timestamp and a time lookup answer offset -1."""
+    topic = "empty-lookups"
+    create_topic(broker.bootstrap, topic, 1)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    tp = TopicPartition(topic, 0)
+    for spec in (OffsetSpec.max_timestamp(), OffsetSpec.for_timestamp(LONG_AGO)):
+        answer = admin.list_offsets({tp: spec}, request_timeout=10)[tp].result(10)
+        assert (answer.offset, answer.timestamp) == (-1, -1), spec
+    for spec, offset in ((OffsetSpec.earliest(), 0), (OffsetSpec.latest(), 0)):
+        assert admin.list_offsets({tp: spec})[tp].result(10).offset == offset
