@@ -350,3 +350,18 @@ def broker_factory(tmp_path: Path) -> Iterator[Callable[..., BrokerProcess]]:
 def broker(broker_factory: Callable[..., BrokerProcess]) -> BrokerProcess:
     """One fresh broker subprocess for this test."""
     return broker_factory()
+
+
+#: kafka-python 3.0.12, on a loaded machine, now and then never applies a
+#: group assignment the broker did send it (its own debug log shows the
+#: SyncGroup answer arriving within milliseconds). The group scenarios that
+#: hit this rerun twice for kafka-python only: a broker bug that fails every
+#: time still fails.
+KAFKA_PYTHON_RERUNS = pytest.mark.flaky(reruns=2)
+
+
+def with_kafka_python_reruns(clients: tuple[str, ...] | list[str]) -> list[Any]:
+    """``clients`` as test parameters, kafka-python marked for reruns."""
+    return [
+        pytest.param(c, marks=KAFKA_PYTHON_RERUNS) if c == "kafka-python" else c for c in clients
+    ]

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BrokerProcess, Rec, confluent_produce, create_topic, wait_for
+from conftest import (
+    BrokerProcess,
+    Rec,
+    confluent_produce,
+    create_topic,
+    wait_for,
+    with_kafka_python_reruns,
+)
 from moldau.client.cluster import Cluster
 from moldau.client.groups_admin import GroupsAdmin
 from moldau.group.history import RebalanceRecord
@@ -50,7 +57,7 @@ def rebalances(broker: BrokerProcess, group: str) -> list[RebalanceRecord]:
 FAST_GROUPS = {"group_initial_rebalance_delay_ms": "0", "group_min_session_timeout_ms": "1000"}
 
 
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
 def test_churn_keeps_one_owner_per_partition_and_loses_nothing(
     client: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:

@@ -16,7 +16,14 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from conftest import BrokerProcess, Rec, confluent_produce, create_topic, wait_for
+from conftest import (
+    BrokerProcess,
+    Rec,
+    confluent_produce,
+    create_topic,
+    wait_for,
+    with_kafka_python_reruns,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 from test_groups_harness import CLIENTS, Member, balanced, processed, stop_all
@@ -52,7 +59,7 @@ def seen(members: list[Member]) -> set[tuple[int, int]]:
 
 
 @pytest.mark.parametrize("how", ["sigterm", "kill-9"])
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
 def test_member_resumes_after_the_last_committed_offset(
     client: str, how: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:

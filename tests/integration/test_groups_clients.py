@@ -26,7 +26,15 @@ from test_groups_harness import (
     stop_all,
 )
 
-from conftest import BrokerProcess, Rec, confluent_produce, create_topic, wait_for
+from conftest import (
+    KAFKA_PYTHON_RERUNS,
+    BrokerProcess,
+    Rec,
+    confluent_produce,
+    create_topic,
+    wait_for,
+    with_kafka_python_reruns,
+)
 from moldau.client.cluster import Cluster
 from moldau.client.groups_admin import GroupsAdmin
 from moldau.group.history import RebalanceRecord
@@ -153,8 +161,11 @@ def test_member_that_stops_polling_loses_its_partitions(
 
 @pytest.mark.parametrize(
     ("client", "strategy"),
-    [(c, "range") for c in CLIENTS]
-    + [("confluent", "cooperative-sticky"), ("kafka-python", "cooperative-sticky")],
+    [
+        pytest.param(*p, marks=KAFKA_PYTHON_RERUNS) if p[0] == "kafka-python" else p
+        for p in [(c, "range") for c in CLIENTS]
+        + [("confluent", "cooperative-sticky"), ("kafka-python", "cooperative-sticky")]
+    ],
 )
 @pytest.mark.parametrize("which", ["leader", "follower"])
 def test_static_member_restarted_within_its_session_keeps_its_partitions(
@@ -242,7 +253,7 @@ def test_two_groups_on_one_topic_each_read_every_record(
         stop_all(first + second)
 
 
-@pytest.mark.parametrize("client", ["confluent", "kafka-python"])
+@pytest.mark.parametrize("client", with_kafka_python_reruns(["confluent", "kafka-python"]))
 def test_cooperative_sticky_moves_partitions_without_double_ownership(
     client: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:
