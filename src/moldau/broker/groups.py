@@ -54,6 +54,10 @@ class GroupService:
                 group_max_session_timeout_ms=int(config.get("group.max.session.timeout.ms")),
                 group_max_size=int(config.get("group.max.size")),
                 offsets_retention_minutes=int(config.get("offsets.retention.minutes")),
+                offsets_retention_check_interval_ms=int(
+                    config.get("offsets.retention.check.interval.ms")
+                ),
+                offset_metadata_max_bytes=int(config.get("offset.metadata.max.bytes")),
             ),
             core.clock,
             self._persist,
