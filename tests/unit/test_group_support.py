@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 
 from moldau.group import GroupConfig, GroupCoordinator, errors
 from moldau.group.consumer_protocol import Subscription, encode_subscription
+from moldau.group.history import RebalanceRecord
 from moldau.group.results import JoinResult, LeavingMember, SyncResult
 
 T = TypeVar("T")
@@ -73,6 +74,8 @@ class Harness:
         self.clock = Clock()
         self.config = GroupConfig(**config)
         self.records: list[tuple[int, bytes, bytes | None]] = []
+        #: (group id, record) as the coordinator's rebalance listener heard them.
+        self.ended: list[tuple[str, RebalanceRecord]] = []
         self.coord = self.new_coordinator()
         for p in range(self.config.offsets_topic_num_partitions):
             self.coord.load_partition(p, [])
@@ -81,7 +84,16 @@ class Harness:
         def persist(partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
             self.records.extend((partition, k, v) for k, v in records)
 
-        return GroupCoordinator(self.config, self.clock, persist)
+        def on_rebalance_end(group_id: str, record: RebalanceRecord) -> None:
+            self.ended.append((group_id, record))
+
+        return GroupCoordinator(self.config, self.clock, persist, on_rebalance_end)
+
+    def restart_coordinator(self) -> None:
+        """A broker restart: a new coordinator that knows only what was persisted."""
+        self.coord = self.new_coordinator()
+        for p in range(self.config.offsets_topic_num_partitions):
+            self.coord.load_partition(p, self.records_of(p))
 
     def records_of(self, partition: int) -> list[tuple[bytes, bytes | None]]:
         return [(k, v) for p, k, v in self.records if p == partition]
@@ -178,10 +190,7 @@ class Harness:
 
         The leader assigns b"assignment-of-<member id>" to every member.
         """
-        answers = [
-            self.join_new(group, client_id=f"client-{i}", **kwargs)  # type: ignore[arg-type]
-            for i in range(n)
-        ]
+        answers = [self.join_new(group, client_id=f"client-{i}", **kwargs) for i in range(n)]
         self.finish_initial_delay()
         joined = [joined_from(a) for a in answers]
         return self.sync_all(group, joined)
