@@ -20,8 +20,8 @@ from moldau.broker.handlers.join_group import _answer
 from moldau.group import Trigger, errors
 from moldau.group.consumer_protocol import Subscription, encode_subscription
 from moldau.group.placement import partition_for_group
-from moldau.group.records import OffsetCommitKey, encode_key
-from moldau.group.results import JoinResult, OffsetCommitPartition
+from moldau.group.records import GroupMetadataKey, OffsetCommitKey, encode_key
+from moldau.group.results import JoinResult, LeavingMember, OffsetCommitPartition
 
 SESSION = 120_000
 
@@ -197,6 +197,31 @@ def test_other_protocol_types_compare_bytes() -> None:
     assert_no_rebalance(h, restart(h, 1, connect, "connect"))
     # Even a valid consumer subscription is opaque outside the consumer protocol.
     assert_rebalance(h, restart(h, 1, [("sessioned", b"worker-config-v2")], "connect"))
+
+
+def test_restart_with_another_protocol_type_is_inconsistent() -> None:
+    h = Harness()
+    static_group(h, RANGE, RANGE)
+    answer = restart(h, 1, RANGE, protocol_type="connect")
+    assert answer.result.error_code == errors.INCONSISTENT_GROUP_PROTOCOL
+    assert state(h, "g") == "Stable" and len(h.coord.rebalance_history("g")) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "Group.supports_protocols checks the protocol type only against the other "
+        "members, so the only member of a consumer group may rejoin as 'connect': "
+        "asks_the_same then sees the same bytes and answers it as an unchanged "
+        "consumer member (protocol_type 'consumer'); Kafka answers "
+        "INCONSISTENT_GROUP_PROTOCOL to any non-Empty group of another type"
+    ),
+)
+def test_only_member_restarting_with_another_protocol_type_is_inconsistent() -> None:
+    h = Harness()
+    static_group(h, RANGE)
+    answer = restart(h, 0, RANGE, protocol_type="connect")
+    assert answer.result.error_code == errors.INCONSISTENT_GROUP_PROTOCOL
 
 
 def test_restart_outside_stable_rebalances_even_when_unchanged() -> None:
@@ -404,15 +429,26 @@ def test_empty_group_left_without_offsets_is_deleted() -> None:
     mark = len(h.records)
     h.coord.forget_topic("orders")
     partition = partition_for_group("simple", h.config.offsets_topic_num_partitions)
-    written = written_since(h, mark)
-    assert written[:2] == [
+    assert written_since(h, mark) == [
         offset_tombstone("simple", "orders", 0, h),
         offset_tombstone("simple", "orders", 1, h),
+        (partition, encode_key(GroupMetadataKey("simple")), None),
     ]
-    group_tombstones = [r for r in written[2:] if r[2] is None]
-    assert len(written) == 3 and group_tombstones[0][0] == partition
     assert [g.group_id for g in h.coord.list_groups().groups] == []
     assert state(h, "simple") == "Dead"
+
+
+def test_any_topic_deletion_also_deletes_empty_groups_without_offsets() -> None:
+    # As offset expiry does, and as Kafka does on topic deletion.
+    h = Harness()
+    (member,) = h.form_group("idle", 1)
+    h.leave("idle", LeavingMember(member.member_id))
+    assert state(h, "idle") == "Empty"
+    mark = len(h.records)
+    h.coord.forget_topic("unrelated")
+    partition = partition_for_group("idle", h.config.offsets_topic_num_partitions)
+    assert written_since(h, mark) == [(partition, encode_key(GroupMetadataKey("idle")), None)]
+    assert state(h, "idle") == "Dead"
 
 
 def test_active_group_left_without_offsets_stays() -> None:
