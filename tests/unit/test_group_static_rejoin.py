@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from test_group_support import Answer, Harness, Joined, joined_from, state
 
 from moldau.broker.handlers.join_group import _answer
 from moldau.group import Trigger, errors
 from moldau.group.consumer_protocol import Subscription, encode_subscription
+from moldau.group.model import Group, Member
 from moldau.group.placement import partition_for_group
 from moldau.group.records import GroupMetadataKey, OffsetCommitKey, encode_key
 from moldau.group.results import JoinResult, LeavingMember, OffsetCommitPartition
@@ -233,6 +236,56 @@ def test_restart_outside_stable_rebalances_even_when_unchanged() -> None:
     h.join_new("g", client_id="newcomer")  # PreparingRebalance
     again = restart(h, 1, RANGE)
     assert not again.done and state(h, "g") == "PreparingRebalance"
+
+
+topic_names = st.sets(st.sampled_from(["orders", "payments", "refunds", "a.b", "ä"]))
+racks = st.none() | st.sampled_from(["eu-1a", "eu-1b", ""])
+owned_partitions = st.lists(
+    st.tuples(st.sampled_from(["orders", "payments"]), st.lists(st.integers(0, 9)).map(tuple)),
+    max_size=2,
+).map(tuple)
+
+
+@st.composite
+def subscriptions(draw: st.DrawFn, topics: frozenset[str], rack: str | None) -> bytes:
+    """Any subscription to ``topics`` from ``rack``: order, user data, owned
+    partitions and generation vary as clients and restarts vary them."""
+    return sub(
+        *draw(st.permutations(sorted(topics))),
+        user_data=draw(st.none() | st.binary(max_size=8)),
+        owned=draw(owned_partitions),
+        generation=draw(st.integers(-1, 50)),
+        rack=rack,
+    )
+
+
+def _asks_the_same(before: bytes, after: bytes) -> bool:
+    group = Group("g", protocol_type="consumer", protocol_name="range")
+    member = Member("m", "i-0", "c", "/h", 60_000, SESSION, [("range", before)])
+    return group.asks_the_same(member, [("range", after)])
+
+
+@given(st.data(), topic_names, racks)
+def test_same_topics_and_rack_always_ask_the_same(
+    data: st.DataObject, topics: frozenset[str], rack: str | None
+) -> None:
+    before = data.draw(subscriptions(topics, rack))
+    after = data.draw(subscriptions(topics, rack))
+    assert _asks_the_same(before, after)
+
+
+@given(st.data(), topic_names, racks, topic_names, racks)
+def test_other_topics_or_rack_never_ask_the_same(
+    data: st.DataObject,
+    topics: frozenset[str],
+    rack: str | None,
+    other_topics: frozenset[str],
+    other_rack: str | None,
+) -> None:
+    assume((topics, rack) != (other_topics, other_rack))
+    before = data.draw(subscriptions(topics, rack))
+    after = data.draw(subscriptions(other_topics, other_rack))
+    assert not _asks_the_same(before, after)
 
 
 # --- after the coordinator was loaded from __consumer_offsets -------------------
