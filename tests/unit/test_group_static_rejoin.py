@@ -210,16 +210,6 @@ def test_restart_with_another_protocol_type_is_inconsistent() -> None:
     assert state(h, "g") == "Stable" and len(h.coord.rebalance_history("g")) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Group.supports_protocols checks the protocol type only against the other "
-        "members, so the only member of a consumer group may rejoin as 'connect': "
-        "asks_the_same then sees the same bytes and answers it as an unchanged "
-        "consumer member (protocol_type 'consumer'); Kafka answers "
-        "INCONSISTENT_GROUP_PROTOCOL to any non-Empty group of another type"
-    ),
-)
 def test_only_member_restarting_with_another_protocol_type_is_inconsistent() -> None:
     h = Harness()
     static_group(h, RANGE)

@@ -207,16 +207,18 @@ class Group:
         """Whether a member may (re)join with these protocols.
 
         An empty group takes any non-empty offer. Otherwise the protocol type
-        must match and at least one offered protocol must be one every other
-        member also supports, or no protocol could ever be chosen.
+        must be the group's (even for its only member, as in Kafka: a consumer
+        group does not turn into a connect group by a rejoin) and at least one
+        offered protocol must be one every other member also supports, or no
+        protocol could ever be chosen.
         """
         if not protocol_type or not protocols:
             return False
-        others = [m for m in self.members.values() if m.member_id != member_id]
-        if not others:
+        if not self.members:
             return True
         if protocol_type != self.protocol_type:
             return False
+        others = [m for m in self.members.values() if m.member_id != member_id]
         return any(all(m.supports(name) for m in others) for name, _ in protocols)
 
     def select_protocol(self) -> str:
