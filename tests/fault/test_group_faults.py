@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BrokerProcess, Rec, confluent_produce, create_topic, wait_for
+from conftest import (
+    BrokerProcess,
+    Rec,
+    confluent_produce,
+    create_topic,
+    wait_for,
+    with_kafka_python_reruns,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 from test_groups_harness import (
@@ -39,7 +46,7 @@ def seen(members: list[Member]) -> list[tuple[int, int]]:
     return [(e.partition, e.offset) for e in processed(members)]
 
 
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
 def test_broker_killed_during_a_rebalance(
     client: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:

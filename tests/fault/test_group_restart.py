@@ -100,7 +100,7 @@ def describe(bootstrap: str, group: str) -> tuple[str, set[str]]:
 
 
 @pytest.mark.parametrize("how", ["sigterm", "kill-9"])
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
 def test_group_state_survives_a_restart_under_live_members(
     client: str, how: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:

@@ -89,7 +89,7 @@ def start_members(
     return [Member(client, broker.bootstrap, group, topic, name, **options) for name in names]
 
 
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
 def test_members_share_partitions_join_and_kill(
     client: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:
@@ -127,7 +127,7 @@ def test_members_share_partitions_join_and_kill(
         stop_all(members)
 
 
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
 def test_member_that_stops_polling_loses_its_partitions(
     client: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:
@@ -231,7 +231,7 @@ def test_static_member_restarted_within_its_session_keeps_its_partitions(
         stop_all(members)
 
 
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
 def test_two_groups_on_one_topic_each_read_every_record(
     client: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:
@@ -294,7 +294,7 @@ def rebalances(broker: BrokerProcess, group: str) -> list[RebalanceRecord]:
     return asyncio.run(read())
 
 
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
 def test_members_starting_together_make_one_rebalance_after_the_initial_delay(
     client: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:
@@ -314,7 +314,7 @@ def test_members_starting_together_make_one_rebalance_after_the_initial_delay(
         stop_all(members)
 
 
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
 def test_partitions_added_to_the_topic_are_assigned_and_read(
     client: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:
@@ -394,7 +394,7 @@ def test_a_second_instance_with_the_same_instance_id_fences_the_first(
         stop_all(members)
 
 
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
 def test_a_rebalance_waits_for_a_stalled_member_no_longer_than_its_rebalance_timeout(
     client: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:
@@ -445,7 +445,7 @@ def test_a_session_timeout_below_the_brokers_minimum_is_refused(
         member.stop()
 
 
-@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
 def test_a_static_member_that_goes_away_keeps_its_partitions_until_its_session_ends(
     client: str, broker_factory: Callable[..., BrokerProcess]
 ) -> None:
