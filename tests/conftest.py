@@ -8,6 +8,7 @@ in a finally, and every wait has a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -19,9 +20,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from moldau.group.history import RebalanceRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 MOLDAU = str(Path(sys.executable).parent / "moldau")
@@ -365,3 +369,26 @@ def with_kafka_python_reruns(clients: tuple[str, ...] | list[str]) -> list[Any]:
     return [
         pytest.param(c, marks=KAFKA_PYTHON_RERUNS) if c == "kafka-python" else c for c in clients
     ]
+
+
+#: Broker overrides for group tests: no initial rebalance delay, and session
+#: timeouts short enough to see evictions within a test.
+FAST_GROUPS = {"group_initial_rebalance_delay_ms": "0", "group_min_session_timeout_ms": "1000"}
+
+
+def produce_tagged(bootstrap: str, topic: str, tag: str, count: int) -> set[tuple[int, int]]:
+    """``count`` keyed records ``tag-i`` spread over the partitions; their (partition, offset)s."""
+    records = [Rec(key=f"{tag}-{i}".encode(), value=f"{tag}:{i}".encode()) for i in range(count)]
+    return {(r.partition, r.offset) for r in confluent_produce(bootstrap, topic, records)}
+
+
+def rebalances(bootstrap: str, group: str) -> list[RebalanceRecord]:
+    """The group's rebalances as the broker recorded them (its history topic)."""
+    from moldau.client.cluster import Cluster
+    from moldau.client.groups_admin import GroupsAdmin
+
+    async def read() -> list[RebalanceRecord]:
+        async with Cluster(bootstrap) as cluster:
+            return await GroupsAdmin(cluster, timeout_ms=10_000).rebalance_history(group)
+
+    return asyncio.run(read())

@@ -10,7 +10,6 @@ once, and only a dead member's last uncommitted record is processed again.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import sys
 import threading
@@ -22,16 +21,15 @@ from pathlib import Path
 import pytest
 
 from conftest import (
+    FAST_GROUPS,
     BrokerProcess,
     Rec,
     confluent_produce,
     create_topic,
+    rebalances,
     wait_for,
     with_kafka_python_reruns,
 )
-from moldau.client.cluster import Cluster
-from moldau.client.groups_admin import GroupsAdmin
-from moldau.group.history import RebalanceRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 from test_groups_harness import (
@@ -44,17 +42,6 @@ from test_groups_harness import (
 )
 
 PARTITIONS = 6
-
-
-def rebalances(broker: BrokerProcess, group: str) -> list[RebalanceRecord]:
-    async def read() -> list[RebalanceRecord]:
-        async with Cluster(broker.bootstrap) as cluster:
-            return await GroupsAdmin(cluster, timeout_ms=10_000).rebalance_history(group)
-
-    return asyncio.run(read())
-
-
-FAST_GROUPS = {"group_initial_rebalance_delay_ms": "0", "group_min_session_timeout_ms": "1000"}
 
 
 @pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
@@ -118,7 +105,7 @@ def test_churn_keeps_one_owner_per_partition_and_loses_nothing(
         try:
             assert_one_owner_at_a_time(members)
         except AssertionError as exc:
-            history = [r.summary() for r in rebalances(broker, "g")]
+            history = [r.summary() for r in rebalances(broker.bootstrap, "g")]
             raise AssertionError(f"{exc}\nrebalances: {history}") from None
         events = processed(members)
         counts = Counter((e.partition, e.offset) for e in events)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from conftest import (
+    FAST_GROUPS,
     BrokerProcess,
-    Rec,
-    confluent_produce,
     create_topic,
+    produce_tagged,
     wait_for,
     with_kafka_python_reruns,
 )
@@ -34,12 +34,6 @@ from test_groups_harness import (
 )
 
 PARTITIONS = 6
-FAST_GROUPS = {"group_initial_rebalance_delay_ms": "0", "group_min_session_timeout_ms": "1000"}
-
-
-def produce(bootstrap: str, topic: str, tag: str, count: int) -> set[tuple[int, int]]:
-    records = [Rec(key=f"{tag}-{i}".encode(), value=f"{tag}:{i}".encode()) for i in range(count)]
-    return {(r.partition, r.offset) for r in confluent_produce(bootstrap, topic, records)}
 
 
 def seen(members: list[Member]) -> list[tuple[int, int]]:
@@ -53,7 +47,7 @@ def test_broker_killed_during_a_rebalance(
     broker = broker_factory(**FAST_GROUPS)
     topic = f"midway-{client}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
-    sent = produce(broker.bootstrap, topic, "a", 300)
+    sent = produce_tagged(broker.bootstrap, topic, "a", 300)
     options = {"session_ms": 6000, "heartbeat_ms": 300}
     members = [Member(client, broker.bootstrap, "g", topic, f"m{i}", **options) for i in range(2)]
     try:
@@ -68,7 +62,7 @@ def test_broker_killed_during_a_rebalance(
         broker.kill()
         broker.start()
         wait_for(balanced(members, PARTITIONS), 25, what="three members after the restart")
-        sent |= produce(broker.bootstrap, topic, "b", 300)
+        sent |= produce_tagged(broker.bootstrap, topic, "b", 300)
         wait_for(lambda: sent <= set(seen(members)), 15, what="every record")
         again = [pos for pos in set(seen(members)) if seen(members).count(pos) > 1]
         assert again == [], f"processed twice: {sorted(again)[:10]}"
@@ -92,7 +86,7 @@ def test_a_member_over_group_max_size_is_refused_and_the_group_carries_on(
         rebalances = [m.count("assigned") for m in members]
         extra = Member("confluent", broker.bootstrap, "g", "t", "m2", **options)
         members.append(extra)
-        sent = produce(broker.bootstrap, "t", "a", 300)
+        sent = produce_tagged(broker.bootstrap, "t", "a", 300)
         wait_for(lambda: sent <= set(seen(members)), 15, what="every record")
         assert extra.owned() == set() and extra.count("record") == 0
         assert [m.owned() for m in members[:2]] == owned

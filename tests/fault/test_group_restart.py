@@ -17,10 +17,10 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from conftest import (
+    FAST_GROUPS,
     BrokerProcess,
-    Rec,
-    confluent_produce,
     create_topic,
+    produce_tagged,
     wait_for,
     with_kafka_python_reruns,
 )
@@ -29,12 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 from test_groups_harness import CLIENTS, Member, balanced, processed, stop_all
 
 PARTITIONS = 4
-FAST_GROUPS = {"group_initial_rebalance_delay_ms": "0", "group_min_session_timeout_ms": "1000"}
-
-
-def produce(bootstrap: str, topic: str, tag: str, count: int) -> set[tuple[int, int]]:
-    records = [Rec(key=f"{tag}-{i}".encode(), value=f"{tag}:{i}".encode()) for i in range(count)]
-    return {(r.partition, r.offset) for r in confluent_produce(bootstrap, topic, records)}
 
 
 def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
@@ -66,7 +60,7 @@ def test_member_resumes_after_the_last_committed_offset(
     broker = broker_factory(**FAST_GROUPS)
     topic = f"resume-{client}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
-    first = produce(broker.bootstrap, topic, "a", 200)
+    first = produce_tagged(broker.bootstrap, topic, "a", 200)
     before = [Member(client, broker.bootstrap, "g", topic, "m0", session_ms=3000)]
     try:
         wait_for(lambda: first <= seen(before), 20, what="the first records")
@@ -75,7 +69,7 @@ def test_member_resumes_after_the_last_committed_offset(
         stop_all(before)
     ends = {p: max(o for q, o in first if q == p) + 1 for p, _ in first}
     assert committed(broker.bootstrap, "g", topic) == ends
-    later = produce(broker.bootstrap, topic, "b", 100)
+    later = produce_tagged(broker.bootstrap, topic, "b", 100)
 
     restart(broker, how)
     assert committed(broker.bootstrap, "g", topic) == ends
@@ -111,7 +105,7 @@ def test_group_state_survives_a_restart_under_live_members(
     members = [Member(client, broker.bootstrap, "g", topic, f"m{i}", **options) for i in range(2)]
     try:
         wait_for(balanced(members, PARTITIONS), 20, what="two members share the partitions")
-        sent = produce(broker.bootstrap, topic, "a", 200)
+        sent = produce_tagged(broker.bootstrap, topic, "a", 200)
         wait_for(lambda: sent <= seen(members), 15, what="the first records")
         state, ids = wait_for(lambda: describe(broker.bootstrap, "g"), 10)
         assert state == "STABLE" and len(ids) == 2
@@ -119,7 +113,7 @@ def test_group_state_survives_a_restart_under_live_members(
 
         restart(broker, how)
         assert describe(broker.bootstrap, "g") == (state, ids), "group state lost"
-        sent |= produce(broker.bootstrap, topic, "b", 200)
+        sent |= produce_tagged(broker.bootstrap, topic, "b", 200)
         wait_for(lambda: sent <= seen(members), 20, what="records after the restart")
         assert {m.name: m.owned() for m in members} == owned
         assert describe(broker.bootstrap, "g") == (state, ids)
@@ -155,7 +149,7 @@ def test_static_member_restarts_without_rebalance_after_a_broker_restart(
         back = static(1, "back")
         members.append(back)
         wait_for(lambda: back.owned() == owned, 15, what="the restarted member's partitions")
-        sent = produce(broker.bootstrap, "t", "a", 100)
+        sent = produce_tagged(broker.bootstrap, "t", "a", 100)
         wait_for(lambda: sent <= seen(members), 15, what="records after the restarts")
         assert members[0].count("revoked") == rebalances, "the static restart rebalanced"
     finally:

@@ -17,17 +17,16 @@ from confluent_kafka.admin import AdminClient
 from test_groups_harness import Member, balanced, processed, stop_all
 
 from conftest import (
+    FAST_GROUPS,
     MOLDAU,
     BrokerProcess,
-    Rec,
-    confluent_produce,
     create_topic,
     free_port,
+    produce_tagged,
     wait_for,
 )
 
 PARTITIONS = 3
-FAST_GROUPS = {"group_initial_rebalance_delay_ms": "0", "group_min_session_timeout_ms": "1000"}
 
 
 def moldau(broker: BrokerProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -52,11 +51,6 @@ def fails(broker: BrokerProcess, *args: str) -> str:
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     return lines[0]
-
-
-def produce(broker: BrokerProcess, topic: str, tag: str, count: int) -> set[tuple[int, int]]:
-    records = [Rec(key=f"{tag}-{i}".encode(), value=f"{tag}:{i}".encode()) for i in range(count)]
-    return {(r.partition, r.offset) for r in confluent_produce(broker.bootstrap, topic, records)}
 
 
 def rows(output: str, first: str) -> list[list[str]]:
@@ -104,7 +98,7 @@ def test_list_and_describe_show_members_assignments_offsets_and_lag(
 ) -> None:
     broker = fast_broker
     create_topic(broker.bootstrap, "t", PARTITIONS)
-    sent = produce(broker, "t", "a", 90)
+    sent = produce_tagged(broker.bootstrap, "t", "a", 90)
     members = consumed_group(broker, "t", ["alpha", "beta"], sent)
     try:
         assert "g" in ok(broker, "list").split()
@@ -130,7 +124,7 @@ def test_list_and_describe_show_members_assignments_offsets_and_lag(
             member.quit()
         stop_all(members)
 
-    more = produce(broker, "t", "b", 30)
+    more = produce_tagged(broker.bootstrap, "t", "b", 30)
     out = ok(broker, "describe", "g")
     assert "State: Empty" in out and "Members: 0" in out
     lag = {int(r[1]): int(r[4]) for r in rows(out, "TOPIC")}
@@ -141,7 +135,7 @@ def test_list_and_describe_show_members_assignments_offsets_and_lag(
 def test_history_shows_each_rebalance_and_survives_a_restart(fast_broker: BrokerProcess) -> None:
     broker = fast_broker
     create_topic(broker.bootstrap, "t", PARTITIONS)
-    sent = produce(broker, "t", "a", 30)
+    sent = produce_tagged(broker.bootstrap, "t", "a", 30)
     members = consumed_group(broker, "t", ["alpha"], sent)
     try:
         members.append(Member("confluent", broker.bootstrap, "g", "t", "beta", session_ms=3000))
@@ -177,7 +171,7 @@ def test_delete_refuses_a_group_with_members_and_deletes_an_empty_one(
 ) -> None:
     broker = fast_broker
     create_topic(broker.bootstrap, "t", PARTITIONS)
-    sent = produce(broker, "t", "a", 30)
+    sent = produce_tagged(broker.bootstrap, "t", "a", 30)
     members = consumed_group(broker, "t", ["alpha"], sent)
     try:
         assert "NON_EMPTY_GROUP" in fails(broker, "delete", "g")
@@ -194,7 +188,7 @@ def test_delete_refuses_a_group_with_members_and_deletes_an_empty_one(
 def test_reset_offsets_is_a_dry_run_until_executed(fast_broker: BrokerProcess) -> None:
     broker = fast_broker
     create_topic(broker.bootstrap, "t", PARTITIONS)
-    sent = produce(broker, "t", "a", 60)
+    sent = produce_tagged(broker.bootstrap, "t", "a", 60)
     ends = {p: max(o for q, o in sent if q == p) + 1 for p in range(PARTITIONS)}
     members = consumed_group(broker, "t", ["alpha"], sent)
     try:
@@ -240,7 +234,7 @@ def test_offsets_of_a_deleted_topic_go_with_it(fast_broker: BrokerProcess) -> No
     broker = fast_broker
     create_topic(broker.bootstrap, "t", PARTITIONS)
     create_topic(broker.bootstrap, "gone", 1)
-    sent = produce(broker, "t", "a", 30)
+    sent = produce_tagged(broker.bootstrap, "t", "a", 30)
     members = consumed_group(broker, "t", ["alpha"], sent)
     for member in members:
         member.quit()
@@ -259,7 +253,7 @@ def test_offsets_of_a_deleted_topic_go_with_it(fast_broker: BrokerProcess) -> No
     assert {r[0] for r in rows(out, "TOPIC")} == {"t"}
 
     create_topic(broker.bootstrap, "gone", 1)
-    again = produce(broker, "gone", "b", 10)  # past the old offset 7
+    again = produce_tagged(broker.bootstrap, "gone", "b", 10)  # past the old offset 7
     reader = [Member("confluent", broker.bootstrap, "g", "gone", "beta", session_ms=3000)]
     try:
         wait_for(lambda: again <= {(e.partition, e.offset) for e in processed(reader)}, 15)

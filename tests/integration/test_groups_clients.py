@@ -8,7 +8,6 @@ processed twice only when its first owner died before committing it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -27,30 +26,18 @@ from test_groups_harness import (
 )
 
 from conftest import (
+    FAST_GROUPS,
     KAFKA_PYTHON_RERUNS,
     BrokerProcess,
-    Rec,
-    confluent_produce,
     create_topic,
+    produce_tagged,
+    rebalances,
     wait_for,
     with_kafka_python_reruns,
 )
-from moldau.client.cluster import Cluster
-from moldau.client.groups_admin import GroupsAdmin
-from moldau.group.history import RebalanceRecord
 
 PARTITIONS = 6
 #: Small timeouts keep the tests quick; the broker must allow them.
-FAST_GROUPS = {
-    "group_initial_rebalance_delay_ms": "0",
-    "group_min_session_timeout_ms": "1000",
-}
-
-
-def produce(bootstrap: str, topic: str, tag: str, count: int) -> set[tuple[int, int]]:
-    """``count`` keyed records spread over the partitions; their (partition, offset)s."""
-    records = [Rec(key=f"{tag}-{i}".encode(), value=f"{tag}:{i}".encode()) for i in range(count)]
-    return {(r.partition, r.offset) for r in confluent_produce(bootstrap, topic, records)}
 
 
 def positions(events: Sequence[Event]) -> Counter[tuple[int, int]]:
@@ -96,7 +83,7 @@ def test_members_share_partitions_join_and_kill(
     broker = broker_factory(**FAST_GROUPS)
     topic = f"share-{client}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
-    sent = produce(broker.bootstrap, topic, "a", 300)
+    sent = produce_tagged(broker.bootstrap, topic, "a", 300)
     options = {"session_ms": 3000, "heartbeat_ms": 300, "max_poll_ms": 10000}
     members = start_members(client, broker, "g", topic, ["m0", "m1", "m2"], **options)
     try:
@@ -109,7 +96,7 @@ def test_members_share_partitions_join_and_kill(
         wait_for(balanced(members, PARTITIONS), 15, what="four members share six partitions")
         assert all(m.owned() for m in members)
         assert time.monotonic() - joined_at < 8, "the group took long to settle"
-        sent |= produce(broker.bootstrap, topic, "b", 300)
+        sent |= produce_tagged(broker.bootstrap, topic, "b", 300)
 
         victim = members[0]  # the first to join: the leader, most likely
         moved = victim.owned()
@@ -119,7 +106,7 @@ def test_members_share_partitions_join_and_kill(
         evicted_after = time.monotonic() - killed_at
         assert 2.5 <= evicted_after < 3 + 4, f"evicted {evicted_after:.1f} s after a 3 s session"
         assert moved <= set().union(*(m.owned() for m in members if m is not victim))
-        sent |= produce(broker.bootstrap, topic, "c", 300)
+        sent |= produce_tagged(broker.bootstrap, topic, "c", 300)
         wait_for(all_processed(members, sent), 15, what="all 900 records")
         assert_once_unless_owner_died(members, sent, died=[victim])
         assert_one_owner_at_a_time(members)
@@ -138,7 +125,7 @@ def test_member_that_stops_polling_loses_its_partitions(
     members = start_members(client, broker, "g", topic, ["m0", "m1"], **options)
     try:
         wait_for(balanced(members, PARTITIONS), 20, what="two members own 3 partitions each")
-        sent = produce(broker.bootstrap, topic, "a", 200)
+        sent = produce_tagged(broker.bootstrap, topic, "a", 200)
         wait_for(all_processed(members, sent), 15, what="the first records")
 
         staller, other = members
@@ -148,11 +135,11 @@ def test_member_that_stops_polling_loses_its_partitions(
             12,
             what="the other member takes every partition",
         )
-        sent |= produce(broker.bootstrap, topic, "b", 200)
+        sent |= produce_tagged(broker.bootstrap, topic, "b", 200)
         wait_for(all_processed(members, sent), 15, what="records sent during the stall")
         # Back from the stall, the member rejoins and gets a share again.
         wait_for(balanced(members, PARTITIONS), 20, what="the staller back in the group")
-        sent |= produce(broker.bootstrap, topic, "c", 200)
+        sent |= produce_tagged(broker.bootstrap, topic, "c", 200)
         wait_for(all_processed(members, sent), 15, what="all records")
         assert_once_unless_owner_died(members, sent)
     finally:
@@ -198,7 +185,7 @@ def test_static_member_restarted_within_its_session_keeps_its_partitions(
         members += [static(1, "m1"), static(2, "m2")]
         wait_for(balanced(members, PARTITIONS), 20, what="three static members own 2 each")
         wait_for(stable, 10, what="no rebalance under way")
-        sent = produce(broker.bootstrap, topic, "a", 300)
+        sent = produce_tagged(broker.bootstrap, topic, "a", 300)
         wait_for(all_processed(members, sent), 15, what="the first records")
         before = {m.name: m.snapshot() for m in members}
         last_generation = max(
@@ -213,7 +200,7 @@ def test_static_member_restarted_within_its_session_keeps_its_partitions(
         back = static(index, "back")
         members.append(back)
         wait_for(lambda: back.owned() == owned, 15, what="the restarted member's partitions")
-        sent |= produce(broker.bootstrap, topic, "b", 300)
+        sent |= produce_tagged(broker.bootstrap, topic, "b", 300)
         wait_for(all_processed(members, sent), 15, what="records sent after the restart")
 
         for other in members[:3]:
@@ -238,14 +225,14 @@ def test_two_groups_on_one_topic_each_read_every_record(
     broker = broker_factory(**FAST_GROUPS)
     topic = f"fanout-{client}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
-    sent = produce(broker.bootstrap, topic, "a", 300)
+    sent = produce_tagged(broker.bootstrap, topic, "a", 300)
     options = {"session_ms": 6000, "heartbeat_ms": 500}
     first = start_members(client, broker, "first", topic, ["a0", "a1"], **options)
     second = start_members(client, broker, "second", topic, ["b0", "b1", "b2"], **options)
     try:
         wait_for(balanced(first, PARTITIONS), 20, what="group first shares the partitions")
         wait_for(balanced(second, PARTITIONS), 20, what="group second shares the partitions")
-        sent |= produce(broker.bootstrap, topic, "b", 300)
+        sent |= produce_tagged(broker.bootstrap, topic, "b", 300)
         for members in (first, second):
             wait_for(all_processed(members, sent), 15, what="every record in each group")
             assert_once_unless_owner_died(members, sent)
@@ -261,7 +248,7 @@ def test_cooperative_sticky_moves_partitions_without_double_ownership(
     broker = broker_factory(**FAST_GROUPS)
     topic = f"coop-{client}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
-    sent = produce(broker.bootstrap, topic, "a", 300)
+    sent = produce_tagged(broker.bootstrap, topic, "a", 300)
     options = {"session_ms": 3000, "heartbeat_ms": 300, "strategy": "cooperative-sticky"}
     members = start_members(client, broker, "g", topic, ["m0", "m1"], **options)
     try:
@@ -270,28 +257,18 @@ def test_cooperative_sticky_moves_partitions_without_double_ownership(
         wait_for(balanced(members, PARTITIONS), 20, what="three members own 2 each")
         kept = {m.name: m.owned() for m in members[:2]}
         assert all(len(p) == 2 for p in kept.values())
-        sent |= produce(broker.bootstrap, topic, "b", 300)
+        sent |= produce_tagged(broker.bootstrap, topic, "b", 300)
         members[0].quit()
         wait_for(balanced(members, PARTITIONS), 20, what="m0's partitions move")
         assert kept["m1"] <= members[1].owned(), "a sticky assignment took partitions away"
         members[2].kill()
         wait_for(balanced(members, PARTITIONS), 20, what="m2's partitions move")
-        sent |= produce(broker.bootstrap, topic, "c", 300)
+        sent |= produce_tagged(broker.bootstrap, topic, "c", 300)
         wait_for(all_processed(members, sent), 15, what="all records")
         assert_once_unless_owner_died(members, sent, died=[members[2]])
         assert_one_owner_at_a_time(members)
     finally:
         stop_all(members)
-
-
-def rebalances(broker: BrokerProcess, group: str) -> list[RebalanceRecord]:
-    """The group's rebalances as the broker recorded them."""
-
-    async def read() -> list[RebalanceRecord]:
-        async with Cluster(broker.bootstrap) as cluster:
-            return await GroupsAdmin(cluster, timeout_ms=10_000).rebalance_history(group)
-
-    return asyncio.run(read())
 
 
 @pytest.mark.parametrize("client", with_kafka_python_reruns(CLIENTS))
@@ -307,7 +284,7 @@ def test_members_starting_together_make_one_rebalance_after_the_initial_delay(
         wait_for(balanced(members, PARTITIONS), 20, what="three members own 2 partitions each")
         assert time.monotonic() - started >= 2, "the initial delay was not waited for"
         assert all(m.count("assigned") == 1 for m in members), "more than one rebalance"
-        (only,) = rebalances(broker, "g")
+        (only,) = rebalances(broker.bootstrap, "g")
         assert (only.generation_before, only.generation, len(only.members_after)) == (0, 1, 3)
         assert only.paused_ms is not None and only.paused_ms >= 2000
     finally:
@@ -328,7 +305,7 @@ def test_partitions_added_to_the_topic_are_assigned_and_read(
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         admin.create_partitions([NewPartitions(topic, PARTITIONS)])[topic].result(10)
         wait_for(balanced(members, PARTITIONS), 20, what="the new partitions assigned")
-        sent = produce(broker.bootstrap, topic, "a", 300)
+        sent = produce_tagged(broker.bootstrap, topic, "a", 300)
         assert {p for p, _ in sent} == set(range(PARTITIONS))
         wait_for(all_processed(members, sent), 15, what="records of every partition")
         assert_once_unless_owner_died(members, sent)
@@ -347,7 +324,7 @@ def test_older_group_protocol_versions(
     broker = broker_factory(**FAST_GROUPS)
     topic = f"old-{api_version}"
     create_topic(broker.bootstrap, topic, PARTITIONS)
-    sent = produce(broker.bootstrap, topic, "a", 300)
+    sent = produce_tagged(broker.bootstrap, topic, "a", 300)
     options = {"session_ms": 3000, "heartbeat_ms": 300, "api_version": api_version}
     members = start_members("kafka-python", broker, "g", topic, ["m0", "m1", "m2"], **options)
     try:
@@ -358,7 +335,7 @@ def test_older_group_protocol_versions(
         wait_for(balanced(members, PARTITIONS), 15, what="the killed member's partitions move")
         members[1].quit()
         wait_for(balanced(members, PARTITIONS), 15, what="the leaver's partitions move")
-        sent |= produce(broker.bootstrap, topic, "b", 300)
+        sent |= produce_tagged(broker.bootstrap, topic, "b", 300)
         wait_for(all_processed(members, sent), 15, what="every record")
         assert_once_unless_owner_died(members, sent, died=[victim])
         assert_one_owner_at_a_time(members)
@@ -420,7 +397,7 @@ def test_a_rebalance_waits_for_a_stalled_member_no_longer_than_its_rebalance_tim
             what="the other two own every partition",
         )
         assert time.monotonic() - joined_at < 4 + 3, "the group waited past the rebalance timeout"
-        sent = produce(broker.bootstrap, topic, "a", 300)
+        sent = produce_tagged(broker.bootstrap, topic, "a", 300)
         wait_for(all_processed(members, sent), 15, what="records sent during the stall")
         wait_for(balanced(members, PARTITIONS), 15, what="the staller back in the group")
         assert_once_unless_owner_died(members, sent)
