@@ -114,12 +114,6 @@ class BrokerCore:
 
     # -- topics -------------------------------------------------------------
 
-    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
-        for info in self.metadata.topics().values():
-            if info.topic_id == topic_id:
-                return info
-        return None
-
     def create_topic(
         self,
         name: str,

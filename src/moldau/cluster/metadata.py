@@ -56,6 +56,10 @@ class MetadataStore(Protocol):
 
     def topic(self, name: str) -> TopicInfo | None: ...
 
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
+        """The topic with this id (Produce v13+ and Fetch v13+ name topics by id)."""
+        ...
+
     def create_topic(self, info: TopicInfo) -> None: ...
 
     def delete_topic(self, name: str) -> None: ...
@@ -83,6 +87,9 @@ class LocalMetadataStore:
         self._path = os.path.join(directory, self.FILE_NAME)
         self._broker = broker
         self._topics: dict[str, TopicInfo] = {}
+        #: The same topics by id: fetches from v13 on look a topic up by id
+        #: on every request.
+        self._by_id: dict[uuid.UUID, TopicInfo] = {}
         self.cluster_id = ""
         self._next_producer_id = 0
         self._load()
@@ -105,6 +112,7 @@ class LocalMetadataStore:
                 internal=raw.get("internal", False),
             )
             self._topics[info.name] = info
+            self._by_id[info.topic_id] = info
 
     def _save(self) -> None:
         data = {
@@ -140,12 +148,18 @@ class LocalMetadataStore:
     def topic(self, name: str) -> TopicInfo | None:
         return self._topics.get(name)
 
+    def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
+        return self._by_id.get(topic_id)
+
     def create_topic(self, info: TopicInfo) -> None:
         self._topics[info.name] = info
+        self._by_id[info.topic_id] = info
         self._save()
 
     def delete_topic(self, name: str) -> None:
-        self._topics.pop(name, None)
+        info = self._topics.pop(name, None)
+        if info is not None:
+            self._by_id.pop(info.topic_id, None)
         self._save()
 
     def add_partitions(self, name: str, replicas: list[list[int]]) -> None:

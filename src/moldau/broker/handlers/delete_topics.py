@@ -26,7 +26,7 @@ def delete_topics(context: RequestContext, request: Message) -> Message:
     responses: list[dict[str, Any]] = []
     for name, topic_id in wanted:
         if not name and topic_id != _NO_ID:
-            info = core.topic_by_id(topic_id)
+            info = core.metadata.topic_by_id(topic_id)
             if info is None:
                 responses.append(
                     {"name": None, "topic_id": topic_id, "error_code": ErrorCode.UNKNOWN_TOPIC_ID}

@@ -79,7 +79,7 @@ def _wanted_partitions(
     wanted = []
     for topic in request["topics"]:
         if by_id:
-            info = core.topic_by_id(topic.get("topic_id") or _NO_ID)
+            info = core.metadata.topic_by_id(topic.get("topic_id") or _NO_ID)
             name = info.name if info is not None else None
         else:
             name = topic["topic"]

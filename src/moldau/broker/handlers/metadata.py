@@ -51,7 +51,7 @@ def _lookup(core: BrokerCore, wanted: Message, allow_create: bool) -> dict[str, 
     name = wanted.get("name")
     topic_id = wanted.get("topic_id") or _NO_ID
     if not name:
-        info = core.topic_by_id(topic_id) if topic_id != _NO_ID else None
+        info = core.metadata.topic_by_id(topic_id) if topic_id != _NO_ID else None
         if info is None:
             return {"error_code": ErrorCode.UNKNOWN_TOPIC_ID, "name": None, "topic_id": topic_id}
         return _describe(core, info)

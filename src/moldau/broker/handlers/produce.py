@@ -44,7 +44,7 @@ def produce(context: RequestContext, request: Message) -> Message | None:
 def _topic_name(core: BrokerCore, topic: Message) -> str | None:
     if "name" in topic:
         return str(topic["name"])
-    info = core.topic_by_id(topic.get("topic_id") or uuid.UUID(int=0))
+    info = core.metadata.topic_by_id(topic.get("topic_id") or uuid.UUID(int=0))
     return info.name if info is not None else None
 
 
