@@ -274,3 +274,48 @@ def test_parse_acks() -> None:
         parse_acks(2)
     with pytest.raises(ValueError, match="compression"):
         Producer(compression="brotli")
+
+
+@in_loop
+async def test_a_deadline_already_due_arms_the_timer_on_every_loop() -> None:
+    """linger 0 puts each new batch's deadline in the past by the time the
+    timer is armed: uvloop then answers ``call_at`` with a plain Handle. A
+    second partition's batch re-arms the timer before the sender runs."""
+    cluster = FakeCluster()
+    producer = await started(cluster, linger_ms=0)
+    first = await producer.send("t", b"a", partition=0)
+    second = await producer.send("t", b"b", partition=1)
+    await until(lambda: cluster.conn.requests)
+    cluster.conn.answer(0, base=7)
+    await producer.flush()
+    sent = {
+        tp: records
+        for i in range(len(cluster.conn.requests))
+        for tp, records in cluster.conn.batches(i).items()
+    }
+    assert sent == {("t", 0): [(None, b"a")], ("t", 1): [(None, b"b")]}
+    assert (await first).partition == 0 and (await second).partition == 1
+    await producer.close()
+
+
+@in_loop
+async def test_a_send_that_fails_after_choosing_a_batch_leaves_no_empty_batch() -> None:
+    """If arming the linger timer raises, the caller sees the error, and the
+    next flush still encodes only batches that hold records."""
+    cluster = FakeCluster()
+    producer = await started(cluster, linger_ms=60_000)
+
+    def broken(when: float) -> None:
+        raise RuntimeError("timer")
+
+    producer._arm_timer = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await producer.send("t", b"lost", partition=0)
+    del producer._arm_timer
+    kept = await producer.send("t", b"kept", partition=1)
+    flushed = asyncio.ensure_future(producer.flush())
+    await until(lambda: cluster.conn.requests)
+    cluster.conn.answer(0, base=3)
+    await flushed
+    assert (await kept).offset == 3
+    await producer.close()

@@ -7,17 +7,38 @@ No tests here; the test_client_*.py modules import it.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
 
-def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
-    """Run an async test body on a fresh event loop, so that no test sees
-    another's tasks or timers."""
+#: Every client unit test runs on both loops: uvloop (what the CLI uses) and
+#: asyncio's own, whose timer handles differ (uvloop's ``call_at`` returns a
+#: plain ``Handle`` for a deadline under a millisecond ahead).
+LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop
+}
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+    pass
+else:
+    LOOP_FACTORIES["uvloop"] = uvloop.new_event_loop
 
-    @functools.wraps(test)
-    def run() -> None:
-        asyncio.run(test())
 
-    return run
+def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[str], None]:
+    """Run an async test body on a fresh event loop of each kind, so that no
+    test sees another's tasks or timers."""
+
+    def run(loop_kind: str) -> None:
+        with asyncio.Runner(loop_factory=LOOP_FACTORIES[loop_kind]) as runner:
+            runner.run(test())
+
+    # Not functools.wraps: pytest would read the wrapped signature, which has
+    # no loop_kind parameter.
+    run.__name__, run.__qualname__, run.__doc__ = test.__name__, test.__qualname__, test.__doc__
+    run.__module__ = test.__module__
+    parametrized: Callable[[str], None] = pytest.mark.parametrize(
+        "loop_kind", list(LOOP_FACTORIES)
+    )(run)
+    return parametrized

@@ -189,7 +189,9 @@ class Producer(ClusterClient):
         self._space = asyncio.Event()
         self._space.set()
         self._wakeup = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
+        #: The sender's wake-up call and when it is due (see _arm_timer).
+        self._timer: asyncio.Handle | None = None
+        self._timer_when = 0.0
         self._sender: asyncio.Task[None] | None = None
         self._closing = False
         self._last_refresh = 0.0
@@ -273,15 +275,19 @@ class Producer(ClusterClient):
             if partition is None and key is None:
                 chosen = self.partitioner.partition(topic, key, num_partitions)
                 tp = TopicPartition(topic, chosen)
-            batch = self._open.get(tp)
-        if batch is None:
-            batch = _Batch(tp, loop.time(), loop.create_future())
-            self._open[tp] = batch
-            self._arm_timer(batch.created + self.linger)
         future: asyncio.Future[RecordMetadata] = loop.create_future()
         if timestamp_ms is None:
             timestamp_ms = int(time.time() * 1000)
-        batch.add(key, value, header_list, timestamp_ms, size, future)
+        batch = self._open.get(tp)
+        if batch is None:
+            # The record goes in before the batch is published in _open: an
+            # open batch is never empty (an empty one cannot be encoded).
+            batch = _Batch(tp, loop.time(), loop.create_future())
+            batch.add(key, value, header_list, timestamp_ms, size, future)
+            self._open[tp] = batch
+            self._arm_timer(batch.created + self.linger)
+        else:
+            batch.add(key, value, header_list, timestamp_ms, size, future)
         self._buffered += size
         if batch.size >= self.batch_size:
             self._close_batch(tp, num_partitions)
@@ -339,10 +345,17 @@ class Producer(ClusterClient):
         self._wakeup.set()
 
     def _arm_timer(self, when: float) -> None:
-        if self._timer is not None and self._timer.when() <= when:
+        """Wake the sender at ``when`` unless it is already due to wake earlier.
+
+        The deadline is kept here, not read back with ``TimerHandle.when()``:
+        uvloop's ``call_at`` with a deadline less than a millisecond ahead (or
+        already past) returns a plain ``Handle``, which has no ``when()``.
+        """
+        if self._timer is not None and self._timer_when <= when:
             return
         if self._timer is not None:
             self._timer.cancel()
+        self._timer_when = when
         self._timer = self._loop.call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
