@@ -319,3 +319,25 @@ async def test_a_send_that_fails_after_choosing_a_batch_leaves_no_empty_batch() 
     await flushed
     assert (await kept).offset == 3
     await producer.close()
+
+
+@in_loop
+async def test_records_sent_after_the_sender_died_fail_instead_of_waiting_forever() -> None:
+    """A bug that kills the sender task (as uvloop's timer handle once did)
+    must surface as errors: a flush waiting for batches nobody sends hung
+    ``moldau produce``."""
+    cluster = FakeCluster()
+    producer = await started(cluster, linger_ms=0)
+
+    async def broken(node_id: int, batches: list[Any]) -> None:
+        raise RuntimeError("bug")
+
+    producer._send_to = broken  # type: ignore[method-assign]
+    first = await producer.send("t", b"a", partition=0)
+    with pytest.raises(KafkaError, match="sender failed"):
+        await asyncio.wait_for(first, 2)
+    with pytest.raises(KafkaError, match="sender failed"):
+        await producer.send("t", b"b", partition=0)
+    await asyncio.wait_for(producer.flush(), 2)
+    with pytest.raises(RuntimeError, match="bug"):
+        await producer.close()

@@ -193,6 +193,8 @@ class Producer(ClusterClient):
         self._timer: asyncio.Handle | None = None
         self._timer_when = 0.0
         self._sender: asyncio.Task[None] | None = None
+        #: Set when the sender task died: nothing queued would ever be sent.
+        self._sender_error: KafkaError | None = None
         self._closing = False
         self._last_refresh = 0.0
         self._loop: asyncio.AbstractEventLoop  # set by start()
@@ -264,6 +266,8 @@ class Producer(ClusterClient):
         while self._buffered >= self.buffer_memory:
             self._space.clear()
             await self._space.wait()
+        if self._sender_error is not None:
+            raise self._sender_error
         loop = self._loop
         chosen = partition
         if chosen is None:
@@ -379,7 +383,10 @@ class Producer(ClusterClient):
                 await self._wakeup.wait()
         except BaseException as exc:
             # A bug or a cancellation: nobody must wait forever on these.
+            # Records sent after this fail at once (see send), instead of
+            # waiting in batches that no task will send.
             error = KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, f"producer sender failed: {exc!r}")
+            self._sender_error = error
             for batch in self._all_batches():
                 batch.fail(error)
             raise
