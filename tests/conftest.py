@@ -356,11 +356,38 @@ def broker(broker_factory: Callable[..., BrokerProcess]) -> BrokerProcess:
     return broker_factory()
 
 
-#: kafka-python 3.0.12, on a loaded machine, now and then never applies a
-#: group assignment the broker did send it (its own debug log shows the
-#: SyncGroup answer arriving within milliseconds). The group scenarios that
-#: hit this rerun twice for kafka-python only: a broker bug that fails every
-#: time still fails.
+#: kafka-python 3.0.12 now and then never applies a group assignment the
+#: broker did send it: the cause is in the client, so these scenarios rerun
+#: twice for kafka-python only (a broker bug that fails every time still fails).
+#:
+#: Caught with GROUP_MEMBER_LOG under a CPU hog
+#: (test_partitions_added_to_the_topic_are_assigned_and_read, member m1):
+#:
+#:   WARNING:kafka.coordinator.assignors.range:No partition metadata for topic grow-kafka-python
+#:   DEBUG:kafka.coordinator.consumer:need_rejoin: True (assignment_snapshot != metadata_snapshot:
+#:       {} != {'grow-kafka-python': {0, 1}})
+#:   INFO:kafka.coordinator:Successfully joined group g <Generation 2 (member_id: m1-..., ...)>
+#:   INFO:kafka.coordinator:Elected group leader -- performing partition assignments using range
+#:   DEBUG:kafka.coordinator:Received SyncGroup response: SyncGroupResponse(version=5,
+#:       error_code=0, ..., assignment=b'...grow-kafka-python...\x00\x00\x00\x01...')
+#:   DEBUG:kafka.coordinator.consumer:coordinator.poll: timeout in ensure_active_group;
+#:       returning early
+#:   DEBUG:kafka.coordinator.consumer:need_rejoin: False (from base.rejoin_needed;
+#:       assignment_snapshot={'grow-kafka-python': {0, 1}} metadata_snapshot={...: {0, 1}} ...)
+#:   ... the last line 77,000 more times; never "Enabling heartbeat" nor
+#:   "Updated partition assignment". The broker's answers all took < 30 ms.
+#:
+#: The path, in kafka/coordinator/base.py and consumer.py: the leader assigned
+#: generation 1 before its first Metadata answer (nothing to assign), then
+#: rejoined because ConsumerCoordinator.need_rejoin saw the metadata snapshot
+#: change; base.rejoin_needed had stayed False since generation 1. While
+#: generation 2's join task ran, _perform_assignment set _assignment_snapshot =
+#: _metadata_snapshot. The poll's 50 ms ran out in join_group_async's
+#: ``await self._manager.wait_for(self._join_task, ...)`` (KafkaTimeoutError:
+#: return False, the finished task kept for the next poll), and the next poll
+#: re-awaits that task only inside ``while self.need_rejoin():``, which is now
+#: False. So _on_join_complete_async never runs: the assignment is never
+#: applied and heartbeats stay disabled until the session times out.
 KAFKA_PYTHON_RERUNS = pytest.mark.flaky(reruns=2)
 
 

@@ -278,7 +278,11 @@ def member_main(argv: list[str] | None = None) -> None:
         import logging
 
         path = f"{os.environ['GROUP_MEMBER_LOG']}.{args.name}"
-        logging.basicConfig(filename=path, level=logging.DEBUG)
+        logging.basicConfig(
+            filename=path,
+            level=logging.DEBUG,
+            format="%(asctime)s %(threadName)s %(levelname)s %(name)s: %(message)s",
+        )
     runners = {
         "confluent": _run_confluent,
         "kafka-python": _run_kafka_python,
