@@ -9,14 +9,25 @@ against moldau's own partitioner.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from conftest import MOLDAU, BrokerProcess, Rec, confluent_produce, free_port
+from conftest import (
+    FAST_GROUPS,
+    MOLDAU,
+    BrokerProcess,
+    Rec,
+    confluent_produce,
+    free_port,
+    wait_for,
+)
 
 pytest.importorskip("moldau.broker.run", reason="moldau broker is not there yet")
 
@@ -120,19 +131,23 @@ def test_topic_lifecycle(broker: BrokerProcess) -> None:
 
     line = fails(broker, "topics", "create", "life")
     assert line == "moldau: topic 'life' already exists (TOPIC_ALREADY_EXISTS)"
-    ok(broker, "topics", "create", "life", "--if-not-exists")
+    assert ok(broker, "topics", "create", "life", "--if-not-exists") == (
+        "Topic life already exists.\n"
+    )
 
-    assert ok(broker, "topics", "alter", "life", "--partitions", "5") == ""
+    assert ok(broker, "topics", "alter", "life", "--partitions", "5") == (
+        "Topic life now has 5 partitions.\n"
+    )
     assert "PartitionCount: 5" in ok(broker, "topics", "describe", "life").splitlines()[0]
     assert fails(broker, "topics", "alter", "life", "--partitions", "2").endswith(
         "(INVALID_PARTITIONS)"
     )
 
-    assert ok(broker, "topics", "delete", "life") == ""
+    assert ok(broker, "topics", "delete", "life") == "Deleted topic life.\n"
     assert "life" not in ok(broker, "topics", "list").splitlines()
     line = fails(broker, "topics", "delete", "life")
     assert line == "moldau: topic 'life' does not exist (UNKNOWN_TOPIC_OR_PARTITION)"
-    ok(broker, "topics", "delete", "life", "--if-exists")
+    assert ok(broker, "topics", "delete", "life", "--if-exists") == ("Topic life does not exist.\n")
 
 
 def test_describe_all_and_missing(broker: BrokerProcess) -> None:
@@ -402,6 +417,67 @@ def test_bad_flags_get_argparse_errors(args: list[str]) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_version_and_bare_command_print_something_useful() -> None:
+    import moldau as package
+
+    version = moldau(None, "--version")
+    assert (version.returncode, version.stdout) == (0, f"moldau {package.__version__}\n")
+    bare = moldau(None)
+    assert bare.returncode == 2
+    assert bare.stderr.startswith("usage: moldau ") and "consume" in bare.stderr
+    group = moldau(None, "topics")
+    assert group.returncode == 2
+    assert group.stderr.startswith("usage: moldau topics ") and "create" in group.stderr
+
+
+def test_an_unknown_flag_shows_its_subcommands_usage() -> None:
+    done = moldau(None, "topics", "create", "x", "--bogus")
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: moldau topics create ")
+    assert done.stderr.splitlines()[-1] == (
+        "moldau topics create: error: unrecognized arguments: --bogus"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["topics", "alter", "x", "--partition", "3"],  # not --partitions
+        ["consume", "t", "--from-begin"],  # not --from-beginning
+        ["produce", "t", "--linger", "5"],  # not --linger-ms
+    ],
+)
+def test_flags_are_never_abbreviated(args: list[str]) -> None:
+    done = moldau(None, *args)
+    assert done.returncode == 2, done.stdout
+    assert "error:" in done.stderr
+
+
+def test_a_busy_port_is_named_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [
+                MOLDAU,
+                "broker",
+                "--override",
+                f"listeners=PLAINTEXT://127.0.0.1:{port}",
+                "--override",
+                f"log.dirs={tmp_path}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"moldau: cannot start the broker: cannot listen on 127.0.0.1:{port}: "
+        "Address already in use\n"
+    )
+
+
 def test_help_does_not_import_the_client() -> None:
     code = (
         "import sys; from moldau.cli.main import build_parser; build_parser(); "
@@ -458,7 +534,7 @@ def test_consume_and_produce_ride_out_a_broker_restart(
 
 def test_configs_alter_takes_effect_and_describe_shows_it(broker: BrokerProcess) -> None:
     ok(broker, "topics", "create", "cfg-topic", "--partitions", "1")
-    ok(
+    said = ok(
         broker,
         "configs",
         "alter",
@@ -469,16 +545,24 @@ def test_configs_alter_takes_effect_and_describe_shows_it(broker: BrokerProcess)
         "--set",
         "max.message.bytes=2000",
     )
+    assert said == (
+        "Completed updating config for topic cfg-topic: "
+        "set retention.ms=60000, set max.message.bytes=2000.\n"
+    )
     described = ok(broker, "configs", "describe", "--topic", "cfg-topic")
-    assert "retention.ms=60000\t(DYNAMIC_TOPIC_CONFIG)" in described
+    assert "  retention.ms=60000 sensitive=false source=DYNAMIC_TOPIC_CONFIG\n" in described
     assert "segment.bytes" not in described
     # The new limit is enforced at once, without a restart.
     too_big = "x" * 3000
     assert "MESSAGE_TOO_LARGE" in fails(broker, "produce", "cfg-topic", stdin=too_big + "\n")
-    ok(broker, "configs", "alter", "--topic", "cfg-topic", "--delete", "max.message.bytes")
+    said = ok(broker, "configs", "alter", "--topic", "cfg-topic", "--delete", "max.message.bytes")
+    assert said.endswith(": deleted max.message.bytes.\n")
     ok(broker, "produce", "cfg-topic", stdin=too_big + "\n")
     everything = ok(broker, "configs", "describe", "--topic", "cfg-topic", "--all")
-    assert "segment.bytes=1073741824\t(DEFAULT_CONFIG)" in everything
+    assert "segment.bytes=1073741824 sensitive=false source=DEFAULT_CONFIG" in everything
+    # Unset values print as Kafka's tools print them, never as Python's None.
+    for listing in (everything, ok(broker, "configs", "describe", "--broker", "0", "--all")):
+        assert "None" not in listing
 
 
 def test_configs_errors_are_one_line(broker: BrokerProcess) -> None:
@@ -493,3 +577,95 @@ def test_configs_errors_are_one_line(broker: BrokerProcess) -> None:
         broker, "configs", "alter", "--topic", "cfg-missing", "--set", "retention.ms=1"
     )
     assert "nothing to change" in fails(broker, "configs", "alter", "--topic", "cfg-bad")
+
+
+# --- consuming as a group member -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def group_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    """A broker whose groups form without the initial rebalance delay."""
+    process = BrokerProcess(tmp_path_factory.mktemp("cli-groups") / "data", **FAST_GROUPS)
+    try:
+        yield process.start()
+    finally:
+        process.kill()
+
+
+def test_consume_with_a_group_commits_and_resumes_after_it(group_broker: BrokerProcess) -> None:
+    ok(group_broker, "topics", "create", "grouped", "--partitions", "3")
+    ok(group_broker, "produce", "grouped", stdin="".join(f"a{i}\n" for i in range(10)))
+    args = ["consume", "grouped", "--group", "readers", "--from-beginning"]
+    first = ok(group_broker, *args, "--max-messages", "10")
+    assert sorted(first.splitlines()) == sorted(f"a{i}" for i in range(10))
+
+    ok(group_broker, "produce", "grouped", stdin="".join(f"b{i}\n" for i in range(5)))
+    # --from-beginning only applies where the group has no committed offset.
+    second = ok(group_broker, *args, "--max-messages", "5", "--timeout-ms", "10000")
+    assert sorted(second.splitlines()) == sorted(f"b{i}" for i in range(5))
+    described = ok(group_broker, "groups", "describe", "readers")
+    assert "State: Empty" in described  # it left the group when it stopped
+    lag = [line.split() for line in described.splitlines() if line.startswith("grouped ")]
+    assert sum(int(row[2]) for row in lag) == 15 and all(row[4] == "0" for row in lag)
+
+    line = fails(group_broker, "consume", "grouped", "--group", "readers", "--partition", "0")
+    assert line == "moldau: --group takes its partitions from the group: no --partition or --offset"
+
+
+def test_two_group_members_split_the_partitions(group_broker: BrokerProcess) -> None:
+    ok(group_broker, "topics", "create", "split", "--partitions", "4")
+    command = [
+        MOLDAU,
+        "consume",
+        "split",
+        "--group",
+        "pair",
+        "--print-key",
+        "--bootstrap-server",
+        group_broker.bootstrap,
+    ]
+    members = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    lines: list[list[str]] = [[], []]
+    readers = [
+        threading.Thread(target=_collect, args=(member, seen), daemon=True)
+        for member, seen in zip(members, lines, strict=True)
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        wait_for(
+            lambda: (
+                "State: Stable  Protocol: consumer/range  Members: 2"
+                in ok(group_broker, "groups", "describe", "pair")
+            ),
+            30,
+            what="both members in the group",
+        )
+        records = [Rec(key=f"k{i}".encode(), value=f"v{i}".encode()) for i in range(40)]
+        placed = confluent_produce(group_broker.bootstrap, "split", records)
+        partition_of = {r.key.decode(): r.partition for r in placed if r.key is not None}
+        assert len(set(partition_of.values())) == 4
+        wait_for(lambda: sum(len(seen) for seen in lines) >= len(records), 30, what="every record")
+        for member in members:
+            member.send_signal(signal.SIGINT)
+        codes = [member.wait(20) for member in members]
+        errors = [member.stderr.read() if member.stderr else "" for member in members]
+    finally:
+        for member in members:
+            member.kill()
+    keys = [[line.split("\t")[0] for line in seen] for seen in lines]
+    assert sorted(keys[0] + keys[1]) == sorted(partition_of), errors
+    shares = [{partition_of[k] for k in got} for got in keys]
+    assert shares[0] and shares[1] and not shares[0] & shares[1]
+    assert (codes, errors) == ([130, 130], ["", ""])
+    assert "State: Empty" in ok(group_broker, "groups", "describe", "pair")
+
+
+def _collect(process: subprocess.Popen[str], lines: list[str]) -> None:
+    """Read a process's stdout lines as they come (a thread per process)."""
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))

@@ -98,7 +98,13 @@ class BrokerServer:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             listener = socket.socket(family, socket.SOCK_STREAM)
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((host, port))
+            try:
+                listener.bind((host, port))
+            except OSError as exc:  # one line naming the address (moldau broker prints it)
+                listener.close()
+                error = OSError(f"cannot listen on {host or '0.0.0.0'}:{port}: {exc.strerror}")
+                error.errno = exc.errno
+                raise error from exc
             listener.listen(1024)
             listener.setblocking(False)
             self._listeners.append(listener)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("configs", help="describe and alter topic configs")
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
 
     describe = actions.add_parser("describe", help="the configs of a topic or broker")
     target = describe.add_mutually_exclusive_group(required=True)
@@ -65,8 +65,10 @@ async def _describe(admin: Admin, args: argparse.Namespace) -> int:
     shown = [e for e in entries if args.all or e.source == own]
     print(f"Configs for {'topic' if args.topic is not None else 'broker'} {name} are:")
     for entry in shown:
-        value = "(sensitive)" if entry.is_sensitive else entry.value
-        print(f"  {entry.name}={value}\t({entry.source.name})")
+        # Kafka's kafka-configs.sh shows a sensitive or unset value as null.
+        value = "null" if entry.is_sensitive or entry.value is None else entry.value
+        sensitive = str(entry.is_sensitive).lower()
+        print(f"  {entry.name}={value} sensitive={sensitive} source={entry.source.name}")
     return 0
 
 
@@ -76,6 +78,7 @@ async def _alter(admin: Admin, args: argparse.Namespace) -> int:
     await admin.alter_topic_configs(
         args.topic, dict(args.set), args.delete, validate_only=args.dry_run
     )
+    changes = [f"set {k}={v}" for k, v in args.set] + [f"deleted {k}" for k in args.delete]
     verb = "Validated" if args.dry_run else "Completed"
-    print(f"{verb} updating config for topic {args.topic}.")
+    print(f"{verb} updating config for topic {args.topic}: {', '.join(changes)}.")
     return 0

@@ -29,7 +29,7 @@ _INACTIVE = ("Empty", "Dead")
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("groups", help="list, describe, delete, reset consumer groups")
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
 
     listing = actions.add_parser("list", help="list groups")
     listing.add_argument(
@@ -230,6 +230,7 @@ async def _reset(admin: GroupsAdmin, args: argparse.Namespace) -> int:
     )
     if args.execute:
         await admin.commit_offsets(args.group, targets)
+        print(f"Committed the new offsets of group '{args.group}' for topic {args.topic}.")
     else:
         print("Dry run: nothing changed; add --execute to commit these offsets.", file=sys.stderr)
     return 0

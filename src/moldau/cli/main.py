@@ -11,24 +11,57 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from .. import __version__
 from . import broker, configs, consume, groups, produce, topics
 from .common import CliError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse without prefix matching: ``--partition`` must never be taken
+    for ``--partitions``. Subcommands' parsers are made of this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="moldau", description="A Kafka-compatible distributed commit log."
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser = _Parser(prog="moldau", description="A Kafka-compatible distributed commit log.")
+    parser.add_argument("--version", action="version", version=f"moldau {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (broker, topics, configs, produce, consume, groups):
         module.register(commands)
+    _finish(parser)
     return parser
 
 
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """Give every parser its own name on the namespace (so that an unknown
+    flag is reported with that subcommand's usage), and make a parser that
+    needs a subcommand print its help when given none."""
+    parser.set_defaults(parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parser.set_defaults(run=_help(parser))
+            for sub in action.choices.values():
+                _finish(sub)
+
+
+def _help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    return run
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     from moldau.protocol.errors import KafkaError
 
     try:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("topics", help="create, list, describe, alter, delete topics")
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
 
     create = actions.add_parser("create", help="create a topic")
     create.add_argument("name")
@@ -83,6 +83,7 @@ async def _create(admin: Admin, args: argparse.Namespace) -> int:
     error = (await admin.create_topics([topic]))[args.name]
     if error is not None:
         if args.if_not_exists and error.code == ErrorCode.TOPIC_ALREADY_EXISTS:
+            print(f"Topic {args.name} already exists.")
             return 0
         raise error
     print(f"Created topic {args.name}.")
@@ -149,8 +150,10 @@ async def _delete(admin: Admin, args: argparse.Namespace) -> int:
     error = (await admin.delete_topics([args.name]))[args.name]
     if error is not None:
         if args.if_exists and error.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION:
+            print(f"Topic {args.name} does not exist.")
             return 0
         raise error
+    print(f"Deleted topic {args.name}.")
     return 0
 
 
@@ -158,4 +161,5 @@ async def _alter(admin: Admin, args: argparse.Namespace) -> int:
     error = (await admin.create_partitions({args.name: args.partitions}))[args.name]
     if error is not None:
         raise error
+    print(f"Topic {args.name} now has {args.partitions} partitions.")
     return 0

@@ -81,7 +81,7 @@ class GroupsAdmin:
 
     # --- finding coordinators ---------------------------------------------------
 
-    async def _coordinator(self, group_id: str) -> tuple[int, BrokerConnection]:
+    async def coordinator(self, group_id: str) -> tuple[int, BrokerConnection]:
         """The node id of ``group_id``'s coordinator and a connection to it."""
         conn = await self.cluster.any_node()
         version = min(conn.version(ApiKey.FIND_COORDINATOR), _SINGLE_KEY_FIND_COORDINATOR)
@@ -101,7 +101,7 @@ class GroupsAdmin:
         """(coordinator id, answer) of one request about ``group_id``. Callers
         check the answer and raise its error; when that is the coordinator's
         (moved, loading), :meth:`_retry` comes back here and finds it again."""
-        node_id, conn = await self._coordinator(group_id)
+        node_id, conn = await self.coordinator(group_id)
         version = conn.version(api_key)
         if max_version is not None:
             version = min(version, max_version)
@@ -210,10 +210,17 @@ class GroupsAdmin:
 
         return await self._retry(attempt)
 
-    async def commit_offsets(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit as a standalone client (no member, no generation): what a
+    async def commit_offsets(
+        self,
+        group_id: str,
+        offsets: Mapping[TopicPartition, int],
+        *,
+        generation_id: int = -1,
+        member_id: str = "",
+    ) -> None:
+        """Commit as a standalone client (no member, no generation: what a
         reset does, and what the coordinator allows only while the group has
-        no members."""
+        no members), or as ``member_id`` of generation ``generation_id``."""
         by_topic: dict[str, list[dict[str, Any]]] = {}
         for tp, offset in sorted(offsets.items()):
             by_topic.setdefault(tp.topic, []).append(
@@ -227,8 +234,8 @@ class GroupsAdmin:
             )
         body = {
             "group_id": group_id,
-            "generation_id_or_member_epoch": -1,
-            "member_id": "",
+            "generation_id_or_member_epoch": generation_id,
+            "member_id": member_id,
             "group_instance_id": None,
             "retention_time_ms": -1,
             "topics": [{"name": t, "partitions": parts} for t, parts in by_topic.items()],
