@@ -83,10 +83,10 @@ step "upgrading pip in .venv"
     | sed -un '/^ERROR/p' >&2
 case $mode in
     editable-test) what="moldau (editable) and the test extra"; target=(-e '.[test]') ;;
-    editable) what="moldau, editable as it was"; target=(-e .) ;;
+    editable) what="moldau (editable, as it was)"; target=(-e .) ;;
     regular) what="moldau and its dependencies"; target=(.) ;;
 esac
-step "installing $what from PyPI"
+step "installing $what with pip; dependencies come from PyPI"
 .venv/bin/python -m pip install --disable-pip-version-check --progress-bar off "${target[@]}" 2>&1 \
     | sed -un '/^\(Collecting\|Installing\|Successfully\|ERROR\)/s/^/  pip: /p' >&2
 step "checking that moldau imports"
