@@ -6,8 +6,9 @@ that broker leads and that has nothing buffered. A fetch that outlives a
 loses nothing. Positions move when records are handed out, not when they
 arrive; a ``seek`` drops what was buffered for that partition.
 
-Consumer groups will drive the same ``SubscriptionState`` (see there); the
-fetching here does not care who decided the assignment.
+A consumer group member (``group_member.GroupConsumer``) assigns through the
+same ``assign`` and ``seek``; the fetching here does not care who decided the
+assignment.
 """
 
 from __future__ import annotations

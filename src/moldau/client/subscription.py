@@ -1,8 +1,8 @@
 """Which partitions a consumer reads, and where it is in each.
 
-Pure bookkeeping, no I/O. Today the user fills it with ``assign``; consumer
-groups will fill it from the group's assignment and read the positions to
-commit, without the fetch loop having to change.
+Pure bookkeeping, no I/O. The user fills it with ``assign``, or a group
+member (``group_member.GroupConsumer``) does from the group's assignment;
+the fetch loop is the same either way.
 """
 
 from __future__ import annotations
