@@ -355,6 +355,33 @@ def test_ctrl_c_and_closed_pipe_end_consume_quietly(broker: BrokerProcess) -> No
     assert (piped.stdout, piped.stderr) == (f"0 {'x' * 100}\n", "")
 
 
+def test_ctrl_c_ends_a_produce_whose_stdin_is_still_open(broker: BrokerProcess) -> None:
+    """A person typing into ``moldau produce`` presses Ctrl-C: it must exit
+    at once, not wait for the line being typed."""
+    ok(broker, "topics", "create", "typed", "--partitions", "1")
+    writer = subprocess.Popen(
+        [MOLDAU, "produce", "typed", "--bootstrap-server", broker.bootstrap],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdin is not None
+        writer.stdin.write("first\n")
+        writer.stdin.flush()
+        # Sent and stored: the producer is running, reading the next line.
+        read = ok(broker, "consume", "typed", "--from-beginning", "--max-messages", "1")
+        assert read == "first\n"
+        writer.send_signal(signal.SIGINT)
+        code = writer.wait(timeout=10)
+        assert writer.stderr is not None
+        assert (code, writer.stderr.read()) == (130, "")
+    finally:
+        writer.kill()
+        if writer.stdin is not None:
+            writer.stdin.close()
+
+
 # --- errors ----------------------------------------------------------------
 
 

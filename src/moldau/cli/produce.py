@@ -2,14 +2,18 @@
 
 Stdin is read in chunks on a thread, so that the event loop keeps sending
 (linger timers fire) while a person types, and so that a regular file, a pipe
-and a terminal all work the same.
+and a terminal all work the same. The thread is a daemon of our own, not the
+loop's default executor: on Ctrl-C the loop waits for its executor's threads
+to finish, and a thread blocked reading a terminal never does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import threading
 from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
@@ -104,16 +108,39 @@ async def _produce(args: argparse.Namespace, separator: bytes | None, source: Bi
 
 async def _lines(source: BinaryIO) -> AsyncIterator[bytes]:
     """Lines of ``source`` without their line ending (``\\n`` or ``\\r\\n``)."""
-    loop = asyncio.get_running_loop()
-    read = getattr(source, "read1", source.read)
+    chunks = _chunks(source)
     pending = b""
-    while True:
-        chunk = await loop.run_in_executor(None, read, _CHUNK)
-        if not chunk:
-            break
+    while chunk := await chunks.get():
         lines = (pending + chunk).split(b"\n")
         pending = lines.pop()
         for line in lines:
             yield line[:-1] if line.endswith(b"\r") else line
     if pending:
         yield pending
+
+
+def _chunks(source: BinaryIO) -> asyncio.Queue[bytes]:
+    """Chunks of ``source`` as a daemon thread reads them; ``b""`` at the end.
+
+    The thread waits while a few chunks are queued, so a large file is not
+    read into memory faster than it is sent.
+    """
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=4)
+    # The descriptor, not the buffered file: at exit the interpreter takes the
+    # buffered stdin's lock, which a thread blocked in read would hold (a
+    # fatal error, SIGABRT).
+    fd = source.fileno()
+
+    def pump() -> None:
+        try:
+            while True:
+                chunk = os.read(fd, _CHUNK)
+                asyncio.run_coroutine_threadsafe(chunks.put(chunk), loop).result()
+                if not chunk:
+                    return
+        except BaseException:  # the loop stopped (Ctrl-C): nobody is reading
+            return
+
+    threading.Thread(target=pump, name="moldau-stdin", daemon=True).start()
+    return chunks
