@@ -335,14 +335,21 @@ def test_ctrl_c_and_closed_pipe_end_consume_quietly(broker: BrokerProcess) -> No
         stderr=subprocess.PIPE,
         text=True,
     )
+    # Drained all along by a thread: the consumer never blocks on a full pipe,
+    # and each wait below has its own deadline and says what it waited for.
+    lines: list[str] = []
+    drain = threading.Thread(target=_collect, args=(reader, lines), daemon=True)
+    drain.start()
     try:
-        assert reader.stdout is not None
-        assert reader.stdout.readline().startswith("0 x")  # running, not starting up
+        wait_for(lambda: lines, 30, what="the first record (running, not starting up)")
+        assert lines[0].startswith("0 x")
         reader.send_signal(signal.SIGINT)
-        _, err = reader.communicate(timeout=10)
+        code = reader.wait(timeout=10)
+        assert reader.stderr is not None
+        err = reader.stderr.read()
     finally:
         reader.kill()
-    assert (reader.returncode, err) == (130, "")
+    assert (code, err) == (130, "")
 
     # `moldau consume ... | head -1`: the reader goes away, no complaint.
     piped = subprocess.run(
