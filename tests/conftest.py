@@ -31,6 +31,21 @@ ROOT = Path(__file__).resolve().parent.parent
 MOLDAU = str(Path(sys.executable).parent / "moldau")
 
 
+#: The event loops the Python client is tested on: uvloop (what the CLI and
+#: the broker use) and asyncio's own. Their timer handles differ: uvloop's
+#: ``call_at`` returns a plain ``Handle`` for a deadline under a millisecond
+#: ahead.
+LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop
+}
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+    pass
+else:
+    LOOP_FACTORIES["uvloop"] = uvloop.new_event_loop
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -12,18 +12,7 @@ from typing import Any
 
 import pytest
 
-#: Every client unit test runs on both loops: uvloop (what the CLI uses) and
-#: asyncio's own, whose timer handles differ (uvloop's ``call_at`` returns a
-#: plain ``Handle`` for a deadline under a millisecond ahead).
-LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop
-}
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-    pass
-else:
-    LOOP_FACTORIES["uvloop"] = uvloop.new_event_loop
+from conftest import LOOP_FACTORIES
 
 
 def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[str], None]:
