@@ -409,7 +409,10 @@ def broker(broker_factory: Callable[..., BrokerProcess]) -> BrokerProcess:
 #: at 53,318, "coordinator.poll: timeout in ensure_active_group; returning
 #: early" at 53,349, then "(Re-)joining group g" at 53,350: the next poll finds
 #: ``self._join_task.is_done`` and sends a new JoinGroup instead of taking the
-#: finished task's assignment, so the group rebalances twice.
+#: finished task's assignment, so the group rebalances twice. A restarted
+#: static leader hits it too (test_static_member_restarted_...[leader-kafka-
+#: python-range]: SyncGroup answered at 09,372, a new JoinGroup at 09,378); a
+#: JoinGroup from the leader of a Stable group is a rebalance, in Kafka as here.
 KAFKA_PYTHON_RERUNS = pytest.mark.flaky(reruns=2)
 
 
