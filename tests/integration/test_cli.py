@@ -13,6 +13,7 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -493,3 +494,23 @@ def test_configs_errors_are_one_line(broker: BrokerProcess) -> None:
         broker, "configs", "alter", "--topic", "cfg-missing", "--set", "retention.ms=1"
     )
     assert "nothing to change" in fails(broker, "configs", "alter", "--topic", "cfg-bad")
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("zookeeper.connect=127.0.0.1:2181", "zookeeper.connect"),
+        ("compression.type=brotli", "compression.type"),
+        ("offsets.topic.num.partitions=100000", "offsets.topic.num.partitions"),
+    ],
+)
+def test_broker_refuses_a_bad_config_in_one_line(tmp_path: Path, override: str, key: str) -> None:
+    done = subprocess.run(
+        [MOLDAU, "broker", "--override", f"log.dirs={tmp_path}", "--override", override],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and key in done.stderr, done.stderr
+    assert not (tmp_path / "moldau-metadata.json").exists()
