@@ -28,11 +28,12 @@ from ..protocol.batch import iter_batches
 from ..protocol.errors import ErrorCode, KafkaError
 from ..protocol.records import Record, build_batch, decode_batch
 from ..replication.partition import Partition
-from .core import BrokerCore
+from .core import OFFSETS_TOPIC, BrokerCore
+
+__all__ = ["OFFSETS_TOPIC", "GroupService"]
 
 log = logging.getLogger(__name__)
 
-OFFSETS_TOPIC = "__consumer_offsets"
 HISTORY_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
 _READ_CHUNK = 4 * 1024 * 1024
 

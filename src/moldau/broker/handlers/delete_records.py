@@ -7,12 +7,15 @@ of -1 means the high watermark: delete everything consumers can see.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
 from ..dispatch import RequestContext, handles
+
+log = logging.getLogger(__name__)
 
 HIGH_WATERMARK = -1
 
@@ -36,6 +39,11 @@ def delete_records(context: RequestContext, request: Message) -> Message:
                 answer["low_watermark"] = core.logs.delete_records(topic["name"], index, offset)
             except KafkaError as exc:
                 answer["error_code"] = exc.code
+            except OSError as exc:
+                # The new log start offset could not be made durable: nothing
+                # was deleted (LogManager.delete_records).
+                log.error("DeleteRecords on %s-%d failed: %s", topic["name"], index, exc)
+                answer["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
             partitions.append(answer)
         topics.append({"name": topic["name"], "partitions": partitions})
     return {"throttle_time_ms": 0, "topics": topics}
