@@ -88,19 +88,28 @@ def test_a_huge_partition_count_is_refused_at_once(broker: BrokerProcess) -> Non
 
 
 def test_partitions_beyond_the_broker_limit_are_refused(broker_factory: Any) -> None:
+    """max.broker.partitions counts what is hosted plus the room kept for
+    __consumer_offsets, so that user topics never make groups impossible."""
     broker = broker_factory(max_broker_partitions="20", offsets_topic_num_partitions="1")
     create_topic(broker.bootstrap, "fifteen", 15)
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     with pytest.raises(KafkaException) as caught:
         admin.create_topics([NewTopic("ten", num_partitions=10)])["ten"].result(10)
     assert caught.value.args[0].code() == CKafkaError.POLICY_VIOLATION
+    assert "keeps 1 for __consumer_offsets" in caught.value.args[0].str()
     assert "max.broker.partitions=20" in caught.value.args[0].str()
     with pytest.raises(KafkaException) as caught:
-        admin.create_partitions([NewPartitions("fifteen", 21)])["fifteen"].result(10)
+        admin.create_partitions([NewPartitions("fifteen", 20)])["fifteen"].result(10)
     assert caught.value.args[0].code() == CKafkaError.POLICY_VIOLATION
-    admin.create_partitions([NewPartitions("fifteen", 20)])["fifteen"].result(10)
+    admin.create_partitions([NewPartitions("fifteen", 19)])["fifteen"].result(10)
     assert partition_dirs(broker, "ten") == []
-    assert len(partition_dirs(broker, "fifteen")) == 20
+    assert len(partition_dirs(broker, "fifteen")) == 19
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g"})
+    try:
+        consumer.commit(offsets=[TopicPartition("fifteen", 0, 1)], asynchronous=False)
+    finally:
+        consumer.close()
+    assert partition_dirs(broker, "__consumer_offsets") == ["__consumer_offsets-0"]
 
 
 def test_a_partition_limit_beyond_the_open_file_limit_is_refused(broker: BrokerProcess) -> None:

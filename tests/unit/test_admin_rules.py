@@ -62,6 +62,9 @@ def test_partition_limits_count_what_is_hosted() -> None:
     error = refusal(check_room, 91, 10, 100)
     assert error.code == ErrorCode.POLICY_VIOLATION
     assert "max.broker.partitions=100" in (error.message or "")
+    check_room(40, 10, 100, reserved=50)
+    error = refusal(check_room, 41, 10, 100, 50)
+    assert "keeps 50 for __consumer_offsets" in (error.message or "")
 
 
 @pytest.mark.parametrize("partition", [0, 7, 99_999, 2**31 - 1])

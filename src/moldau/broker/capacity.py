@@ -48,13 +48,15 @@ def check_request_size(partitions: int) -> None:
         )
 
 
-def check_room(hosted: int, added: int, limit: int) -> None:
+def check_room(hosted: int, added: int, limit: int, reserved: int = 0) -> None:
     """Refuse ``added`` more partitions if the broker or the process cannot
-    take them: ``max.broker.partitions``, then open files."""
-    if hosted + added > limit:
+    take them: ``max.broker.partitions`` (``reserved`` of which are kept for
+    a topic the broker will create itself), then open files."""
+    if hosted + reserved + added > limit:
+        kept = f" and keeps {reserved} for __consumer_offsets" if reserved else ""
         raise KafkaError(
             ErrorCode.POLICY_VIOLATION,
-            f"This broker hosts {hosted} partitions; {added} more would exceed "
+            f"This broker hosts {hosted} partitions{kept}; {added} more would exceed "
             f"max.broker.partitions={limit}.",
         )
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -269,7 +269,13 @@ class BrokerCore:
     def _check_room(self, name: str, first: int, added: int) -> None:
         """Refuse partitions the broker cannot host (see capacity.py) or
         whose directory name the file system cannot hold."""
-        check_room(len(self.partitions), added, int(self.config.get("max.broker.partitions")))
+        # Room for the offsets topic stays free until the first group makes
+        # the broker create it: user topics must not make groups impossible.
+        reserved = 0
+        if name != OFFSETS_TOPIC and self.metadata.topic(OFFSETS_TOPIC) is None:
+            reserved = int(self.config.get("offsets.topic.num.partitions"))
+        limit = int(self.config.get("max.broker.partitions"))
+        check_room(len(self.partitions), added, limit, reserved)
         last = first + added - 1
         if not self.logs.dir_name_fits(name, last):
             raise KafkaError(

@@ -106,7 +106,12 @@ class GroupService:
 
     def coordinator_for(self, group_id: str) -> int:
         """The broker that coordinates ``group_id``: its offsets partition's leader."""
-        self.ensure_topic()
+        try:
+            self.ensure_topic()
+        except KafkaError as exc:
+            # What Kafka answers while its offsets topic cannot be created.
+            log.warning("cannot create %s: %s", OFFSETS_TOPIC, exc.message)
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message) from None
         index = partition_for_group(group_id, self.num_partitions)
         partition = self.core.partitions.get((OFFSETS_TOPIC, index))
         if partition is None:
