@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import resource
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,12 +26,16 @@ from kafka.admin import NewTopic as NewPythonTopic
 from kafka.errors import InvalidReplicationAssignmentError, TopicAuthorizationFailedError
 
 from conftest import (
+    MOLDAU,
     BrokerProcess,
     RawConnection,
     Rec,
+    answers_api_versions,
     confluent_produce,
     confluent_read_all,
     create_topic,
+    free_port,
+    wait_for,
 )
 
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, CREATE_PARTITIONS = 19, 20, 21, 37
@@ -329,3 +335,32 @@ def test_a_hand_made_offsets_topic_is_refused(broker: BrokerProcess) -> None:
     finally:
         consumer.close()
     assert len(partition_dirs(broker, "__consumer_offsets")) == 50
+
+
+def test_the_broker_raises_its_open_file_limit_to_the_hard_limit(tmp_path: Path) -> None:
+    """As Kafka's operations guide advises for ulimit -n, and logged."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    port = free_port()
+    log_path = tmp_path / "broker.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [
+                MOLDAU,
+                "broker",
+                "--override",
+                f"listeners=PLAINTEXT://127.0.0.1:{port}",
+                "--override",
+                f"log.dirs={tmp_path / 'data'}",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)),
+        )
+    try:
+        wait_for(lambda: answers_api_versions(port), 15, what="the broker")
+        soft, _ = resource.prlimit(process.pid, resource.RLIMIT_NOFILE)
+        assert soft == min(hard, 1 << 20) > 256
+        assert "raised the open file limit (ulimit -n) from 256" in log_path.read_text()
+    finally:
+        process.kill()
+        process.wait(10)
