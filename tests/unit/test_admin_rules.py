@@ -125,3 +125,10 @@ def test_dirs_the_metadata_does_not_name_are_removed_at_load(tmp_path: Path) -> 
     fresh = second.create("kept", 1, known)
     assert fresh.log_end_offset == 0
     second.close()
+
+
+def test_partition_dir_names_must_fit_the_file_system(tmp_path: Path) -> None:
+    """Kafka's 249-character topic limit leaves room for 5 digits of partition."""
+    logs = LogManager([str(tmp_path)], LogConfig())
+    assert logs.dir_name_fits("y" * 249, 99_999)
+    assert not logs.dir_name_fits("y" * 249, 100_000)

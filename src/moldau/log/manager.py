@@ -143,7 +143,11 @@ class LogManager:
             topic_id = read_partition_metadata(path) or ZERO_UUID
             if keep is not None and not keep(key[0], key[1], topic_id):
                 log.warning("removing %s: the metadata has no such partition", path)
-                self._remove_dir(path, *key)
+                try:
+                    self._remove_dir(path, *key)
+                except OSError as exc:
+                    # Not opened either way; a later start tries again.
+                    log.error("could not remove %s: %s", path, exc)
                 continue
             self._counts[log_dir] += 1
             self._logs[key] = PartitionLog.open(
