@@ -364,3 +364,30 @@ def test_the_broker_raises_its_open_file_limit_to_the_hard_limit(tmp_path: Path)
     finally:
         process.kill()
         process.wait(10)
+
+
+def test_a_large_creation_does_not_stall_other_clients_or_shutdown(broker: BrokerProcess) -> None:
+    """Thousands of partitions take seconds to create (fsyncs): the loop
+    serves other requests in between, and SIGTERM stops the broker midway
+    without leaving the half-made topic behind."""
+    create_topic(broker.bootstrap, "busy", 1)
+    total = 3000
+    with RawConnection(broker.port, timeout=60) as creator:
+        entry = {
+            "name": "big",
+            "num_partitions": total,
+            "replication_factor": 1,
+            "assignments": [],
+            "configs": [],
+        }
+        creator.send(CREATE_TOPICS, 5, {"topics": [entry], "timeout_ms": 60000})
+        wait_for(lambda: len(partition_dirs(broker, "big")) > 10, 30, what="creation under way")
+        started = time.monotonic()
+        sent = confluent_produce(broker.bootstrap, "busy", [Rec(None, b"meanwhile")])
+        assert [r.value for r in sent] == [b"meanwhile"]
+        assert time.monotonic() - started < 5
+        assert 0 < len(partition_dirs(broker, "big")) < total, "the creation already ended"
+        assert broker.stop(timeout=10) == 0
+    broker.start()
+    assert partition_dirs(broker, "big") == []
+    assert "big" not in topic_names(broker.bootstrap)

@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING
 
 from ..cluster.metadata import BrokerInfo, MetadataStore, TopicInfo
@@ -99,6 +99,29 @@ def check_topic_name(name: str) -> None:
         )
 
 
+#: How long a creation of partitions holds the event loop before it lets
+#: other requests run (each partition costs a few fsyncs).
+CREATION_SLICE_S = 0.02
+
+
+def _run_now(steps: Iterator[None]) -> None:
+    for _ in steps:
+        pass
+
+
+async def _run_sliced(steps: Generator[None, None, None]) -> None:
+    """Run ``steps``, yielding to the loop every ``CREATION_SLICE_S``; if the
+    request is cancelled, closing the generator undoes its work."""
+    deadline = time.monotonic() + CREATION_SLICE_S
+    try:
+        for _ in steps:
+            if time.monotonic() >= deadline:
+                await asyncio.sleep(0)
+                deadline = time.monotonic() + CREATION_SLICE_S
+    finally:
+        steps.close()
+
+
 class BrokerCore:
     """Everything a request handler may need, owned by one broker."""
 
@@ -122,6 +145,11 @@ class BrokerCore:
         self._producer_ids: list[int] | None = None
         #: The consumer group coordinator's shell, set by the server at start.
         self.groups: GroupService | None = None
+        #: Admin requests that create partitions run one at a time, as Kafka's
+        #: controller handles one event at a time; DeleteTopics waits too.
+        self._admin_lock = asyncio.Lock()
+        #: Topics whose partitions are being created right now.
+        self._creating: set[str] = set()
 
     # -- startup ------------------------------------------------------------
 
@@ -182,19 +210,55 @@ class BrokerCore:
         replication_factor: int,
         configs: dict[str, str | None],
         *,
-        assignments: list[tuple[int, list[int]]] | None = None,
-        validate_only: bool = False,
         internal: bool = False,
     ) -> TopicInfo:
-        """Create a topic or raise KafkaError with the reason.
+        """Create a topic at once (auto-creation, the broker's own topics:
+        a few partitions); raise KafkaError with the reason."""
+        info = self._new_topic(name, num_partitions, replication_factor, configs, None, internal)
+        _run_now(self._creation(info, 0, info.replicas, lambda: self.metadata.create_topic(info)))
+        log.info("created topic %s with %d partitions", name, info.partition_count)
+        return info
+
+    async def create_topic_request(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int,
+        configs: dict[str, str | None],
+        assignments: list[tuple[int, list[int]]],
+        validate_only: bool,
+    ) -> TopicInfo:
+        """CreateTopics for one topic: its partitions are created in slices
+        of the event loop, other requests served in between (thousands of
+        partitions take seconds), one admin request at a time."""
+        async with self._admin_lock:
+            info = self._new_topic(
+                name, num_partitions, replication_factor, configs, assignments, False
+            )
+            if validate_only:
+                return info
+            await _run_sliced(
+                self._creation(info, 0, info.replicas, lambda: self.metadata.create_topic(info))
+            )
+        log.info("created topic %s with %d partitions", name, info.partition_count)
+        return info
+
+    def _new_topic(
+        self,
+        name: str,
+        num_partitions: int,
+        replication_factor: int,
+        configs: dict[str, str | None],
+        assignments: list[tuple[int, list[int]]] | None,
+        internal: bool,
+    ) -> TopicInfo:
+        """The topic a creation asks for, checked; nothing is written yet.
 
         ``assignments`` are (partition index, replica list) pairs as the
-        request gives them. The partitions' logs are created first and the
-        metadata saved last: a failure on the way removes what was created,
-        and a crash leaves dirs the next start removes (``keeps_log``).
+        request gives them.
         """
         check_topic_name(name)
-        if self.metadata.topic(name) is not None:
+        if self.metadata.topic(name) is not None or name in self._creating:
             raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
         if is_internal_topic(name) and not internal:
             raise KafkaError(
@@ -216,13 +280,8 @@ class BrokerCore:
             checked = validate_topic_configs(configs)
         except InvalidTopicConfig as exc:
             raise KafkaError(ErrorCode.INVALID_CONFIG, str(exc)) from None
-        info = TopicInfo(name, uuid.uuid4(), replicas, checked, internal=internal)
         self._check_room(name, 0, len(replicas))
-        if validate_only:
-            return info
-        self._create_logs_then_save(info, 0, replicas, lambda: self.metadata.create_topic(info))
-        log.info("created topic %s with %d partitions", name, len(replicas))
-        return info
+        return TopicInfo(name, uuid.uuid4(), replicas, checked, internal=internal)
 
     def _automatic_placement(self, num_partitions: int, replication_factor: int) -> list[list[int]]:
         """Kafka's checks of the counts (-1: the broker's default), then placement."""
@@ -284,20 +343,25 @@ class BrokerCore:
                 "than the file system allows.",
             )
 
-    def _create_logs_then_save(
+    def _creation(
         self, info: TopicInfo, first: int, added: list[list[int]], save: Callable[[], None]
-    ) -> None:
-        """Create the logs of partitions ``first...``, then save the metadata,
-        then host them; if anything fails, remove the logs created here."""
+    ) -> Generator[None, None, None]:
+        """Create the logs of partitions ``first...`` (yielding after each, so
+        a caller may let the loop run), then save the metadata, then host
+        them. If anything fails, or the caller closes the generator (a
+        cancelled request), the logs created here are removed again; a crash
+        leaves dirs the next start removes (``keeps_log``)."""
         config = log_config(info.configs, self.config)
         created: list[tuple[int, list[int], PartitionLog]] = []
+        self._creating.add(info.name)
         try:
             for index, replicas in enumerate(added, first):
                 if self.broker_id in replicas:
                     partition_log = self.logs.create(info.name, index, info.topic_id, config)
                     created.append((index, replicas, partition_log))
+                    yield
             save()
-        except Exception as exc:
+        except BaseException as exc:
             for index, _, _ in created:
                 try:
                     self.logs.delete(info.name, index)
@@ -310,7 +374,13 @@ class BrokerCore:
                     f"Could not create the partitions of {info.name}: {exc}",
                 ) from None
             raise
+        finally:
+            self._creating.discard(info.name)
+        # The configs may have changed while the logs were being created.
+        saved = self.metadata.topic(info.name)
+        config = log_config(saved.configs if saved else info.configs, self.config)
         for index, replicas, partition_log in created:
+            partition_log.config = config
             self._host(info, index, replicas, partition_log)
 
     def assign_replicas(self, num_partitions: int, replication_factor: int) -> list[list[int]]:
@@ -347,6 +417,11 @@ class BrokerCore:
             if exc.code == ErrorCode.TOPIC_ALREADY_EXISTS:
                 return self.metadata.topic(name)
             raise
+
+    async def delete_topic_request(self, name: str) -> None:
+        """DeleteTopics for one topic, after any admin request in progress."""
+        async with self._admin_lock:
+            self.delete_topic(name)
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic: the metadata first (all or nothing), then its logs.
@@ -386,14 +461,34 @@ class BrokerCore:
             self._wake(partition)
         log.info("deleted topic %s", name)
 
-    def create_partitions(
+    async def create_partitions_request(
         self,
         name: str,
         count: int,
         assignments: list[list[int]] | None,
         validate_only: bool,
     ) -> None:
-        """Add partitions up to ``count``; ``assignments`` None places them."""
+        """CreatePartitions for one topic, as ``create_topic_request``."""
+        async with self._admin_lock:
+            added = self._new_partitions(name, count, assignments)
+            if validate_only:
+                return
+            info = self.metadata.topic(name)
+            assert info is not None
+            await _run_sliced(
+                self._creation(
+                    info,
+                    info.partition_count,
+                    added,
+                    lambda: self.metadata.add_partitions(name, added),
+                )
+            )
+
+    def _new_partitions(
+        self, name: str, count: int, assignments: list[list[int]] | None
+    ) -> list[list[int]]:
+        """The replica lists of the partitions that take ``name`` to ``count``
+        (``assignments`` None: placed by the broker), checked as Kafka does."""
         info = self.metadata.topic(name)
         if info is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' not found")
@@ -425,11 +520,7 @@ class BrokerCore:
                 check_replica_list(replicas, brokers, replication)
             added = [list(a) for a in assignments]
         self._check_room(name, current, additional)
-        if validate_only:
-            return
-        self._create_logs_then_save(
-            info, current, added, lambda: self.metadata.add_partitions(name, added)
-        )
+        return added
 
     def alter_topic_configs(
         self, name: str, configs: dict[str, str | None], validate_only: bool

@@ -12,14 +12,14 @@ from ..dispatch import RequestContext, handles
 
 
 @handles(ApiKey.CREATE_PARTITIONS, range(0, 4))
-def create_partitions(context: RequestContext, request: Message) -> Message:
+async def create_partitions(context: RequestContext, request: Message) -> Message:
     results = []
     for topic in request["topics"]:
         # Null assignments: the broker places the new partitions; an empty
         # list is a (wrong) manual assignment of none, as in Kafka.
         assignments = topic["assignments"]
         try:
-            context.core.create_partitions(
+            await context.core.create_partitions_request(
                 topic["name"],
                 topic["count"],
                 None if assignments is None else [list(a["broker_ids"] or []) for a in assignments],

@@ -20,7 +20,7 @@ from ..topic_config import TOPIC_KEYS, config_source, effective_value
 
 
 @handles(ApiKey.CREATE_TOPICS, range(2, 8))
-def create_topics(context: RequestContext, request: Message) -> Message:
+async def create_topics(context: RequestContext, request: Message) -> Message:
     core = context.core
     try:
         # Kafka's cap is on the whole request: over it, every topic is refused.
@@ -36,16 +36,16 @@ def create_topics(context: RequestContext, request: Message) -> Message:
         name = topic["name"]
         configs = {c["name"]: c["value"] for c in topic["configs"] or []}
         try:
-            info = core.create_topic(
+            info = await core.create_topic_request(
                 name,
                 topic["num_partitions"],
                 topic["replication_factor"],
                 configs,
-                assignments=[
+                [
                     (a["partition_index"], list(a["broker_ids"] or []))
                     for a in topic["assignments"] or []
                 ],
-                validate_only=request.get("validate_only", False),
+                request.get("validate_only", False),
             )
         except KafkaError as exc:
             results.append({"name": name, "error_code": exc.code, "error_message": exc.message})
