@@ -301,6 +301,10 @@ def test_internal_topics_cannot_be_written_created_or_deleted(broker: BrokerProc
     with pytest.raises(KafkaException) as caught:
         admin.delete_topics(["__consumer_offsets"])["__consumer_offsets"].result(10)
     assert caught.value.args[0].code() == CKafkaError.TOPIC_AUTHORIZATION_FAILED
+    grow = admin.create_partitions([NewPartitions("__consumer_offsets", 51)])
+    with pytest.raises(KafkaException) as caught:
+        grow["__consumer_offsets"].result(10)
+    assert caught.value.args[0].code() == CKafkaError.TOPIC_AUTHORIZATION_FAILED
     python_admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
     try:
         with pytest.raises(TopicAuthorizationFailedError):

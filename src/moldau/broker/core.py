@@ -105,6 +105,7 @@ CREATION_SLICE_S = 0.02
 
 
 def _run_now(steps: Iterator[None]) -> None:
+    """Run ``steps`` without yielding to the loop (a few partitions)."""
     for _ in steps:
         pass
 
@@ -492,6 +493,13 @@ class BrokerCore:
         info = self.metadata.topic(name)
         if info is None:
             raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' not found")
+        if is_internal_topic(name):
+            # Groups are placed by offsets.topic.num.partitions: more
+            # partitions would only break that. Refused as delete_topic does.
+            raise KafkaError(
+                ErrorCode.TOPIC_AUTHORIZATION_FAILED,
+                f"Partitions cannot be added to internal topic {name}.",
+            )
         current = info.partition_count
         if count == current:
             raise KafkaError(

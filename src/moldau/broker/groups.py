@@ -30,8 +30,6 @@ from ..protocol.records import Record, build_batch, decode_batch
 from ..replication.partition import Partition
 from .core import OFFSETS_TOPIC, BrokerCore
 
-__all__ = ["OFFSETS_TOPIC", "GroupService"]
-
 log = logging.getLogger(__name__)
 
 HISTORY_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
