@@ -40,7 +40,7 @@ from conftest import (
 
 CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, CREATE_PARTITIONS = 19, 20, 21, 37
 POLICY_VIOLATION, INVALID_PARTITIONS, INVALID_REPLICA_ASSIGNMENT = 44, 37, 39
-INVALID_REQUEST, KAFKA_STORAGE_ERROR, INVALID_REPLICATION_FACTOR = 42, 56, 38
+INVALID_REQUEST, KAFKA_STORAGE_ERROR, INVALID_TOPIC_EXCEPTION = 42, 56, 17
 
 
 def partition_dirs(broker: BrokerProcess, topic: str) -> list[str]:
@@ -315,6 +315,10 @@ def test_internal_topics_cannot_be_written_created_or_deleted(broker: BrokerProc
         python_admin.close()
     (answer,) = raw_create(broker, {"name": "__transaction_state", "num_partitions": 1})
     assert answer["error_code"] == INVALID_REQUEST
+    trim = {"name": "__consumer_offsets", "partitions": [{"partition_index": 0, "offset": -1}]}
+    with RawConnection(broker.port) as conn:
+        answer = conn.request(DELETE_RECORDS, 1, {"topics": [trim], "timeout_ms": 10000})
+    assert answer["topics"][0]["partitions"][0]["error_code"] == INVALID_TOPIC_EXCEPTION
 
     assert broker.stop() == 0
     broker.start()
@@ -395,3 +399,15 @@ def test_a_large_creation_does_not_stall_other_clients_or_shutdown(broker: Broke
     broker.start()
     assert partition_dirs(broker, "big") == []
     assert "big" not in topic_names(broker.bootstrap)
+
+
+def test_counts_kafka_refuses(broker: BrokerProcess) -> None:
+    answers = raw_create(
+        broker,
+        {"name": "rf2", "num_partitions": 1, "replication_factor": 2},
+        {"name": "rf0", "num_partitions": 1, "replication_factor": 0},
+        {"name": "p0", "num_partitions": 0, "replication_factor": 1},
+        {"name": "p-2", "num_partitions": -2, "replication_factor": 1},
+    )
+    assert [a["error_code"] for a in answers] == [38, 38, INVALID_PARTITIONS, INVALID_PARTITIONS]
+    assert not {"rf2", "rf0", "p0", "p-2"} & topic_names(broker.bootstrap)

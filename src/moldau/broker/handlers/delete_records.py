@@ -13,6 +13,7 @@ from typing import Any
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
+from ..core import is_internal_topic
 from ..dispatch import RequestContext, handles
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,13 @@ def delete_records(context: RequestContext, request: Message) -> Message:
             index = wanted["partition_index"]
             answer = {"partition_index": index, "low_watermark": -1, "error_code": 0}
             try:
+                if is_internal_topic(topic["name"]):
+                    # Kafka's ReplicaManager: committed offsets are not the
+                    # client's to delete.
+                    raise KafkaError(
+                        ErrorCode.INVALID_TOPIC_EXCEPTION,
+                        f"Cannot delete records of internal topic {topic['name']}",
+                    )
                 partition = core.leader_partition(topic["name"], index)
                 offset = wanted["offset"]
                 if offset == HIGH_WATERMARK:
