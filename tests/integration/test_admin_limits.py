@@ -14,6 +14,8 @@ import json
 import resource
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -345,11 +347,12 @@ def test_a_hand_made_offsets_topic_is_refused(broker: BrokerProcess) -> None:
     assert len(partition_dirs(broker, "__consumer_offsets")) == 50
 
 
-def test_the_broker_raises_its_open_file_limit_to_the_hard_limit(tmp_path: Path) -> None:
-    """As Kafka's operations guide advises for ulimit -n, and logged."""
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+@contextmanager
+def broker_with_file_limit(data_dir: Path, soft: int, hard: int) -> Iterator[tuple[int, Path]]:
+    """``moldau broker`` started with RLIMIT_NOFILE (soft, hard); yields its
+    pid and log file once it answers."""
     port = free_port()
-    log_path = tmp_path / "broker.log"
+    log_path = data_dir.parent / f"limited-{port}.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             [
@@ -358,20 +361,34 @@ def test_the_broker_raises_its_open_file_limit_to_the_hard_limit(tmp_path: Path)
                 "--override",
                 f"listeners=PLAINTEXT://127.0.0.1:{port}",
                 "--override",
-                f"log.dirs={tmp_path / 'data'}",
+                f"log.dirs={data_dir}",
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)),
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
         )
     try:
         wait_for(lambda: answers_api_versions(port), 15, what="the broker")
-        soft, _ = resource.prlimit(process.pid, resource.RLIMIT_NOFILE)
-        assert soft == min(hard, 1 << 20) > 256
-        assert "raised the open file limit (ulimit -n) from 256" in log_path.read_text()
+        yield process.pid, log_path
     finally:
         process.kill()
         process.wait(10)
+
+
+def test_the_broker_raises_its_open_file_limit_to_the_hard_limit(tmp_path: Path) -> None:
+    """As Kafka's operations guide advises for ulimit -n, and logged."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with broker_with_file_limit(tmp_path / "data", 256, hard) as (pid, log_path):
+        soft, _ = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        assert soft == min(hard, 1 << 20) > 256
+        assert "raised the open file limit (ulimit -n) from 256" in log_path.read_text()
+
+
+def test_a_start_with_too_few_files_says_so(broker: BrokerProcess) -> None:
+    create_topic(broker.bootstrap, "forty", 40)
+    assert broker.stop() == 0
+    with broker_with_file_limit(broker.data_dir, 160, 160) as (_, log_path):
+        assert "files are open of this process's limit of 160" in log_path.read_text()
 
 
 def test_a_large_creation_does_not_stall_other_clients_or_shutdown(broker: BrokerProcess) -> None:

@@ -48,6 +48,29 @@ def check_request_size(partitions: int) -> None:
         )
 
 
+def _usable_files() -> int | None:
+    """Open files the process may use for partitions (None: unlimited)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return int(soft - max(FD_RESERVE_MIN, int(soft * FD_RESERVE_SHARE)))
+
+
+def warn_if_files_short() -> None:
+    """At start: say so if the logs already use the files kept in reserve
+    (segments accumulate), before a roll or a connection hits EMFILE."""
+    usable = _usable_files()
+    in_use = open_file_count()
+    if usable is not None and in_use > usable:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        log.warning(
+            "%d files are open of this process's limit of %d (ulimit -n): raise the "
+            "limit or remove partitions; creating partitions is refused meanwhile",
+            in_use,
+            soft,
+        )
+
+
 def check_room(hosted: int, added: int, limit: int, reserved: int = 0) -> None:
     """Refuse ``added`` more partitions if the broker or the process cannot
     take them: ``max.broker.partitions`` (``reserved`` of which are kept for
@@ -59,10 +82,10 @@ def check_room(hosted: int, added: int, limit: int, reserved: int = 0) -> None:
             f"This broker hosts {hosted} partitions{kept}; {added} more would exceed "
             f"max.broker.partitions={limit}.",
         )
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
+    usable = _usable_files()
+    if usable is None:
         return
-    usable = soft - max(FD_RESERVE_MIN, int(soft * FD_RESERVE_SHARE))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     in_use = open_file_count()
     if in_use + added > usable:
         raise KafkaError(

@@ -23,7 +23,7 @@ from ..log.manager import ZERO_UUID, LogManager
 from ..log.partition_log import PartitionLog
 from ..protocol.errors import ErrorCode, KafkaError
 from ..replication.partition import Partition
-from .capacity import check_request_size, check_room
+from .capacity import check_request_size, check_room, warn_if_files_short
 from .config import BrokerConfig
 from .topic_config import InvalidTopicConfig, log_config, validate_topic_configs
 
@@ -185,6 +185,7 @@ class BrokerCore:
                 # create() gives it the topic's own configs.
                 partition_log = self.logs.create(info.name, index, info.topic_id, config)
                 self._host(info, index, replicas, partition_log)
+        warn_if_files_short()
 
     def _host(
         self, info: TopicInfo, index: int, replicas: list[int], partition_log: PartitionLog
