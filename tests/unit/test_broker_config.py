@@ -74,6 +74,8 @@ def test_bad_config_is_one_clear_line(override: str, message: str) -> None:
         ("max.broker.partitions=0", "is below its minimum 1"),
         ("num.partitions=10001", "num.partitions=10001 is above max.broker.partitions=10000"),
         ("zookeeper.connect=127.0.0.1:2181", "cluster mode is not available yet"),
+        ("broker.id=2147483648", "broker.id='2147483648' is not a valid int"),
+        ("log.retention.bytes=9223372036854775808", "is not a valid long"),
     ],
 )
 def test_values_outside_kafkas_ranges_are_refused_naming_the_key(

@@ -44,9 +44,21 @@ def _parse_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def _bounded_int(bits: int) -> Callable[[str], int]:
+    """Java's int or long: out of range is as malformed as "abc"."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            raise ValueError(f"{value} does not fit in {bits} bits")
+        return value
+
+    return parse
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "int": int,
-    "long": int,
+    "int": _bounded_int(32),
+    "long": _bounded_int(64),
     "double": float,
     "boolean": _parse_bool,
     "string": str,
@@ -93,7 +105,7 @@ DEFAULT_MAX_BROKER_PARTITIONS = 10_000
 BROKER_KEYS: dict[str, ConfigKey] = {
     k.name: k
     for k in [
-        _key("broker.id", "int", 0, "This broker's id in the cluster.", -1, 2**31 - 1),
+        _key("broker.id", "int", 0, "This broker's id in the cluster.", -1),
         _key("node.id", "int", None, "Synonym of broker.id (KRaft's name).", -1),
         _key("listeners", "list", ["PLAINTEXT://127.0.0.1:9092"], "Addresses to listen on."),
         _key("advertised.listeners", "list", None, "Addresses given to clients."),
