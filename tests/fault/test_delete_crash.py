@@ -95,3 +95,20 @@ def test_kill_during_create_topics_leaves_all_or_nothing(broker: BrokerProcess) 
     assert leftovers(broker) == []
     create_topic(broker.bootstrap, "half", 3)
     assert live_dirs(broker, "half") == 3
+
+
+def test_kill_during_create_partitions_keeps_the_old_count(broker: BrokerProcess) -> None:
+    create_topic(broker.bootstrap, "grow", 1)
+    confluent_produce(broker.bootstrap, "grow", [Rec(b"k", b"first")])
+    with RawConnection(broker.port) as conn:
+        request = {
+            "topics": [{"name": "grow", "count": PARTITIONS + 1, "assignments": None}],
+            "timeout_ms": 30000,
+            "validate_only": False,
+        }
+        conn.send(37, 2, request)
+        caught_midway = kill_when(broker, lambda: 1 < live_dirs(broker, "grow") < PARTITIONS + 1)
+    assert caught_midway, "the creation ended before the test could interrupt it"
+    broker.start()
+    assert live_dirs(broker, "grow") == 1
+    assert [r.value for r in confluent_read_all(broker.bootstrap, "grow")] == [b"first"]

@@ -94,11 +94,11 @@ class LocalMetadataStore:
         self._by_id: dict[uuid.UUID, TopicInfo] = {}
         self.cluster_id = ""
         self._next_producer_id = 0
+        #: False when this store was just created: nothing to compare logs to.
+        self.restored = os.path.exists(self._path)
         self._load()
 
     def _load(self) -> None:
-        #: False when this store was just created: nothing to compare logs to.
-        self.restored = os.path.exists(self._path)
         if not self.restored:
             self.cluster_id = _new_cluster_id()
             self._save()
