@@ -214,6 +214,22 @@ def test_a_metadata_write_that_fails_changes_nothing(broker: BrokerProcess) -> N
     assert sorted(r.value for r in confluent_read_all(broker.bootstrap, "kept")) == [b"v1", b"v2"]
 
 
+def test_a_creation_failing_midway_leaves_nothing(broker: BrokerProcess) -> None:
+    """The sixth partition's dir cannot be made (a file is in the way): the
+    five made before it go again, and the metadata never names the topic."""
+    (broker.data_dir / "mid-5").write_text("in the way")
+    (answer,) = raw_create(broker, {"name": "mid", "num_partitions": 10})
+    assert answer["error_code"] == KAFKA_STORAGE_ERROR
+    assert partition_dirs(broker, "mid") == []
+    assert sorted(p.name for p in broker.data_dir.iterdir() if p.name.startswith("mid")) == [
+        "mid-5"
+    ]
+    assert "mid" not in topic_names(broker.bootstrap)
+    (broker.data_dir / "mid-5").unlink()
+    create_topic(broker.bootstrap, "mid", 10)
+    assert len(partition_dirs(broker, "mid")) == 10
+
+
 def test_delete_records_that_cannot_be_checkpointed_deletes_nothing(broker: BrokerProcess) -> None:
     create_topic(broker.bootstrap, "trim", 1)
     confluent_produce(broker.bootstrap, "trim", [Rec(None, b"%d" % i) for i in range(5)])

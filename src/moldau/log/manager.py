@@ -190,13 +190,14 @@ class LogManager:
             return existing
         log_dir = min(self.log_dirs, key=self._counts.__getitem__)
         path = os.path.join(log_dir, f"{topic}-{partition}")
-        if os.path.lexists(path):
+        if os.path.isdir(path):
             # Not in _logs, so not in the metadata: a deletion that failed
             # left it. Its records must not come back under the new topic.
+            # (Anything else in the way makes the creation fail below.)
             log.warning("removing %s left by an earlier topic of that name", path)
             self._remove_dir(path, topic, partition)
+        os.makedirs(path)
         try:
-            os.makedirs(path)
             write_partition_metadata(path, topic_id)
             fsync_dir(log_dir)
             partition_log = PartitionLog.open(
