@@ -11,6 +11,7 @@ deletes the topic, and asks for 2^31-1 partitions (refused at once).
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import struct
@@ -125,6 +126,7 @@ def main(partitions: int) -> None:
     finally:
         process.kill()
         process.wait(30)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
