@@ -51,12 +51,12 @@ def wall_clock_ms() -> int:
 DIR_NAME_MAX = 255
 
 
-def delete_dir_name(topic: str, partition: int) -> str:
+def delete_dir_name(topic: str, partition: int, limit: int = DIR_NAME_MAX) -> str:
     """Kafka's ``<topic>-<partition>.<uuid hex>-delete``, the topic cut short
-    so that the name stays within ``DIR_NAME_MAX``: a topic of 249 characters
-    is as deletable as a short one."""
+    so that the name stays within ``limit``: a topic of 249 characters is as
+    deletable as a short one."""
     suffix = f"-{partition}.{uuid.uuid4().hex}{DELETE_SUFFIX}"
-    return topic[: DIR_NAME_MAX - len(suffix)] + suffix
+    return topic[: max(1, limit - len(suffix))] + suffix
 
 
 def parse_partition_dir(name: str) -> tuple[str, int] | None:
@@ -233,7 +233,8 @@ class LogManager:
     def _remove_dir(self, directory: str, topic: str, partition: int) -> None:
         """Rename to Kafka's ``-delete`` name (atomic, durable), then remove."""
         parent = os.path.dirname(directory)
-        doomed = os.path.join(parent, delete_dir_name(topic, partition))
+        limit = min(DIR_NAME_MAX, _name_max(parent))
+        doomed = os.path.join(parent, delete_dir_name(topic, partition, limit))
         os.rename(directory, doomed)
         fsync_dir(parent)
         shutil.rmtree(doomed, ignore_errors=True)
