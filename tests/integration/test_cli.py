@@ -703,3 +703,23 @@ def _collect(process: subprocess.Popen[str], lines: list[str]) -> None:
     assert process.stdout is not None
     for line in process.stdout:
         lines.append(line.rstrip("\n"))
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("zookeeper.connect=127.0.0.1:2181", "zookeeper.connect"),
+        ("compression.type=brotli", "compression.type"),
+        ("offsets.topic.num.partitions=100000", "offsets.topic.num.partitions"),
+    ],
+)
+def test_broker_refuses_a_bad_config_in_one_line(tmp_path: Path, override: str, key: str) -> None:
+    done = subprocess.run(
+        [MOLDAU, "broker", "--override", f"log.dirs={tmp_path}", "--override", override],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and key in done.stderr, done.stderr
+    assert not (tmp_path / "moldau-metadata.json").exists()

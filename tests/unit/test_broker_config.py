@@ -51,3 +51,52 @@ def test_bad_config_is_one_clear_line(override: str, message: str) -> None:
         load_config(None, [override])
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("broker.id=-2", "broker.id=-2 is below its minimum -1"),
+        ("compression.type=brotli", "compression.type='brotli' is not one of"),
+        ("log.message.timestamp.type=WallTime", "log.message.timestamp.type='WallTime'"),
+        ("log.cleanup.policy=delete,shred", "log.cleanup.policy='shred' is not one of"),
+        ("log.cleanup.policy=", "log.cleanup.policy is empty"),
+        ("log.retention.ms=-2", "log.retention.ms=-2 is below its minimum -1"),
+        ("log.retention.hours=-5", "log.retention.hours=-5 is below its minimum -1"),
+        ("log.retention.bytes=-7", "log.retention.bytes=-7 is below its minimum -1"),
+        ("log.cleaner.min.cleanable.ratio=1.5", "is above its maximum 1"),
+        ("log.cleaner.min.cleanable.ratio=-0.1", "is below its minimum 0"),
+        ("listeners=PLAINTEXT://127.0.0.1:65536", "has a port above 65535"),
+        ("advertised.listeners=PLAINTEXT://h:99999", "has a port above 65535"),
+        ("group.min.session.timeout.ms=60000", "is above group.max.session.timeout.ms"),
+        ("log.cleaner.backoff.ms=0", "log.cleaner.backoff.ms=0 is below its minimum 1"),
+        ("log.cleaner.dedupe.buffer.size=0", "is below its minimum 1"),
+        ("max.broker.partitions=0", "is below its minimum 1"),
+        ("num.partitions=10001", "num.partitions=10001 is above max.broker.partitions=10000"),
+        ("zookeeper.connect=127.0.0.1:2181", "cluster mode is not available yet"),
+        ("broker.id=2147483648", "broker.id='2147483648' is not a valid int"),
+        ("log.retention.bytes=9223372036854775808", "is not a valid long"),
+    ],
+)
+def test_values_outside_kafkas_ranges_are_refused_naming_the_key(
+    override: str, message: str
+) -> None:
+    overrides = [override]
+    if override.startswith("group.min"):
+        overrides.append("group.max.session.timeout.ms=30000")
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, overrides)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_partition_settings_are_checked_against_the_broker_limit() -> None:
+    with pytest.raises(ConfigError, match=r"offsets\.topic\.num\.partitions=50 is above"):
+        load_config(None, ["max.broker.partitions=20"])
+    config = load_config(None, ["max.broker.partitions=50000", "num.partitions=20000"])
+    assert config.get("num.partitions") == 20000
+
+
+def test_negative_retention_means_forever_however_it_is_spelled() -> None:
+    for override in ("log.retention.hours=-1", "log.retention.minutes=-1", "log.retention.ms=-1"):
+        assert load_config(None, [override]).log_retention_ms == -1

@@ -8,6 +8,16 @@ configuration that tune things moldau does not have (thread pools, socket
 buffers) are accepted and ignored, so that file still loads; any other
 unknown key, or a value of the wrong type, stops the broker at startup with
 one line naming the key.
+
+Values are checked against Kafka's valid ranges and enumerations (its
+``ConfigDef`` validators), plus a few cross-key rules Kafka applies at
+startup (``group.min.session.timeout.ms`` <= ``group.max...``, ``node.id`` =
+``broker.id``). Where moldau departs, the key's entry says why:
+``log.cleaner.backoff.ms`` must be at least 1 (Kafka accepts 0, on which
+moldau's cleaner loop would spin), ``max.broker.partitions`` is moldau's own
+key (Kafka has no broker-wide partition limit; the name is KIP-578's), and
+``zookeeper.connect`` is refused until cluster mode exists rather than
+silently ignored.
 """
 
 from __future__ import annotations
@@ -34,9 +44,21 @@ def _parse_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def _bounded_int(bits: int) -> Callable[[str], int]:
+    """Java's int or long: out of range is as malformed as "abc"."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            raise ValueError(f"{value} does not fit in {bits} bits")
+        return value
+
+    return parse
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "int": int,
-    "long": int,
+    "int": _bounded_int(32),
+    "long": _bounded_int(64),
     "double": float,
     "boolean": _parse_bool,
     "string": str,
@@ -46,24 +68,45 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 
 @dataclass(frozen=True)
 class ConfigKey:
-    """One Kafka configuration key."""
+    """One Kafka configuration key and the values Kafka accepts for it."""
 
     name: str
     type: str
     default: Any
     doc: str
-    minimum: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    #: The allowed values (each item of a list), case-sensitive as in Kafka.
+    choices: frozenset[str] | None = None
 
 
-def _key(name: str, type_: str, default: Any, doc: str, minimum: int | None = None) -> ConfigKey:
-    return ConfigKey(name, type_, default, doc, minimum)
+def _key(
+    name: str,
+    type_: str,
+    default: Any,
+    doc: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    choices: Iterable[str] | None = None,
+) -> ConfigKey:
+    return ConfigKey(
+        name, type_, default, doc, minimum, maximum, frozenset(choices) if choices else None
+    )
+
+
+#: Kafka's compression.type values (BrokerCompressionType).
+COMPRESSION_TYPES = ("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")
+#: moldau's limit on the partitions one broker hosts (``max.broker.partitions``):
+#: each costs at least one open file and a little memory, and a data dir
+#: must always be able to start again.
+DEFAULT_MAX_BROKER_PARTITIONS = 10_000
 
 
 BROKER_KEYS: dict[str, ConfigKey] = {
     k.name: k
     for k in [
         _key("broker.id", "int", 0, "This broker's id in the cluster.", -1),
-        _key("node.id", "int", None, "Synonym of broker.id (KRaft's name)."),
+        _key("node.id", "int", None, "Synonym of broker.id (KRaft's name).", -1),
         _key("listeners", "list", ["PLAINTEXT://127.0.0.1:9092"], "Addresses to listen on."),
         _key("advertised.listeners", "list", None, "Addresses given to clients."),
         _key("log.dirs", "list", None, "Directories holding the partition logs."),
@@ -82,14 +125,32 @@ BROKER_KEYS: dict[str, ConfigKey] = {
         _key("log.flush.interval.messages", "long", LONG_MAX, "fsync after this many.", 1),
         _key("log.flush.interval.ms", "long", None, "fsync after this long.", 0),
         _key("log.flush.scheduler.interval.ms", "long", LONG_MAX, "Flush check interval.", 0),
-        _key("log.retention.hours", "int", 168, "Keep data this long, in hours."),
-        _key("log.retention.minutes", "int", None, "Keep data this long, in minutes."),
-        _key("log.retention.ms", "long", None, "Keep data this long (-1: forever)."),
-        _key("log.retention.bytes", "long", -1, "Keep at most this much per partition."),
+        _key("log.retention.hours", "int", 168, "Keep data this long, in hours.", -1),
+        _key("log.retention.minutes", "int", None, "Keep data this long, in minutes.", -1),
+        _key("log.retention.ms", "long", None, "Keep data this long (-1: forever).", -1),
+        _key("log.retention.bytes", "long", -1, "Keep at most this much per partition.", -1),
         _key("log.retention.check.interval.ms", "long", 300000, "Retention check period.", 1),
-        _key("log.cleanup.policy", "list", ["delete"], "delete, compact or both."),
-        _key("log.message.timestamp.type", "string", "CreateTime", "CreateTime or LogAppendTime."),
-        _key("compression.type", "string", "producer", "Compression of stored batches."),
+        _key(
+            "log.cleanup.policy",
+            "list",
+            ["delete"],
+            "delete, compact or both.",
+            choices=("delete", "compact"),
+        ),
+        _key(
+            "log.message.timestamp.type",
+            "string",
+            "CreateTime",
+            "CreateTime or LogAppendTime.",
+            choices=("CreateTime", "LogAppendTime"),
+        ),
+        _key(
+            "compression.type",
+            "string",
+            "producer",
+            "Compression of stored batches.",
+            choices=COMPRESSION_TYPES,
+        ),
         _key("min.insync.replicas", "int", 1, "Replicas acks=all waits for.", 1),
         _key("offsets.topic.num.partitions", "int", 50, "Partitions of __consumer_offsets.", 1),
         _key(
@@ -110,13 +171,21 @@ BROKER_KEYS: dict[str, ConfigKey] = {
         ),
         _key("offset.metadata.max.bytes", "int", 4096, "Largest commit metadata string.", 0),
         _key("group.initial.rebalance.delay.ms", "int", 3000, "Wait for a new group.", 0),
-        _key("group.min.session.timeout.ms", "int", 6000, "Smallest session timeout."),
-        _key("group.max.session.timeout.ms", "int", 1800000, "Largest session timeout."),
+        _key("group.min.session.timeout.ms", "int", 6000, "Smallest session timeout.", 0),
+        _key("group.max.session.timeout.ms", "int", 1800000, "Largest session timeout.", 0),
         _key("group.max.size", "int", 2147483647, "Members per group.", 1),
         _key("log.cleaner.enable", "boolean", True, "Run the log cleaner (compaction)."),
-        _key("log.cleaner.backoff.ms", "long", 15000, "Cleaner sleep when idle.", 0),
+        # Kafka accepts 0; moldau's cleaner loop would then never sleep.
+        _key("log.cleaner.backoff.ms", "long", 15000, "Cleaner sleep when idle.", 1),
         _key("log.cleaner.dedupe.buffer.size", "long", 134217728, "Cleaner key map memory.", 1),
-        _key("log.cleaner.min.cleanable.ratio", "double", 0.5, "Dirty share that starts a clean."),
+        _key(
+            "log.cleaner.min.cleanable.ratio",
+            "double",
+            0.5,
+            "Dirty share that starts a clean.",
+            0,
+            1,
+        ),
         _key("log.cleaner.min.compaction.lag.ms", "long", 0, "Keep newer records uncompacted.", 0),
         _key("log.cleaner.max.compaction.lag.ms", "long", LONG_MAX, "Compact records this old.", 1),
         _key("log.cleaner.delete.retention.ms", "long", 86400000, "Keep tombstones this long.", 0),
@@ -148,12 +217,19 @@ BROKER_KEYS: dict[str, ConfigKey] = {
             "How often idle producers are forgotten.",
             1,
         ),
-        _key("zookeeper.connect", "string", None, "ZooKeeper for cluster mode."),
-        _key("zookeeper.session.timeout.ms", "int", 18000, "ZooKeeper session timeout."),
+        _key("zookeeper.connect", "string", None, "ZooKeeper for cluster mode (not yet)."),
+        _key("zookeeper.session.timeout.ms", "int", 18000, "ZooKeeper session timeout.", 1),
         _key("zookeeper.connection.timeout.ms", "int", None, "ZooKeeper connect timeout."),
         _key("producer.id.expiration.ms", "int", 86400000, "Forget idle producers.", 1),
         _key("transactional.id.expiration.ms", "int", 604800000, "Forget idle txn ids.", 1),
-        _key("replica.lag.time.max.ms", "long", 30000, "Lag before leaving the ISR."),
+        _key("replica.lag.time.max.ms", "long", 30000, "Lag before leaving the ISR.", 0),
+        _key(
+            "max.broker.partitions",
+            "int",
+            DEFAULT_MAX_BROKER_PARTITIONS,
+            "moldau: most partitions this broker hosts (Kafka has no such key).",
+            1,
+        ),
         _key("cluster.id", "string", None, "Cluster id (generated when unset)."),
     ]
 }
@@ -183,6 +259,7 @@ class BrokerConfig:
     def __init__(self, values: Mapping[str, Any]) -> None:
         self._values = dict(values)
         self.explicit = frozenset(values)
+        _check_together(self)
 
     def get(self, name: str) -> Any:
         if name in self._values:
@@ -223,11 +300,14 @@ class BrokerConfig:
 
     @property
     def log_retention_ms(self) -> int:
+        """The retention time; any negative setting means forever (-1), as in Kafka."""
         if self.get("log.retention.ms") is not None:
-            return int(self.get("log.retention.ms"))
-        if self.get("log.retention.minutes") is not None:
-            return int(self.get("log.retention.minutes")) * 60_000
-        return int(self.get("log.retention.hours")) * 3_600_000
+            millis = int(self.get("log.retention.ms"))
+        elif self.get("log.retention.minutes") is not None:
+            millis = int(self.get("log.retention.minutes")) * 60_000
+        else:
+            millis = int(self.get("log.retention.hours")) * 3_600_000
+        return -1 if millis < 0 else millis
 
     def with_overrides(self, overrides: Mapping[str, str]) -> BrokerConfig:
         merged = dict(self._values)
@@ -243,7 +323,56 @@ def parse_listener(text: str) -> tuple[str, str, int]:
     host, colon, port = address.rpartition(":")
     if not colon or not port.isdigit():
         raise ConfigError(f"listener {text!r} has no port")
+    if int(port) > 65535:
+        raise ConfigError(f"listener {text!r} has a port above 65535")
     return name.upper(), host.strip("[]"), int(port)
+
+
+def _check_value(key: ConfigKey, value: Any) -> None:
+    """Kafka's range and enumeration validators; ConfigError names the key."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if key.minimum is not None and value < key.minimum:
+            raise ConfigError(
+                f"configuration {key.name}={value} is below its minimum {key.minimum}"
+            )
+        if key.maximum is not None and value > key.maximum:
+            raise ConfigError(
+                f"configuration {key.name}={value} is above its maximum {key.maximum}"
+            )
+    if key.choices is not None:
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if item not in key.choices:
+                allowed = ", ".join(sorted(key.choices))
+                raise ConfigError(f"configuration {key.name}={item!r} is not one of {allowed}")
+        if not items:
+            raise ConfigError(f"configuration {key.name} is empty")
+
+
+def _check_together(config: BrokerConfig) -> None:
+    """The rules between keys, checked once every value is known."""
+    if config.get("zookeeper.connect") is not None:
+        raise ConfigError(
+            "zookeeper.connect is set, but moldau's cluster mode is not available yet: "
+            "remove it to run a single-node broker"
+        )
+    node_id, broker_id = config.get("node.id"), config.get("broker.id")
+    if node_id is not None and "broker.id" in config.explicit and node_id != broker_id:
+        raise ConfigError(f"node.id={node_id} and broker.id={broker_id} must be equal")
+    low, high = (
+        config.get("group.min.session.timeout.ms"),
+        config.get("group.max.session.timeout.ms"),
+    )
+    if low > high:
+        raise ConfigError(
+            f"group.min.session.timeout.ms={low} is above group.max.session.timeout.ms={high}"
+        )
+    limit = config.get("max.broker.partitions")
+    for name in ("num.partitions", "offsets.topic.num.partitions"):
+        if config.get(name) > limit:
+            raise ConfigError(
+                f"configuration {name}={config.get(name)} is above max.broker.partitions={limit}"
+            )
 
 
 def parse_values(raw: Mapping[str, str]) -> dict[str, Any]:
@@ -259,11 +388,10 @@ def parse_values(raw: Mapping[str, str]) -> dict[str, Any]:
             value = _PARSERS[key.type](text)
         except ValueError:
             raise ConfigError(f"configuration {name}={text!r} is not a valid {key.type}") from None
-        if key.minimum is not None and isinstance(value, int) and value < key.minimum:
-            raise ConfigError(f"configuration {name}={value} is below its minimum {key.minimum}")
+        _check_value(key, value)
         values[name] = value
-    if "listeners" in values:
-        for listener in values["listeners"]:
+    for name in ("listeners", "advertised.listeners"):
+        for listener in values.get(name) or []:
             parse_listener(listener)
     return values
 

@@ -28,11 +28,10 @@ from ..protocol.batch import iter_batches
 from ..protocol.errors import ErrorCode, KafkaError
 from ..protocol.records import Record, build_batch, decode_batch
 from ..replication.partition import Partition
-from .core import BrokerCore
+from .core import OFFSETS_TOPIC, BrokerCore
 
 log = logging.getLogger(__name__)
 
-OFFSETS_TOPIC = "__consumer_offsets"
 HISTORY_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
 _READ_CHUNK = 4 * 1024 * 1024
 
@@ -105,7 +104,12 @@ class GroupService:
 
     def coordinator_for(self, group_id: str) -> int:
         """The broker that coordinates ``group_id``: its offsets partition's leader."""
-        self.ensure_topic()
+        try:
+            self.ensure_topic()
+        except KafkaError as exc:
+            # What Kafka answers while its offsets topic cannot be created.
+            log.warning("cannot create %s: %s", OFFSETS_TOPIC, exc.message)
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message) from None
         index = partition_for_group(group_id, self.num_partitions)
         partition = self.core.partitions.get((OFFSETS_TOPIC, index))
         if partition is None:

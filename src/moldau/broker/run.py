@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from ..log.manager import LogDirLockedError
+from .capacity import raise_open_file_limit
 from .config import ConfigError, load_config
 from .server import BrokerServer
 
@@ -28,6 +29,7 @@ def run_broker(config_path: str | None, overrides: list[str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    raise_open_file_limit()
     try:
         _run(_serve(BrokerServer(config)))
     except (OSError, LogDirLockedError) as exc:

@@ -66,9 +66,12 @@ class BrokerServer:
                 dedupe_buffer_size=int(config.get("log.cleaner.dedupe.buffer.size")),
             ),
         )
-        self.logs.load()
+        self.logs.lock()
         metadata = LocalMetadataStore(config.log_dirs[0], advertised)
         self.core = BrokerCore(config, metadata, self.logs, advertised)
+        # Partition dirs the metadata does not name are a crash's leftovers,
+        # unless the metadata itself is new (then nothing is judged).
+        self.logs.load(self.core.keeps_log if metadata.restored else None)
         self.core.open_partitions()
         self.core.groups = GroupService(self.core)
         self.core.groups.load()

@@ -13,7 +13,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 
@@ -77,7 +77,9 @@ class LocalMetadataStore:
     """Metadata of a single-node broker, persisted next to its data.
 
     Every change is written to a temporary file, fsynced and renamed over the
-    old one, so a crash leaves either the old or the new state, never half.
+    old one, so a crash leaves either the old or the new state, never half;
+    and only then applied in memory, so a write that fails (a full or
+    read-only disk) changes nothing, in the file or in the running broker.
     """
 
     FILE_NAME = "moldau-metadata.json"
@@ -92,10 +94,12 @@ class LocalMetadataStore:
         self._by_id: dict[uuid.UUID, TopicInfo] = {}
         self.cluster_id = ""
         self._next_producer_id = 0
+        #: False when this store was just created: nothing to compare logs to.
+        self.restored = os.path.exists(self._path)
         self._load()
 
     def _load(self) -> None:
-        if not os.path.exists(self._path):
+        if not self.restored:
             self.cluster_id = _new_cluster_id()
             self._save()
             return
@@ -114,10 +118,18 @@ class LocalMetadataStore:
             self._topics[info.name] = info
             self._by_id[info.topic_id] = info
 
-    def _save(self) -> None:
+    def _save(
+        self, topics: dict[str, TopicInfo] | None = None, next_producer_id: int | None = None
+    ) -> None:
+        """Write the state durably: by default the current one, else the one a
+        change is about to make current (applied in memory only after this
+        returns, so a failed write leaves the broker believing what the file
+        still says)."""
         data = {
             "cluster_id": self.cluster_id,
-            "next_producer_id": self._next_producer_id,
+            "next_producer_id": (
+                self._next_producer_id if next_producer_id is None else next_producer_id
+            ),
             "topics": [
                 {
                     "name": t.name,
@@ -126,7 +138,7 @@ class LocalMetadataStore:
                     "configs": t.configs,
                     "internal": t.internal,
                 }
-                for t in self._topics.values()
+                for t in (self._topics if topics is None else topics).values()
             ],
         }
         temporary = self._path + ".tmp"
@@ -151,29 +163,38 @@ class LocalMetadataStore:
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
         return self._by_id.get(topic_id)
 
+    # Every change below writes the changed state first and applies it in
+    # memory only once the write succeeded.
+
     def create_topic(self, info: TopicInfo) -> None:
-        self._topics[info.name] = info
-        self._by_id[info.topic_id] = info
-        self._save()
+        self._replace(info)
 
     def delete_topic(self, name: str) -> None:
-        info = self._topics.pop(name, None)
+        remaining = dict(self._topics)
+        info = remaining.pop(name, None)
+        self._save(remaining)
+        self._topics = remaining
         if info is not None:
             self._by_id.pop(info.topic_id, None)
-        self._save()
 
     def add_partitions(self, name: str, replicas: list[list[int]]) -> None:
-        self._topics[name].replicas.extend(replicas)
-        self._save()
+        old = self._topics[name]
+        self._replace(replace(old, replicas=old.replicas + [list(r) for r in replicas]))
 
     def set_topic_configs(self, name: str, configs: dict[str, str]) -> None:
-        self._topics[name].configs = dict(configs)
-        self._save()
+        self._replace(replace(self._topics[name], configs=dict(configs)))
+
+    def _replace(self, info: TopicInfo) -> None:
+        """Make ``info`` the topic of its name (a new object: callers holding
+        the old one keep what they saw)."""
+        self._save({**self._topics, info.name: info})
+        self._topics[info.name] = info
+        self._by_id[info.topic_id] = info
 
     def allocate_producer_ids(self, count: int) -> int:
         first = self._next_producer_id
-        self._next_producer_id += count
-        self._save()
+        self._save(next_producer_id=first + count)
+        self._next_producer_id = first + count
         return first
 
 

@@ -47,6 +47,18 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: Kafka bounds a deletion dir's name to 255 characters (LocalLog.logDeleteDirName).
+DIR_NAME_MAX = 255
+
+
+def delete_dir_name(topic: str, partition: int, limit: int = DIR_NAME_MAX) -> str:
+    """Kafka's ``<topic>-<partition>.<uuid hex>-delete``, the topic cut short
+    so that the name stays within ``limit``: a topic of 249 characters is as
+    deletable as a short one."""
+    suffix = f"-{partition}.{uuid.uuid4().hex}{DELETE_SUFFIX}"
+    return topic[: max(1, limit - len(suffix))] + suffix
+
+
 def parse_partition_dir(name: str) -> tuple[str, int] | None:
     """``(topic, partition)`` for a ``<topic>-<partition>`` dir name, else None
     (deleted, future and stray dirs, stray files)."""
@@ -74,17 +86,31 @@ class LogManager:
         self.default_config = default_config
         self._clock = clock
         self._logs: dict[tuple[str, int], PartitionLog] = {}
+        #: Partitions per log dir, so that placing one costs O(dirs).
+        self._counts = dict.fromkeys(self.log_dirs, 0)
         self._locks: list[int] = []
         self.cleaner = LogCleaner(self.partitions, clock, cleaner_config)
 
     # -- startup -------------------------------------------------------------
 
-    def load(self) -> None:
-        """Lock every log dir and open (recovering as needed) every partition."""
+    def lock(self) -> None:
+        """Create and lock every log dir (once), so no other broker uses them."""
+        if self._locks:
+            return
         for log_dir in self.log_dirs:
             os.makedirs(log_dir, exist_ok=True)
             self._lock(log_dir)
-            self._load_dir(log_dir)
+
+    def load(self, keep: Callable[[str, int, uuid.UUID], bool] | None = None) -> None:
+        """Lock every log dir and open (recovering as needed) every partition.
+
+        ``keep(topic, partition, topic_id)`` says whether the metadata knows a
+        partition dir; those it does not (left by a crash during a deletion
+        or a creation) are removed instead of opened.
+        """
+        self.lock()
+        for log_dir in self.log_dirs:
+            self._load_dir(log_dir, keep)
 
     def _lock(self, log_dir: str) -> None:
         fd = os.open(os.path.join(log_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
@@ -95,7 +121,7 @@ class LogManager:
             raise LogDirLockedError(f"{log_dir} is in use by another process") from exc
         self._locks.append(fd)
 
-    def _load_dir(self, log_dir: str) -> None:
+    def _load_dir(self, log_dir: str, keep: Callable[[str, int, uuid.UUID], bool] | None) -> None:
         clean_marker = os.path.join(log_dir, CLEAN_SHUTDOWN_FILE)
         clean = os.path.exists(clean_marker)
         recovery_points = _read_checkpoint(log_dir, RECOVERY_POINT_CHECKPOINT)
@@ -114,11 +140,21 @@ class LogManager:
             if key is None:
                 log.warning("ignoring %s: not a partition directory", path)
                 continue
+            topic_id = read_partition_metadata(path) or ZERO_UUID
+            if keep is not None and not keep(key[0], key[1], topic_id):
+                log.warning("removing %s: the metadata has no such partition", path)
+                try:
+                    self._remove_dir(path, *key)
+                except OSError as exc:
+                    # Not opened either way; a later start tries again.
+                    log.error("could not remove %s: %s", path, exc)
+                continue
+            self._counts[log_dir] += 1
             self._logs[key] = PartitionLog.open(
                 path,
                 key[0],
                 key[1],
-                read_partition_metadata(path) or ZERO_UUID,
+                topic_id,
                 self.default_config,
                 self._clock,
                 log_start_offset=start_offsets.get(key, 0),
@@ -152,32 +188,55 @@ class LogManager:
             if config is not None:
                 existing.config = config
             return existing
-        log_dir = min(self.log_dirs, key=self._partition_count)
+        log_dir = min(self.log_dirs, key=self._counts.__getitem__)
         path = os.path.join(log_dir, f"{topic}-{partition}")
-        os.makedirs(path, exist_ok=True)
-        write_partition_metadata(path, topic_id)
-        fsync_dir(log_dir)
-        partition_log = PartitionLog.open(
-            path, topic, partition, topic_id, config or self.default_config, self._clock
-        )
+        if os.path.isdir(path):
+            # Not in _logs, so not in the metadata: a deletion that failed
+            # left it. Its records must not come back under the new topic.
+            # (Anything else in the way makes the creation fail below.)
+            log.warning("removing %s left by an earlier topic of that name", path)
+            self._remove_dir(path, topic, partition)
+        os.makedirs(path)
+        try:
+            write_partition_metadata(path, topic_id)
+            fsync_dir(log_dir)
+            partition_log = PartitionLog.open(
+                path, topic, partition, topic_id, config or self.default_config, self._clock
+            )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self._remove_dir(path, topic, partition)
+            raise
         self._logs[(topic, partition)] = partition_log
+        self._counts[log_dir] += 1
         return partition_log
 
-    def _partition_count(self, log_dir: str) -> int:
-        return sum(os.path.dirname(p.directory) == log_dir for p in self._logs.values())
+    def dir_name_fits(self, topic: str, partition: int) -> bool:
+        """Whether ``<topic>-<partition>`` is a legal dir name in every log dir."""
+        return len(f"{topic}-{partition}".encode()) <= min(
+            _name_max(log_dir) for log_dir in self.log_dirs
+        )
 
     def delete(self, topic: str, partition: int) -> None:
         """Remove the partition's log. The dir is first renamed out of the way
         (a crash then finishes the deletion at the next load); slices being
-        sent keep their open files and stay readable."""
+        sent keep their open files and stay readable. Forgotten even if the
+        removal fails (OSError): the next start removes what is left."""
         partition_log = self._logs.pop((topic, partition), None)
         if partition_log is None:
             return
-        self.cleaner.forget(partition_log)
         directory = partition_log.directory
-        doomed = f"{directory}.{uuid.uuid4().hex}{DELETE_SUFFIX}"
+        self._counts[os.path.dirname(directory)] -= 1
+        self.cleaner.forget(partition_log)
+        self._remove_dir(directory, topic, partition)
+
+    def _remove_dir(self, directory: str, topic: str, partition: int) -> None:
+        """Rename to Kafka's ``-delete`` name (atomic, durable), then remove."""
+        parent = os.path.dirname(directory)
+        limit = min(DIR_NAME_MAX, _name_max(parent))
+        doomed = os.path.join(parent, delete_dir_name(topic, partition, limit))
         os.rename(directory, doomed)
-        fsync_dir(os.path.dirname(directory))
+        fsync_dir(parent)
         shutil.rmtree(doomed, ignore_errors=True)
 
     # -- durability ----------------------------------------------------------
@@ -193,9 +252,18 @@ class LogManager:
             ):
                 self._write_checkpoint(log_dir, name, attribute)
 
-    def _write_checkpoint(self, log_dir: str, name: str, attribute: str) -> None:
+    def _write_checkpoint(
+        self,
+        log_dir: str,
+        name: str,
+        attribute: str,
+        changes: dict[tuple[str, int], int] | None = None,
+    ) -> None:
+        """Checkpoint ``attribute`` of the dir's logs, ``changes`` taking
+        precedence (values about to be applied)."""
         logs = [p for p in self._logs.values() if os.path.dirname(p.directory) == log_dir]
         offsets = {(p.topic, p.partition): getattr(p, attribute) for p in logs}
+        offsets.update(changes or {})
         write_offsets(os.path.join(log_dir, name), offsets)
 
     def _checkpoint_log_start_offsets(self, log_dirs: Iterable[str]) -> None:
@@ -235,9 +303,20 @@ class LogManager:
         ``offset`` against the high watermark and maps -1 to it, as Kafka does.
         """
         partition_log = self._logs[(topic, partition)]
-        start = partition_log.delete_records_before(offset)
-        self._checkpoint_log_start_offsets([os.path.dirname(partition_log.directory)])
-        return start
+        if offset > partition_log.log_end_offset:
+            # The log's own refusal, before anything is written.
+            return partition_log.delete_records_before(offset)
+        start = max(offset, partition_log.log_start_offset)
+        # The new start is durable before it takes effect: if the checkpoint
+        # cannot be written, nothing changed (the caller answers
+        # KAFKA_STORAGE_ERROR); once it is, a crash keeps the deletion.
+        self._write_checkpoint(
+            os.path.dirname(partition_log.directory),
+            LOG_START_OFFSET_CHECKPOINT,
+            "log_start_offset",
+            {(topic, partition): start},
+        )
+        return partition_log.delete_records_before(start)
 
     def flush_due(self) -> None:
         """Flush the logs whose ``flush.ms`` has passed (the broker's timer)."""
@@ -266,6 +345,14 @@ class LogManager:
         for fd in self._locks:
             os.close(fd)
         self._locks.clear()
+
+
+def _name_max(log_dir: str) -> int:
+    """The file system's longest file name (NAME_MAX) in ``log_dir``."""
+    try:
+        return os.pathconf(log_dir, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return DIR_NAME_MAX
 
 
 def _read_checkpoint(log_dir: str, name: str) -> dict[tuple[str, int], int]:

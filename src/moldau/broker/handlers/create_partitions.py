@@ -12,13 +12,18 @@ from ..dispatch import RequestContext, handles
 
 
 @handles(ApiKey.CREATE_PARTITIONS, range(0, 4))
-def create_partitions(context: RequestContext, request: Message) -> Message:
+async def create_partitions(context: RequestContext, request: Message) -> Message:
     results = []
     for topic in request["topics"]:
-        assignments = [a["broker_ids"] for a in topic["assignments"] or []]
+        # Null assignments: the broker places the new partitions; an empty
+        # list is a (wrong) manual assignment of none, as in Kafka.
+        assignments = topic["assignments"]
         try:
-            context.core.create_partitions(
-                topic["name"], topic["count"], assignments or None, request["validate_only"]
+            await context.core.create_partitions_request(
+                topic["name"],
+                topic["count"],
+                None if assignments is None else [list(a["broker_ids"] or []) for a in assignments],
+                request["validate_only"],
             )
         except KafkaError as exc:
             results.append(

@@ -13,26 +13,39 @@ from typing import Any
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import KafkaError
 from ...protocol.messages import Message
+from ..capacity import check_request_size
+from ..core import BrokerCore
 from ..dispatch import RequestContext, handles
 from ..topic_config import TOPIC_KEYS, config_source, effective_value
 
 
 @handles(ApiKey.CREATE_TOPICS, range(2, 8))
-def create_topics(context: RequestContext, request: Message) -> Message:
+async def create_topics(context: RequestContext, request: Message) -> Message:
     core = context.core
+    try:
+        # Kafka's cap is on the whole request: over it, every topic is refused.
+        check_request_size(_requested_partitions(core, request["topics"]))
+    except KafkaError as exc:
+        refusal = {"error_code": exc.code, "error_message": exc.message}
+        return {
+            "throttle_time_ms": 0,
+            "topics": [{"name": t["name"], **refusal} for t in request["topics"]],
+        }
     results: list[dict[str, Any]] = []
     for topic in request["topics"]:
         name = topic["name"]
         configs = {c["name"]: c["value"] for c in topic["configs"] or []}
-        assignments = sorted(topic["assignments"] or [], key=lambda a: a["partition_index"])
         try:
-            info = core.create_topic(
+            info = await core.create_topic_request(
                 name,
                 topic["num_partitions"],
                 topic["replication_factor"],
                 configs,
-                assignments=[a["broker_ids"] for a in assignments] or None,
-                validate_only=request.get("validate_only", False),
+                [
+                    (a["partition_index"], list(a["broker_ids"] or []))
+                    for a in topic["assignments"] or []
+                ],
+                request.get("validate_only", False),
             )
         except KafkaError as exc:
             results.append({"name": name, "error_code": exc.code, "error_message": exc.message})
@@ -57,3 +70,17 @@ def create_topics(context: RequestContext, request: Message) -> Message:
             }
         )
     return {"throttle_time_ms": 0, "topics": results}
+
+
+def _requested_partitions(core: BrokerCore, topics: list[Message]) -> int:
+    """Partitions the request asks for, counted as Kafka's controller counts."""
+    default = int(core.config.get("num.partitions"))
+    total = 0
+    for topic in topics:
+        if topic["assignments"]:
+            total += len(topic["assignments"])
+        elif topic["num_partitions"] == -1:
+            total += default
+        elif topic["num_partitions"] > 0:
+            total += topic["num_partitions"]
+    return total

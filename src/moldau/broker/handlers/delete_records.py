@@ -7,12 +7,16 @@ of -1 means the high watermark: delete everything consumers can see.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
+from ..core import is_internal_topic
 from ..dispatch import RequestContext, handles
+
+log = logging.getLogger(__name__)
 
 HIGH_WATERMARK = -1
 
@@ -27,6 +31,13 @@ def delete_records(context: RequestContext, request: Message) -> Message:
             index = wanted["partition_index"]
             answer = {"partition_index": index, "low_watermark": -1, "error_code": 0}
             try:
+                if is_internal_topic(topic["name"]):
+                    # Kafka's ReplicaManager: committed offsets are not the
+                    # client's to delete.
+                    raise KafkaError(
+                        ErrorCode.INVALID_TOPIC_EXCEPTION,
+                        f"Cannot delete records of internal topic {topic['name']}",
+                    )
                 partition = core.leader_partition(topic["name"], index)
                 offset = wanted["offset"]
                 if offset == HIGH_WATERMARK:
@@ -36,6 +47,11 @@ def delete_records(context: RequestContext, request: Message) -> Message:
                 answer["low_watermark"] = core.logs.delete_records(topic["name"], index, offset)
             except KafkaError as exc:
                 answer["error_code"] = exc.code
+            except OSError as exc:
+                # The new log start offset could not be made durable: nothing
+                # was deleted (LogManager.delete_records).
+                log.error("DeleteRecords on %s-%d failed: %s", topic["name"], index, exc)
+                answer["error_code"] = ErrorCode.KAFKA_STORAGE_ERROR
             partitions.append(answer)
         topics.append({"name": topic["name"], "partitions": partitions})
     return {"throttle_time_ms": 0, "topics": topics}

@@ -17,7 +17,7 @@ _NO_ID = uuid.UUID(int=0)
 
 
 @handles(ApiKey.DELETE_TOPICS, range(1, 7))
-def delete_topics(context: RequestContext, request: Message) -> Message:
+async def delete_topics(context: RequestContext, request: Message) -> Message:
     core = context.core
     if context.version >= 6:
         wanted = [(t.get("name"), t.get("topic_id") or _NO_ID) for t in request["topics"]]
@@ -35,7 +35,7 @@ def delete_topics(context: RequestContext, request: Message) -> Message:
             name = info.name
         info = core.metadata.topic(name) if name else None
         try:
-            core.delete_topic(name or "")
+            await core.delete_topic_request(name or "")
         except KafkaError as exc:
             responses.append(
                 {

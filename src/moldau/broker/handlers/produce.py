@@ -16,8 +16,11 @@ from typing import Any
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
-from ..core import BrokerCore
+from ..core import BrokerCore, is_internal_topic
 from ..dispatch import RequestContext, handles
+
+#: Kafka's AdminUtils.ADMIN_CLIENT_ID: requests with it may write internal topics.
+ADMIN_CLIENT_ID = "__admin_client"
 
 
 @handles(ApiKey.PRODUCE, range(0, 14))
@@ -32,6 +35,10 @@ def produce(context: RequestContext, request: Message) -> Message | None:
             if acks not in (0, 1, -1):
                 partitions.append(_error(data["index"], ErrorCode.INVALID_REQUIRED_ACKS, None))
                 continue
+            if name is not None and _internal_refused(context, name):
+                message = f"Cannot append to internal topic {name}"
+                partitions.append(_error(data["index"], ErrorCode.INVALID_TOPIC_EXCEPTION, message))
+                continue
             partitions.append(_append(core, name, data, acks))
         responses.append(
             {"name": name, "topic_id": topic.get("topic_id"), "partition_responses": partitions}
@@ -39,6 +46,12 @@ def produce(context: RequestContext, request: Message) -> Message | None:
     if acks == 0:
         return None
     return {"responses": responses, "throttle_time_ms": 0}
+
+
+def _internal_refused(context: RequestContext, name: str) -> bool:
+    """Kafka's ReplicaManager: only its admin client id may append to an
+    internal topic (a forged commit would rewind a group)."""
+    return is_internal_topic(name) and context.header.client_id != ADMIN_CLIENT_ID
 
 
 def _topic_name(core: BrokerCore, topic: Message) -> str | None:
