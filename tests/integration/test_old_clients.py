@@ -31,7 +31,7 @@ from kafka.structs import OffsetAndMetadata
 from conftest import BrokerProcess, RawConnection, create_topic, wait_for
 from moldau.protocol.records import Record, build_batch
 
-PRODUCE, FETCH, LIST_OFFSETS, METADATA, API_VERSIONS = 0, 1, 2, 3, 18
+PRODUCE, FETCH, LIST_OFFSETS, METADATA, API_VERSIONS, DESCRIBE_ACLS = 0, 1, 2, 3, 18, 29
 UNKNOWN_TOPIC_OR_PARTITION = 3
 UNSUPPORTED_VERSION = 35
 UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
@@ -290,3 +290,20 @@ def test_api_versions_advertise_kafka_3_9_floors(broker: BrokerProcess) -> None:
     assert {k: floors[k] for k in (0, 1, 2, 3, 8, 9, 19, 20, 32)} == dict.fromkeys(
         (0, 1, 2, 3, 8, 9, 19, 20, 32), 0
     )
+
+
+def test_unserved_api_at_a_version_only_kafka_3_9_has(broker: BrokerProcess) -> None:
+    """DescribeAcls v0 (old sarama's ACL listing): UNSUPPORTED_VERSION in
+    the answer, on a connection that stays open."""
+    request = {
+        "resource_type_filter": 1,
+        "resource_name_filter": None,
+        "principal_filter": None,
+        "host_filter": None,
+        "operation": 1,
+        "permission_type": 1,
+    }
+    with RawConnection(broker.port) as conn:
+        answer = conn.request(DESCRIBE_ACLS, 0, request)
+        assert (answer["error_code"], answer["resources"]) == (UNSUPPORTED_VERSION, [])
+        assert conn.request(METADATA, 0, {"topics": []})["brokers"]

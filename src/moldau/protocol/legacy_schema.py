@@ -3,7 +3,9 @@
 kio follows Kafka 4.0, so it has no schema for Produce v0-v2, Fetch v0-v3,
 ListOffsets v0 and the other versions listed below, which deployed clients
 still send (old sarama, kafka-python with an old ``api_version``, librdkafka
-with ``broker.version.fallback``). Their fields are written here as data,
+with ``broker.version.fallback``). The APIs moldau serves are served at these
+versions; the others are answered UNSUPPORTED_VERSION at them, as at any
+version, rather than with a closed connection. Their fields are written here as data,
 transcribed from Kafka 3.9's message definitions
 (``clients/src/main/resources/common/message/*.json``): names in Kafka's
 snake_case as kio spells them, versions in Kafka's notation ("0+", "1",
@@ -295,8 +297,252 @@ _DESCRIBE_CONFIGS = Legacy(
     ),
 )  # fmt: skip
 
-#: By API key: every API moldau serves whose range in Kafka 3.9 starts below
-#: kio's (Kafka 3.9's other APIs start at the same version in both).
+# The APIs below moldau does not serve; their old versions are here so that a
+# client asking for one gets UNSUPPORTED_VERSION in the answer's error field,
+# as for every other version we do not serve, instead of a closed connection.
+
+_DESCRIBE_ACLS = Legacy(
+    "DescribeAcls",
+    oldest=0,
+    kio_floor=1,
+    request=(
+        F("resource_type_filter", "int8"),
+        F("resource_name_filter", "string", nullable="0+"),
+        F("pattern_type_filter", "int8", "1+", default=3),
+        F("principal_filter", "string", nullable="0+"),
+        F("host_filter", "string", nullable="0+"),
+        F("operation", "int8"),
+        F("permission_type", "int8"),
+    ),
+    response=(
+        F("throttle_time_ms", "int32"),
+        F("error_code", "int16"),
+        F("error_message", "string", nullable="0+"),
+        F("resources", "[]DescribeAclsResource", fields=(
+            F("resource_type", "int8"),
+            F("resource_name", "string"),
+            F("pattern_type", "int8", "1+", default=3),
+            F("acls", "[]AclDescription", fields=(
+                F("principal", "string"),
+                F("host", "string"),
+                F("operation", "int8"),
+                F("permission_type", "int8"),
+            )),
+        )),
+    ),
+)  # fmt: skip
+
+_CREATE_ACLS = Legacy(
+    "CreateAcls",
+    oldest=0,
+    kio_floor=1,
+    request=(
+        F("creations", "[]AclCreation", fields=(
+            F("resource_type", "int8"),
+            F("resource_name", "string"),
+            F("resource_pattern_type", "int8", "1+", default=3),
+            F("principal", "string"),
+            F("host", "string"),
+            F("operation", "int8"),
+            F("permission_type", "int8"),
+        )),
+    ),
+    response=(
+        F("throttle_time_ms", "int32"),
+        F("results", "[]AclCreationResult", fields=(
+            F("error_code", "int16"),
+            F("error_message", "string", nullable="0+"),
+        )),
+    ),
+)  # fmt: skip
+
+_DELETE_ACLS = Legacy(
+    "DeleteAcls",
+    oldest=0,
+    kio_floor=1,
+    request=(
+        F("filters", "[]DeleteAclsFilter", fields=(
+            F("resource_type_filter", "int8"),
+            F("resource_name_filter", "string", nullable="0+"),
+            F("pattern_type_filter", "int8", "1+", default=3),
+            F("principal_filter", "string", nullable="0+"),
+            F("host_filter", "string", nullable="0+"),
+            F("operation", "int8"),
+            F("permission_type", "int8"),
+        )),
+    ),
+    response=(
+        F("throttle_time_ms", "int32"),
+        F("filter_results", "[]DeleteAclsFilterResult", fields=(
+            F("error_code", "int16"),
+            F("error_message", "string", nullable="0+"),
+            F("matching_acls", "[]DeleteAclsMatchingAcl", fields=(
+                F("error_code", "int16"),
+                F("error_message", "string", nullable="0+"),
+                F("resource_type", "int8"),
+                F("resource_name", "string"),
+                F("pattern_type", "int8", "1+", default=3),
+                F("principal", "string"),
+                F("host", "string"),
+                F("operation", "int8"),
+                F("permission_type", "int8"),
+            )),
+        )),
+    ),
+)  # fmt: skip
+
+_OFFSET_FOR_LEADER_EPOCH = Legacy(
+    "OffsetForLeaderEpoch",
+    oldest=0,
+    kio_floor=2,
+    request=(
+        F("topics", "[]OffsetForLeaderTopic", fields=(
+            F("topic", "string"),
+            F("partitions", "[]OffsetForLeaderPartition", fields=(
+                F("partition", "int32"),
+                F("current_leader_epoch", "int32", "2+", default=-1),
+                F("leader_epoch", "int32"),
+            )),
+        )),
+    ),
+    response=(
+        F("throttle_time_ms", "int32", "2+"),
+        F("topics", "[]OffsetForLeaderTopicResult", fields=(
+            F("topic", "string"),
+            F("partitions", "[]EpochEndOffset", fields=(
+                F("error_code", "int16"),
+                F("partition", "int32"),
+                F("leader_epoch", "int32", "1+", default=-1),
+                F("end_offset", "int64", default=-1),
+            )),
+        )),
+    ),
+)  # fmt: skip
+
+_ALTER_REPLICA_LOG_DIRS = Legacy(
+    "AlterReplicaLogDirs",
+    oldest=0,
+    kio_floor=1,
+    request=(
+        F("dirs", "[]AlterReplicaLogDir", fields=(
+            F("path", "string"),
+            F("topics", "[]AlterReplicaLogDirTopic", fields=(
+                F("name", "string"),
+                F("partitions", "[]int32"),
+            )),
+        )),
+    ),
+    response=(
+        F("throttle_time_ms", "int32"),
+        F("results", "[]AlterReplicaLogDirTopicResult", fields=(
+            F("topic_name", "string"),
+            F("partitions", "[]AlterReplicaLogDirPartitionResult", fields=(
+                F("partition_index", "int32"),
+                F("error_code", "int16"),
+            )),
+        )),
+    ),
+)  # fmt: skip
+
+_DESCRIBE_LOG_DIRS = Legacy(
+    "DescribeLogDirs",
+    oldest=0,
+    kio_floor=1,
+    request=(
+        F("topics", "[]DescribableLogDirTopic", nullable="0+", fields=(
+            F("topic", "string"),
+            F("partitions", "[]int32"),
+        )),
+    ),
+    response=(
+        F("throttle_time_ms", "int32"),
+        F("results", "[]DescribeLogDirsResult", fields=(
+            F("error_code", "int16"),
+            F("log_dir", "string"),
+            F("topics", "[]DescribeLogDirsTopic", fields=(
+                F("name", "string"),
+                F("partitions", "[]DescribeLogDirsPartition", fields=(
+                    F("partition_index", "int32"),
+                    F("partition_size", "int64"),
+                    F("offset_lag", "int64"),
+                    F("is_future_key", "bool"),
+                )),
+            )),
+        )),
+    ),
+)  # fmt: skip
+
+_RENEWERS = (F("principal_type", "string"), F("principal_name", "string"))
+
+_CREATE_DELEGATION_TOKEN = Legacy(
+    "CreateDelegationToken",
+    oldest=0,
+    kio_floor=1,
+    request=(
+        F("renewers", "[]CreatableRenewers", fields=_RENEWERS),
+        F("max_lifetime_ms", "int64"),
+    ),
+    response=(
+        F("error_code", "int16"),
+        F("principal_type", "string"),
+        F("principal_name", "string"),
+        F("issue_timestamp_ms", "int64"),
+        F("expiry_timestamp_ms", "int64"),
+        F("max_timestamp_ms", "int64"),
+        F("token_id", "string"),
+        F("hmac", "bytes"),
+        F("throttle_time_ms", "int32"),
+    ),
+)
+
+_DESCRIBE_DELEGATION_TOKEN = Legacy(
+    "DescribeDelegationToken",
+    oldest=0,
+    kio_floor=1,
+    request=(F("owners", "[]DescribeDelegationTokenOwner", nullable="0+", fields=_RENEWERS),),
+    response=(
+        F("error_code", "int16"),
+        F("tokens", "[]DescribedDelegationToken", fields=(
+            F("principal_type", "string"),
+            F("principal_name", "string"),
+            F("issue_timestamp", "int64"),
+            F("expiry_timestamp", "int64"),
+            F("max_timestamp", "int64"),
+            F("token_id", "string"),
+            F("hmac", "bytes"),
+            F("renewers", "[]DescribedDelegationTokenRenewer", fields=_RENEWERS),
+        )),
+        F("throttle_time_ms", "int32"),
+    ),
+)  # fmt: skip
+
+_TOKEN_TIME = (
+    F("error_code", "int16"),
+    F("expiry_timestamp_ms", "int64"),
+    F("throttle_time_ms", "int32"),
+)
+
+_RENEW_DELEGATION_TOKEN = Legacy(
+    "RenewDelegationToken",
+    oldest=0,
+    kio_floor=1,
+    request=(F("hmac", "bytes"), F("renew_period_ms", "int64")),
+    response=_TOKEN_TIME,
+)
+
+_EXPIRE_DELEGATION_TOKEN = Legacy(
+    "ExpireDelegationToken",
+    oldest=0,
+    kio_floor=1,
+    request=(F("hmac", "bytes"), F("expiry_time_period_ms", "int64")),
+    response=_TOKEN_TIME,
+)
+
+#: By API key: every API a client may send whose range in Kafka 3.9 starts
+#: below kio's. Left out: the inter-broker and controller APIs (LeaderAndIsr,
+#: StopReplica, UpdateMetadata, ControlledShutdown, AlterPartition v0-v1,
+#: WriteTxnMarkers v0), which no client sends, and the share-group APIs,
+#: whose v0 was an unreleased early access in Kafka 3.9.
 LEGACY: dict[int, Legacy] = {
     0: _PRODUCE,
     1: _FETCH,
@@ -306,4 +552,14 @@ LEGACY: dict[int, Legacy] = {
     19: _CREATE_TOPICS,
     20: _DELETE_TOPICS,
     32: _DESCRIBE_CONFIGS,
+    23: _OFFSET_FOR_LEADER_EPOCH,
+    29: _DESCRIBE_ACLS,
+    30: _CREATE_ACLS,
+    31: _DELETE_ACLS,
+    34: _ALTER_REPLICA_LOG_DIRS,
+    35: _DESCRIBE_LOG_DIRS,
+    38: _CREATE_DELEGATION_TOKEN,
+    39: _RENEW_DELEGATION_TOKEN,
+    40: _EXPIRE_DELEGATION_TOKEN,
+    41: _DESCRIBE_DELEGATION_TOKEN,
 }
