@@ -38,6 +38,9 @@ _ERROR = struct.Struct(">h")
 #: Versions past these name topics by id (Produce/Fetch 13+) where the client
 #: names them; the client stays below until it tracks topic ids.
 _CLIENT_MAX: dict[int, int] = {ApiKey.PRODUCE: 12, ApiKey.FETCH: 12}
+#: The codecs also know the versions Kafka 4.0 dropped (for the broker); the
+#: client writes and reads record batches v2 and one offset per partition only.
+_CLIENT_MIN: dict[int, int] = {ApiKey.PRODUCE: 3, ApiKey.FETCH: 4, ApiKey.LIST_OFFSETS: 1}
 
 
 @dataclass(slots=True)
@@ -56,7 +59,7 @@ def pick_versions(broker_ranges: dict[int, tuple[int, int]]) -> dict[int, int]:
         if ours is None:
             continue
         top = min(hi, ours.stop - 1, _CLIENT_MAX.get(api_key, hi))
-        if top >= max(lo, ours.start):
+        if top >= max(lo, ours.start, _CLIENT_MIN.get(api_key, 0)):
             chosen[api_key] = top
     return chosen
 

@@ -69,7 +69,8 @@ class Offsets:
                 )
                 continue
             tp = (p.topic, p.partition)
-            committed[tp] = OffsetCommitValue(p.offset, p.leader_epoch, metadata, now)
+            when = now if p.commit_timestamp == -1 else p.commit_timestamp
+            committed[tp] = OffsetCommitValue(p.offset, p.leader_epoch, metadata, when)
             records.append(offset_record(group_id, tp, committed[tp]))
             results.append(PartitionResult(p.topic, p.partition, errors.NONE))
         self.rt.write(group_id, records)

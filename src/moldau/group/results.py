@@ -96,6 +96,8 @@ class OffsetCommitPartition:
     offset: int
     leader_epoch: int = -1
     metadata: str | None = ""
+    #: OffsetCommit v1's commit time; -1 (every other version): now.
+    commit_timestamp: int = -1
 
 
 @dataclass(frozen=True)

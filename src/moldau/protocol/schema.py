@@ -7,8 +7,8 @@ each); we only read their field metadata once, turn it into the small
 ``StructSpec`` tree below, and let ``codegen`` compile straight-line codecs
 from it. This module is the only place in moldau that imports kio.
 
-A handful of versions that kio leaves out (it follows Kafka 4.0, which dropped
-them) are derived here by removing fields from the oldest version kio has.
+The versions kio leaves out (it follows Kafka 4.0, which dropped them; Kafka
+3.9 still serves them) come from the field lists of ``legacy_schema``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ _import_kio_quietly()
 from kio.index import load_entity_schema  # noqa: E402
 from kio.schema.index import api_key_map, schema_name_map  # noqa: E402
 from kio.static.constants import EntityType  # noqa: E402
+
+from .legacy_schema import LEGACY, Field, in_versions  # noqa: E402
 
 Direction = Literal["request", "response"]
 
@@ -107,7 +109,8 @@ def known_versions(api_key: int) -> range | None:
     if name is None:
         return None
     versions = sorted(schema_name_map[name])
-    low = min(versions[0], _DERIVED_FLOOR.get(api_key, versions[0]))
+    legacy = LEGACY.get(api_key)
+    low = legacy.oldest if legacy is not None else versions[0]
     return range(low, versions[-1] + 1)
 
 
@@ -117,10 +120,9 @@ def message_spec(api_key: int, version: int, direction: Direction) -> StructSpec
     name = api_name(api_key)
     if name is None:
         raise KeyError(f"unknown API key {api_key}")
-    derived = _DERIVED.get((api_key, direction))
-    if derived is not None and version < _DERIVED_FLOOR_FROM[api_key]:
-        base = message_spec(api_key, _DERIVED_FLOOR_FROM[api_key], direction)
-        return _without(base, derived(version))
+    legacy = LEGACY.get(api_key)
+    if legacy is not None and version < legacy.kio_floor:
+        return legacy_spec(api_key, version, direction)
     if direction == "request":
         cls = load_entity_schema(name, version, EntityType.request)
     else:
@@ -224,40 +226,47 @@ _ZERO: dict[str, Any] = {
 }
 
 
-def _without(base: StructSpec, removed: frozenset[str]) -> StructSpec:
-    """``base`` with the named fields (at any depth) taken out."""
-
-    def strip(spec: StructSpec) -> StructSpec:
-        kept = []
-        for f in spec.fields:
-            if f.name in removed:
-                continue
-            if f.struct is not None:
-                f = dataclasses.replace(f, struct=strip(f.struct))
-            kept.append(f)
-        return dataclasses.replace(spec, fields=tuple(kept))
-
-    return strip(base)
+def legacy_spec(api_key: int, version: int, direction: Direction) -> StructSpec:
+    """The spec of an old version from ``legacy_schema`` (also at its kio floor,
+    where the wire tests compare it with kio's)."""
+    legacy = LEGACY[api_key]
+    if not legacy.oldest <= version <= legacy.kio_floor:
+        raise KeyError(f"{legacy.name} v{version} is not in legacy_schema")
+    fields = legacy.request if direction == "request" else legacy.response
+    suffix = "Request" if direction == "request" else "Response"
+    return _struct_from_legacy(legacy.name + suffix, fields, version)
 
 
-def _produce_request_removed(version: int) -> frozenset[str]:
-    return frozenset({"transactional_id"})
+def _struct_from_legacy(name: str, fields: tuple[Field, ...], version: int) -> StructSpec:
+    return StructSpec(
+        name=name,
+        fields=tuple(
+            _field_from_legacy(f, version) for f in fields if in_versions(f.versions, version)
+        ),
+        flexible=False,
+    )
 
 
-def _produce_response_removed(version: int) -> frozenset[str]:
-    removed = set()
-    if version < 2:
-        removed.add("log_append_time_ms")
-    if version < 1:
-        removed.add("throttle_time_ms")
-    return frozenset(removed)
-
-
-# Produce v0-v2 are v3 minus the fields v3 added. Clients only use them to learn
-# that the broker speaks Produce at all (librdkafka reads the advertised range).
-_DERIVED = {
-    (0, "request"): _produce_request_removed,
-    (0, "response"): _produce_response_removed,
-}
-_DERIVED_FLOOR = {0: 0}
-_DERIVED_FLOOR_FROM = {0: 3}
+def _field_from_legacy(field: Field, version: int) -> FieldSpec:
+    array = field.type.startswith("[]")
+    item = field.type.removeprefix("[]")
+    nullable = in_versions(field.nullable, version)
+    struct = _struct_from_legacy(item, field.fields, version) if field.fields else None
+    wire_type = "struct" if struct is not None else item
+    if field.default is not None:
+        default = field.default
+    elif nullable:
+        default = None
+    elif array:
+        default = []
+    else:
+        default = _ZERO[wire_type]
+    return FieldSpec(
+        name=field.name,
+        type=wire_type,
+        array=array,
+        nullable=nullable,
+        struct=struct,
+        tag=None,
+        default=default,
+    )

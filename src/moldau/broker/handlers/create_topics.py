@@ -1,6 +1,7 @@
 """CreateTopics (key 19): create topics with partitions, replicas, configs.
 
-v1: validate_only and error messages. v2-v4: no change for brokers (v4 lets
+v0 (deprecated in Kafka 3.9, gone in 4.0): no validate_only, no error
+messages. v1: validate_only and error messages. v2-v4: no change for brokers (v4 lets
 num_partitions and replication_factor be -1 for the broker defaults).
 v5: flexible; the answer carries the topic's partitions, replication factor
 and configs. v6: no change. v7: topic ids.
@@ -19,7 +20,7 @@ from ..dispatch import RequestContext, handles
 from ..topic_config import TOPIC_KEYS, config_source, effective_value
 
 
-@handles(ApiKey.CREATE_TOPICS, range(2, 8))
+@handles(ApiKey.CREATE_TOPICS, range(0, 8))
 async def create_topics(context: RequestContext, request: Message) -> Message:
     core = context.core
     try:

@@ -1,5 +1,6 @@
 """DeleteTopics (key 20): delete topics and their data.
 
+v0 (deprecated in Kafka 3.9, gone in 4.0): as v1 without throttle time.
 v1: throttle time. v4: flexible. v5: error messages. v6: topics by name or id.
 """
 
@@ -16,7 +17,7 @@ from ..dispatch import RequestContext, handles
 _NO_ID = uuid.UUID(int=0)
 
 
-@handles(ApiKey.DELETE_TOPICS, range(1, 7))
+@handles(ApiKey.DELETE_TOPICS, range(0, 7))
 async def delete_topics(context: RequestContext, request: Message) -> Message:
     core = context.core
     if context.version >= 6:

@@ -1,5 +1,9 @@
 """DescribeConfigs (key 32): topic and broker configs, with their sources.
 
+v0 (deprecated in Kafka 3.9, gone in 4.0): is_default instead of a source,
+no synonyms. moldau sets is_default for values from the defaults, as the
+field is defined; Kafka 3.9's broker leaves it false (clients then guess the
+source from the resource type).
 v1: synonyms and config_source (instead of is_default). v2: no change.
 v3: config type and documentation. v4: flexible.
 """
@@ -26,7 +30,7 @@ DEFAULT_CONFIG = 5
 _CONFIG_TYPES = {"boolean": 1, "string": 2, "int": 3, "long": 5, "double": 6, "list": 7}
 
 
-@handles(ApiKey.DESCRIBE_CONFIGS, range(1, 5))
+@handles(ApiKey.DESCRIBE_CONFIGS, range(0, 5))
 def describe_configs(context: RequestContext, request: Message) -> Message:
     results = []
     for resource in request["resources"]:

@@ -1,5 +1,6 @@
 """FindCoordinator (key 10): which broker coordinates a group.
 
+v0: groups only (no key type), no error message, no throttle time.
 v1: key type (0 group, 1 transaction), error message, throttle time.
 v2: no change. v3: flexible. v4: several keys at once (coordinator_keys).
 v5-v6: no change for groups (v6 adds share-group keys).

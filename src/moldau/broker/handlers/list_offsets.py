@@ -1,6 +1,9 @@
 """ListOffsets (key 2): offsets by time: earliest, latest, or a timestamp.
 
-v1: one offset per partition (v0's offset arrays are gone). v2: isolation
+v0 (deprecated in Kafka 3.9, gone in 4.0): up to max_num_offsets offsets
+per partition (old_style_offsets): segment boundaries and the log end, newest
+first, as Kafka's legacy lookup gives them (``_old_versions``); only the
+special timestamps -1 and -2. v1: one offset and its timestamp. v2: isolation
 level. v4: leader epochs. v6: flexible. v7: max timestamp (-3). v8: earliest
 local (-4). v9: latest tiered (-5). v10: timeout_ms. v11: no change for us.
 """
@@ -14,6 +17,7 @@ from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
 from ...replication.partition import Partition
 from ..dispatch import RequestContext, handles
+from ._old_versions import list_offsets_v0
 
 LATEST = -1
 EARLIEST = -2
@@ -22,12 +26,17 @@ EARLIEST_LOCAL = -4
 LATEST_TIERED = -5
 
 
-@handles(ApiKey.LIST_OFFSETS, range(1, 12))
+@handles(ApiKey.LIST_OFFSETS, range(0, 12))
 def list_offsets(context: RequestContext, request: Message) -> Message:
     topics = []
     for topic in request["topics"]:
         partitions = []
         for wanted in topic["partitions"]:
+            if context.version == 0:
+                partitions.append(
+                    list_offsets_v0(context.core, request["replica_id"], topic["name"], wanted)
+                )
+                continue
             index = wanted["partition_index"]
             try:
                 partition = context.core.leader_partition(topic["name"], index)

@@ -1,5 +1,8 @@
 """Metadata (key 3): brokers, topics, partitions and their leaders.
 
+v0: an empty topic list means every topic (v0 has no null list); topics
+are auto-created as auto.create.topics.enable says, as in v1-v3 (the
+request's own flag arrives in v4).
 v1: rack, controller id, is_internal; a null topic list means all topics.
 v2: cluster id. v3: throttle time. v4: allow_auto_topic_creation.
 v5: offline replicas. v7: leader epoch. v8: authorized operations.

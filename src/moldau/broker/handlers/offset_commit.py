@@ -1,5 +1,11 @@
 """OffsetCommit (key 8): store a group's consumed positions.
 
+v0 (deprecated in Kafka 3.9, gone in 4.0): no generation or member, so a
+commit as a standalone consumer's; Kafka 3.9 stores v0 commits in ZooKeeper
+(and refuses them in KRaft mode), moldau stores them in __consumer_offsets
+like every other version, where OffsetFetch of any version finds them.
+v1: generation and member; a commit timestamp per partition, stored as the
+offset's commit time (-1: now), from which offsets.retention.minutes counts.
 v2: retention time (ignored since Kafka 2.1: offsets.retention.minutes
 governs). v3: throttle time. v5: no retention time. v6: leader epoch per
 partition. v7: group instance id. v8: flexible. v9: member epoch for the new
@@ -19,7 +25,7 @@ from ..dispatch import RequestContext, handles
 from ._groups import group_service
 
 
-@handles(ApiKey.OFFSET_COMMIT, range(2, 10))
+@handles(ApiKey.OFFSET_COMMIT, range(0, 10))
 def offset_commit(context: RequestContext, request: Message) -> Message:
     service = group_service(context)
     metadata = context.core.metadata
@@ -39,15 +45,16 @@ def offset_commit(context: RequestContext, request: Message) -> Message:
                     p["committed_offset"],
                     p.get("committed_leader_epoch", -1),
                     p.get("committed_metadata"),
+                    p.get("commit_timestamp", -1),
                 )
             )
     codes: dict[tuple[str, int], int] = dict(refused)
     if accepted:
         result = service.coordinator.commit_offsets(
             request["group_id"],
-            request["member_id"],
+            request.get("member_id", ""),
             request.get("group_instance_id"),
-            request["generation_id_or_member_epoch"],
+            request.get("generation_id_or_member_epoch", -1),
             accepted,
         )
         for partition in result.partitions:

@@ -1,5 +1,10 @@
 """OffsetFetch (key 9): a group's committed positions.
 
+v0 (deprecated in Kafka 3.9, gone in 4.0): as v1; Kafka 3.9 reads v0 from
+ZooKeeper (and refuses it in KRaft mode), moldau from __consumer_offsets,
+where commits of every version are. v0-v1 have no top-level error code: a
+group error (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS...) goes to each
+requested partition, as Kafka does.
 v2: a null topic list means every partition, top-level error code.
 v3: throttle time. v5: leader epoch. v6: flexible. v7: require_stable
 (moldau has no transactions, so every offset is stable). v8: several groups
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...group.results import OffsetFetchResult
+from ...group.results import FetchedOffset, OffsetFetchResult
 from ...protocol.api_keys import ApiKey
 from ...protocol.messages import Message
 from ..dispatch import RequestContext, handles
@@ -18,7 +23,7 @@ from ..groups import GroupService
 from ._groups import group_service
 
 
-@handles(ApiKey.OFFSET_FETCH, range(1, 10))
+@handles(ApiKey.OFFSET_FETCH, range(0, 10))
 def offset_fetch(context: RequestContext, request: Message) -> Message:
     service = group_service(context)
     if context.version >= 8:
@@ -34,12 +39,25 @@ def offset_fetch(context: RequestContext, request: Message) -> Message:
             )
         return {"throttle_time_ms": 0, "groups": groups}
     result = _fetch(service, request["group_id"], request["topics"])
+    if context.version < 2 and result.error_code:
+        result = _error_per_partition(result.error_code, request["topics"])
     return {"throttle_time_ms": 0, "topics": _topics(result), "error_code": result.error_code}
 
 
 def _fetch(service: GroupService, group_id: str, topics: list[Message] | None) -> OffsetFetchResult:
     wanted = None if topics is None else [(t["name"], t["partition_indexes"]) for t in topics]
     return service.coordinator.fetch_offsets(group_id, wanted)
+
+
+def _error_per_partition(error_code: int, topics: list[Message]) -> OffsetFetchResult:
+    return OffsetFetchResult(
+        error_code,
+        tuple(
+            FetchedOffset(t["name"], index, error_code=error_code)
+            for t in topics
+            for index in t["partition_indexes"]
+        ),
+    )
 
 
 def _topics(result: OffsetFetchResult) -> list[dict[str, Any]]:

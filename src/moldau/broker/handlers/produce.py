@@ -1,7 +1,10 @@
 """Produce (key 0): append record batches to partition logs.
 
-v0-v2: only advertised (librdkafka reads the range to decide on features);
-their message sets are magic 0/1 and are refused per partition.
+v0-v2 (deprecated in Kafka 3.9, gone in 4.0): v1 throttle time, v2 log
+append time. Kafka checks the magic only from v3 on, so a record batch v2
+sent at v0-v2 is appended like any other; message sets of magic 0/1 (what
+these clients send) are refused per partition with
+UNSUPPORTED_FOR_MESSAGE_FORMAT until up-conversion (part 2 of issue 12).
 v3: record batch v2 and transactional_id. v5: log_start_offset.
 v8: record_errors and error_message. v9: flexible. v10: current_leader and
 node_endpoints on NOT_LEADER_OR_FOLLOWER. v11-v12: no change for brokers.
