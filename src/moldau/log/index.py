@@ -25,6 +25,8 @@ from array import array
 from bisect import bisect_right
 from typing import ClassVar
 
+from moldau.log import fileops
+
 log = logging.getLogger(__name__)
 
 __all__ = ["CorruptIndexError", "OffsetIndex", "TimeIndex"]
@@ -124,10 +126,13 @@ class _SparseIndex:
         """Put collected entries into the file (and on disk with ``fsync``)."""
         if self._discarded or (not self._pending and not fsync):
             return
-        with open(self.path, "ab") as f:
-            f.write(self._pending)
+        fd = fileops.open_fd(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fileops.pwrite(fd, self._pending, os.fstat(fd).st_size)
             if fsync:
-                os.fsync(f.fileno())
+                fileops.fsync(fd)
+        finally:
+            os.close(fd)
         self._pending.clear()
 
     def discard(self) -> None:
