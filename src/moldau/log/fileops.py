@@ -29,6 +29,7 @@ __all__ = [
     "pwrite",
     "pwritev",
     "replace",
+    "truncate",
     "unlink",
 ]
 
@@ -39,6 +40,7 @@ pwritev = os.pwritev
 pwrite = os.pwrite
 fsync = os.fsync
 ftruncate = os.ftruncate
+truncate = os.truncate
 replace = os.replace
 unlink = os.unlink
 
@@ -49,6 +51,7 @@ KINDS: dict[str, str] = {
     "pwrite": "write",
     "fsync": "fsync",
     "ftruncate": "truncate",
+    "truncate": "truncate",
     "replace": "rename",
     "unlink": "unlink",
 }
