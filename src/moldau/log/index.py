@@ -155,7 +155,7 @@ class _SparseIndex:
         try:
             if self._pending:
                 end = self._written + len(self._pending)
-                _pwrite_all(fd, self._pending, self._written)
+                _pwrite_all(fd, bytes(self._pending), self._written)
                 if os.fstat(fd).st_size > end:
                     fileops.ftruncate(fd, end)
                 self._written = end
@@ -188,7 +188,7 @@ class _SparseIndex:
 
     def _write_failed(self, exc: OSError) -> bool:
         if not self._failing:
-            log.warning("%s: cannot write the index (%s), keeping it in memory", self.path, exc)
+            log.warning("cannot write the index, keeping it in memory: %s", str(exc))
         self._failing = True
         return False
 
@@ -229,7 +229,7 @@ class _SparseIndex:
         return len(self._loaded())
 
 
-def _pwrite_all(fd: int, data: bytearray, position: int) -> None:
+def _pwrite_all(fd: int, data: bytes, position: int) -> None:
     view = memoryview(data)
     while view:
         written = fileops.pwrite(fd, view, position)

@@ -398,10 +398,13 @@ class PartitionLog:
 
     def _refused(self, exc: OSError) -> KafkaStorageError:
         """A write that failed and was undone: the log is as it was."""
+        exc = OSError(exc.errno, exc.strerror, exc.filename)  # no traceback holding buffers
         now = self._clock()
         if self._last_warning_ms is None or now - self._last_warning_ms >= _WARN_INTERVAL_MS:
             self._last_warning_ms = now
-            log.warning("%s-%d: write refused, log unchanged: %s", self.topic, self.partition, exc)
+            log.warning(
+                "%s-%d: write refused, log unchanged: %s", self.topic, self.partition, str(exc)
+            )
         return KafkaStorageError(f"{self.topic}-{self.partition}: {exc}")
 
     def _take_offline(self, exc: OSError | LogDamagedError) -> KafkaStorageError:
