@@ -4,6 +4,13 @@ Each log dir holds ``<topic>-<partition>/`` directories and the offset
 checkpoint files, as Kafka lays them out. A ``.lock`` file keeps a second
 broker out of a dir; ``.kafka_cleanshutdown`` (written last on close, removed
 on load) tells the next start that no recovery is needed.
+
+A full disk must not stop the broker from starting, serving reads or
+stopping: loading writes nothing it needs (a failed index write or marker
+removal is logged), and checkpoints are optional (an old one only means a
+longer recovery), so their failures are logged, never raised. A dir holding
+an offline partition is not marked clean at close, so the next start
+recovers it.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from moldau.log.checkpoint import (
 )
 from moldau.log.cleaner import CleanerConfig, LogCleaner
 from moldau.log.config import LogConfig
+from moldau.log.errors import KafkaStorageError
 from moldau.log.partition_log import PartitionLog
 
 __all__ = ["LogManager", "parse_partition_dir"]
@@ -128,7 +136,10 @@ class LogManager:
             )
         # Only now: a crash during loading must still trigger recovery next time.
         if clean:
-            os.unlink(clean_marker)
+            try:
+                os.unlink(clean_marker)
+            except OSError as exc:  # the logs are still checked against their indexes
+                log.warning("cannot remove %s: %s", clean_marker, exc)
 
     # -- partitions ----------------------------------------------------------
 
@@ -182,21 +193,28 @@ class LogManager:
 
     # -- durability ----------------------------------------------------------
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> bool:
         """Write the recovery points, log start offsets and high watermarks
-        of every dir's partitions."""
+        of every dir's partitions; False (logged) if one could not be."""
+        written = True
         for log_dir in self.log_dirs:
             for name, attribute in (
                 (RECOVERY_POINT_CHECKPOINT, "recovery_point"),
                 (LOG_START_OFFSET_CHECKPOINT, "log_start_offset"),
                 (REPLICATION_OFFSET_CHECKPOINT, "high_watermark"),
             ):
-                self._write_checkpoint(log_dir, name, attribute)
+                written &= self._write_checkpoint(log_dir, name, attribute)
+        return written
 
-    def _write_checkpoint(self, log_dir: str, name: str, attribute: str) -> None:
+    def _write_checkpoint(self, log_dir: str, name: str, attribute: str) -> bool:
         logs = [p for p in self._logs.values() if os.path.dirname(p.directory) == log_dir]
         offsets = {(p.topic, p.partition): getattr(p, attribute) for p in logs}
-        write_offsets(os.path.join(log_dir, name), offsets)
+        try:
+            write_offsets(os.path.join(log_dir, name), offsets)
+        except OSError as exc:
+            log.warning("cannot write %s/%s: %s", log_dir, name, exc)
+            return False
+        return True
 
     def _checkpoint_log_start_offsets(self, log_dirs: Iterable[str]) -> None:
         for log_dir in log_dirs:
@@ -213,7 +231,8 @@ class LogManager:
         moved: set[str] = set()
         for partition_log in self._logs.values():
             start = partition_log.log_start_offset
-            removed += partition_log.delete_old_segments(now)
+            with contextlib.suppress(KafkaStorageError):  # logged by the log; next time
+                removed += partition_log.delete_old_segments(now)
             if partition_log.log_start_offset != start:
                 moved.add(os.path.dirname(partition_log.directory))
         self._checkpoint_log_start_offsets(moved)
@@ -240,32 +259,58 @@ class LogManager:
         return start
 
     def flush_due(self) -> None:
-        """Flush the logs whose ``flush.ms`` has passed (the broker's timer)."""
+        """Flush the logs whose ``flush.ms`` has passed (the broker's timer).
+        A log that fails goes offline (and says so); the others go on."""
         for partition_log in self._logs.values():
-            partition_log.flush_if_due()
+            with contextlib.suppress(KafkaStorageError):
+                partition_log.flush_if_due()
+
+    def check_storage(self) -> None:
+        """Take offline the partitions whose segment files were removed from
+        under the broker (the broker's timer; rolls and flushes check too)."""
+        for partition_log in self._logs.values():
+            partition_log.check_files()
 
     def clean_step(self, budget_bytes: int = 1 << 20) -> bool:
         """One step of log compaction (see ``cleaner.py``): True if the broker
         should call again soon, False to wait ``log.cleaner.backoff.ms``."""
         return self.cleaner.step(budget_bytes)
 
-    def close(self) -> None:
-        """Flush, checkpoint and close everything; mark the shutdown clean."""
+    def close(self) -> list[str]:
+        """Flush, checkpoint and close everything; mark each dir whose logs
+        all flushed as cleanly shut down. Never raises: returns what could not
+        be made durable (empty when the shutdown was clean), already logged."""
         self.cleaner.abort()
+        problems: list[str] = []
+        unclean: set[str] = set()
         for partition_log in self._logs.values():
-            partition_log.flush()
-        self.checkpoint()
+            try:
+                partition_log.flush()
+            except KafkaStorageError as exc:
+                problems.append(str(exc))
+                unclean.add(os.path.dirname(partition_log.directory))
+        if not self.checkpoint():
+            problems.append("checkpoints not written")
         for partition_log in self._logs.values():
             partition_log.close()
         self._logs.clear()
         for log_dir in self.log_dirs:
-            with contextlib.suppress(FileNotFoundError):
-                with open(os.path.join(log_dir, CLEAN_SHUTDOWN_FILE), "w"):
+            if log_dir in unclean:
+                continue
+            marker = os.path.join(log_dir, CLEAN_SHUTDOWN_FILE)
+            try:
+                with open(marker, "w"):
                     pass
                 fsync_dir(log_dir)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot write %s: %s", marker, exc)
+                problems.append(f"{marker} not written")
         for fd in self._locks:
             os.close(fd)
         self._locks.clear()
+        return problems
 
 
 def _read_checkpoint(log_dir: str, name: str) -> dict[tuple[str, int], int]:
