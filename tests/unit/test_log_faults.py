@@ -9,14 +9,18 @@ close, then reopened from disk) every acknowledged record is there once.
 from __future__ import annotations
 
 import errno
+import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from moldau.log import fileops
 from moldau.log.config import LogConfig
+from moldau.log.errors import KafkaStorageError
+from moldau.log.manager import CLEAN_SHUTDOWN_FILE, LogManager
 from moldau.log.partition_log import PartitionLog
 from moldau.protocol.errors import KafkaError
 from moldau.protocol.records import Record, build_batch, decode_batch
@@ -84,3 +88,59 @@ def test_time_index_write_failing_after_the_data_write_loses_nothing(directory: 
     reopened = open_log(directory, config)
     assert stored_values(reopened) == acked
     assert reopened.log_end_offset == acked[-1][0] + 1
+
+
+def test_segment_file_removed_from_under_the_log_takes_it_offline(directory: str) -> None:
+    """Appends must not go on into a file nobody will find again."""
+    log = open_log(directory, LogConfig())
+    log.append(batch(b"kept", 1))
+    os.unlink(log.segments[-1].path)
+    log.check_files()
+    assert log.offline is not None and "removed" in log.offline
+    for operation in (lambda: log.append(batch(b"lost", 2)), lambda: log.read(0, 100)):
+        with pytest.raises(KafkaStorageError):
+            operation()
+
+
+def test_flush_notices_a_removed_segment_file(directory: str) -> None:
+    log = open_log(directory, LogConfig())
+    log.append(batch(b"kept", 1))
+    os.unlink(log.segments[-1].path)
+    with pytest.raises(KafkaStorageError):
+        log.flush()
+    assert log.offline is not None
+
+
+def test_fsync_failure_takes_the_partition_offline_and_restart_keeps_the_records(
+    directory: str,
+) -> None:
+    """After a failed fsync the kernel may have dropped the pages it could not
+    write; a later fsync would succeed without them. So the partition stops."""
+    config = LogConfig(flush_interval_messages=2)
+    log = open_log(directory, config)
+    log.append(batch(b"first", 1))
+    plan = fileops.FaultPlan(fail_at=1, error=errno.EIO, kinds=frozenset({"fsync"}))
+    with fileops.inject(plan), pytest.raises(KafkaStorageError):
+        log.append(batch(b"second", 2))
+    assert log.offline is not None
+    with pytest.raises(KafkaStorageError):
+        log.append(batch(b"third", 3))
+    log.close()
+    reopened = open_log(directory, config)
+    assert [v for _, v in stored_values(reopened)] == [b"first", b"second"]
+
+
+def test_manager_stops_on_a_full_disk_without_raising_or_marking_clean(tmp_path: Path) -> None:
+    manager = LogManager([str(tmp_path)], LogConfig(), clock=lambda: 1_000)
+    manager.load()
+    partition_log = manager.create("t", 0, uuid.UUID(int=1))
+    partition_log.append(batch(b"acked", 1))
+    plan = fileops.FaultPlan(fail_at=1, repeat=1 << 30, kinds=frozenset({"write", "open"}))
+    with fileops.inject(plan):
+        problems = manager.close()
+    assert problems and not (tmp_path / CLEAN_SHUTDOWN_FILE).exists()
+    manager = LogManager([str(tmp_path)], LogConfig(), clock=lambda: 1_000)
+    manager.load()
+    reopened = manager.get("t", 0)
+    assert reopened is not None and stored_values(reopened) == [(0, b"acked")]
+    manager.close()

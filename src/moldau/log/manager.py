@@ -16,6 +16,7 @@ recovers it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -24,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
+from moldau.log import fileops
 from moldau.log.checkpoint import (
     CLEANER_OFFSET_CHECKPOINT,
     LOG_START_OFFSET_CHECKPOINT,
@@ -95,7 +97,13 @@ class LogManager:
             self._load_dir(log_dir)
 
     def _lock(self, log_dir: str) -> None:
-        fd = os.open(os.path.join(log_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        path = os.path.join(log_dir, LOCK_FILE)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only disk: start anyway and serve reads
+            if exc.errno != errno.EROFS:
+                raise
+            fd = os.open(path, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -299,8 +307,7 @@ class LogManager:
                 continue
             marker = os.path.join(log_dir, CLEAN_SHUTDOWN_FILE)
             try:
-                with open(marker, "w"):
-                    pass
+                os.close(fileops.open_fd(marker, os.O_WRONLY | os.O_CREAT, 0o644))
                 fsync_dir(log_dir)
             except FileNotFoundError:
                 pass

@@ -78,8 +78,8 @@ class LogSegment:
         self.created_ms = created_ms
         self.suffix = suffix
         self.path = self._sibling(LOG_SUFFIX)
-        fd = fileops.open_fd(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        self.file = open(fd, "r+b", buffering=0)  # noqa: SIM115 - lives with the segment
+        fd = _open_log_file(self.path)
+        self.file = open(fd, "r+b", buffering=0, closefd=True)  # noqa: SIM115 - lives with the segment
         self._fd = fd
         self.offset_index = OffsetIndex(self._sibling(INDEX_SUFFIX), base_offset)
         self.time_index = TimeIndex(self._sibling(TIME_INDEX_SUFFIX), base_offset)
@@ -410,6 +410,18 @@ class LogSegment:
 
     def __repr__(self) -> str:
         return f"LogSegment({self.path!r}, size={self.size}, next_offset={self.next_offset})"
+
+
+def _open_log_file(path: str) -> int:
+    """The segment's file, for reading and writing; for reading only on a
+    read-only file system, so that a broker started there still serves
+    reads (its appends then fail and are refused)."""
+    try:
+        return fileops.open_fd(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise
+        return os.open(path, os.O_RDONLY)
 
 
 def _write_all(
