@@ -351,7 +351,7 @@ class PartitionLog:
         try:
             if self._should_roll(segment, total, max_timestamp, tracked[-1].last_offset, now):
                 segment = self._roll(first_offset, now)
-            segment.append(buffers, tracked, self.config.index_interval_bytes)
+            segment.append(buffers, tracked, self.config.index_interval_bytes, total)
         except OSError as exc:
             raise self._refused(exc) from exc
         except LogDamagedError as exc:

@@ -125,17 +125,21 @@ class LogSegment:
         buffers: Sequence[bytes | bytearray | memoryview],
         batches: Sequence[TrackedBatch],
         interval: int,
+        total: int | None = None,
     ) -> None:
-        """Write ``buffers`` (whole batches, concatenated) and index ``batches``.
+        """Write ``buffers`` (whole batches, concatenated, ``total`` bytes if
+        the caller knows) and index ``batches``.
 
         Raises ``OSError`` with the segment as it was (a partial write is cut
         back off the file), or ``LogDamagedError`` if the cut failed.
         """
         if self._index_work:
             self._tend_indexes()
+        if total is None:
+            total = sum(batch.size for batch in batches)
         start = self.size
         try:
-            _write_all(self._fd, buffers, sum(batch.size for batch in batches), start)
+            _write_all(self._fd, buffers, total, start)
         except OSError:
             self._cut_back(start)
             raise
