@@ -144,3 +144,25 @@ def test_manager_stops_on_a_full_disk_without_raising_or_marking_clean(tmp_path:
     reopened = manager.get("t", 0)
     assert reopened is not None and stored_values(reopened) == [(0, b"acked")]
     manager.close()
+
+
+def test_delete_records_that_cannot_be_checkpointed_changes_nothing(tmp_path: Path) -> None:
+    """Before, the running broker moved the log start offset, the checkpoint
+    write failed, and the deleted records came back after a restart."""
+    manager = LogManager([str(tmp_path)], LogConfig(), clock=lambda: 1_000)
+    manager.load()
+    partition_log = manager.create("t", 0, uuid.UUID(int=1))
+    for n in range(10):
+        partition_log.append(batch(b"r%d" % n, n))
+    plan = fileops.FaultPlan(fail_at=1, suffixes=(".tmp",), kinds=frozenset({"write"}))
+    with fileops.inject(plan), pytest.raises(KafkaStorageError):
+        manager.delete_records("t", 0, 5)
+    assert plan.failed == 1
+    assert partition_log.log_start_offset == 0 and len(stored_values(partition_log)) == 10
+    assert manager.delete_records("t", 0, 5) == 5
+    manager.close()
+    manager = LogManager([str(tmp_path)], LogConfig(), clock=lambda: 1_000)
+    manager.load()
+    reopened = manager.get("t", 0)
+    assert reopened is not None and reopened.log_start_offset == 5
+    manager.close()

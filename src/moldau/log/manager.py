@@ -215,14 +215,26 @@ class LogManager:
         return written
 
     def _write_checkpoint(self, log_dir: str, name: str, attribute: str) -> bool:
-        logs = [p for p in self._logs.values() if os.path.dirname(p.directory) == log_dir]
-        offsets = {(p.topic, p.partition): getattr(p, attribute) for p in logs}
         try:
-            write_offsets(os.path.join(log_dir, name), offsets)
+            self._write_offsets(log_dir, name, attribute)
         except OSError as exc:
             log.warning("cannot write %s/%s: %s", log_dir, name, exc)
             return False
         return True
+
+    def _write_offsets(
+        self,
+        log_dir: str,
+        name: str,
+        attribute: str,
+        changed: dict[tuple[str, int], int] | None = None,
+    ) -> None:
+        """Checkpoint ``attribute`` of the dir's partitions, with ``changed``
+        values instead of theirs where given; raises ``OSError``."""
+        logs = [p for p in self._logs.values() if os.path.dirname(p.directory) == log_dir]
+        offsets = {(p.topic, p.partition): getattr(p, attribute) for p in logs}
+        offsets.update(changed or {})
+        write_offsets(os.path.join(log_dir, name), offsets)
 
     def _checkpoint_log_start_offsets(self, log_dirs: Iterable[str]) -> None:
         for log_dir in log_dirs:
@@ -255,16 +267,28 @@ class LogManager:
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """DeleteRecords for one partition: move its log start offset to
-        ``offset`` and checkpoint it; returns the new low watermark.
+        ``offset``; returns the new low watermark.
 
-        Raises ``KeyError`` for an unknown partition and
-        ``OffsetOutOfRangeError`` past the log end. The caller checks
-        ``offset`` against the high watermark and maps -1 to it, as Kafka does.
+        All or nothing: the new log start offset is checkpointed first, so
+        a failed write (a full disk) changes nothing and answers
+        KAFKA_STORAGE_ERROR; before, the running broker had moved on and the
+        records came back after a restart. Raises ``KeyError`` for an unknown
+        partition and ``OffsetOutOfRangeError`` past the log end. The caller
+        checks ``offset`` against the high watermark and maps -1 to it, as
+        Kafka does.
         """
         partition_log = self._logs[(topic, partition)]
-        start = partition_log.delete_records_before(offset)
-        self._checkpoint_log_start_offsets([os.path.dirname(partition_log.directory)])
-        return start
+        moves = partition_log.log_start_offset < offset <= partition_log.log_end_offset
+        if moves and partition_log.offline is None:
+            log_dir = os.path.dirname(partition_log.directory)
+            try:
+                self._write_offsets(
+                    log_dir, LOG_START_OFFSET_CHECKPOINT, "log_start_offset",
+                    {(topic, partition): offset},
+                )  # fmt: skip
+            except OSError as exc:
+                raise KafkaStorageError(f"{topic}-{partition}: {exc}") from exc
+        return partition_log.delete_records_before(offset)
 
     def flush_due(self) -> None:
         """Flush the logs whose ``flush.ms`` has passed (the broker's timer).
