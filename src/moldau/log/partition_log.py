@@ -410,9 +410,14 @@ class PartitionLog:
     def _take_offline(self, exc: OSError | LogDamagedError) -> KafkaStorageError:
         """Stop serving: the files may not match memory any more."""
         if self.offline is None:
-            self.offline = str(exc)
+            self.offline = (
+                str(exc) if isinstance(exc, LogDamagedError) else f"{self.directory}: {exc}"
+            )
             log.error(
-                "%s-%d is offline until the broker restarts: %s", self.topic, self.partition, exc
+                "%s-%d is offline until the broker restarts: %s",
+                self.topic,
+                self.partition,
+                self.offline,
             )
         return self._offline_error()
 
