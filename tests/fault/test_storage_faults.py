@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import subprocess
 import threading
@@ -170,11 +171,17 @@ def assert_quiet_stop(broker: BrokerProcess) -> str:
 
 
 class BackgroundProducer:
-    """An idempotent confluent-kafka producer sending while the disk is full."""
+    """An idempotent confluent-kafka producer that sends while the disk is full.
+
+    It gets its producer id (and sends a first record) before the disk
+    fills: InitProducerId saves the broker's metadata, whose writes are not
+    the log's (see the report of issue 7)."""
 
     def __init__(self, bootstrap: str, topic: str, count: int) -> None:
         self.acked: list[bytes] = []
         self.errors: list[Any] = []
+        self.topic = topic
+        self.sent = 0  # record transmissions, retries included (librdkafka's statistics)
         self.producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
@@ -183,11 +190,21 @@ class BackgroundProducer:
                 "linger.ms": 5,
                 "message.timeout.ms": 60_000,
                 "retry.backoff.ms": 50,
+                "statistics.interval.ms": 50,
+                "stats_cb": self._stats,
             }
         )
         self.values = [f"idempotent-{i}".encode() for i in range(count)]
+        self.producer.produce(topic, value=self.values[0], on_delivery=self._report)
+        assert self.producer.flush(15) == 0 and self.acked == self.values[:1], self.errors
         self.thread = threading.Thread(target=self._run, args=(topic,), daemon=True)
+
+    def start(self) -> None:
         self.thread.start()
+
+    def _stats(self, stats: str) -> None:
+        partitions = json.loads(stats)["topics"].get(self.topic, {}).get("partitions", {})
+        self.sent = sum(p["txmsgs"] for p in partitions.values())
 
     def _report(self, error: Any, message: Any) -> None:
         if error is None:
@@ -196,7 +213,7 @@ class BackgroundProducer:
             self.errors.append(error)
 
     def _run(self, topic: str) -> None:
-        for value in self.values:
+        for value in self.values[1:]:
             self.producer.produce(topic, value=value, on_delivery=self._report)
             self.producer.poll(0)
         self.producer.flush(90)
@@ -217,6 +234,8 @@ def test_full_disk_refuses_produce_serves_reads_and_loses_nothing(tmp_path: Path
             acked = [r.value for r in confluent_produce(broker.bootstrap, "full", before)]
             other = [r.value for r in confluent_produce(broker.bootstrap, "other", before[:10])]
 
+            background = BackgroundProducer(broker.bootstrap, "full", 200)
+            acked += background.acked
             filler = fill(disk)
             with RawConnection(broker.port) as conn:
                 acked += produce_until_refused(conn, "full", "edge")
@@ -228,12 +247,12 @@ def test_full_disk_refuses_produce_serves_reads_and_loses_nothing(tmp_path: Path
             wait_for(lambda: "write refused" in broker.output(), what="the refusal logged")
 
             # A producer retrying through the full disk gets through once space is freed.
-            background = BackgroundProducer(broker.bootstrap, "full", 200)
-            wait_for(lambda: broker.output().count("write refused") >= 1)
+            background.start()
+            wait_for(lambda: background.sent > 400, timeout=20, what="200 records sent twice")
             filler.unlink()
             background.join()
             assert background.errors == [] and sorted(background.acked) == sorted(background.values)
-            acked += background.acked
+            acked += background.acked[1:]
             assert_exactly(acked, broker, "full")
 
             # SIGTERM on a full disk, then a start on it: reads are served.

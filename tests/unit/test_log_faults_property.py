@@ -152,7 +152,7 @@ def config_for(segment_bytes: int, interval: int, flush_messages: int | None) ->
 
 
 @settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

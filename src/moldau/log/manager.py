@@ -104,6 +104,7 @@ class LogManager:
             if exc.errno != errno.EROFS:
                 raise
             fd = os.open(path, os.O_RDONLY)
+            log.warning("%s is read-only: its partitions serve reads and refuse writes", log_dir)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:

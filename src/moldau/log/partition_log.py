@@ -405,7 +405,7 @@ class PartitionLog:
             log.warning(
                 "%s-%d: write refused, log unchanged: %s", self.topic, self.partition, str(exc)
             )
-        return KafkaStorageError(f"{self.topic}-{self.partition}: {exc}")
+        return KafkaStorageError(f"{self.topic}-{self.partition}: {exc.strerror}, nothing written")
 
     def _take_offline(self, exc: OSError | LogDamagedError) -> KafkaStorageError:
         """Stop serving: the files may not match memory any more."""
