@@ -160,10 +160,15 @@ class _SparseIndex:
                     fileops.ftruncate(fd, end)
                 self._written = end
                 self._pending.clear()
-            if fsync:
-                fileops.fsync(fd)
         except OSError as exc:
             self._cut_back(fd)
+            os.close(fd)
+            return self._write_failed(exc)
+        try:
+            if fsync:
+                fileops.fsync(fd)
+        except OSError as exc:  # the kernel may have dropped the pages: write them again
+            self._rewrite_all()
             return self._write_failed(exc)
         finally:
             os.close(fd)
