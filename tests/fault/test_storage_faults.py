@@ -59,8 +59,20 @@ def mounted(target: Path, *args: str) -> Iterator[Path]:
     try:
         yield target
     finally:
-        if subprocess.run(["umount", str(target)], check=False).returncode:
-            subprocess.run(["umount", "-l", str(target)], check=False)
+        _unmount(target)
+
+
+def _unmount(target: Path) -> None:
+    """Unmount, retrying while the last process using it ends; lazily at worst."""
+    try:
+        wait_for(
+            lambda: subprocess.run(["umount", str(target)], check=False).returncode == 0,
+            timeout=10,
+            interval=0.1,
+            what=f"umount {target}",
+        )
+    except TimeoutError:
+        subprocess.run(["umount", "-l", str(target)], check=True)
 
 
 def broker_on(data_dir: Path, log_dir: Path, **overrides: str) -> BrokerProcess:
