@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from moldau.log import fileops
 from moldau.log.config import LogConfig
 from moldau.log.errors import (
+    KafkaStorageError,
     OffsetOutOfRangeError,
     RecordBatchTooLargeError,
     UnexpectedAppendOffsetError,
@@ -467,12 +469,12 @@ def test_flush_policy(tmp_path: Path) -> None:
 
 def test_short_writes_are_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = open_log(tmp_path)
-    real_writev = os.writev
+    real_pwritev = os.pwritev
 
-    def dribble(fd: int, buffers: list[bytes]) -> int:
-        return real_writev(fd, [memoryview(b"".join(buffers))[:7]])
+    def dribble(fd: int, buffers: list[bytes], position: int) -> int:
+        return real_pwritev(fd, [memoryview(b"".join(buffers))[:7]], position)
 
-    monkeypatch.setattr(os, "writev", dribble)
+    monkeypatch.setattr(fileops, "pwritev", dribble)
     log.append(batch(2) + batch(3))
     monkeypatch.undo()
     assert [h.base_offset for h in batches_in(read_all(log))] == [0, 2]
@@ -484,14 +486,14 @@ def test_failed_write_leaves_no_partial_batch(
     log = open_log(tmp_path)
     log.append(batch(2))
     size = log.size_in_bytes
-    real_writev = os.writev
+    real_pwritev = os.pwritev
 
-    def disk_full(fd: int, buffers: list[bytes]) -> int:
-        real_writev(fd, [memoryview(b"".join(buffers))[:30]])
+    def disk_full(fd: int, buffers: list[bytes], position: int) -> int:
+        real_pwritev(fd, [memoryview(b"".join(buffers))[:30]], position)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "writev", disk_full)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(fileops, "pwritev", disk_full)
+    with pytest.raises(KafkaStorageError):
         log.append(batch(3))
     monkeypatch.undo()
     assert os.path.getsize(log.segments[0].path) == size and log.log_end_offset == 2

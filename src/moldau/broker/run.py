@@ -2,7 +2,10 @@
 
 SIGTERM and SIGINT stop it cleanly: listeners close, every log is flushed and
 its checkpoints written, within well under a second. A bad configuration is
-one line on stderr and exit status 2.
+one line on stderr and exit status 2; a broker that cannot start, exit
+status 1. A stop on a full or failed disk still exits 0 (it did stop, and
+nothing acknowledged is lost), with one line on stderr saying what was not
+made durable and that the next start recovers it.
 """
 
 from __future__ import annotations
@@ -30,12 +33,23 @@ def run_broker(config_path: str | None, overrides: list[str]) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     raise_open_file_limit()
+    server = BrokerServer(config)
     try:
-        _run(_serve(BrokerServer(config)))
-    except (OSError, LogDirLockedError) as exc:
-        print(f"moldau: cannot start the broker: {exc}", file=sys.stderr)
+        _run(_serve(server))
+    except _StartFailed as exc:
+        print(f"moldau: cannot start the broker: {exc.__cause__}", file=sys.stderr)
         return 1
+    if server.stop_problems:
+        print(
+            "moldau: stopped without a clean shutdown, the next start recovers: "
+            + "; ".join(server.stop_problems),
+            file=sys.stderr,
+        )
     return 0
+
+
+class _StartFailed(Exception):
+    """The broker could not start (the cause says why)."""
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -53,7 +67,10 @@ async def _serve(server: BrokerServer) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    except (OSError, LogDirLockedError) as exc:  # nothing to flush: the process ends
+        raise _StartFailed() from exc
     try:
         await stop.wait()
     finally:

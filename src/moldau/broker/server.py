@@ -29,6 +29,8 @@ from .topic_config import log_config
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 60.0
+#: How often the segment files are checked for removal from under the broker.
+STORAGE_CHECK_INTERVAL_S = 5.0
 #: Stored bytes the cleaner reads per step: a step takes tens of milliseconds
 #: at most, so requests never wait long behind compaction.
 CLEAN_STEP_BYTES = 128 * 1024
@@ -47,6 +49,8 @@ class BrokerServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
+        #: What the last stop could not make durable (empty: a clean shutdown).
+        self.stop_problems: list[str] = []
 
     @property
     def bootstrap_servers(self) -> str:
@@ -78,6 +82,7 @@ class BrokerServer:
         for listener in self._listeners:
             self._loop.add_reader(listener.fileno(), self._accept, listener)
         self._start_job(CHECKPOINT_INTERVAL_S * 1000, self._checkpoint)
+        self._start_job(STORAGE_CHECK_INTERVAL_S * 1000, self._check_storage)
         flush_ms = config.get("log.flush.interval.ms") or config.get(
             "log.flush.scheduler.interval.ms"
         )
@@ -181,8 +186,16 @@ class BrokerServer:
         if self.logs is not None:
             self.logs.checkpoint()
 
+    def _check_storage(self) -> None:
+        if self.logs is not None:
+            self.logs.check_storage()
+
     async def stop(self) -> None:
-        """Stop serving, then flush and checkpoint every log."""
+        """Stop serving, then flush and checkpoint every log. On a full or
+        failed disk this still completes: what could not be made durable is
+        logged and kept in ``stop_problems``, the dir is not marked clean, and
+        the next start recovers (nothing acknowledged is lost: it is in the
+        files, only not known to be fsynced)."""
         loop = self._loop
         for job in self._jobs:
             job.cancel()
@@ -199,10 +212,18 @@ class BrokerServer:
         if self.core is not None and self.core.groups is not None:
             self.core.groups.close()
         if self.logs is not None:
-            self.logs.close()
+            self.stop_problems = self.logs.close()
             self.logs = None
         self._stopped.set()
-        log.info("moldau broker %d stopped", self.config.broker_id)
+        if self.stop_problems:
+            log.error(
+                "moldau broker %d stopped without a clean shutdown (%s): "
+                "the next start recovers the logs",
+                self.config.broker_id,
+                "; ".join(self.stop_problems),
+            )
+        else:
+            log.info("moldau broker %d stopped", self.config.broker_id)
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()

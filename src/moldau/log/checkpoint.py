@@ -24,9 +24,12 @@ old or the new content.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import uuid
 from collections.abc import Mapping
+
+from moldau.log import fileops
 
 __all__ = [
     "CLEANER_OFFSET_CHECKPOINT",
@@ -60,20 +63,32 @@ class CorruptCheckpointError(ValueError):
 
 def fsync_dir(path: str) -> None:
     """Make a rename or file creation inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = fileops.open_fd(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        fileops.fsync(fd)
     finally:
         os.close(fd)
 
 
-def write_atomically(path: str, text: str) -> None:
+def write_atomically(path: str, content: str | bytes) -> None:
+    """Replace ``path`` with ``content``, durably. On failure (a full disk)
+    the old file is untouched and the temp file removed."""
+    data = content.encode() if isinstance(content, str) else content
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = fileops.open_fd(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[fileops.pwrite(fd, view, len(data) - len(view)) :]
+            fileops.fsync(fd)
+        finally:
+            os.close(fd)
+        fileops.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            fileops.unlink(tmp)
+        raise
     fsync_dir(os.path.dirname(path) or ".")
 
 

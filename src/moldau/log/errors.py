@@ -36,3 +36,26 @@ class InvalidTimestampError(RecordBatchError):
     (message.timestamp.before.max.ms / after.max.ms): INVALID_TIMESTAMP."""
 
     error_code = 32
+
+
+class KafkaStorageError(LogError):
+    """The partition's storage failed: KAFKA_STORAGE_ERROR, which clients retry.
+
+    Raised with the log exactly as before the call when the failed write
+    could be undone (a full or read-only disk), and for every call once the
+    partition is offline (see :class:`LogDamagedError`)."""
+
+    error_code = 56
+
+
+class LogDamagedError(Exception):
+    """A write failed and could not be undone, or an fsync failed (after
+    which the kernel may have dropped the unwritten pages): the files may no
+    longer hold what the log has in memory. ``PartitionLog`` then takes the
+    partition offline; the next start recovers it from the files. Never leaves
+    the log package."""
+
+    def __init__(self, path: str, cause: OSError) -> None:
+        super().__init__(f"{path}: {cause.strerror or cause} (errno {cause.errno})")
+        self.path = path
+        self.cause = cause

@@ -6,10 +6,12 @@ offset int32). Both big endian, sorted, one entry every
 ``index.interval.bytes`` of log.
 
 An index can always be rebuilt from its log segment, so it is written
-lazily: new entries collect in memory and reach the file on flush (or when
-enough pile up). A crash can therefore leave an index shorter than its
-segment, which only makes lookups scan a little further; recovery rebuilds
-the indexes of every segment it scans anyway.
+lazily: new entries collect in memory and reach the file on flush (or, when
+enough pile up, before the segment's next append, never after its data
+write). A crash can therefore leave an index shorter than its segment, which
+only makes lookups scan a little further; recovery rebuilds the indexes of
+every segment it scans anyway. For the same reason a failed index write
+(a full disk) fails nothing: the entries wait in memory for the next try.
 
 Entries are kept in memory for binary search and loaded from the file on
 first use, so a broker with many idle segments does not read every index at
@@ -18,12 +20,15 @@ startup.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
 from array import array
 from bisect import bisect_right
 from typing import ClassVar
+
+from moldau.log import fileops
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,13 @@ class CorruptIndexError(Exception):
 
 
 class _SparseIndex:
-    """Sorted ``(key, value)`` entries; keys are what lookups search."""
+    """Sorted ``(key, value)`` entries; keys are what lookups search.
+
+    The file holds the first ``_written`` bytes of the entries; the rest are
+    ``_pending`` in memory. Writing them can fail (a full disk) without any
+    harm: the file is cut back to what it held, the entries stay pending and
+    the next flush tries again, so a failed index write never fails an append.
+    """
 
     entry: ClassVar[struct.Struct]
 
@@ -47,7 +58,9 @@ class _SparseIndex:
         self._keys: array[int] | None = None  # None until loaded
         self._values: array[int] = array("q")
         self._pending = bytearray()
+        self._written = 0
         self._discarded = False
+        self._failing = False
 
     # -- file ---------------------------------------------------------------
 
@@ -62,7 +75,8 @@ class _SparseIndex:
 
         Entries stop at the first one out of order (a zero-filled tail, as
         Kafka's preallocated files have, or damage) and the file is cut
-        there: a shorter index is still correct, lookups just scan further.
+        there (if it cannot be, the next write replaces what follows them).
+        A shorter index is still correct: lookups just scan further.
         """
         if self._keys is None:
             keys: array[int] = array("q")
@@ -79,11 +93,16 @@ class _SparseIndex:
                     break
                 keys.append(key)
                 values.append(value)
-            if len(keys) * self.entry.size != len(data):
+            self._written = len(keys) * self.entry.size
+            if self._written != len(data):
                 log.warning("%s: keeping the first %d entries", self.path, len(keys))
-                os.truncate(self.path, len(keys) * self.entry.size)
+                with contextlib.suppress(OSError):
+                    fileops.truncate(self.path, self._written)
             self._keys, self._values = keys, values
         return self._keys
+
+    def ensure_loaded(self) -> None:
+        self._loaded()
 
     def last_entry(self) -> tuple[int, int] | None:
         """The last entry, without loading the index: a cheap check at open."""
@@ -103,32 +122,80 @@ class _SparseIndex:
 
     def reset(self) -> None:
         """Drop every entry, in memory and on disk (before a rebuild)."""
+        os.close(fileops.open_fd(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
         self._keys, self._values = array("q"), array("q")
         self._pending.clear()
-        with open(self.path, "wb"):
-            pass
+        self._written = 0
 
-    def _append(self, key: int, value: int) -> None:
+    def _append(self, key: int, value: int) -> bool:
         """Add an entry past the last one; others are already covered (a
-        replay of batches the index has seen)."""
+        replay of batches the index has seen). True when enough entries are
+        pending to be worth writing."""
         keys = self._loaded()
         if keys and key <= keys[-1]:
-            return
+            return False
         keys.append(key)
         self._values.append(value)
         self._pending += self._encode(key, value)
-        if len(self._pending) >= _PENDING_LIMIT:
-            self.write_pending()
+        return len(self._pending) >= _PENDING_LIMIT
 
-    def write_pending(self, *, fsync: bool = False) -> None:
-        """Put collected entries into the file (and on disk with ``fsync``)."""
-        if self._discarded or (not self._pending and not fsync):
-            return
-        with open(self.path, "ab") as f:
-            f.write(self._pending)
+    def write_pending(self, *, fsync: bool = False) -> bool:
+        """Put pending entries into the file (and on disk with ``fsync``).
+
+        False, after one warning, if that failed: the entries stay pending.
+        If even cutting the file back failed, or the fsync did, the whole
+        index is rewritten next time, so no torn or unsynced entry stays.
+        """
+        if self._discarded or self._keys is None or (not self._pending and not fsync):
+            return True
+        try:
+            fd = fileops.open_fd(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            return self._write_failed(exc)
+        try:
+            if self._pending:
+                end = self._written + len(self._pending)
+                _pwrite_all(fd, bytes(self._pending), self._written)
+                if os.fstat(fd).st_size > end:
+                    fileops.ftruncate(fd, end)
+                self._written = end
+                self._pending.clear()
+        except OSError as exc:
+            self._cut_back(fd)
+            os.close(fd)
+            return self._write_failed(exc)
+        try:
             if fsync:
-                os.fsync(f.fileno())
-        self._pending.clear()
+                fileops.fsync(fd)
+        except OSError as exc:  # the kernel may have dropped the pages: write them again
+            self._rewrite_all()
+            return self._write_failed(exc)
+        finally:
+            os.close(fd)
+        if self._failing:
+            log.info("%s: written again", self.path)
+            self._failing = False
+        return True
+
+    def _cut_back(self, fd: int) -> None:
+        """After a failed write: cut the file to the entries it held, or
+        plan to rewrite them all when even that fails."""
+        try:
+            fileops.ftruncate(fd, self._written)
+        except OSError:
+            self._rewrite_all()
+
+    def _rewrite_all(self) -> None:
+        self._written = 0
+        self._pending = bytearray(
+            b"".join(self._encode(k, v) for k, v in zip(self._loaded(), self._values, strict=True))
+        )
+
+    def _write_failed(self, exc: OSError) -> bool:
+        if not self._failing:
+            log.warning("cannot write the index, keeping it in memory: %s", str(exc))
+        self._failing = True
+        return False
 
     def discard(self) -> None:
         """Stop writing the file: the segment is being deleted."""
@@ -136,16 +203,28 @@ class _SparseIndex:
         self._pending.clear()
 
     def _truncate_keys(self, key: int) -> None:
-        """Remove entries with key >= ``key`` and rewrite the file."""
+        """Remove entries with key >= ``key``, from memory and the file."""
         keys = self._loaded()
         keep = bisect_right(keys, key - 1)
         if keep == len(keys):
             return
         del keys[keep:]
         del self._values[keep:]
+        size = self.entry.size
+        on_file = self._written // size
+        if keep > on_file:
+            del self._pending[(keep - on_file) * size :]
+            return
         self._pending.clear()
-        with open(self.path, "wb") as f:
-            f.write(b"".join(self._encode(k, v) for k, v in zip(keys, self._values, strict=True)))
+        self._written = keep * size
+        fd = fileops.open_fd(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            fileops.ftruncate(fd, self._written)
+        except OSError:
+            self._rewrite_all()
+            raise
+        finally:
+            os.close(fd)
 
     def _floor(self, key: int) -> int:
         """Index of the last entry with key <= ``key``, or -1."""
@@ -153,6 +232,16 @@ class _SparseIndex:
 
     def __len__(self) -> int:
         return len(self._loaded())
+
+
+def _pwrite_all(fd: int, data: bytes, position: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = fileops.pwrite(fd, view, position)
+        if not written:
+            raise OSError(f"pwrite wrote nothing, {len(view)} bytes left")
+        view = view[written:]
+        position += written
 
 
 class OffsetIndex(_SparseIndex):
@@ -171,8 +260,8 @@ class OffsetIndex(_SparseIndex):
     def _decode(self, raw: tuple[int, ...]) -> tuple[int, int]:
         return raw[0] + self.base_offset, raw[1]
 
-    def append(self, offset: int, position: int) -> None:
-        self._append(offset, position)
+    def append(self, offset: int, position: int) -> bool:
+        return self._append(offset, position)
 
     def lookup(self, offset: int) -> int:
         """A batch-start position at or before the batch holding ``offset``."""
@@ -202,9 +291,9 @@ class TimeIndex(_SparseIndex):
     def _decode(self, raw: tuple[int, ...]) -> tuple[int, int]:
         return raw[0], raw[1] + self.base_offset
 
-    def maybe_append(self, timestamp: int, offset: int) -> None:
+    def maybe_append(self, timestamp: int, offset: int) -> bool:
         """Add an entry if ``timestamp`` is newer than the last one."""
-        self._append(timestamp, offset)
+        return self._append(timestamp, offset)
 
     def lookup(self, timestamp: int) -> int:
         """An offset at or before the first batch with a timestamp >= ``timestamp``."""

@@ -4,11 +4,19 @@ Each log dir holds ``<topic>-<partition>/`` directories and the offset
 checkpoint files, as Kafka lays them out. A ``.lock`` file keeps a second
 broker out of a dir; ``.kafka_cleanshutdown`` (written last on close, removed
 on load) tells the next start that no recovery is needed.
+
+A full disk must not stop the broker from starting, serving reads or
+stopping: loading writes nothing it needs (a failed index write or marker
+removal is logged), and checkpoints are optional (an old one only means a
+longer recovery), so their failures are logged, never raised. A dir holding
+an offline partition is not marked clean at close, so the next start
+recovers it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -17,6 +25,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
+from moldau.log import fileops
 from moldau.log.checkpoint import (
     CLEANER_OFFSET_CHECKPOINT,
     LOG_START_OFFSET_CHECKPOINT,
@@ -31,6 +40,7 @@ from moldau.log.checkpoint import (
 )
 from moldau.log.cleaner import CleanerConfig, LogCleaner
 from moldau.log.config import LogConfig
+from moldau.log.errors import KafkaStorageError
 from moldau.log.partition_log import PartitionLog
 
 __all__ = ["LogManager", "parse_partition_dir"]
@@ -113,7 +123,14 @@ class LogManager:
             self._load_dir(log_dir, keep)
 
     def _lock(self, log_dir: str) -> None:
-        fd = os.open(os.path.join(log_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        path = os.path.join(log_dir, LOCK_FILE)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only disk: start anyway and serve reads
+            if exc.errno != errno.EROFS:
+                raise
+            fd = os.open(path, os.O_RDONLY)
+            log.warning("%s is read-only: its partitions serve reads and refuse writes", log_dir)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -164,7 +181,10 @@ class LogManager:
             )
         # Only now: a crash during loading must still trigger recovery next time.
         if clean:
-            os.unlink(clean_marker)
+            try:
+                os.unlink(clean_marker)
+            except OSError as exc:  # the logs are still checked against their indexes
+                log.warning("cannot remove %s: %s", clean_marker, exc)
 
     # -- partitions ----------------------------------------------------------
 
@@ -241,29 +261,39 @@ class LogManager:
 
     # -- durability ----------------------------------------------------------
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> bool:
         """Write the recovery points, log start offsets and high watermarks
-        of every dir's partitions."""
+        of every dir's partitions; False (logged) if one could not be."""
+        written = True
         for log_dir in self.log_dirs:
             for name, attribute in (
                 (RECOVERY_POINT_CHECKPOINT, "recovery_point"),
                 (LOG_START_OFFSET_CHECKPOINT, "log_start_offset"),
                 (REPLICATION_OFFSET_CHECKPOINT, "high_watermark"),
             ):
-                self._write_checkpoint(log_dir, name, attribute)
+                written &= self._write_checkpoint(log_dir, name, attribute)
+        return written
 
-    def _write_checkpoint(
+    def _write_checkpoint(self, log_dir: str, name: str, attribute: str) -> bool:
+        try:
+            self._write_offsets(log_dir, name, attribute)
+        except OSError as exc:
+            log.warning("cannot write %s/%s: %s", log_dir, name, exc)
+            return False
+        return True
+
+    def _write_offsets(
         self,
         log_dir: str,
         name: str,
         attribute: str,
-        changes: dict[tuple[str, int], int] | None = None,
+        changed: dict[tuple[str, int], int] | None = None,
     ) -> None:
-        """Checkpoint ``attribute`` of the dir's logs, ``changes`` taking
-        precedence (values about to be applied)."""
+        """Checkpoint ``attribute`` of the dir's partitions, with ``changed``
+        values instead of theirs where given; raises ``OSError``."""
         logs = [p for p in self._logs.values() if os.path.dirname(p.directory) == log_dir]
         offsets = {(p.topic, p.partition): getattr(p, attribute) for p in logs}
-        offsets.update(changes or {})
+        offsets.update(changed or {})
         write_offsets(os.path.join(log_dir, name), offsets)
 
     def _checkpoint_log_start_offsets(self, log_dirs: Iterable[str]) -> None:
@@ -281,7 +311,8 @@ class LogManager:
         moved: set[str] = set()
         for partition_log in self._logs.values():
             start = partition_log.log_start_offset
-            removed += partition_log.delete_old_segments(now)
+            with contextlib.suppress(KafkaStorageError):  # logged by the log; next time
+                removed += partition_log.delete_old_segments(now)
             if partition_log.log_start_offset != start:
                 moved.add(os.path.dirname(partition_log.directory))
         self._checkpoint_log_start_offsets(moved)
@@ -296,55 +327,81 @@ class LogManager:
 
     def delete_records(self, topic: str, partition: int, offset: int) -> int:
         """DeleteRecords for one partition: move its log start offset to
-        ``offset`` and checkpoint it; returns the new low watermark.
+        ``offset``; returns the new low watermark.
 
-        Raises ``KeyError`` for an unknown partition and
-        ``OffsetOutOfRangeError`` past the log end. The caller checks
-        ``offset`` against the high watermark and maps -1 to it, as Kafka does.
+        All or nothing: the new log start offset is checkpointed first, so
+        a failed write (a full disk) changes nothing and answers
+        KAFKA_STORAGE_ERROR; before, the running broker had moved on and the
+        records came back after a restart. Raises ``KeyError`` for an unknown
+        partition and ``OffsetOutOfRangeError`` past the log end. The caller
+        checks ``offset`` against the high watermark and maps -1 to it, as
+        Kafka does.
         """
         partition_log = self._logs[(topic, partition)]
-        if offset > partition_log.log_end_offset:
-            # The log's own refusal, before anything is written.
-            return partition_log.delete_records_before(offset)
-        start = max(offset, partition_log.log_start_offset)
-        # The new start is durable before it takes effect: if the checkpoint
-        # cannot be written, nothing changed (the caller answers
-        # KAFKA_STORAGE_ERROR); once it is, a crash keeps the deletion.
-        self._write_checkpoint(
-            os.path.dirname(partition_log.directory),
-            LOG_START_OFFSET_CHECKPOINT,
-            "log_start_offset",
-            {(topic, partition): start},
-        )
-        return partition_log.delete_records_before(start)
+        moves = partition_log.log_start_offset < offset <= partition_log.log_end_offset
+        if moves and partition_log.offline is None:
+            log_dir = os.path.dirname(partition_log.directory)
+            try:
+                self._write_offsets(
+                    log_dir, LOG_START_OFFSET_CHECKPOINT, "log_start_offset",
+                    {(topic, partition): offset},
+                )  # fmt: skip
+            except OSError as exc:
+                raise KafkaStorageError(f"{topic}-{partition}: {exc}") from exc
+        return partition_log.delete_records_before(offset)
 
     def flush_due(self) -> None:
-        """Flush the logs whose ``flush.ms`` has passed (the broker's timer)."""
+        """Flush the logs whose ``flush.ms`` has passed (the broker's timer).
+        A log that fails goes offline (and says so); the others go on."""
         for partition_log in self._logs.values():
-            partition_log.flush_if_due()
+            with contextlib.suppress(KafkaStorageError):
+                partition_log.flush_if_due()
+
+    def check_storage(self) -> None:
+        """Take offline the partitions whose segment files were removed from
+        under the broker (the broker's timer; rolls and flushes check too)."""
+        for partition_log in self._logs.values():
+            partition_log.check_files()
 
     def clean_step(self, budget_bytes: int = 1 << 20) -> bool:
         """One step of log compaction (see ``cleaner.py``): True if the broker
         should call again soon, False to wait ``log.cleaner.backoff.ms``."""
         return self.cleaner.step(budget_bytes)
 
-    def close(self) -> None:
-        """Flush, checkpoint and close everything; mark the shutdown clean."""
+    def close(self) -> list[str]:
+        """Flush, checkpoint and close everything; mark each dir whose logs
+        all flushed as cleanly shut down. Never raises: returns what could not
+        be made durable (empty when the shutdown was clean), already logged."""
         self.cleaner.abort()
+        problems: list[str] = []
+        unclean: set[str] = set()
         for partition_log in self._logs.values():
-            partition_log.flush()
-        self.checkpoint()
+            try:
+                partition_log.flush()
+            except KafkaStorageError as exc:
+                problems.append(str(exc))
+                unclean.add(os.path.dirname(partition_log.directory))
+        if not self.checkpoint():
+            problems.append("checkpoints not written")
         for partition_log in self._logs.values():
             partition_log.close()
         self._logs.clear()
         for log_dir in self.log_dirs:
-            with contextlib.suppress(FileNotFoundError):
-                with open(os.path.join(log_dir, CLEAN_SHUTDOWN_FILE), "w"):
-                    pass
+            if log_dir in unclean:
+                continue
+            marker = os.path.join(log_dir, CLEAN_SHUTDOWN_FILE)
+            try:
+                os.close(fileops.open_fd(marker, os.O_WRONLY | os.O_CREAT, 0o644))
                 fsync_dir(log_dir)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot write %s: %s", marker, exc)
+                problems.append(f"{marker} not written")
         for fd in self._locks:
             os.close(fd)
         self._locks.clear()
+        return problems
 
 
 def _name_max(log_dir: str) -> int:

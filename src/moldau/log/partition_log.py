@@ -19,20 +19,35 @@ crash rescans from there (see ``recovery.py``).
 Segments form a sorted list keyed by base offset, so retention (drop a
 prefix) and compaction (swap a run of segments for cleaned ones) are list
 edits plus file renames.
+
+Storage errors: an append that fails to write (a full or read-only disk) is
+undone (``segment.py``) and refused with KAFKA_STORAGE_ERROR, the log left
+exactly as before, so the producer's retry is safe. A failure that cannot be
+undone (the cut of a partial write, an fsync, a segment file removed from
+under the broker, any error in a truncation or a read) takes the partition
+offline: every later call is refused with KAFKA_STORAGE_ERROR, nothing more
+is written, and the next start recovers it from its files. Kafka takes the
+whole log dir offline on any I/O error; moldau only the partition, and only
+when it cannot restore a consistent state.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
+import logging
 import os
 import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from moldau.log.checkpoint import fsync_dir
 from moldau.log.config import LONG_MAX, LogConfig
 from moldau.log.errors import (
     InvalidTimestampError,
+    KafkaStorageError,
+    LogDamagedError,
     OffsetOutOfRangeError,
     RecordBatchTooLargeError,
     UnexpectedAppendOffsetError,
@@ -58,7 +73,31 @@ from moldau.protocol.records import decode_batch, record_timestamp
 
 __all__ = ["AppendResult", "PartitionLog", "ReadResult"]
 
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], int]
+P = ParamSpec("P")
+R = TypeVar("R")
+#: Refused appends of one partition are logged at most this often.
+_WARN_INTERVAL_MS = 10_000
+
+
+def _guarded(
+    method: Callable[Concatenate[PartitionLog, P], R],
+) -> Callable[Concatenate[PartitionLog, P], R]:
+    """Refuse the call while the partition is offline; take it offline on a
+    storage error (for reads and truncations: nothing to undo there)."""
+
+    @functools.wraps(method)
+    def guarded(self: PartitionLog, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.offline is not None:
+            raise self._offline_error()
+        try:
+            return method(self, *args, **kwargs)
+        except (OSError, LogDamagedError) as exc:
+            raise self._take_offline(exc) from exc
+
+    return guarded
 
 
 class AppendResult(NamedTuple):
@@ -119,6 +158,9 @@ class PartitionLog:
         #: clean in progress knows its input changed under it.
         self.edits = 0
         self.producer_state = ProducerStateManager(directory)
+        #: Why the partition is offline (see the module doc), or None.
+        self.offline: str | None = None
+        self._last_warning_ms: int | None = None
         self._load_producer_state()
 
     @classmethod
@@ -184,8 +226,11 @@ class PartitionLog:
         """Append a producer's batches, assigning offsets from the log end.
 
         Raises a ``RecordBatchError`` (with the Kafka error code) and writes
-        nothing if any batch is refused.
+        nothing if any batch is refused; ``KafkaStorageError`` if the write
+        failed (see the module doc).
         """
+        if self.offline is not None:
+            raise self._offline_error()
         config = self.config
         batches = list(iter_batches(records))
         total = 0
@@ -262,6 +307,8 @@ class PartitionLog:
         """Append batches replicated from the leader, keeping their offsets,
         leader epochs and timestamps. A partial batch at the end (fetch
         responses may end in one) is ignored."""
+        if self.offline is not None:
+            raise self._offline_error()
         end = self.log_end_offset
         first_offset = -1
         total = 0
@@ -301,9 +348,14 @@ class PartitionLog:
         now: int,
     ) -> None:
         segment = self._segments[-1]
-        if self._should_roll(segment, total, max_timestamp, tracked[-1].last_offset, now):
-            segment = self._roll(first_offset, now)
-        segment.append(buffers, tracked, self.config.index_interval_bytes)
+        try:
+            if self._should_roll(segment, total, max_timestamp, tracked[-1].last_offset, now):
+                segment = self._roll(first_offset, now)
+            segment.append(buffers, tracked, self.config.index_interval_bytes, total)
+        except OSError as exc:
+            raise self._refused(exc) from exc
+        except LogDamagedError as exc:
+            raise self._take_offline(exc) from exc
 
     def _should_roll(
         self, segment: LogSegment, size: int, max_timestamp: int, last_offset: int, now: int
@@ -330,13 +382,60 @@ class PartitionLog:
     def _roll(self, base_offset: int, now: int) -> LogSegment:
         """Start a new active segment at ``base_offset``; the old one is made
         durable (as Kafka does, asynchronously there) so the recovery point
-        can move past it."""
+        can move past it. ``OSError`` leaves the segment list as it was."""
         self.flush()
         self.producer_state.take_snapshot(base_offset)
         segment = LogSegment.create(self.directory, base_offset, now)
-        fsync_dir(self.directory)
+        try:
+            fsync_dir(self.directory)
+        except OSError as exc:
+            segment.close(write_indexes=False)
+            raise LogDamagedError(self.directory, exc) from exc
         self._segments.append(segment)
         return segment
+
+    # -- storage errors ------------------------------------------------------
+
+    def _refused(self, exc: OSError) -> KafkaStorageError:
+        """A write that failed and was undone: the log is as it was."""
+        exc = OSError(exc.errno, exc.strerror, exc.filename)  # no traceback holding buffers
+        now = self._clock()
+        if self._last_warning_ms is None or now - self._last_warning_ms >= _WARN_INTERVAL_MS:
+            self._last_warning_ms = now
+            log.warning(
+                "%s-%d: write refused, log unchanged: %s", self.topic, self.partition, str(exc)
+            )
+        return KafkaStorageError(f"{self.topic}-{self.partition}: {exc.strerror}, nothing written")
+
+    def _take_offline(self, exc: OSError | LogDamagedError) -> KafkaStorageError:
+        """Stop serving: the files may not match memory any more."""
+        if self.offline is None:
+            self.offline = (
+                str(exc) if isinstance(exc, LogDamagedError) else f"{self.directory}: {exc}"
+            )
+            log.error(
+                "%s-%d is offline until the broker restarts: %s",
+                self.topic,
+                self.partition,
+                self.offline,
+            )
+        return self._offline_error()
+
+    def _offline_error(self) -> KafkaStorageError:
+        return KafkaStorageError(f"{self.topic}-{self.partition} is offline: {self.offline}")
+
+    def check_files(self) -> None:
+        """Take the partition offline if a segment file was removed from
+        under the broker (the periodic check; rolls and flushes check too)."""
+        if self.offline is not None:
+            return
+        try:
+            removed = next((s for s in self._segments if s.removed()), None)
+        except OSError as exc:
+            self._take_offline(exc)
+            return
+        if removed is not None:
+            self._take_offline(LogDamagedError(removed.path, _removed_error()))
 
     # -- producer state ------------------------------------------------------
 
@@ -366,13 +465,14 @@ class PartitionLog:
     def flush_if_due(self, now: int | None = None) -> None:
         """Flush if ``flush.ms`` has passed since the last flush."""
         interval = self.config.flush_interval_ms
-        if interval is None or self.recovery_point == self.log_end_offset:
+        if interval is None or self.recovery_point == self.log_end_offset or self.offline:
             return
         if (self._clock() if now is None else now) - self._last_flush_ms >= interval:
             self.flush()
 
     # -- reading -------------------------------------------------------------
 
+    @_guarded
     def read(
         self,
         offset: int,
@@ -423,6 +523,7 @@ class PartitionLog:
         """Index of the last segment with base offset <= ``offset`` (0 if none)."""
         return max(bisect_right(self._segments, offset, key=_base_offset) - 1, 0)
 
+    @_guarded
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """``(offset, timestamp)`` of the first record with a timestamp >=
         ``timestamp`` (ListOffsets by time), or None if there is none.
@@ -444,6 +545,7 @@ class PartitionLog:
                         return offset, record_time
         return None
 
+    @_guarded
     def max_timestamp_offset(self) -> tuple[int, int] | None:
         """``(timestamp, offset)`` of the first record carrying the largest
         timestamp in the log (ListOffsets -3, KIP-734), or None if the log
@@ -476,6 +578,8 @@ class PartitionLog:
         """Apply retention (time, size and the log start offset, see
         ``retention.py``); returns how many segments were removed. Called by
         the log manager every ``log.retention.check.interval.ms``."""
+        if self.offline is not None:
+            return 0
         now = self._clock() if now is None else now
         count = deletable_prefix(
             self._segments,
@@ -486,10 +590,16 @@ class PartitionLog:
         )
         if count:
             if count == len(self._segments):
-                self._roll(self.log_end_offset, now)
+                try:
+                    self._roll(self.log_end_offset, now)
+                except OSError as exc:
+                    raise self._refused(exc) from exc
+                except LogDamagedError as exc:
+                    raise self._take_offline(exc) from exc
             self._delete_prefix(count)
         return count
 
+    @_guarded
     def delete_records_before(self, offset: int) -> int:
         """DeleteRecords: make ``offset`` the log start offset (it may fall
         inside a segment, even inside a batch); reads below it then fail with
@@ -524,15 +634,23 @@ class PartitionLog:
         run = self._segments[start : start + len(old)]
         if start < 0 or start + len(old) >= len(self._segments) or run != list(old):
             raise ValueError(f"{self}: segments to replace are not in the log any more")
+        if self.offline is not None:
+            raise self._offline_error()
         mtime = max(os.stat(segment.path).st_mtime_ns for segment in old)
-        new.flush()
+        try:
+            new.flush()
+        except LogDamagedError as exc:
+            raise OSError(exc.cause.errno, str(exc)) from exc  # the cleaner drops it
         os.utime(new.path, ns=(mtime, mtime))
         new.rename(SWAP_SUFFIX)
-        fsync_dir(self.directory)
-        for segment in old:
-            segment.delete()
-        new.rename("")
-        fsync_dir(self.directory)
+        try:
+            fsync_dir(self.directory)
+            for segment in old:
+                segment.delete()
+            new.rename("")
+            fsync_dir(self.directory)
+        except OSError as exc:  # past the commit point: the next start completes the swap
+            raise self._take_offline(exc) from exc
         self._segments[start : start + len(old)] = [new]
 
     def _delete_prefix(self, count: int) -> None:
@@ -550,10 +668,14 @@ class PartitionLog:
         self.recovery_point = max(self.recovery_point, self.log_start_offset)
         self.high_watermark = max(self.high_watermark, self.log_start_offset)
         for segment in doomed:
-            segment.delete()
+            try:
+                segment.delete()
+            except OSError as exc:  # it comes back at the next start, below the log start
+                log.warning("%s: cannot remove the segment: %s", segment.path, exc)
 
     # -- truncation ----------------------------------------------------------
 
+    @_guarded
     def truncate_to(self, offset: int) -> None:
         """Remove every batch holding offsets >= ``offset`` (follower
         truncation to the leader's log). A batch straddling ``offset`` goes too."""
@@ -593,25 +715,42 @@ class PartitionLog:
     # -- durability and lifecycle -------------------------------------------
 
     def flush(self) -> None:
-        """fsync everything past the recovery point and move it to the log end."""
-        for segment in self._segments[self._segment_index(self.recovery_point) :]:
-            segment.flush()
+        """fsync everything past the recovery point and move it to the log end.
+        A failure takes the partition offline (``KafkaStorageError``)."""
+        if self.offline is not None:
+            raise self._offline_error()
+        try:
+            for segment in self._segments[self._segment_index(self.recovery_point) :]:
+                segment.flush()
+        except (OSError, LogDamagedError) as exc:
+            raise self._take_offline(exc) from exc
         self.recovery_point = self.log_end_offset
         self._unflushed_messages = 0
         self._last_flush_ms = self._clock()
 
     def close(self) -> None:
         """Snapshot the producer state and close the files (without fsync of
-        the log: call :meth:`flush` first for that)."""
-        self.producer_state.take_snapshot(self.log_end_offset)
+        the log: call :meth:`flush` first for that). Never raises: what cannot
+        be written (a snapshot, index entries) is rebuilt at the next start;
+        an offline partition writes nothing."""
+        online = self.offline is None
+        if online:
+            try:
+                self.producer_state.take_snapshot(self.log_end_offset)
+            except OSError as exc:
+                log.warning("%s: cannot snapshot the producer state: %s", self.directory, exc)
         for segment in self._segments:
-            segment.close()
+            segment.close(write_indexes=online)
 
     def __repr__(self) -> str:
         return (
             f"PartitionLog({self.topic}-{self.partition}, start={self.log_start_offset}, "
             f"end={self.log_end_offset}, segments={len(self._segments)})"
         )
+
+
+def _removed_error() -> OSError:
+    return OSError(errno.ENOENT, "segment file removed while the broker had it open")
 
 
 def _base_offset(segment: LogSegment) -> int:

@@ -44,7 +44,8 @@ from typing import NamedTuple
 
 from crc32c import crc32c
 
-from moldau.log.checkpoint import fsync_dir
+from moldau.log import fileops
+from moldau.log.checkpoint import write_atomically
 from moldau.log.errors import LogError
 from moldau.protocol.batch import BatchHeader
 
@@ -239,7 +240,8 @@ class ProducerStateManager:
 
     def take_snapshot(self, offset: int) -> None:
         """Write the state as of ``offset`` (the log end) durably, and drop
-        all but the newest snapshots. Nothing to do if the last snapshot
+        all but the newest snapshots. Raises ``OSError`` with the files and
+        the state unchanged if the snapshot cannot be written. Nothing to do if the last snapshot
         taken or loaded is at ``offset`` and nothing changed since."""
         if self._snapshot_offset == offset:
             return
@@ -257,15 +259,7 @@ class ProducerStateManager:
                     -1,
                 )
         _COUNT.pack_into(body, 0, (len(body) - _COUNT.size) // _ENTRY.size)
-        data = _PREFIX.pack(_SNAPSHOT_VERSION, crc32c(body)) + body
-        path = self._path(offset)
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(self.directory)
+        write_atomically(self._path(offset), _PREFIX.pack(_SNAPSHOT_VERSION, crc32c(body)) + body)
         for old in self.snapshot_offsets()[:-_SNAPSHOTS_KEPT]:
             self._remove(old)
         self._snapshot_offset = offset
@@ -297,8 +291,10 @@ class ProducerStateManager:
             self._remove(offset)
 
     def _remove(self, offset: int) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._path(offset))
+        """Remove a snapshot. A failure is harmless (loading picks the newest
+        snapshot at or below the log end), so it is ignored."""
+        with contextlib.suppress(OSError):
+            fileops.unlink(self._path(offset))
 
 
 def _read_snapshot(path: str) -> dict[int, ProducerEntry]:

@@ -25,6 +25,7 @@ import logging
 import os
 from bisect import bisect_right
 
+from moldau.log import fileops
 from moldau.log.checkpoint import fsync_dir
 from moldau.log.segment import (
     INDEX_SUFFIX,
@@ -86,7 +87,7 @@ def _complete_swaps(directory: str, interval: int, now_ms: int) -> None:
             old_base = segment_base_offset(old_name)
             replaced = old_base is not None and base <= old_base < end
             if replaced and old_name.endswith((LOG_SUFFIX, *_INDEX_SUFFIXES)):
-                os.unlink(os.path.join(directory, old_name))
+                fileops.unlink(os.path.join(directory, old_name))
         swap.rename("")
         swap.close()
         log.warning("%s: completed the swap of cleaned segment %d", directory, base)
@@ -108,5 +109,5 @@ def _segment_bases(directory: str) -> list[int]:
         if orphan or name.endswith(_LEFTOVER_SUFFIXES):
             log.info("%s: removing leftover file %s", directory, name)
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(directory, name))
+                fileops.unlink(os.path.join(directory, name))
     return bases

@@ -1,18 +1,29 @@
 """One log segment: a ``.log`` file of batches plus its two indexes.
 
 Files are named by the segment's base offset, zero-padded to 20 digits, as
-Kafka names them. The log file is opened ``O_APPEND`` and written with
-``writev``; reads use ``pread`` and never move a file position, so the open
-file object can be shared with ``FileSlice``s being sent by the network layer.
+Kafka names them. The log file is written with ``pwritev`` at the
+segment's end as this process counts it (not ``O_APPEND``: bytes a failed
+write left past that end are overwritten, never followed); reads use
+``pread`` and never move a file position, so the open file object can be
+shared with ``FileSlice``s being sent by the network layer.
+
+An append is all-or-nothing: index entries waiting for the file are written
+before the data, the data write is the append's last I/O (the end, the
+timestamps and the index entries are then updated in memory), and a failed
+data write is cut back off the file. When the cut fails too the segment
+raises ``LogDamagedError`` and its partition goes offline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
+from moldau.log import fileops
+from moldau.log.errors import LogDamagedError
 from moldau.log.index import CorruptIndexError, OffsetIndex, TimeIndex
 from moldau.protocol.batch import (
     HEADER_SIZE,
@@ -67,8 +78,9 @@ class LogSegment:
         self.created_ms = created_ms
         self.suffix = suffix
         self.path = self._sibling(LOG_SUFFIX)
-        self.file = open(self.path, "a+b", buffering=0)  # noqa: SIM115 - lives with the segment
-        self._fd = self.file.fileno()
+        fd = _open_log_file(self.path)
+        self.file = open(fd, "r+b", buffering=0, closefd=True)  # noqa: SIM115 - lives with the segment
+        self._fd = fd
         self.offset_index = OffsetIndex(self._sibling(INDEX_SUFFIX), base_offset)
         self.time_index = TimeIndex(self._sibling(TIME_INDEX_SUFFIX), base_offset)
         self.size = os.fstat(self._fd).st_size
@@ -78,6 +90,9 @@ class LogSegment:
         self._first_batch_timestamp: int | None = None
         self._bytes_since_index_entry = 0
         self._dirty = False
+        #: Work on the indexes due before the next append: load them (the
+        #: first append) or write the entries piled up in memory.
+        self._index_work = True
 
     def _sibling(self, kind: str) -> str:
         name = segment_file_name(self.base_offset, kind) + self.suffix
@@ -91,9 +106,16 @@ class LogSegment:
         the cleaner beside the live one with the same base offset."""
         segment = cls(directory, base_offset, now_ms, suffix)
         if segment.size:
+            segment.file.close()
             raise FileExistsError(f"{segment.path} exists and is not empty")
-        segment.offset_index.reset()
-        segment.time_index.reset()
+        try:
+            segment.offset_index.reset()
+            segment.time_index.reset()
+        except OSError:
+            segment.file.close()
+            with contextlib.suppress(OSError):
+                segment.delete()
+            raise
         return segment
 
     # -- appending -----------------------------------------------------------
@@ -103,17 +125,23 @@ class LogSegment:
         buffers: Sequence[bytes | bytearray | memoryview],
         batches: Sequence[TrackedBatch],
         interval: int,
+        total: int | None = None,
     ) -> None:
-        """Write ``buffers`` (whole batches, concatenated) and index ``batches``.
+        """Write ``buffers`` (whole batches, concatenated, ``total`` bytes if
+        the caller knows) and index ``batches``.
 
-        On a write error the file is cut back, so a failed append leaves no
-        partial batch behind.
+        Raises ``OSError`` with the segment as it was (a partial write is cut
+        back off the file), or ``LogDamagedError`` if the cut failed.
         """
+        if self._index_work:
+            self._tend_indexes()
+        if total is None:
+            total = sum(batch.size for batch in batches)
         start = self.size
         try:
-            _write_all(self._fd, buffers, sum(batch.size for batch in batches))
+            _write_all(self._fd, buffers, total, start)
         except OSError:
-            os.ftruncate(self._fd, start)
+            self._cut_back(start)
             raise
         self._dirty = True
         position = start
@@ -121,14 +149,33 @@ class LogSegment:
             self._track(position, batch, interval)
             position += batch.size
 
+    def _tend_indexes(self) -> None:
+        """Load the indexes (so that tracking a batch reads no file) and
+        write their pending entries; a failed index write only waits."""
+        self.offset_index.ensure_loaded()
+        self.time_index.ensure_loaded()
+        written = self.offset_index.write_pending()
+        self._index_work = not (self.time_index.write_pending() and written)
+
+    def _cut_back(self, start: int) -> None:
+        """Remove what a failed write left past ``start``."""
+        try:
+            if os.fstat(self._fd).st_size != start:
+                fileops.ftruncate(self._fd, start)
+        except OSError as exc:
+            raise LogDamagedError(self.path, exc) from exc
+
     def _track(self, position: int, batch: TrackedBatch, interval: int) -> None:
-        """Account for a batch stored at ``position``: end, timestamps, indexes."""
+        """Account for a batch stored at ``position``: end, timestamps, indexes.
+        No I/O (the indexes were loaded before the data was written)."""
         if batch.max_timestamp > self.max_timestamp:
             self.max_timestamp = batch.max_timestamp
             self.offset_of_max_timestamp = batch.last_offset
         if self._bytes_since_index_entry > interval:
-            self.offset_index.append(batch.last_offset, position)
-            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            if self.offset_index.append(batch.last_offset, position):
+                self._index_work = True
+            if self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp):
+                self._index_work = True
             self._bytes_since_index_entry = 0
         self._bytes_since_index_entry += batch.size
         if self._first_batch_timestamp is None and position == 0:
@@ -220,7 +267,7 @@ class LogSegment:
         self.time_index.write_pending()
         cut = file_size - self.size
         if cut:
-            os.ftruncate(self._fd, self.size)
+            fileops.ftruncate(self._fd, self.size)
             self._dirty = True
         return cut
 
@@ -280,7 +327,7 @@ class LogSegment:
         position = self.translate_offset(offset)
         if position is None:
             return
-        os.ftruncate(self._fd, position)
+        fileops.ftruncate(self._fd, position)
         self._dirty = True
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
@@ -288,16 +335,36 @@ class LogSegment:
             self.recover(interval)
 
     def flush(self) -> None:
-        """Make everything appended so far durable, indexes included."""
-        self.offset_index.write_pending(fsync=self._dirty)
-        self.time_index.write_pending(fsync=self._dirty)
-        if self._dirty:
-            os.fsync(self._fd)
-            self._dirty = False
+        """Make everything appended so far durable, then the indexes (whose
+        failure costs nothing: see ``index.py``).
 
-    def close(self) -> None:
-        self.offset_index.write_pending()
-        self.time_index.write_pending()
+        Raises ``LogDamagedError`` if the fsync fails (the kernel may have
+        dropped the pages it could not write, and a later fsync would not
+        say so) or the file was removed from under the broker.
+        """
+        dirty = self._dirty
+        try:
+            if self.removed():
+                raise OSError(errno.ENOENT, "removed while the broker had it open")
+            if dirty:
+                fileops.fsync(self._fd)
+        except OSError as exc:
+            raise LogDamagedError(self.path, exc) from exc
+        self._dirty = False
+        self.offset_index.write_pending(fsync=dirty)
+        self.time_index.write_pending(fsync=dirty)
+
+    def removed(self) -> bool:
+        """Whether the log file was unlinked while open (by hand: the broker
+        renames before it deletes)."""
+        return os.fstat(self._fd).st_nlink == 0
+
+    def close(self, *, write_indexes: bool = True) -> None:
+        """Close the file, after writing the pending index entries unless
+        the partition is offline (its files are then left to recovery)."""
+        if write_indexes:
+            self.offset_index.write_pending()
+            self.time_index.write_pending()
         self.file.close()
 
     def rename(self, suffix: str) -> None:
@@ -311,7 +378,7 @@ class LogSegment:
         for source, target in zip(
             old, [self.offset_index.path, self.time_index.path, self.path], strict=True
         ):
-            os.replace(source, target)
+            fileops.replace(source, target)
 
     def iter_batches(self, position: int = 0) -> Iterator[tuple[int, BatchHeader, memoryview]]:
         """``(position, header, bytes)`` of each batch from ``position`` to the
@@ -343,19 +410,34 @@ class LogSegment:
         self.time_index.discard()
         for path in (self.path, self.offset_index.path, self.time_index.path):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+                fileops.unlink(path)
 
     def __repr__(self) -> str:
         return f"LogSegment({self.path!r}, size={self.size}, next_offset={self.next_offset})"
 
 
-def _write_all(fd: int, buffers: Sequence[bytes | bytearray | memoryview], total: int) -> None:
-    """writev the ``total`` bytes of ``buffers``, resuming after short writes
-    (rare for regular files, but allowed)."""
+def _open_log_file(path: str) -> int:
+    """The segment's file, for reading and writing; for reading only on a
+    read-only file system, so that a broker started there still serves
+    reads (its appends then fail and are refused)."""
+    try:
+        return fileops.open_fd(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.EROFS:
+            raise
+        return os.open(path, os.O_RDONLY)
+
+
+def _write_all(
+    fd: int, buffers: Sequence[bytes | bytearray | memoryview], total: int, position: int
+) -> None:
+    """pwritev the ``total`` bytes of ``buffers`` at ``position``, resuming
+    after short writes (rare for regular files, but allowed)."""
     views = list(buffers)
     i = 0
     while True:
-        written = os.writev(fd, views[i : i + _IOV_MAX])
+        written = fileops.pwritev(fd, views[i : i + _IOV_MAX], position)
+        position += written
         total -= written
         if total <= 0:
             return

@@ -7,6 +7,10 @@ simply the log end offset; cluster mode will drive the same object as
 follower (``become_follower``) and advance the high watermark from the
 followers' fetch offsets. Nothing here does I/O beyond the log itself, and
 nothing waits: the broker's asyncio shell listens to ``on_append``.
+
+A partition whose storage failed is offline (the log holds the reason, since
+the log is what must stop writing): every produce, fetch and offset lookup is
+answered with KAFKA_STORAGE_ERROR until the broker restarts, as in Kafka.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..log.errors import KafkaStorageError
 from ..log.partition_log import AppendResult, PartitionLog, ReadResult
 from ..protocol.errors import ErrorCode, KafkaError
 
@@ -48,6 +53,15 @@ class Partition:
     @property
     def is_leader(self) -> bool:
         return self.leader_id == self.broker_id
+
+    @property
+    def offline(self) -> bool:
+        return self.log.offline is not None
+
+    def check_online(self) -> None:
+        """Raise KAFKA_STORAGE_ERROR if the partition's storage failed."""
+        if self.log.offline is not None:
+            raise KafkaStorageError(f"{self.topic}-{self.index} is offline: {self.log.offline}")
 
     @property
     def log_start_offset(self) -> int:

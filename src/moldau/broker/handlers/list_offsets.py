@@ -51,6 +51,7 @@ def list_offsets(context: RequestContext, request: Message) -> Message:
 
 def _lookup(partition: Partition, timestamp: int) -> tuple[int, int]:
     """(timestamp, offset) answering one partition's query."""
+    partition.check_online()
     if timestamp == LATEST:
         return -1, partition.high_watermark
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
