@@ -34,6 +34,9 @@ from moldau.protocol.records import decode_batch
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 KEYS = 12
 SEGMENT_BYTES = 2048
+#: max.compaction.lag.ms of the lagging topic, long enough that producing
+#: a few records rarely outlasts it.
+MAX_LAG_S = 6.0
 
 
 @dataclass(frozen=True)
@@ -433,7 +436,7 @@ def test_max_compaction_lag_forces_a_clean_below_the_dirty_ratio(
             "cleanup.policy": "compact",
             "segment.bytes": str(SEGMENT_BYTES),
             "min.cleanable.dirty.ratio": "0.9",
-            "max.compaction.lag.ms": "2000",
+            "max.compaction.lag.ms": str(int(MAX_LAG_S * 1000)),
             "delete.retention.ms": "100",
         },
     )
@@ -442,10 +445,14 @@ def test_max_compaction_lag_forces_a_clean_below_the_dirty_ratio(
     # The first clean of a log is all dirty: ratio 1.
     wait_for(lambda: fully_compacted(bootstrap, topic, model), 20, 0.2, "the first clean")
     newer = {b"key-2": b"newer", b"key-3": b"newer"}
+    dirty_since = time.monotonic()
     assert produce(bootstrap, topic, list(newer.items())) == []
     model.update(newer)
     model.update(roll_past(bootstrap, topic, "g"))
-    assert not fully_compacted(bootstrap, topic, model), "cleaned below the dirty ratio"
+    # On a loaded machine producing may itself outlast the lag: a clean is
+    # only wrong while the dirty records are younger than it.
+    cleaned = fully_compacted(bootstrap, topic, model)
+    assert not cleaned or time.monotonic() - dirty_since >= MAX_LAG_S, "cleaned below the ratio"
     wait_for(lambda: fully_compacted(bootstrap, topic, model), 20, 0.2, "the overdue clean")
 
 
