@@ -108,6 +108,8 @@ def test_broker_v1_and_v4_still_read() -> None:
         b'{"version":0}',
         b'{"version":4,"endpoints":["UNKNOWN://h:1"],"listener_security_protocol_map":{}}',
         b'{"version":4,"endpoints":"PLAINTEXT://h:1"}',
+        b'{"version":5,"endpoints":[],"jmx_port":"x"}',
+        b'{"version":5,"endpoints":[],"timestamp":[1]}',
     ],
 )
 def test_broker_garbage_raises(data: bytes) -> None:
@@ -127,6 +129,8 @@ def test_controller() -> None:
     old = zp.decode_controller(b'{"version":1,"brokerid":2,"timestamp":"5"}')
     assert old.broker_id == 2
     assert old.kraft_controller_epoch is None
+    with pytest.raises(zp.ZkDataError):
+        zp.decode_controller(b'{"version":2,"brokerid":1,"kraftControllerEpoch":"x"}')
 
 
 def test_controller_epoch_is_a_bare_number() -> None:

@@ -172,6 +172,11 @@ def _int(obj: Mapping[str, Any], key: str, what: str) -> int:
         raise ZkDataError(f"{what}: {key!r} is not a number: {value!r}") from None
 
 
+def _opt_int(obj: Mapping[str, Any], key: str, default: int, what: str) -> int:
+    """An optional int field: ``default`` when absent or null."""
+    return default if obj.get(key) is None else _int(obj, key, what)
+
+
 def _int_list(value: Any, what: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in value
@@ -294,13 +299,12 @@ def decode_broker(broker_id: int, data: bytes | None) -> BrokerRegistration:
     features = obj.get("features") or {}
     if not isinstance(features, dict):
         raise ZkDataError(f"{what}: features is not an object")
-    timestamp = obj.get("timestamp")
     return BrokerRegistration(
         broker_id=broker_id,
         endpoints=endpoints,
         rack=rack if isinstance(rack, str) else None,
-        timestamp_ms=int(timestamp) if isinstance(timestamp, str | int) else 0,
-        jmx_port=int(obj.get("jmx_port", -1)),
+        timestamp_ms=_opt_int(obj, "timestamp", 0, what),
+        jmx_port=_opt_int(obj, "jmx_port", -1, what),
         features=features,
         version=version,
     )
@@ -337,12 +341,13 @@ def encode_controller(reg: ControllerRegistration) -> bytes:
 
 def decode_controller(data: bytes | None) -> ControllerRegistration:
     obj = _load(data, "controller")
-    timestamp = obj.get("timestamp")
     kraft = obj.get("kraftControllerEpoch")
     return ControllerRegistration(
         broker_id=_int(obj, "brokerid", "controller"),
-        timestamp_ms=int(timestamp) if isinstance(timestamp, str | int) else 0,
-        kraft_controller_epoch=int(kraft) if kraft is not None else None,
+        timestamp_ms=_opt_int(obj, "timestamp", 0, "controller"),
+        kraft_controller_epoch=None
+        if kraft is None
+        else _int(obj, "kraftControllerEpoch", "controller"),
     )
 
 
@@ -482,7 +487,7 @@ def decode_partition_state(
 ) -> PartitionState:
     what = "partition state"
     obj = _load(data, what)
-    recovery = int(obj.get("leader_recovery_state", RECOVERED))
+    recovery = _opt_int(obj, "leader_recovery_state", RECOVERED, what)
     if recovery not in (RECOVERED, RECOVERING):
         raise ZkDataError(f"{what}: unknown leader_recovery_state {recovery}")
     return PartitionState(
