@@ -243,3 +243,47 @@ def test_session_expiry_removes_the_broker_registration(zookeeper: ZooKeeper) ->
             assert await broker.register_broker(registration(1, "r1")) > epoch
 
     run(main)
+
+
+def test_topic_deletion_is_fenced_and_complete(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as s:
+            old = await s.elect_controller(1, 1)
+            await s.client.delete(zp.CONTROLLER)  # as if its session ended
+            lease = await s.elect_controller(1, 2)
+            states = {p: zp.PartitionState(1, 0, (1,), lease.epoch) for p in range(5)}
+            topic = zp.TopicAssignment(
+                uuid.uuid4(), {p: zp.ReplicaAssignment((1,)) for p in states}
+            )
+            await s.create_topic("t", topic, {"retention.ms": "1"})
+            await s.create_partition_states("t", states, lease)
+            await s.mark_topic_for_deletion("t")
+            assert await s.topics_marked_for_deletion() == ["t"]
+            with pytest.raises(ControllerMoved):
+                await s.delete_topic("t", old, batch=2)
+            assert await s.partition_state("t", 0) is not None
+            await s.delete_topic("t", lease, batch=2)
+            assert await s.topics() == []
+            assert await s.topics_marked_for_deletion() == []
+            assert await s.client.exists(zp.topic_config_path("t")) is None
+            await s.delete_topic("t", lease)  # finishing twice is harmless
+
+    run(main)
+
+
+def test_partition_increase_is_conditional(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as a, store(zookeeper) as b:
+            topic = zp.TopicAssignment(uuid.uuid4(), {0: zp.ReplicaAssignment((1,))})
+            await a.create_topic("t", topic)
+            read_a, read_b = await a.topic_with_version("t"), await b.topic_with_version("t")
+            assert read_a is not None and read_b is not None
+            grown = zp.TopicAssignment(
+                topic.topic_id, {**topic.partitions, 1: zp.ReplicaAssignment((2,))}
+            )
+            assert await a.set_topic_assignment("t", grown, read_a[1]) == read_a[1] + 1
+            with pytest.raises(StaleVersion):
+                await b.set_topic_assignment("t", topic, read_b[1])
+            assert await b.topic("t") == grown
+
+    run(main)
