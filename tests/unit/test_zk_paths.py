@@ -6,6 +6,8 @@ import json
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from moldau.cluster.zk import paths as zp
 
@@ -259,3 +261,71 @@ def test_producer_id_block() -> None:
         zp.ProducerIdBlock(0, (1 << 63) - 1000).next_block(0)
     with pytest.raises(zp.ZkDataError):
         zp.decode_producer_id_block(b'{"version":1,"broker":1,"block_start":"9","block_end":"1"}')
+
+
+ids = st.integers(0, 2**31 - 1)
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=20)
+
+
+@given(
+    leader=st.integers(-2, 2**31 - 1),
+    epoch=st.integers(0, 2**31 - 1),
+    isr=st.lists(ids, max_size=6, unique=True),
+    controller_epoch=ids,
+    recovery=st.sampled_from([zp.RECOVERED, zp.RECOVERING]),
+)
+def test_partition_state_round_trips(
+    leader: int, epoch: int, isr: list[int], controller_epoch: int, recovery: int
+) -> None:
+    state = zp.PartitionState(leader, epoch, tuple(isr), controller_epoch, recovery)
+    assert zp.decode_partition_state(zp.encode_partition_state(state)) == state
+
+
+@given(
+    topic_id=st.none() | st.uuids(),
+    partitions=st.dictionaries(
+        st.integers(0, 1000),
+        st.tuples(
+            st.lists(ids, min_size=1, max_size=5, unique=True),
+            st.lists(ids, max_size=2, unique=True),
+            st.lists(ids, max_size=2, unique=True),
+        ),
+        max_size=8,
+    ),
+)
+def test_topic_assignment_round_trips(
+    topic_id: uuid.UUID | None, partitions: dict[int, tuple[list[int], list[int], list[int]]]
+) -> None:
+    topic = zp.TopicAssignment(
+        topic_id,
+        {
+            p: zp.ReplicaAssignment(tuple(r), tuple(a), tuple(d))
+            for p, (r, a, d) in partitions.items()
+        },
+    )
+    assert zp.decode_topic("t", zp.encode_topic(topic)) == topic
+
+
+@given(
+    broker_id=ids,
+    endpoints=st.lists(
+        st.tuples(
+            names.map(str.upper), st.sampled_from(["h", "10.0.0.1", "::1"]), st.integers(0, 65535)
+        ),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda e: e[0],
+    ),
+    rack=st.none() | names,
+    timestamp=st.integers(0, 2**62),
+)
+def test_broker_round_trips(
+    broker_id: int, endpoints: list[tuple[str, str, int]], rack: str | None, timestamp: int
+) -> None:
+    reg = zp.BrokerRegistration(
+        broker_id,
+        tuple(zp.Endpoint(name, host, port, "SSL") for name, host, port in endpoints),
+        rack,
+        timestamp,
+    )
+    assert zp.decode_broker(broker_id, zp.encode_broker(reg)) == reg
