@@ -1,0 +1,1 @@
+"""The controller: pure state tables and election rules, driven by events."""

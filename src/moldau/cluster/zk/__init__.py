@@ -1,0 +1,1 @@
+"""ZooKeeper layer of cluster mode: paths and codecs (pure), client and store."""

@@ -1,0 +1,289 @@
+"""The typed ZooKeeper store against a real ZooKeeper: elections, fencing,
+conditional writes, producer id blocks, ephemeral registrations."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import pytest
+
+from moldau.cluster.zk import paths as zp
+from moldau.cluster.zk.client import SessionState, ZkClient
+from moldau.cluster.zk.store import (
+    BrokerIdInUse,
+    ControllerMoved,
+    StaleVersion,
+    TopicExists,
+    ZkStore,
+)
+from support.zookeeper import ZooKeeper, expire_session
+
+pytestmark = pytest.mark.cluster
+
+T = TypeVar("T")
+
+
+def run(main: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(main(), timeout)
+
+    return asyncio.run(bounded())
+
+
+@asynccontextmanager
+async def store(zookeeper: ZooKeeper, session_ms: int = 6000) -> AsyncIterator[ZkStore]:
+    client = ZkClient(zookeeper.connect, session_timeout_ms=session_ms)
+    await client.start()
+    try:
+        s = ZkStore(client)
+        await s.create_top_level_paths()
+        yield s
+    finally:
+        await client.close()
+
+
+def registration(broker_id: int, rack: str | None = None) -> zp.BrokerRegistration:
+    return zp.BrokerRegistration(
+        broker_id, (zp.Endpoint("PLAINTEXT", "127.0.0.1", 9000 + broker_id),), rack, 1
+    )
+
+
+def test_chroot_is_created_and_top_level_paths_exist(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as s:
+            assert await s.broker_ids() == []
+            assert await s.topics() == []
+            assert await s.client.exists(zp.PRODUCER_ID_BLOCK) is not None
+
+    run(main)
+
+
+def test_two_stores_race_for_controller_and_one_wins(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as a, store(zookeeper) as b:
+            outcomes = await asyncio.gather(
+                a.elect_controller(1, 100), b.elect_controller(2, 100), return_exceptions=True
+            )
+            leases = [o for o in outcomes if not isinstance(o, BaseException)]
+            lost = [o for o in outcomes if isinstance(o, BaseException)]
+            assert len(leases) == 1, outcomes
+            assert len(lost) == 1 and isinstance(lost[0], ControllerMoved), outcomes
+            (lease,) = leases
+            assert lease.epoch == 1
+            controller = await a.controller()
+            assert controller is not None and controller.broker_id == lease.broker_id
+            assert await a.controller_epoch() == (1, lease.epoch_zk_version)
+
+    run(main)
+
+
+def test_deposed_controller_cannot_write(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as admin:
+            await admin.create_topic(
+                "t", zp.TopicAssignment(uuid.uuid4(), {0: zp.ReplicaAssignment((1, 2))})
+            )
+            async with store(zookeeper) as old:
+                old_lease = await old.elect_controller(1, 1)
+                await old.create_partition_states(
+                    "t", {0: zp.PartitionState(1, 0, (1, 2), old_lease.epoch)}, old_lease
+                )
+            # Closing the old controller's session deleted /controller.
+            async with store(zookeeper) as new:
+                new_lease = await new.elect_controller(2, 2)
+                assert new_lease.epoch == old_lease.epoch + 1
+                state = await new.partition_state("t", 0)
+                assert state is not None
+                # The old controller comes back (new session, old lease): fenced.
+                async with store(zookeeper) as zombie:
+                    with pytest.raises(ControllerMoved):
+                        await zombie.update_partition_state(
+                            "t",
+                            0,
+                            zp.PartitionState(2, 1, (2,), old_lease.epoch, 0, 0),
+                            old_lease,
+                        )
+                    with pytest.raises(ControllerMoved):
+                        await zombie.create_partition_states(
+                            "t", {1: zp.PartitionState(1, 0, (1,), old_lease.epoch)}, old_lease
+                        )
+                    with pytest.raises(ControllerMoved):
+                        await zombie.resign_controller(old_lease)
+                assert await new.partition_state("t", 0) == state
+                assert await new.client.exists(zp.partition_path("t", 1)) is None
+                controller = await new.controller()
+                assert controller is not None and controller.broker_id == 2
+                # The current controller's writes go through.
+                moved = await new.update_partition_state(
+                    "t",
+                    0,
+                    zp.PartitionState(2, 1, (2,), new_lease.epoch, 0, state.zk_version),
+                    new_lease,
+                )
+                assert moved.zk_version == state.zk_version + 1
+                await new.resign_controller(new_lease)
+                assert await new.controller() is None
+
+    run(main)
+
+
+def test_partition_state_writes_are_conditional(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as s:
+            lease = await s.elect_controller(1, 1)
+            await s.create_topic(
+                "t", zp.TopicAssignment(None, {0: zp.ReplicaAssignment((1, 2, 3))})
+            )
+            await s.create_partition_states(
+                "t", {0: zp.PartitionState(1, 0, (1, 2, 3), lease.epoch)}, lease
+            )
+            read = await s.partition_state("t", 0)
+            assert read == zp.PartitionState(1, 0, (1, 2, 3), 1, zp.RECOVERED, 0)
+            first = zp.PartitionState(1, 0, (1, 2), lease.epoch, zk_version=read.zk_version)
+            second = zp.PartitionState(1, 0, (1, 3), lease.epoch, zk_version=read.zk_version)
+            written = await s.update_partition_state("t", 0, first, lease)
+            assert written.zk_version == 1
+            with pytest.raises(StaleVersion):
+                await s.update_partition_state("t", 0, second, lease)
+            assert await s.partition_state("t", 0) == written
+
+    run(main)
+
+
+def test_producer_id_blocks_are_unique_under_concurrency(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as a, store(zookeeper) as b, store(zookeeper) as c:
+            calls = [
+                s.allocate_producer_id_block(i) for i, s in enumerate((a, b, c)) for _ in range(6)
+            ]
+            blocks = await asyncio.gather(*calls)
+        starts = sorted(block.first for block in blocks)
+        assert starts == [i * zp.PRODUCER_ID_BLOCK_SIZE for i in range(18)]
+        async with store(zookeeper) as later:  # a restart goes on from the last block
+            assert (await later.allocate_producer_id_block(9)).first == 18_000
+
+    run(main)
+
+
+def test_cluster_id_and_generated_broker_ids(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as a, store(zookeeper) as b:
+            ids = await asyncio.gather(
+                a.get_or_create_cluster_id(lambda: "first"),
+                b.get_or_create_cluster_id(lambda: "second"),
+            )
+            assert ids[0] == ids[1] and ids[0] in ("first", "second")
+            assert await a.get_or_create_cluster_id(lambda: "third") == ids[0]
+            generated = [await a.generate_broker_id(), await b.generate_broker_id()]
+            assert generated == [1001, 1002]
+
+    run(main)
+
+
+def test_topics_configs_and_deletion_marks(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as s:
+            topic = zp.TopicAssignment(uuid.uuid4(), {0: zp.ReplicaAssignment((1,))})
+            await s.create_topic("t", topic, {"retention.ms": "1000"})
+            with pytest.raises(TopicExists):
+                await s.create_topic("t", topic)
+            assert await s.topic("t") == topic
+            assert await s.topic_config("t") == {"retention.ms": "1000"}
+            await s.set_topic_config("t", {"retention.ms": "5"})
+            assert await s.topic_config("t") == {"retention.ms": "5"}
+            (change,) = await s.client.children(zp.CONFIG_CHANGES)
+            assert change.startswith(zp.CONFIG_CHANGE_PREFIX)
+            data, _ = await s.client.get(f"{zp.CONFIG_CHANGES}/{change}")
+            assert zp.decode_config_change(data) == ("topics", "t")
+            await s.mark_topic_for_deletion("t")
+            await s.mark_topic_for_deletion("t")
+            with pytest.raises(TopicExists):
+                await s.create_topic("t", topic)
+
+    run(main)
+
+
+def test_session_expiry_removes_the_broker_registration(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as broker, store(zookeeper) as controller:
+            loop_thread = threading.get_ident()
+            states: asyncio.Queue[SessionState] = asyncio.Queue()
+            broker.client.on_state(states.put_nowait)
+            epoch = await broker.register_broker(registration(1, "r1"))
+            assert epoch > 0
+            with pytest.raises(BrokerIdInUse):
+                await controller.register_broker(registration(1))
+            assert await controller.brokers() == {1: registration(1, "r1")}
+            changed = asyncio.Event()
+            threads: list[int] = []
+
+            def on_change(event: object) -> None:
+                threads.append(threading.get_ident())
+                changed.set()
+
+            assert await controller.broker_ids(watch=on_change) == [1]
+            session = broker.client.session
+            assert session is not None
+            await asyncio.get_running_loop().run_in_executor(
+                None, expire_session, zookeeper.server.connect, *session
+            )
+            await changed.wait()
+            assert threads == [loop_thread], "a watch must run on the event loop"
+            assert await controller.broker_ids() == []
+            while await states.get() is not SessionState.LOST:
+                pass
+            # A new session: the broker registers again, with a new epoch.
+            while await states.get() is not SessionState.CONNECTED:
+                pass
+            assert await broker.register_broker(registration(1, "r1")) > epoch
+
+    run(main)
+
+
+def test_topic_deletion_is_fenced_and_complete(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as s:
+            old = await s.elect_controller(1, 1)
+            await s.client.delete(zp.CONTROLLER)  # as if its session ended
+            lease = await s.elect_controller(1, 2)
+            states = {p: zp.PartitionState(1, 0, (1,), lease.epoch) for p in range(5)}
+            topic = zp.TopicAssignment(
+                uuid.uuid4(), {p: zp.ReplicaAssignment((1,)) for p in states}
+            )
+            await s.create_topic("t", topic, {"retention.ms": "1"})
+            await s.create_partition_states("t", states, lease)
+            await s.mark_topic_for_deletion("t")
+            assert await s.topics_marked_for_deletion() == ["t"]
+            with pytest.raises(ControllerMoved):
+                await s.delete_topic("t", old, batch=2)
+            assert await s.partition_state("t", 0) is not None
+            await s.delete_topic("t", lease, batch=2)
+            assert await s.topics() == []
+            assert await s.topics_marked_for_deletion() == []
+            assert await s.client.exists(zp.topic_config_path("t")) is None
+            await s.delete_topic("t", lease)  # finishing twice is harmless
+
+    run(main)
+
+
+def test_partition_increase_is_conditional(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as a, store(zookeeper) as b:
+            topic = zp.TopicAssignment(uuid.uuid4(), {0: zp.ReplicaAssignment((1,))})
+            await a.create_topic("t", topic)
+            read_a, read_b = await a.topic_with_version("t"), await b.topic_with_version("t")
+            assert read_a is not None and read_b is not None
+            grown = zp.TopicAssignment(
+                topic.topic_id, {**topic.partitions, 1: zp.ReplicaAssignment((2,))}
+            )
+            assert await a.set_topic_assignment("t", grown, read_a[1]) == read_a[1] + 1
+            with pytest.raises(StaleVersion):
+                await b.set_topic_assignment("t", topic, read_b[1])
+            assert await b.topic("t") == grown
+
+    run(main)
