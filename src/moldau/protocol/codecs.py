@@ -321,8 +321,10 @@ def _zstd_bound(data: memoryview, limit: int) -> int:
     A raw or RLE block states its output size, a compressed block produces
     at most the frame's block maximum (its window, at most 128 KiB), and a
     frame content size, where given, is exact (the decoder checks it). A
-    frame whose window or content size exceeds ``limit`` is refused without
-    decoding, as are frames whose stated block sizes alone exceed it.
+    frame whose content size exceeds ``limit`` is refused without decoding,
+    as are frames whose stated block sizes alone exceed it. The window a
+    frame asks for is left to the decoder, which refuses more than 128 MiB
+    and touches no more of it than the output it writes.
     """
     bound = stated = pos = 0
     end = len(data)
@@ -352,7 +354,7 @@ def _zstd_bound(data: memoryview, limit: int) -> int:
             pos += fcs_size
             if single_segment:
                 window = content_size
-        if window > limit or content_size > limit:
+        if content_size > limit:
             raise _too_large("zstd", limit)
         block_max = min(window, _ZSTD_BLOCK_MAX)
         frame = 0
