@@ -75,28 +75,56 @@ def _uvarint(data: Buffer, pos: int, max_bytes: int) -> tuple[int, int]:
     raise InvalidRecordError(f"varint longer than {max_bytes} bytes")
 
 
+_MIN_RECORD_SIZE = 7
+"""length, attributes, timestampDelta, offsetDelta, key length, value length
+and header count, each one byte: the smallest record."""
+
+
+def _offset_code(delta: int) -> tuple[int, int, int]:
+    """``(first byte, second byte or -1, delta)`` of the zigzag varint of
+    offset delta ``delta`` if it takes one or two bytes, else ``(-1, -1,
+    delta)``: what the scan compares the bytes with."""
+    raw = delta << 1
+    if raw < 0x80:
+        return raw, -1, delta
+    if raw < 1 << 14:
+        return raw & 0x7F | 0x80, raw >> 7, delta
+    return -1, -1, delta
+
+
+_OFFSET_CODES = [_offset_code(delta) for delta in range(1 << 13)]
+"""Every offset delta encoded in two bytes or fewer (batches of up to 8192
+records; the scan takes the rest as they come)."""
+
+
 def scan_records(data: Buffer, pos: int, count: int, require_keys: bool = False) -> None:
     """Check that ``data[pos:]`` holds exactly ``count`` well-formed records
     with offset deltas 0..count-1 (and keys, if ``require_keys``).
 
     Varints are zigzag encoded, so a length ``n`` arrives as ``2n`` and -1
-    (null) as 1: an odd raw value other than 1 is a negative length.
+    (null) as 1: an odd raw value other than 1 is a negative length. Offset
+    deltas are compared with their expected encoding byte by byte.
     """
+    if count > (len(data) - pos) // _MIN_RECORD_SIZE:
+        raise InvalidRecordError(f"{len(data) - pos} bytes cannot hold {count} records")
+    codes = _OFFSET_CODES[:count]
+    if count > len(codes):
+        codes += [(-1, -1, delta) for delta in range(len(codes), count)]
     uvarint = _uvarint
     try:
-        for expected in range(0, count << 1, 2):  # zigzag offset deltas 0, 1, 2...
+        for first, second, delta in codes:
             # length (varint): the record must end exactly there
             b = data[pos]
             if b < 0x80:
                 raw = b
                 pos += 1
-            elif data[pos + 1] < 0x80:
-                raw = (b & 0x7F) | data[pos + 1] << 7
+            elif (c := data[pos + 1]) < 0x80:
+                raw = b - 0x80 + (c << 7)
                 pos += 2
             else:
                 raw, pos = uvarint(data, pos, 5)
             if raw & 1:
-                raise InvalidRecordError(f"negative record length at offset delta {expected >> 1}")
+                raise InvalidRecordError(f"negative length of record {delta}")
             end = pos + (raw >> 1)
             # attributes (int8, unused), then timestampDelta (varlong)
             if data[pos + 1] < 0x80:
@@ -105,48 +133,47 @@ def scan_records(data: Buffer, pos: int, count: int, require_keys: bool = False)
                 pos += 3
             else:
                 raw, pos = uvarint(data, pos + 1, 10)
-            # offsetDelta (varint)
-            b = data[pos]
-            if b < 0x80:
-                raw = b
-                pos += 1
-            elif data[pos + 1] < 0x80:
-                raw = (b & 0x7F) | data[pos + 1] << 7
-                pos += 2
+            # offsetDelta (varint): must be ``delta``
+            if data[pos] == first:
+                if second < 0:
+                    pos += 1
+                elif data[pos + 1] == second:
+                    pos += 2
+                else:
+                    raise InvalidRecordError(f"record {delta} has another offset delta")
             else:
                 raw, pos = uvarint(data, pos, 5)
-            if raw != expected:
-                raise InvalidRecordError(
-                    f"record {expected >> 1} has offset delta {(raw >> 1) ^ -(raw & 1)}"
-                )
+                if raw != delta << 1:
+                    raise InvalidRecordError(f"record {delta} has another offset delta")
             # key
             b = data[pos]
-            if b < 0x80:
-                raw = b
-                pos += 1
-            else:
-                raw, pos = uvarint(data, pos, 5)
-            if raw & 1:
-                if raw != 1:
-                    raise InvalidRecordError("negative key length")
+            if b == 1:
                 if require_keys:
                     raise InvalidRecordError("compacted topic cannot accept a record without a key")
+                pos += 1
+            elif b < 0x80:
+                if b & 1:
+                    raise InvalidRecordError(f"negative key length in record {delta}")
+                pos += 1 + (b >> 1)
             else:
+                raw, pos = uvarint(data, pos, 5)
+                if raw & 1:
+                    raise InvalidRecordError(f"negative key length in record {delta}")
                 pos += raw >> 1
             # value
             b = data[pos]
             if b < 0x80:
-                raw = b
-                pos += 1
-            elif data[pos + 1] < 0x80:
-                raw = (b & 0x7F) | data[pos + 1] << 7
-                pos += 2
+                if b & 1 and b != 1:
+                    raise InvalidRecordError(f"negative value length in record {delta}")
+                pos += 1 + (b >> 1)
             else:
-                raw, pos = uvarint(data, pos, 5)
-            if raw & 1:
-                if raw != 1:
-                    raise InvalidRecordError("negative value length")
-            else:
+                if (c := data[pos + 1]) < 0x80:
+                    raw = b - 0x80 + (c << 7)
+                    pos += 2
+                else:
+                    raw, pos = uvarint(data, pos, 5)
+                if raw & 1:
+                    raise InvalidRecordError(f"negative value length in record {delta}")
                 pos += raw >> 1
             # headers
             if data[pos]:
@@ -154,9 +181,7 @@ def scan_records(data: Buffer, pos: int, count: int, require_keys: bool = False)
             else:
                 pos += 1
             if pos != end:
-                raise InvalidRecordError(
-                    f"record {expected >> 1} fields do not add up to its length"
-                )
+                raise InvalidRecordError(f"record {delta} fields do not add up to its length")
         if pos != len(data):
             raise InvalidRecordError(f"{len(data) - pos} bytes after the last of {count} records")
     except IndexError:
