@@ -54,9 +54,10 @@ def validate_records(
         data = decompress(header.compression, memoryview(batch)[HEADER_SIZE:], limit)
         scan_records(data, 0, header.records_count, require_keys)
     else:
-        # Indexing bytes is faster than indexing a memoryview by more than
-        # the cost of the copy.
-        scan_records(bytes(batch), HEADER_SIZE, header.records_count, require_keys)
+        # Scanned in place: a copy of a large batch costs the broker more
+        # than the copy itself (a fresh mapping per batch, page faults), far
+        # more than indexing a memoryview costs over indexing bytes.
+        scan_records(batch, HEADER_SIZE, header.records_count, require_keys)
 
 
 def _uvarint(data: Buffer, pos: int, max_bytes: int) -> tuple[int, int]:
