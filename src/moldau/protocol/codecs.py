@@ -32,7 +32,8 @@ and never produces (or allocates) more than that:
   ``max_length``: decoding stops at ``limit`` + 1 bytes.
 
 Each decoder writes into one pre-sized buffer (``decompress_into``), so the
-output is never copied nor grown.
+output is never copied nor grown; produce validation reuses one buffer per
+thread for it.
 
 The limit (:func:`decompression_limit`) is derived from the batch size and
 ``max.message.bytes``. Kafka has none: it streams records one by one and
@@ -48,6 +49,7 @@ unless the data is extremely repetitive.
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from collections.abc import Callable
 
@@ -135,27 +137,64 @@ def compress(codec: int, data: bytes) -> bytes:
 Buffer = bytes | bytearray | memoryview
 
 
-def decompress(codec: int, data: Buffer, limit: int) -> bytes | bytearray:
+_SCRATCH_MAX = 16 << 20
+"""Largest output buffer a thread keeps for reuse."""
+
+
+class _Scratch(threading.local):
+    """A thread's reusable output buffer, for callers that are done with
+    one decompressed batch before they decompress the next (produce
+    validation). A fresh buffer per batch costs more than zero-filling it:
+    a large one is a new mapping, page-faulted in and unmapped again."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def get(self, size: int) -> memoryview | bytearray:
+        if size > _SCRATCH_MAX:
+            return bytearray(size)
+        if size > len(self.buffer):
+            self.buffer = bytearray(min(max(size, 2 * len(self.buffer)), _SCRATCH_MAX))
+        return memoryview(self.buffer)[:size]
+
+
+_SCRATCH = _Scratch()
+
+
+def decompress(
+    codec: int, data: Buffer, limit: int, *, reuse: bool = False
+) -> bytes | bytearray | memoryview:
     """The records section of a batch compressed with ``codec``, refused
     with ``CorruptRecordError`` if it cannot be decoded or would exceed
-    ``limit`` bytes; any framing a Kafka client may write."""
+    ``limit`` bytes; any framing a Kafka client may write.
+
+    With ``reuse``, the result may be a view of this thread's scratch
+    buffer, valid until the thread's next ``reuse`` call.
+    """
     if codec == COMPRESSION_NONE:
         if len(data) > limit:
             raise CorruptRecordError(f"records of {len(data)} bytes exceed the limit {limit}")
         return bytes(data)
     view = data if isinstance(data, memoryview) else memoryview(data)
+    output = _SCRATCH.get if reuse else bytearray
     try:
         if codec == COMPRESSION_GZIP:
             return _gzip_decompress(view, limit)
         if codec == COMPRESSION_SNAPPY:
-            return _snappy_decompress(view, limit)
+            return _snappy_decompress(view, limit, output)
         if codec == COMPRESSION_LZ4:
-            return _decode_into(cramjam.lz4.decompress_into, view, _lz4_bound(view, limit), limit)
+            bound = _lz4_bound(view, limit)
+            return _decode_into(cramjam.lz4.decompress_into, view, bound, limit, output)
         if codec == COMPRESSION_ZSTD:
-            return _decode_into(cramjam.zstd.decompress_into, view, _zstd_bound(view, limit), limit)
+            bound = _zstd_bound(view, limit)
+            return _decode_into(cramjam.zstd.decompress_into, view, bound, limit, output)
     except (cramjam.DecompressionError, zlib.error, struct.error, IndexError) as exc:
         raise CorruptRecordError(f"cannot decompress codec {codec}: {exc}") from exc
     raise CorruptRecordError(f"unknown compression codec {codec}")
+
+
+Output = Callable[[int], bytearray | memoryview]
+"""Where a decoder writes: a new bytearray, or the thread's scratch buffer."""
 
 
 def _too_large(codec: str, limit: int) -> CorruptRecordError:
@@ -163,11 +202,15 @@ def _too_large(codec: str, limit: int) -> CorruptRecordError:
 
 
 def _decode_into(
-    decode: Callable[[Buffer, bytearray], int], data: memoryview, bound: int, limit: int
-) -> bytearray:
+    decode: Callable[[Buffer, bytearray | memoryview], int],
+    data: memoryview,
+    bound: int,
+    limit: int,
+    output: Output,
+) -> bytearray | memoryview:
     """Run a cramjam ``decompress_into`` with an output buffer of
     ``min(bound, limit)`` bytes: the decoder fails when it runs out of room."""
-    out = bytearray(min(bound, limit))
+    out = output(min(bound, limit))
     try:
         size = decode(data, out)
     except cramjam.DecompressionError as exc:
@@ -176,8 +219,11 @@ def _decode_into(
                 f"records decompress to more than the limit of {limit} bytes, or are corrupt: {exc}"
             ) from exc
         raise
-    if size < len(out):
-        del out[size:]
+    if size == len(out):
+        return out
+    if isinstance(out, memoryview):
+        return out[:size]
+    del out[size:]
     return out
 
 
@@ -221,13 +267,16 @@ def _snappy_length(data: memoryview, pos: int, end: int) -> int:
     raise CorruptRecordError("snappy length longer than 5 bytes")
 
 
-def _snappy_decompress(data: memoryview, limit: int) -> bytes | bytearray:
+def _snappy_decompress(data: memoryview, limit: int, output: Output) -> bytearray | memoryview:
     """Raw snappy, or xerial framing: the exact output size of every block
     is checked against ``limit`` before that block is decoded."""
     if bytes(data[:8]) != _XERIAL_MAGIC:
-        if _snappy_length(data, 0, len(data)) > limit:
+        length = _snappy_length(data, 0, len(data))
+        if length > limit:
             raise _too_large("snappy", limit)
-        return bytes(cramjam.snappy.decompress_raw(data))
+        out = output(length)
+        cramjam.snappy.decompress_raw_into(data, out)
+        return out
     blocks: list[tuple[int, int]] = []
     total = 0
     pos = 0
@@ -247,7 +296,7 @@ def _snappy_decompress(data: memoryview, limit: int) -> bytes | bytearray:
             raise _too_large("snappy", limit)
         blocks.append((pos, pos + length))
         pos += length
-    out = bytearray(total)
+    out = output(total)
     at = 0
     for start, stop in blocks:
         at += cramjam.snappy.decompress_raw_into(data[start:stop], memoryview(out)[at:])

@@ -51,7 +51,7 @@ def validate_records(
     leader does; raises ``InvalidRecordError`` or ``CorruptRecordError``."""
     if header.compression:
         limit = decompression_limit(header.size, max_message_bytes)
-        data = decompress(header.compression, memoryview(batch)[HEADER_SIZE:], limit)
+        data = decompress(header.compression, memoryview(batch)[HEADER_SIZE:], limit, reuse=True)
         scan_records(data, 0, header.records_count, require_keys)
     else:
         # Scanned in place: a copy of a large batch costs the broker more

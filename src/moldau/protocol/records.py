@@ -260,7 +260,7 @@ def rebuild_batch(
 
 def _records_section(
     header: BatchHeader, buf: bytes | bytearray | memoryview, max_message_bytes: int
-) -> bytes | bytearray:
+) -> bytes | bytearray | memoryview:
     """The batch's records section, decompressed within the bound."""
     if len(buf) < header.size:
         raise CorruptRecordError(f"truncated batch: {len(buf)} of {header.size} bytes")
