@@ -177,6 +177,22 @@ def test_random_bytes_with_a_valid_crc_are_refused(seed: int) -> None:
         assert refusal(compressed_junk) == CORRUPT_MESSAGE
 
 
+def test_a_padded_offset_delta_does_not_make_a_run_of_misaligned_records() -> None:
+    """Record 0 encodes offset delta 0 in two bytes (a valid, padded varint);
+    the records after it have the same length and bytes at the same places,
+    but a one-byte offset delta, so every later field is read one byte
+    earlier and the records do not parse. Runs must not take them for
+    records of record 0's shape."""
+    body = b"\x00\x00" + b"\x80\x00" + b"\x01" + field(b"v") + b"\x00"
+    first = varint(len(body)) + body
+    later = [
+        varint(len(body)) + b"\x00\x00" + bytes([i << 1]) + b"\x00\x01" + field(b"v") + b"\x00"
+        for i in range(1, 40)
+    ]
+    check(batch_of(first, 1))
+    assert refusal(batch_of(first + b"".join(later), 40)) == INVALID_RECORD
+
+
 # -- differential: scan_records agrees with a plain reference parser ---------------
 
 
@@ -286,6 +302,44 @@ def test_scan_agrees_with_the_reference_parser(
         data[position % len(data)] = byte
     data = data[: len(data) - cut]
     count = max(len(records) + count_change, 0)
+    assert accepted_by_scan(bytes(data), count) == accepted_by_reference(bytes(data), count)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 300),
+    st.none() | st.integers(0, 20),
+    st.integers(0, 200),
+    st.integers(0, 200),
+    st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)), max_size=3),
+    st.integers(0, 3),
+)
+def test_runs_of_one_shape_agree_with_the_reference_parser(
+    count: int,
+    key_size: int | None,
+    value_size: int,
+    timestamp_spread: int,
+    edits: list[tuple[int, int]],
+    cut: int,
+) -> None:
+    """Batches of same-shaped records (what runs check all at once), then
+    the same with a few bytes changed: accepted exactly when the reference
+    parser accepts them."""
+    rng = random.Random(count * 7919 + value_size)
+    records = [
+        Record(
+            i,
+            rng.randrange(timestamp_spread + 1),
+            None if key_size is None else rng.randbytes(key_size),
+            rng.randbytes(value_size),
+        )
+        for i in range(count)
+    ]
+    data = bytearray(build_batch(records)[b.HEADER_SIZE :])
+    assert accepted_by_scan(bytes(data), count)
+    for position, byte in edits:
+        data[position % len(data)] = byte
+    data = data[: len(data) - cut]
     assert accepted_by_scan(bytes(data), count) == accepted_by_reference(bytes(data), count)
 
 
