@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 
 from moldau.protocol import batch as b
 from moldau.protocol.codecs import DEFAULT_MAX_MESSAGE_BYTES, compress
-from moldau.protocol.record_validation import scan_records, validate_records
+from moldau.protocol.record_validation import (
+    _OFFSET_BYTES,
+    _OFFSET_CODES,
+    scan_records,
+    validate_records,
+)
 from moldau.protocol.records import Record, build_batch
 
 CODECS = [
@@ -341,6 +346,14 @@ def test_runs_of_one_shape_agree_with_the_reference_parser(
         data[position % len(data)] = byte
     data = data[: len(data) - cut]
     assert accepted_by_scan(bytes(data), count) == accepted_by_reference(bytes(data), count)
+
+
+def test_tables_hold_the_encoding_of_every_offset_delta() -> None:
+    for first, second, delta in _OFFSET_CODES:  # the record-by-record scan's
+        assert bytes([first] if second < 0 else [first, second]) == varint(delta)
+    for delta in range(len(_OFFSET_BYTES[0])):  # the runs'
+        encoded = varint(delta)
+        assert bytes(_OFFSET_BYTES[k][delta] for k in range(len(encoded))) == encoded
 
 
 def test_counts_in_the_header_are_checked_before_the_records() -> None:
