@@ -106,6 +106,9 @@ def scan_records(data: Buffer, pos: int, count: int, require_keys: bool = False)
     delta = 0
     backoff = _FIRST_RUN_CHUNK
     while delta < count:
+        if count - delta < _MIN_RUN:  # too few for a run to pay
+            pos = _scan(data, pos, delta, count, require_keys)
+            break
         start = pos
         pos = _scan(data, pos, delta, delta + 1, require_keys)
         pos, delta, whole = _uniform_run(data, start, pos, delta + 1, count)
@@ -164,6 +167,9 @@ def _offset_bytes() -> tuple[bytes, bytes, bytes]:
 _OFFSET_BYTES = _offset_bytes()
 """Byte ``k`` of the encoding of every offset delta a run covers."""
 _FIRST_RUN_CHUNK = 16
+_MIN_RUN = 32
+"""Fewer records than this are scanned one by one: finding a shape and
+slicing costs more than the scan of a few records."""
 
 
 _HIGH_BYTES = bytes(range(0x80, 0x100))
