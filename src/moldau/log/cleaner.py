@@ -52,7 +52,7 @@ from moldau.log.segment import (
     TrackedBatch,
     segment_file_name,
 )
-from moldau.protocol.batch import BatchHeader, read_header
+from moldau.protocol.batch import BatchHeader, RecordBatchError, read_header
 
 __all__ = ["CleanerConfig", "LogCleaner"]
 
@@ -127,11 +127,17 @@ class LogCleaner:
             except StopIteration:
                 self._job = self._job_log = None
                 break
-            except Exception:
+            except Exception as exc:
                 # Kafka's answer to a log it cannot clean (corrupt batch, disk
                 # full): leave it alone until a restart, keep cleaning others.
+                # A corrupt batch is one line; anything else gets its traceback.
                 assert self._job_log is not None
-                log.exception("cannot clean %s; not trying again", self._job_log)
+                log.error(
+                    "cannot clean %s: %s; not trying again until restart",
+                    self._job_log,
+                    exc,
+                    exc_info=not isinstance(exc, RecordBatchError),
+                )
                 self.uncleanable.add((self._job_log.topic, self._job_log.partition))
                 self._job = self._job_log = None
                 break
@@ -228,7 +234,7 @@ class LogCleaner:
             for _, header, raw in segment.iter_batches():
                 if header.last_offset < first_dirty:
                     continue
-                latest.update(keyed_offsets(raw))
+                latest.update(keyed_offsets(raw, target.config.max_message_bytes))
                 map_end = header.next_offset
                 yield header.size
                 if len(latest) >= limit:
@@ -266,7 +272,12 @@ class LogCleaner:
             for segment in group:
                 for _, header, raw in segment.iter_batches():
                     kept = clean_batch(
-                        header, raw, latest, now=now, delete_retention_ms=config.delete_retention_ms
+                        header,
+                        raw,
+                        latest,
+                        now=now,
+                        delete_retention_ms=config.delete_retention_ms,
+                        max_message_bytes=config.max_message_bytes,
                     )
                     if kept is not None:
                         out_header = header if kept is raw else read_header(kept)

@@ -43,10 +43,11 @@ from moldau.protocol.records import (
 __all__ = ["clean_batch", "keyed_offsets"]
 
 
-def keyed_offsets(raw: bytes | memoryview) -> list[tuple[bytes, int]]:
+def keyed_offsets(raw: bytes | memoryview, max_message_bytes: int) -> list[tuple[bytes, int]]:
     """``(key, offset)`` of each keyed record of a batch, in order: what the
-    cleaner's offset map is built from."""
-    header, records = scan_keys(raw)
+    cleaner's offset map is built from. ``max_message_bytes`` (the topic's)
+    bounds decompression, as everywhere stored batches are read."""
+    header, records = scan_keys(raw, max_message_bytes=max_message_bytes)
     if header.is_control:
         return []
     base = header.base_offset
@@ -60,12 +61,13 @@ def clean_batch(
     *,
     now: int,
     delete_retention_ms: int,
+    max_message_bytes: int,
 ) -> bytes | memoryview | None:
     """The batch as the cleaned log holds it: ``raw`` itself, a rebuilt
     batch, or None when nothing of it remains."""
     if header.is_control:
         return raw
-    _, scanned = scan_keys(raw)
+    _, scanned = scan_keys(raw, max_message_bytes=max_message_bytes)
     base = header.base_offset
     horizon_passed = header.has_delete_horizon and now > header.base_timestamp
     keep: list[int] = []
@@ -81,7 +83,7 @@ def clean_batch(
         return None
     if len(keep) == len(scanned) and tombstones == header.has_delete_horizon:
         return raw
-    _, records = decode_batch(raw, verify_crc=False)
+    _, records = decode_batch(raw, verify_crc=False, max_message_bytes=max_message_bytes)
     kept = [records[i] for i in keep]
     # A horizon is stamped on a batch with tombstones and only on one: the
     # cleaner takes every horizon it sees as a reason to clean again.

@@ -1,14 +1,14 @@
 """One partition's durable log: an ordered list of segments.
 
 Appends go to the last (active) segment. A produce payload is validated
-batch by batch (framing, CRC32C, Kafka's rules for client batches, size)
-before anything is written, so a refused payload leaves the log unchanged.
-Offsets are assigned by rewriting the 17 bytes in front of each batch's CRC;
-the records themselves are handed to ``writev`` as views of the request
-buffer, never copied or decoded (except on compacted topics, where every
-record must have a key). Batches with a producer id go through the
-producer state first (``producer_state.py``): a retry is answered with its
-original offsets, out-of-order or fenced batches are refused.
+batch by batch (framing, CRC32C, Kafka's rules for client batches, size,
+and every record, see ``record_validation.py``) before anything is written,
+so a refused payload leaves the log unchanged. Offsets are assigned by
+rewriting the 17 bytes in front of each batch's CRC; the records themselves
+are handed to ``writev`` as views of the request buffer, never copied.
+Batches with a producer id go through the producer state first
+(``producer_state.py``): a retry is answered with its original offsets,
+out-of-order or fenced batches are refused.
 
 Durability follows Kafka: an append is a ``write`` into the page cache,
 which survives the death of the process; ``fsync`` happens on segment roll,
@@ -60,7 +60,6 @@ from moldau.log.slices import FileSlice
 from moldau.protocol.batch import (
     CRC_OFFSET,
     BatchHeader,
-    InvalidRecordError,
     MessageTooLargeError,
     iter_batches,
     patch_base_offset,
@@ -69,6 +68,7 @@ from moldau.protocol.batch import (
     unchecked_prefix,
     validate,
 )
+from moldau.protocol.record_validation import validate_records
 from moldau.protocol.records import decode_batch, record_timestamp
 
 __all__ = ["AppendResult", "PartitionLog", "ReadResult"]
@@ -251,8 +251,9 @@ class PartitionLog:
                     f"batch of {header.size} bytes exceeds max.message.bytes "
                     f"{config.max_message_bytes}"
                 )
-            if compact:
-                _check_keys(batch)
+            validate_records(
+                header, batch, max_message_bytes=config.max_message_bytes, require_keys=compact
+            )
             if header.producer_id >= 0:
                 idempotent.append(header)
             total += header.size
@@ -537,7 +538,9 @@ class PartitionLog:
                 continue
             for position, header in segment.batches_reaching(timestamp, start):
                 raw = segment.read_batch(position, header.size)
-                batch_header, records = decode_batch(raw)
+                batch_header, records = decode_batch(
+                    raw, max_message_bytes=self.config.max_message_bytes
+                )
                 for record in records:
                     offset = batch_header.base_offset + record.offset_delta
                     record_time = record_timestamp(batch_header, record)
@@ -565,7 +568,8 @@ class PartitionLog:
         position = best.translate_offset(best.offset_of_max_timestamp)
         if position is None:
             return None
-        header, records = decode_batch(best.read_batch(position, best.header_at(position).size))
+        raw = best.read_batch(position, best.header_at(position).size)
+        header, records = decode_batch(raw, max_message_bytes=self.config.max_message_bytes)
         for record in records:
             if record_timestamp(header, record) == header.max_timestamp:
                 offset = header.base_offset + record.offset_delta
@@ -774,12 +778,3 @@ def _check_timestamps(header: BatchHeader, now: int, config: LogConfig) -> None:
             f"timestamp {latest} is more than message.timestamp.after.max.ms "
             f"{config.message_timestamp_after_max_ms} after the broker time {now}"
         )
-
-
-def _check_keys(batch: memoryview) -> None:
-    """Compacted topics keep the latest record per key, so a record without
-    one is refused (Kafka's INVALID_RECORD). Needs the records decoded: only
-    compacted topics pay for it."""
-    _, records = decode_batch(batch, verify_crc=False)
-    if any(record.key is None for record in records):
-        raise InvalidRecordError("compacted topic cannot accept a record without a key")

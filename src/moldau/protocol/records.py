@@ -17,35 +17,22 @@ One record, all integers zigzag varints unless noted::
     headers           (keyLength varint, key utf-8, valueLength varint, value)*
 
 With compression, the whole records section (everything after the 61-byte
-header) is one compressed stream; the header stays uncompressed.
-
-Codec framings, chosen for interoperability:
-
-- gzip: a gzip member.
-- snappy: the Java client writes snappy-java's "xerial" framing (a 16-byte
-  header, then length-prefixed raw snappy blocks of up to 32 KiB input);
-  librdkafka writes raw snappy. Both readers accept both, so we write xerial
-  like the Java client and detect the header when reading.
-- lz4: the LZ4 *frame* format. The Java reader refuses linked blocks, so we
-  write independent blocks.
-- zstd: a zstd frame.
+header) is one compressed stream; the header stays uncompressed. The codecs,
+and the bound on what a batch may decompress to, are in ``codecs.py``; every
+reader here decompresses within that bound, so a hostile batch (from a
+client, or written to a log by hand) fails with ``CorruptRecordError``
+instead of exhausting memory. The produce path checks records with the
+faster ``record_validation.py`` and decodes nothing.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import cramjam
-
 from moldau.protocol.batch import (
-    COMPRESSION_GZIP,
-    COMPRESSION_LZ4,
     COMPRESSION_MASK,
     COMPRESSION_NONE,
-    COMPRESSION_SNAPPY,
-    COMPRESSION_ZSTD,
     CONTROL_BIT,
     HEADER_SIZE,
     TIMESTAMP_LOG_APPEND_TIME,
@@ -57,13 +44,18 @@ from moldau.protocol.batch import (
     read_header,
     validate,
 )
+from moldau.protocol.codecs import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    compress,
+    decompress,
+    decompression_limit,
+)
 
 __all__ = [
     "Record",
     "build_batch",
     "compress",
     "decode_batch",
-    "decompress",
     "rebuild_batch",
     "record_timestamp",
     "scan_keys",
@@ -182,85 +174,6 @@ def _decode_records(buf: bytes, count: int) -> list[Record]:
     return records
 
 
-# --- compression ------------------------------------------------------------
-
-_XERIAL_MAGIC = b"\x82SNAPPY\x00"
-_XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)
-_XERIAL_BLOCK = 32 * 1024
-_BLOCK_LEN = struct.Struct(">i")
-_ZSTD_LEVEL = 3  # the Java client's default
-
-
-def _xerial_compress(data: bytes) -> bytes:
-    out = bytearray(_XERIAL_HEADER)
-    view = memoryview(data)
-    for start in range(0, len(view), _XERIAL_BLOCK):
-        block = bytes(cramjam.snappy.compress_raw(view[start : start + _XERIAL_BLOCK]))
-        out += _BLOCK_LEN.pack(len(block))
-        out += block
-    return bytes(out)
-
-
-def _snappy_decompress(data: bytes | memoryview) -> bytes:
-    view = memoryview(data)
-    if bytes(view[:8]) != _XERIAL_MAGIC:
-        return bytes(cramjam.snappy.decompress_raw(view))
-    out = bytearray()
-    pos = 0
-    while pos < len(view):
-        if bytes(view[pos : pos + 8]) == _XERIAL_MAGIC:  # (concatenated) stream header
-            pos += len(_XERIAL_HEADER)
-            continue
-        if pos + 4 > len(view):
-            raise CorruptRecordError("truncated xerial snappy block length")
-        (length,) = _BLOCK_LEN.unpack_from(view, pos)
-        pos += 4
-        if length < 0 or pos + length > len(view):
-            raise CorruptRecordError("truncated xerial snappy block")
-        out += cramjam.snappy.decompress_raw(view[pos : pos + length])
-        pos += length
-    return bytes(out)
-
-
-def _lz4_compress(data: bytes) -> bytes:
-    compressor = cramjam.lz4.Compressor(content_checksum=False, block_linked=False)
-    compressor.compress(data)
-    return bytes(compressor.finish())
-
-
-def compress(codec: int, data: bytes) -> bytes:
-    """The records section compressed with Kafka codec id ``codec``."""
-    if codec == COMPRESSION_NONE:
-        return data
-    if codec == COMPRESSION_GZIP:
-        return bytes(cramjam.gzip.compress(data))
-    if codec == COMPRESSION_SNAPPY:
-        return _xerial_compress(data)
-    if codec == COMPRESSION_LZ4:
-        return _lz4_compress(data)
-    if codec == COMPRESSION_ZSTD:
-        return bytes(cramjam.zstd.compress(data, level=_ZSTD_LEVEL))
-    raise ValueError(f"unknown compression codec {codec}")
-
-
-def decompress(codec: int, data: bytes | memoryview) -> bytes:
-    """Inverse of :func:`compress`; any framing a Kafka client may write."""
-    try:
-        if codec == COMPRESSION_NONE:
-            return bytes(data)
-        if codec == COMPRESSION_GZIP:
-            return bytes(cramjam.gzip.decompress(data))
-        if codec == COMPRESSION_SNAPPY:
-            return _snappy_decompress(data)
-        if codec == COMPRESSION_LZ4:
-            return bytes(cramjam.lz4.decompress(data))
-        if codec == COMPRESSION_ZSTD:
-            return bytes(cramjam.zstd.decompress(data))
-    except cramjam.DecompressionError as exc:
-        raise CorruptRecordError(f"cannot decompress codec {codec}: {exc}") from exc
-    raise CorruptRecordError(f"unknown compression codec {codec}")
-
-
 # --- batches ----------------------------------------------------------------
 
 
@@ -345,23 +258,33 @@ def rebuild_batch(
     )
 
 
+def _records_section(
+    header: BatchHeader, buf: bytes | bytearray | memoryview, max_message_bytes: int
+) -> bytes | bytearray | memoryview:
+    """The batch's records section, decompressed within the bound."""
+    if len(buf) < header.size:
+        raise CorruptRecordError(f"truncated batch: {len(buf)} of {header.size} bytes")
+    limit = decompression_limit(header.size, max_message_bytes)
+    return decompress(header.compression, memoryview(buf)[HEADER_SIZE : header.size], limit)
+
+
 def scan_keys(
-    buf: bytes | bytearray | memoryview,
+    buf: bytes | bytearray | memoryview, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 ) -> tuple[BatchHeader, list[tuple[int, bytes | None, bool]]]:
     """Header and ``(offset delta, key, has value)`` of each record of the
     (CRC-checked) batch at the start of ``buf``: what log compaction decides
     on, several times faster than :func:`decode_batch` because values and
     headers are skipped, not decoded."""
     header = read_header(buf)
-    if len(buf) < header.size:
-        raise CorruptRecordError(f"truncated batch: {len(buf)} of {header.size} bytes")
-    data = decompress(header.compression, memoryview(buf)[HEADER_SIZE : header.size])
+    data = bytes(_records_section(header, buf, max_message_bytes))
     out: list[tuple[int, bytes | None, bool]] = []
     pos = 0
     try:
         for _ in range(header.records_count):
             length, pos = _read_varint(data, pos)
             end = pos + length
+            if length < 1 or end > len(data):
+                raise CorruptRecordError(f"record length {length} out of bounds")
             pos += 1  # attributes
             while data[pos] & 0x80:  # timestampDelta, skipped
                 pos += 1
@@ -376,14 +299,15 @@ def scan_keys(
 
 
 def decode_batch(
-    buf: bytes | bytearray | memoryview, *, verify_crc: bool = True
+    buf: bytes | bytearray | memoryview,
+    *,
+    verify_crc: bool = True,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> tuple[BatchHeader, list[Record]]:
-    """Header and records of the single batch at the start of ``buf``."""
+    """Header and records of the single batch at the start of ``buf``;
+    ``max_message_bytes`` (the topic's, where known) bounds decompression."""
     header = read_header(buf)
-    if len(buf) < header.size:
-        raise CorruptRecordError(f"truncated batch: {len(buf)} of {header.size} bytes")
-    view = memoryview(buf)[: header.size]
-    if verify_crc:
-        validate(header, view, from_client=False)
-    payload = decompress(header.compression, view[HEADER_SIZE:])
+    if verify_crc and len(buf) >= header.size:
+        validate(header, memoryview(buf)[: header.size], from_client=False)
+    payload = bytes(_records_section(header, buf, max_message_bytes))
     return header, _decode_records(payload, header.records_count)
