@@ -41,6 +41,7 @@ from conftest import (
 )
 from moldau.broker import handlers  # noqa: F401  (registers the handlers)
 from moldau.broker.dispatch import HANDLERS
+from moldau.broker.log_limit import DEFAULT_PERIOD_S
 from moldau.protocol.messages import encode_request
 from moldau.protocol.records import Record, build_batch
 from moldau.protocol.schema import FieldSpec, StructSpec, message_spec
@@ -288,5 +289,7 @@ def test_wire_fuzz_keeps_the_broker_up(broker_factory: Callable[..., BrokerProce
     log = broker.log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
     assert " ERROR " not in log, log[-3000:]
+    warnings = [line for line in log.splitlines() if "WARNING moldau.broker.requests" in line]
+    assert len(warnings) <= SECONDS / DEFAULT_PERIOD_S + 2, "malformed requests flood the log"
     print(f"wire fuzz (seed {SEED}, {SECONDS:.0f} s): {stats}")
     assert stats["answered"] > 100, stats

@@ -409,7 +409,7 @@ class Connection:
             return
         idle = self.loop.time() - self.last_active
         if idle >= self._idle_s:
-            log.info("closing %s: idle for %.0f ms", self.peer, idle * 1000)
+            log.debug("closing %s: idle for %.0f ms", self.peer, idle * 1000)
             self.close()
             return
         self._idle_timer = self.loop.call_later(self._idle_s - idle, self._check_idle)

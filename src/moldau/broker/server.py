@@ -163,12 +163,12 @@ class BrokerServer:
                 idle_ms=int(self.config.get("connections.max.idle.ms")),
                 warnings=self._warnings,
             )
-            connection.client_host = host
+            connection.client_host = host  # the key its per-address count was taken under
             self._connections.add(connection)
             if len(self._connections) >= self._limits.max_connections:
-                log.warning(
-                    "max.connections (%d) reached: new connections wait",
-                    self._limits.max_connections,
+                self._warnings.warning(
+                    f"max.connections ({self._limits.max_connections}) reached: "
+                    "new connections wait"
                 )
                 self._accept_new(False)
 
