@@ -144,6 +144,22 @@ def test_queued_max_request_bytes_stops_reading_until_memory_is_free(
         assert answers(a) and answers(b)
 
 
+def test_claims_that_send_nothing_do_not_hold_the_budget(
+    broker_factory: type[BrokerProcess],
+) -> None:
+    broker = broker_factory(queued_max_request_bytes=str(1 << 20))
+    create_topic(broker.bootstrap, "big", 1)
+    honest = encode_request(PRODUCE, 8, 1, "h", produce_body("big", b"z" * 600_000))
+    with sockets(broker.port, 8) as claims, RawConnection(broker.port) as client:
+        for sock in claims:  # 800 MB claimed, 80 bytes sent
+            sock.sendall(struct.pack(">i", 100_000_000) + bytes(10))
+        assert new_connection_served(broker.port)  # the claims have been read
+        for start in range(0, len(honest), 100_000):  # arrives in pieces
+            client.send_bytes(honest[start : start + 100_000])
+        client.sock.settimeout(5)
+        assert client.read_frame() is not None, "the budget is held by claims of nothing"
+
+
 # -- time on the event loop ---------------------------------------------------------
 
 

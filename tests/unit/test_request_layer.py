@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -73,13 +74,30 @@ def test_rate_limited_log_writes_one_line_per_period(caplog: pytest.LogCaptureFi
 def test_request_memory_grants_in_order_and_never_deadlocks() -> None:
     memory = RequestMemory(100)
     granted: list[str] = []
-    assert memory.reserve(150, lambda: granted.append("big"))  # anything left: granted
-    assert not memory.reserve(10, lambda: granted.append("a"))
-    assert not memory.reserve(10, lambda: granted.append("b"))
-    memory.forget(memory._waiting[1][1])
-    memory.release(150)
-    assert granted == ["a"] and memory.in_use == 10
-    assert RequestMemory(0).reserve(1 << 40, lambda: None)  # unlimited
+
+    def wait(name: str) -> Callable[[], None]:
+        return lambda: granted.append(name)
+
+    assert memory.reserve(60, wait("a"), grow=False)
+    assert memory.reserve(60, wait("b"), grow=False)  # something was left: granted
+    assert not memory.reserve(10, wait("c"), grow=False)  # full: c waits its turn
+    assert not memory.reserve(60, wait("a grows"), grow=True)
+    # b is the last frame still receiving: if it waited too, nothing would finish.
+    assert memory.reserve(60, wait("b grows"), grow=True)
+    memory.received()  # b complete; a, the only one receiving, waits: it grows
+    assert granted == ["a grows"]
+    memory.release(120)  # b answered; still over the limit
+    memory.received()  # a complete
+    assert granted == ["a grows"]
+    memory.release(120)  # a answered: c's turn
+    assert granted == ["a grows", "c"] and memory.in_use == 10
+    assert memory.reserve(100, wait("d"), grow=False)
+    forgotten = wait("e")
+    assert not memory.reserve(10, forgotten, grow=False)
+    memory.forget(forgotten)  # e's connection closed
+    memory.release(110)
+    assert granted == ["a grows", "c"] and memory.in_use == 0 and memory.waiting == 0
+    assert RequestMemory(0).reserve(1 << 40, wait("f"), grow=False)  # unlimited
 
 
 def test_closing_a_connection_cancels_what_its_requests_wait_for() -> None:

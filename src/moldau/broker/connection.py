@@ -15,11 +15,12 @@ a later one is ready first; ``_slots`` keeps that order.
 What one connection may cost is bounded, so that no client can starve the
 others or exhaust the broker's memory:
 
-- Memory: a size prefix reserves its bytes from the broker's
-  ``RequestMemory`` (Kafka's ``queued.max.request.bytes``) but allocates only
-  as bytes arrive: a large frame gets a buffer of ``_FIRST_ALLOCATION`` (which
-  holds a whole produce request of the clients' default 1 MB limit, received
-  by the kernel straight into it) that doubles as more arrives.
+- Memory: a size prefix allocates only as bytes arrive. A large frame gets
+  a buffer of what arrived (at least ``_FIRST_ALLOCATION``) that doubles
+  each time it fills (the kernel receives straight into it; the growth of a
+  1 MB produce request costs tens of microseconds), each step reserved from
+  the broker's ``RequestMemory`` (Kafka's ``queued.max.request.bytes``)
+  before it is allocated.
 - Time: at most ``_BATCH`` requests are handled per turn of the event loop,
   then the connection yields to the others; Kafka goes further and handles
   one request of a connection at a time. moldau lets up to ``_MAX_IN_FLIGHT``
@@ -54,7 +55,7 @@ _READ_CHUNK = 256 * 1024
 #: Frames at least this large are received into a buffer of their own.
 _LARGE_FRAME = 64 * 1024
 #: The first buffer of a large frame; it doubles as bytes arrive beyond it.
-_FIRST_ALLOCATION = 1024 * 1024
+_FIRST_ALLOCATION = _LARGE_FRAME
 #: Stop reading new requests while this much is waiting to be written.
 _WRITE_HIGH_WATER = 16 * 1024 * 1024
 #: Requests handled per turn of the event loop before yielding to others.
@@ -117,10 +118,10 @@ class Connection:
         self._frame: bytearray | None = None
         self._frame_size = 0
         self._frame_filled = 0
-        #: Bytes reserved for the large frame the inbox starts with (0: none yet).
+        #: Bytes of the broker's request memory reserved for the large frame.
         self._reserved = 0
-        #: A reservation was asked for and is queued behind others.
-        self._awaiting_memory = False
+        #: Bytes asked of the request memory and queued behind others (0: none).
+        self._awaiting_memory = 0
         self._slots: collections.deque[_Slot] = collections.deque()
         self._tasks: set[asyncio.Task[Parts | None]] = set()
         self._outbox: collections.deque[Any] = collections.deque()
@@ -176,7 +177,7 @@ class Connection:
                     return
                 self._frame_filled += received
                 if self._frame_filled == len(self._frame) < self._frame_size:
-                    self._grow_frame()
+                    self._ask_to_grow()
             else:
                 data = self.sock.recv(_READ_CHUNK)
                 if not data:
@@ -191,11 +192,22 @@ class Connection:
         self.last_active = self.loop.time()
         self._process()
 
-    def _grow_frame(self) -> None:
-        """Double the large frame's buffer, up to the size its prefix claims."""
-        frame = self._frame
-        assert frame is not None
-        frame += bytes(min(len(frame), self._frame_size - len(frame)))
+    def _ask_to_grow(self) -> None:
+        """Double the full buffer of a large frame, up to the size its prefix claims.
+
+        The step is reserved first; while it does not fit, reading stops.
+        """
+        assert self._frame is not None
+        step = min(len(self._frame), self._frame_size - len(self._frame))
+        if self._memory.reserve(step, self._memory_granted, grow=True):
+            self._grow(step)
+        else:
+            self._awaiting_memory = step
+
+    def _grow(self, step: int) -> None:
+        assert self._frame is not None
+        self._frame += bytes(step)
+        self._reserved += step
 
     def _process(self) -> None:
         """Handle up to ``_BATCH`` complete frames, then yield to other connections."""
@@ -209,12 +221,9 @@ class Connection:
                 if handled == _BATCH:
                     self._schedule()
                     break
-                frame = self._next_frame()
+                frame, reserved = self._next_frame()
                 if frame is None:
                     break
-                reserved = self._reserved if len(frame) >= _LARGE_FRAME else 0
-                if reserved:
-                    self._reserved = 0
                 self._dispatch(frame, reserved)
                 handled += 1
         finally:
@@ -229,67 +238,74 @@ class Connection:
             self._scheduled = True
             self.loop.call_soon(self._process)
 
-    def _next_frame(self) -> bytes | bytearray | None:
-        """The next complete frame, or None; starts receiving a large frame."""
+    def _next_frame(self) -> tuple[bytes | bytearray | None, int]:
+        """The next complete frame and the request memory it holds, or None.
+
+        Starts receiving a large frame into a buffer of its own.
+        """
         frame = self._frame
         if frame is not None:
             if self._frame_filled < self._frame_size:
-                return None
+                return None, 0
             self._frame = None
-            return frame
+            reserved, self._reserved = self._reserved, 0
+            self._memory.received()
+            return frame, reserved
         inbox = self._inbox
         start = self._inbox_start
         available = len(inbox) - start
         if available < 4:
-            return None
+            return None, 0
         size = _SIZE.unpack_from(inbox, start)[0]
         if size < 8 or size > self._max_request_bytes:
             self._warnings.warning(
                 f"closing {self.peer}: request size {size} outside 8..{self._max_request_bytes}"
             )
             self.close()
-            return None
+            return None, 0
         end = start + 4 + size
         if end <= len(inbox):
             self._inbox_start = end
-            return bytes(inbox[start + 4 : end])
+            return bytes(inbox[start + 4 : end]), 0
         if size >= _LARGE_FRAME:
             self._start_large_frame(size)
-        return None
+        return None, 0
 
     def _start_large_frame(self, size: int) -> None:
         """Move a partly received large frame into a buffer of its own.
 
-        Its size is reserved from the broker's request memory first; while
-        the budget is spent the connection reads nothing more.
+        The buffer holds what arrived, at least ``_FIRST_ALLOCATION`` bytes,
+        and is reserved from the broker's request memory first; while the
+        budget is spent the connection reads nothing more.
         """
+        start = self._inbox_start + 4
+        have = len(self._inbox) - start
         if not self._reserved:
             if self._awaiting_memory:
                 return
-            if not self._memory.reserve(size, self._memory_granted):
-                self._awaiting_memory = True
+            first = min(size, max(have, _FIRST_ALLOCATION))
+            if not self._memory.reserve(first, self._memory_granted, grow=False):
+                self._awaiting_memory = first
                 return
-            self._reserved = size
-        start = self._inbox_start + 4
-        have = len(self._inbox) - start
-        frame = bytearray(min(size, max(_FIRST_ALLOCATION, have)))
+            self._reserved = first
+        frame = bytearray(self._reserved)
         frame[:have] = memoryview(self._inbox)[start:]
         self._frame = frame
         self._frame_size = size
         self._frame_filled = have
         self._inbox_start = len(self._inbox)
+        if have == len(frame):  # full already: room for what comes next
+            self._ask_to_grow()
 
     def _memory_granted(self) -> None:
-        """The broker's request memory reserved our large frame: go on reading it."""
-        if self.closed:
-            self._memory.release(self._frame_size_claimed())
-            return
-        self._awaiting_memory = False
-        self._reserved = self._frame_size_claimed()
-        self._schedule()
-
-    def _frame_size_claimed(self) -> int:
-        return int(_SIZE.unpack_from(self._inbox, self._inbox_start)[0])
+        """The request memory reserved what we asked for: go on receiving."""
+        granted, self._awaiting_memory = self._awaiting_memory, 0
+        if self._frame is None:
+            self._reserved = granted
+            self._schedule()  # _process starts the frame's buffer
+        else:
+            self._grow(granted)
+            self._update_reading()
 
     def _dispatch(self, frame: bytes | bytearray, reserved: int) -> None:
         slot = _Slot(reserved)
@@ -431,6 +447,9 @@ class Connection:
             task.cancel()
         if self._awaiting_memory:
             self._memory.forget(self._memory_granted)
+            self._awaiting_memory = 0
+        if self._frame is not None or self._reserved:
+            self._memory.received()
         held = self._reserved + sum(slot.reserved for slot in self._slots)
         self._reserved = 0
         self._frame = None
