@@ -147,7 +147,8 @@ def test_queued_max_request_bytes_stops_reading_until_memory_is_free(
 def test_claims_that_send_nothing_do_not_hold_the_budget(
     broker_factory: type[BrokerProcess],
 ) -> None:
-    broker = broker_factory(queued_max_request_bytes=str(1 << 20))
+    # Each claim holds its first buffer (1 MiB), not the 100 MB it claims.
+    broker = broker_factory(queued_max_request_bytes=str(16 << 20))
     create_topic(broker.bootstrap, "big", 1)
     honest = encode_request(PRODUCE, 8, 1, "h", produce_body("big", b"z" * 600_000))
     with sockets(broker.port, 8) as claims, RawConnection(broker.port) as client:

@@ -9,8 +9,8 @@ connection whose step does not fit stops reading and waits its turn (first
 come, first served).
 
 Where Kafka reserves a frame's whole claimed size at once, moldau reserves as
-bytes arrive, so a client cannot hold the budget with a 4-byte size prefix
-that claims 100 MB and then sends nothing; it has to send the bytes it holds.
+bytes arrive, so a 4-byte size prefix that claims 100 MB and then sends
+nothing holds only the frame's first buffer (1 MiB), not the 100 MB.
 Reserving in steps could deadlock if every frame being received waited to
 grow while holding what the others need; so when all of them wait, the
 oldest one grows anyway. The bound is then the budget plus one request (as
