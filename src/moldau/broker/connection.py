@@ -175,6 +175,8 @@ class Connection:
         """Take what the socket has, then handle the frames it completes."""
         try:
             if self._frame is not None:
+                if self._frame_filled == len(self._frame):
+                    return  # waiting for memory to grow into; reading resumes then
                 received = self.sock.recv_into(memoryview(self._frame)[self._frame_filled :])
                 if not received:
                     self.close()
@@ -454,7 +456,10 @@ class Connection:
             self._awaiting_memory = 0
         if self._frame is not None or self._reserved:
             self._memory.received()
-        held = self._reserved + sum(slot.reserved for slot in self._slots)
+        held = self._reserved
+        for slot in self._slots:
+            held += slot.reserved
+            slot.reserved = 0  # a late _complete must not give it back twice
         self._reserved = 0
         self._frame = None
         self._outbox.clear()
