@@ -6,9 +6,10 @@ then mutated: a field set to null, to an extreme integer, to a long string or
 a long list; or the encoded bytes flipped, overwritten with extreme lengths,
 truncated or extended, with the size prefix kept consistent so that the
 broker has to parse what follows. The requests go to a ``moldau broker``
-subprocess over raw sockets, a few connections at a time; a connection that
-gets no answer within a short wait (a mutated fetch may wait for days) is
-dropped and replaced, which also tests that its waiting request is freed.
+subprocess over raw sockets, a few connections at a time, mostly one request
+at a time and now and then a pipelined burst; a connection that gets no
+answer within a short wait (a mutated fetch may wait for days) is dropped
+and replaced, which also tests that its waiting request is freed.
 
 Throughout, and at the end: the broker process is alive, its RSS stays
 bounded, its log holds no traceback and no ERROR, and a normal client
@@ -38,6 +39,7 @@ from conftest import (
     confluent_produce,
     confluent_read_all,
     create_topic,
+    wait_for,
 )
 from moldau.broker import handlers  # noqa: F401  (registers the handlers)
 from moldau.broker.dispatch import HANDLERS
@@ -224,6 +226,16 @@ def rss(broker: BrokerProcess) -> int:
     raise AssertionError("no VmRSS")
 
 
+def open_sockets(broker: BrokerProcess) -> int:
+    assert broker.process is not None
+    fds = f"/proc/{broker.process.pid}/fd"
+    count = 0
+    for fd in os.listdir(fds):
+        with contextlib.suppress(OSError):  # closed meanwhile
+            count += os.readlink(f"{fds}/{fd}").startswith("socket:")
+    return count
+
+
 def answered(sock: socket.socket) -> bool:
     """True if one response frame arrives soon; False if none, or the broker closed."""
     sock.settimeout(ANSWER_WAIT_S)
@@ -252,6 +264,7 @@ def test_wire_fuzz_keeps_the_broker_up(broker_factory: Callable[..., BrokerProce
     broker = broker_factory(group_initial_rebalance_delay_ms="0")
     create_topic(broker.bootstrap, TOPIC, 2)
     create_topic(broker.bootstrap, "bystander", 1)
+    sockets_before = open_sockets(broker)
     rng = random.Random(SEED)
     stats = {"sent": 0, "answered": 0, "dropped": 0, "max_rss": 0}
     pool: list[socket.socket] = []
@@ -264,16 +277,19 @@ def test_wire_fuzz_keeps_the_broker_up(broker_factory: Callable[..., BrokerProce
             while len(pool) < CONNECTIONS:
                 pool.append(socket.create_connection(("127.0.0.1", broker.port), timeout=5))
             sock = rng.choice(pool)
-            _, frame = next(generator)
+            # Mostly one request at a time; now and then a pipelined burst.
+            burst = 1 if rng.random() < 0.9 else rng.randint(2, 8)
+            frames = b"".join(next(generator)[1] for _ in range(burst))
             with contextlib.suppress(OSError):
-                sock.sendall(frame)
-            stats["sent"] += 1
-            if answered(sock):
+                sock.sendall(frames)
+            stats["sent"] += burst
+            for _ in range(burst):
+                if not answered(sock):
+                    stats["dropped"] += 1
+                    pool.remove(sock)
+                    sock.close()
+                    break
                 stats["answered"] += 1
-            else:
-                stats["dropped"] += 1
-                pool.remove(sock)
-                sock.close()
             if time.monotonic() >= next_check:
                 check_alive(broker, stats)
                 value = f"during {stats['sent']}".encode()
@@ -283,6 +299,8 @@ def test_wire_fuzz_keeps_the_broker_up(broker_factory: Callable[..., BrokerProce
         for sock in pool:
             sock.close()
     check_alive(broker, stats)
+    # Every dropped connection is closed by the broker too, with what it waited for.
+    wait_for(lambda: open_sockets(broker) <= sockets_before, what="the fuzzer's sockets to close")
     produced += confluent_produce(broker.bootstrap, "bystander", [Rec(b"k", b"after")])
     got = confluent_read_all(broker.bootstrap, "bystander")
     assert sorted(r.value for r in got) == sorted(r.value for r in produced)
