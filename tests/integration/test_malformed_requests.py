@@ -139,3 +139,14 @@ def test_malformed_requests_log_one_rate_limited_warning(broker: BrokerProcess) 
     warnings = [line for line in log.splitlines() if " WARNING " in line]
     assert len(warnings) == 1, warnings
     assert "INVALID_REQUEST" in warnings[0] and "JOIN_GROUP" in warnings[0]
+
+
+def test_failed_produce_with_acks_0_closes_the_connection(broker: BrokerProcess) -> None:
+    """Kafka's way to tell a client that reads no answer that its request failed."""
+    body = produce(None)
+    body["acks"] = 0
+    with RawConnection(broker.port) as conn:
+        conn.send(0, 8, body)
+        assert conn.read_frame() is None
+    with RawConnection(broker.port) as conn:
+        still_served(conn)

@@ -70,7 +70,7 @@ _MAX_IN_FLIGHT = 64
 Parts = list[Any]
 #: Handles one frame; returns response parts, None (no response: acks=0), or
 #: an awaitable of either. Raising closes the connection (a frame that could
-#: not be parsed at all).
+#: not be parsed at all, a failed Produce with acks=0).
 FrameHandler = Callable[["Connection", bytes | bytearray], "Parts | Awaitable[Parts | None] | None"]
 
 
@@ -319,8 +319,8 @@ class Connection:
         try:
             result = self._handler(self, frame)
         except Exception as exc:
-            # A frame that cannot be parsed; the handler has said why (rate-limited).
-            log.debug("closing %s: unparsable frame", self.peer, exc_info=exc)
+            # A request that cannot be answered (see FrameHandler); the handler said why.
+            log.debug("closing %s: request not answerable", self.peer, exc_info=exc)
             self.close()
             return
         if result is None or isinstance(result, list):

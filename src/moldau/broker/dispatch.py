@@ -83,8 +83,12 @@ def handles(api_key: ApiKey, versions: range) -> Callable[[HandlerFunc], Handler
     return register
 
 
-class UnparsableFrame(Exception):
-    """A frame that cannot be parsed at all: its connection is closed."""
+class CloseConnection(Exception):
+    """A request that cannot be answered closes its connection, as in Kafka.
+
+    A frame that cannot be parsed at all, and a failed Produce with acks=0
+    (its client reads no answer, so closing is how it learns of the error).
+    """
 
 
 class Dispatcher:
@@ -106,7 +110,7 @@ class Dispatcher:
             header, pos = decode_request_header(frame)
         except Exception as exc:
             self.warnings.warning(f"closing {connection.peer}: unreadable request header: {exc}")
-            raise UnparsableFrame from None
+            raise CloseConnection from None
         what = f"{_name(header.api_key)} v{header.api_version} from {connection.peer}"
         handler = HANDLERS.get(header.api_key)
         if handler is None or header.api_version not in handler.versions:
@@ -115,7 +119,7 @@ class Dispatcher:
             body = decode_request(header, frame, pos)
         except Exception as exc:
             self.warnings.warning(f"closing {what}: {exc}", exc)
-            raise UnparsableFrame from None
+            raise CloseConnection from None
         null = forbidden_null(header.api_key, header.api_version, body)
         if null is not None:
             reason = f"{null} is null where Kafka's schema forbids it"
@@ -170,13 +174,16 @@ class Dispatcher:
         versions = supported_versions(header.api_key)
         if versions is None or header.api_version not in versions:
             self.warnings.warning(f"closing {what}: no codec for this API and version")
-            raise UnparsableFrame
+            raise CloseConnection
         log.info("answered unsupported %s with UNSUPPORTED_VERSION", what)
         reason = f"moldau does not serve {_name(header.api_key)} v{header.api_version}"
         return _error(header, None, ErrorCode.UNSUPPORTED_VERSION, reason)
 
 
 def _error(header: RequestHeader, body: Message | None, code: int, message: str) -> Parts:
+    """The error answer; a Produce with acks=0 expects none, so Kafka closes instead."""
+    if header.api_key == ApiKey.PRODUCE and body is not None and body.get("acks") == 0:
+        raise CloseConnection
     response = error_body(header.api_key, header.api_version, body, code, message)
     return encode_response(header.api_key, header.api_version, header.correlation_id, response)
 
