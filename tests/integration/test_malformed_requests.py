@@ -9,6 +9,7 @@ rate-limited, and never a traceback.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -150,3 +151,17 @@ def test_failed_produce_with_acks_0_closes_the_connection(broker: BrokerProcess)
         assert conn.read_frame() is None
     with RawConnection(broker.port) as conn:
         still_served(conn)
+
+
+def test_a_14_byte_request_of_no_api_logs_one_warning_line(broker: BrokerProcess) -> None:
+    """It used to log a 1.5 KB traceback at ERROR."""
+    header = struct.pack(">hhih", 32767, 2, 7, -1)  # no such API, null client id
+    with RawConnection(broker.port) as conn:
+        conn.send_bytes(struct.pack(">i", len(header)) + header)
+        assert conn.read_frame() is None
+    with RawConnection(broker.port) as conn:
+        still_served(conn)
+    log = broker.output()
+    assert "Traceback" not in log and " ERROR " not in log, log
+    warnings = [line for line in log.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1 and "32767" in warnings[0], warnings
