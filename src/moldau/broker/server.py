@@ -1,9 +1,11 @@
 """The broker process's shell: listening sockets, connections, housekeeping.
 
 ``BrokerServer`` wires the pieces together (config, log manager, metadata
-store, core, handlers) on one asyncio event loop, accepts connections, and
-runs the periodic jobs (flushes, checkpoints). It starts in milliseconds:
-logs open lazily through the page cache and codecs compile on first use.
+store, core, handlers) on one asyncio event loop, accepts connections within
+Kafka's limits (``max.connections``, ``max.connections.per.ip``, see
+``connection_limits``), and runs the periodic jobs (flushes, checkpoints).
+It starts in milliseconds: logs open lazily through the page cache and
+codecs compile on first use.
 """
 
 from __future__ import annotations
@@ -151,8 +153,13 @@ class BrokerServer:
                 )
                 sock.close()
                 continue
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # the client is gone already
+                self._limits.release(host)
+                sock.close()
+                continue
             connection = Connection(
                 self._loop,
                 sock,
