@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from moldau.broker import handlers  # noqa: F401  (registers the handlers)
+from moldau.broker.config import ConfigError
 from moldau.broker.connection import Connection
+from moldau.broker.connection_limits import ConnectionLimits, parse_overrides
 from moldau.broker.dispatch import HANDLERS, Dispatcher, Handler, RequestContext
 from moldau.broker.log_limit import RateLimitedLog
 from moldau.broker.request_memory import RequestMemory
@@ -122,3 +124,16 @@ def test_closing_a_connection_cancels_what_its_requests_wait_for() -> None:
         theirs.close()
 
     asyncio.run(scenario())
+
+
+def test_connection_limits_per_address_with_overrides() -> None:
+    limits = ConnectionLimits(10, 1, parse_overrides("localhost:2, 10.0.0.9:0"))
+    assert limits.overrides == {"127.0.0.1": 2, "10.0.0.9": 0}
+    assert limits.admit("127.0.0.1") and limits.admit("127.0.0.1")
+    assert not limits.admit("127.0.0.1")
+    assert limits.admit("10.0.0.1") and not limits.admit("10.0.0.1")
+    assert not limits.admit("10.0.0.9")
+    limits.release("127.0.0.1")
+    assert limits.admit("127.0.0.1")
+    with pytest.raises(ConfigError, match="host:count"):
+        parse_overrides("localhost")
