@@ -9,7 +9,6 @@ for data.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -141,7 +140,9 @@ class BrokerCore:
         self.broker_id = config.broker_id
         self.clock = clock
         self.partitions: dict[TopicPartition, Partition] = {}
-        self._waiters: dict[TopicPartition, list[asyncio.Future[None]]] = {}
+        #: Fetches waiting for data, per partition: insertion-ordered sets (a
+        #: dict's keys), so registering, forgetting and waking are O(1) each.
+        self._waiters: dict[TopicPartition, dict[asyncio.Future[None], None]] = {}
         #: The unused rest of this broker's block of producer ids: [next, end).
         self._producer_ids: list[int] | None = None
         #: The consumer group coordinator's shell, set by the server at start.
@@ -592,10 +593,14 @@ class BrokerCore:
     # -- waiting for data ---------------------------------------------------
 
     def waiter(self, keys: list[TopicPartition]) -> asyncio.Future[None]:
-        """A future resolved on the next append to any of ``keys``."""
+        """A future resolved on the next append to any of ``keys``.
+
+        The caller must ``forget_waiter`` it when done, also when cancelled
+        (its connection closed), so that nothing outlives the request.
+        """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         for key in keys:
-            self._waiters.setdefault(key, []).append(future)
+            self._waiters.setdefault(key, {})[future] = None
         return future
 
     def forget_waiter(self, keys: list[TopicPartition], future: asyncio.Future[None]) -> None:
@@ -603,8 +608,7 @@ class BrokerCore:
             waiting = self._waiters.get(key)
             if waiting is None:
                 continue
-            with contextlib.suppress(ValueError):
-                waiting.remove(future)
+            waiting.pop(future, None)
             if not waiting:
                 del self._waiters[key]
 

@@ -8,8 +8,10 @@ for data), or None for a request that gets no response (Produce acks=0).
 What we cannot serve still gets an answer a client understands: an
 ApiVersions of a version we do not know gets a v0 UNSUPPORTED_VERSION
 response listing our ranges; any other API we can encode but do not serve is
-answered with UNSUPPORTED_VERSION in its error fields. Only a frame we cannot
-even parse closes the connection, as Kafka does.
+answered with UNSUPPORTED_VERSION in its error fields. A request that decodes
+but breaks the schema (a null where Kafka forbids one) or makes its handler
+raise is answered with INVALID_REQUEST the same way (``error_response``).
+Only a frame we cannot even parse closes the connection, as Kafka does.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..protocol.api_keys import ApiKey
-from ..protocol.errors import ErrorCode
+from ..protocol.errors import ErrorCode, KafkaError
 from ..protocol.messages import (
     Message,
     RequestHeader,
@@ -30,7 +32,9 @@ from ..protocol.messages import (
     encode_response,
     supported_versions,
 )
-from ..protocol.schema import message_spec
+from .error_response import error_body
+from .log_limit import RateLimitedLog
+from .request_check import forbidden_null
 
 if TYPE_CHECKING:
     from .connection import Connection, Parts
@@ -79,56 +83,116 @@ def handles(api_key: ApiKey, versions: range) -> Callable[[HandlerFunc], Handler
     return register
 
 
-def handle_frame(
-    core: BrokerCore, connection: Connection, frame: bytes | bytearray
-) -> Parts | Any | None:
-    """Serve one frame; the connection closes on DecodeError or any exception."""
-    header, pos = decode_request_header(frame)
-    handler = HANDLERS.get(header.api_key)
-    if handler is None or header.api_version not in handler.versions:
-        return _unsupported(header)
-    body = decode_request(header, frame, pos)
-    context = RequestContext(core, header, connection.client_host)
-    result = handler.func(context, body)
-    if inspect.isawaitable(result):
-        return _encode_later(header, result)
-    return _encode(header, result)
+class CloseConnection(Exception):
+    """A request that cannot be answered closes its connection, as in Kafka.
+
+    A frame that cannot be parsed at all, and a failed Produce with acks=0
+    (its client reads no answer, so closing is how it learns of the error).
+    """
 
 
-def _encode(header: RequestHeader, body: Message | None) -> Parts | None:
-    if body is None:
-        return None
-    return encode_response(header.api_key, header.api_version, header.correlation_id, body)
+class Dispatcher:
+    """Serves the frames of every connection of one broker.
+
+    Whatever a request holds, it gets an answer in its API's error fields or
+    (if not even its body can be read) closes its own connection; nothing a
+    handler raises reaches the connection. Each such request logs one
+    WARNING line through a per-broker rate limit, its traceback at DEBUG.
+    """
+
+    def __init__(self, core: BrokerCore, warnings: RateLimitedLog) -> None:
+        self.core = core
+        self.warnings = warnings
+
+    def __call__(self, connection: Connection, frame: bytes | bytearray) -> Any:
+        """Response parts, None (no response), or an awaitable of either."""
+        try:
+            header, pos = decode_request_header(frame)
+        except Exception as exc:
+            self.warnings.warning(f"closing {connection.peer}: unreadable request header: {exc}")
+            raise CloseConnection from None
+        what = f"{_name(header.api_key)} v{header.api_version} from {connection.peer}"
+        handler = HANDLERS.get(header.api_key)
+        if handler is None or header.api_version not in handler.versions:
+            return self._unsupported(header, what)
+        try:
+            body = decode_request(header, frame, pos)
+        except Exception as exc:
+            self.warnings.warning(f"closing {what}: {exc}", exc)
+            raise CloseConnection from None
+        null = forbidden_null(header.api_key, header.api_version, body)
+        if null is not None:
+            reason = f"{null} is null where Kafka's schema forbids it"
+            self.warnings.warning(f"answered {what} with INVALID_REQUEST: {reason}")
+            return _error(header, body, ErrorCode.INVALID_REQUEST, reason)
+        context = RequestContext(self.core, header, connection.client_host)
+        try:
+            result = handler.func(context, body)
+        except Exception as exc:
+            return self._failed(header, body, what, exc)
+        if inspect.isawaitable(result):
+            return self._encode_later(header, body, what, result)
+        return self._encode(header, body, what, result)
+
+    def _encode(
+        self, header: RequestHeader, body: Message, what: str, response: Message | None
+    ) -> Parts | None:
+        if response is None:
+            return None
+        try:
+            return encode_response(
+                header.api_key, header.api_version, header.correlation_id, response
+            )
+        except Exception as exc:
+            return self._failed(header, body, what, exc)
+
+    async def _encode_later(
+        self, header: RequestHeader, body: Message, what: str, pending: Awaitable[Message | None]
+    ) -> Parts | None:
+        try:
+            response = await pending
+        except Exception as exc:
+            return self._failed(header, body, what, exc)
+        return self._encode(header, body, what, response)
+
+    def _failed(self, header: RequestHeader, body: Message, what: str, exc: Exception) -> Parts:
+        """A handler raised: its error code if it is a KafkaError, else INVALID_REQUEST."""
+        if isinstance(exc, KafkaError):
+            return _error(header, body, exc.code, exc.message or exc.code.name)
+        reason = f"{type(exc).__name__}: {exc}"
+        self.warnings.warning(f"answered {what} with INVALID_REQUEST: {reason}", exc)
+        return _error(header, body, ErrorCode.INVALID_REQUEST, reason)
+
+    def _unsupported(self, header: RequestHeader, what: str) -> Parts:
+        """Answer a request we do not serve with the error code its API carries."""
+        if header.api_key == ApiKey.API_VERSIONS:
+            versions_body = {
+                "error_code": ErrorCode.UNSUPPORTED_VERSION,
+                "api_keys": api_version_ranges(),
+            }
+            return encode_response(ApiKey.API_VERSIONS, 0, header.correlation_id, versions_body)
+        versions = supported_versions(header.api_key)
+        if versions is None or header.api_version not in versions:
+            self.warnings.warning(f"closing {what}: no codec for this API and version")
+            raise CloseConnection
+        log.info("answered unsupported %s with UNSUPPORTED_VERSION", what)
+        reason = f"moldau does not serve {_name(header.api_key)} v{header.api_version}"
+        return _error(header, None, ErrorCode.UNSUPPORTED_VERSION, reason)
 
 
-async def _encode_later(header: RequestHeader, pending: Awaitable[Message | None]) -> Parts | None:
-    return _encode(header, await pending)
+def _error(header: RequestHeader, body: Message | None, code: int, message: str) -> Parts:
+    """The error answer; a Produce with acks=0 expects none, so Kafka closes instead."""
+    if header.api_key == ApiKey.PRODUCE and body is not None and body.get("acks") == 0:
+        raise CloseConnection
+    response = error_body(header.api_key, header.api_version, body, code, message)
+    return encode_response(header.api_key, header.api_version, header.correlation_id, response)
 
 
-def _unsupported(header: RequestHeader) -> Parts:
-    """Answer a request we do not serve with the error code its API carries."""
-    if header.api_key == ApiKey.API_VERSIONS:
-        versions_body = {
-            "error_code": ErrorCode.UNSUPPORTED_VERSION,
-            "api_keys": api_version_ranges(),
-        }
-        return encode_response(ApiKey.API_VERSIONS, 0, header.correlation_id, versions_body)
-    versions = supported_versions(header.api_key)
-    if versions is None or header.api_version not in versions:
-        raise ValueError(f"API {header.api_key} v{header.api_version} cannot be decoded; closing")
-    spec = message_spec(header.api_key, header.api_version, "response")
-    body: dict[str, Any] = {}
-    for field in spec.fields:
-        if field.name == "error_code":
-            body["error_code"] = ErrorCode.UNSUPPORTED_VERSION
-        elif field.name == "error_message":
-            body["error_message"] = f"moldau does not serve {ApiKey(header.api_key).name}"
-    log.info(
-        "answered unsupported %s v%d with UNSUPPORTED_VERSION",
-        ApiKey(header.api_key).name,
-        header.api_version,
-    )
-    return encode_response(header.api_key, header.api_version, header.correlation_id, body)
+def _name(api_key: int) -> str:
+    try:
+        return ApiKey(api_key).name
+    except ValueError:
+        return f"API {api_key}"
 
 
 def api_version_ranges() -> list[dict[str, int]]:

@@ -1,9 +1,11 @@
 """The broker process's shell: listening sockets, connections, housekeeping.
 
 ``BrokerServer`` wires the pieces together (config, log manager, metadata
-store, core, handlers) on one asyncio event loop, accepts connections, and
-runs the periodic jobs (flushes, checkpoints). It starts in milliseconds:
-logs open lazily through the page cache and codecs compile on first use.
+store, core, handlers) on one asyncio event loop, accepts connections within
+Kafka's limits (``max.connections``, ``max.connections.per.ip``, see
+``connection_limits``), and runs the periodic jobs (flushes, checkpoints).
+It starts in milliseconds: logs open lazily through the page cache and
+codecs compile on first use.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from ..log.manager import LogManager
 from . import handlers  # noqa: F401  (registers every API handler)
 from .config import LONG_MAX, BrokerConfig
 from .connection import Connection
+from .connection_limits import ConnectionLimits
 from .core import BrokerCore
-from .dispatch import handle_frame
+from .dispatch import Dispatcher
 from .groups import GroupService
+from .log_limit import RateLimitedLog
+from .request_memory import RequestMemory
 from .topic_config import log_config
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,12 @@ class BrokerServer:
         self.bound: list[tuple[str, int]] = []
         self._listeners: list[socket.socket] = []
         self._connections: set[Connection] = set()
+        self._limits = ConnectionLimits.from_config(config)
+        self._accepting = False
+        self._memory = RequestMemory(int(config.get("queued.max.request.bytes")))
+        #: One rate limit for every warning a client can provoke on this broker.
+        self._warnings = RateLimitedLog(logging.getLogger("moldau.broker.requests"))
+        self._dispatcher: Dispatcher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jobs: list[asyncio.Task[None]] = []
         self._stopped = asyncio.Event()
@@ -79,8 +90,8 @@ class BrokerServer:
         self.core.open_partitions()
         self.core.groups = GroupService(self.core)
         self.core.groups.load()
-        for listener in self._listeners:
-            self._loop.add_reader(listener.fileno(), self._accept, listener)
+        self._dispatcher = Dispatcher(self.core, self._warnings)
+        self._accept_new(True)
         self._start_job(CHECKPOINT_INTERVAL_S * 1000, self._checkpoint)
         self._start_job(STORAGE_CHECK_INTERVAL_S * 1000, self._check_storage)
         flush_ms = config.get("log.flush.interval.ms") or config.get(
@@ -127,27 +138,76 @@ class BrokerServer:
             host = socket.gethostname()
         return BrokerInfo(self.config.broker_id, host, port)
 
+    def _accept_new(self, accepting: bool) -> None:
+        """Listen for new connections, or leave them in the backlog (max.connections)."""
+        if self._loop is None or accepting == self._accepting:
+            return
+        self._accepting = accepting
+        for listener in self._listeners:
+            if accepting:
+                self._loop.add_reader(listener.fileno(), self._accept, listener)
+            else:
+                self._loop.remove_reader(listener.fileno())
+
     def _accept(self, listener: socket.socket) -> None:
-        assert self._loop is not None and self.core is not None
-        core = self.core
-        while True:
+        assert self._loop is not None and self._dispatcher is not None
+        while self._accepting:
             try:
-                sock, _ = listener.accept()
+                sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 log.warning("accept failed: %s", exc)
                 return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            host = address[0]
+            if not self._limits.admit(host):
+                self._warnings.warning(
+                    f"closing a connection from {host}: max.connections.per.ip "
+                    f"({self._limits.limit_for(host)}) reached"
+                )
+                sock.close()
+                continue
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # the client is gone already
+                self._limits.release(host)
+                sock.close()
+                continue
             connection = Connection(
                 self._loop,
                 sock,
-                lambda conn, frame: handle_frame(core, conn, frame),
+                self._dispatcher,
                 int(self.config.get("socket.request.max.bytes")),
-                self._connections.discard,
+                self._connection_closed,
+                memory=self._memory,
+                idle_ms=int(self.config.get("connections.max.idle.ms")),
+                warnings=self._warnings,
             )
+            connection.client_host = host  # the key its per-address count was taken under
             self._connections.add(connection)
+            if len(self._connections) >= self._limits.max_connections:
+                self._warnings.warning(
+                    f"max.connections ({self._limits.max_connections}) reached: "
+                    "new connections wait"
+                )
+                self._accept_new(False)
+
+    def _connection_closed(self, connection: Connection) -> None:
+        if connection not in self._connections:
+            return
+        self._connections.remove(connection)
+        self._limits.release(connection.client_host)
+        if self._listeners and len(self._connections) < self._limits.max_connections:
+            self._accept_new(True)
+
+    async def _close_connections(self) -> None:
+        """Close every connection and wait for the requests they cancel."""
+        closing = list(self._connections)
+        for connection in closing:
+            connection.close()
+        for connection in closing:
+            await connection.wait_closed()
 
     def _start_job(self, interval_ms: float, job: Callable[[], Any]) -> None:
         assert self._loop is not None
@@ -207,8 +267,7 @@ class BrokerServer:
                 loop.remove_reader(listener.fileno())
             listener.close()
         self._listeners.clear()
-        for connection in list(self._connections):
-            connection.close()
+        await self._close_connections()
         if self.core is not None and self.core.groups is not None:
             self.core.groups.close()
         if self.logs is not None:
