@@ -57,17 +57,6 @@ ANSWER_WAIT_S = 0.25
 
 TOPIC = "fuzzed"
 GROUP = "fuzz-group"
-#: CreateTopics and CreatePartitions: a partition count of 2^31-1 makes the
-#: broker build every assignment on the loop (issue 7, "Requests that ask for
-#: unbounded work"; the partition limit is the admin work's, not this layer's).
-#: Until that limit is merged their counts stay small here and their bytes are
-#: not mutated; remove this once CreatePartitions of 2^31-1 answers at once.
-UNBOUNDED_WORK_APIS = {19, 37}
-UNBOUNDED_WORK_FIELDS = {"num_partitions", "count"}
-#: DeleteTopics of ``__consumer_offsets`` breaks every group (issue 7,
-#: "Internal topics are protected"; that protection is the admin work's).
-#: Until it is merged, DeleteTopics is not asked to delete it here.
-UNPROTECTED_INTERNAL_APIS = {20}
 
 
 def served() -> list[tuple[int, int]]:
@@ -146,13 +135,11 @@ def replaced(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[st
     return changed
 
 
-def extreme(rng: random.Random, api_key: int, current: Any) -> Any:
+def extreme(rng: random.Random, current: Any) -> Any:
     """A value at an edge of what the wire allows, or of a different kind."""
     choices: list[Any] = [None, -1, 0, 1, 2**31 - 1, -(2**31), 2**15 - 1, -(2**15)]
     if isinstance(current, str):
-        choices += ["", "x" * 300, "\u00e9" * 50, "a/b", ".."]
-        if api_key not in UNPROTECTED_INTERNAL_APIS:
-            choices.append("__consumer_offsets")
+        choices += ["", "x" * 300, "\u00e9" * 50, "a/b", "..", "__consumer_offsets"]
     if isinstance(current, list):
         choices += [[], current * 200]
     if isinstance(current, bytes | bytearray):
@@ -169,9 +156,7 @@ def structural(rng: random.Random, api_key: int, version: int, body: dict[str, A
         holder: Any = body
         for step in path:
             holder = holder[step]
-        value = extreme(rng, api_key, holder)
-        if api_key in UNBOUNDED_WORK_APIS and path[-1] in UNBOUNDED_WORK_FIELDS:
-            value = rng.choice([-1, 0, 1, 3])
+        value = extreme(rng, holder)
         body = replaced(body, path, value)
         places = list(paths(body))
     return encode_request(api_key, version, rng.randint(0, 2**31 - 1), "fuzz", body)
@@ -204,12 +189,11 @@ def mutants(rng: random.Random) -> Iterator[tuple[str, bytes]]:
         body = valid_body(message_spec(api_key, version, "request"), rng)
         label = f"{api_key}v{version}"
         try:
-            if rng.random() < 0.5 or api_key in UNBOUNDED_WORK_APIS:
+            if rng.random() < 0.5:
                 yield label, structural(rng, api_key, version, body)
                 continue
         except Exception:  # an extreme value of a kind this field cannot encode
-            if api_key in UNBOUNDED_WORK_APIS:
-                continue
+            pass
         frame = encode_request(api_key, version, rng.randint(0, 2**31 - 1), "fuzz", body)
         yield label, byte_level(rng, frame)
 

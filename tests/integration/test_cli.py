@@ -711,6 +711,7 @@ def _collect(process: subprocess.Popen[str], lines: list[str]) -> None:
         ("zookeeper.connect=127.0.0.1:2181", "zookeeper.connect"),
         ("compression.type=brotli", "compression.type"),
         ("offsets.topic.num.partitions=100000", "offsets.topic.num.partitions"),
+        ("max.connections.per.ip.overrides=localhost", "max.connections.per.ip.overrides"),
     ],
 )
 def test_broker_refuses_a_bad_config_in_one_line(tmp_path: Path, override: str, key: str) -> None:

@@ -382,12 +382,28 @@ def _check_together(config: BrokerConfig) -> None:
         raise ConfigError(
             f"group.min.session.timeout.ms={low} is above group.max.session.timeout.ms={high}"
         )
+    connection_overrides(config.get("max.connections.per.ip.overrides"))
     limit = config.get("max.broker.partitions")
     for name in ("num.partitions", "offsets.topic.num.partitions"):
         if config.get(name) > limit:
             raise ConfigError(
                 f"configuration {name}={config.get(name)} is above max.broker.partitions={limit}"
             )
+
+
+def connection_overrides(text: str) -> dict[str, int]:
+    """``max.connections.per.ip.overrides`` (``host:count,...``) as {host: count};
+    checked at startup so a bad entry is a one-line error naming the key."""
+    overrides: dict[str, int] = {}
+    for entry in text.split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        host, colon, count = entry.rpartition(":")
+        if not colon or not host or not count.strip().isdigit():
+            raise ConfigError(f"max.connections.per.ip.overrides: {entry!r} is not host:count")
+        overrides[host.strip("[] ")] = int(count)
+    return overrides
 
 
 def parse_values(raw: Mapping[str, str]) -> dict[str, Any]:

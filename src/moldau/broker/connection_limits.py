@@ -14,7 +14,7 @@ import collections
 import socket
 from dataclasses import dataclass, field
 
-from .config import BrokerConfig, ConfigError
+from .config import BrokerConfig, connection_overrides
 
 
 @dataclass
@@ -51,18 +51,13 @@ class ConnectionLimits:
 
 
 def parse_overrides(text: str) -> dict[str, int]:
-    """``host:count,...`` as {address: count}; ConfigError names a bad entry."""
+    """``host:count,...`` as {address: count}, host names resolved once;
+    ConfigError names a bad entry."""
     overrides: dict[str, int] = {}
-    for entry in text.split(","):
-        entry = entry.strip()
-        if not entry:
-            continue
-        host, colon, count = entry.rpartition(":")
-        if not colon or not host or not count.strip().isdigit():
-            raise ConfigError(f"max.connections.per.ip.overrides: {entry!r} is not host:count")
+    for host, count in connection_overrides(text).items():
         try:
-            address = socket.gethostbyname(host.strip("[] "))
+            address = socket.gethostbyname(host)
         except OSError:
-            address = host.strip("[] ")
-        overrides[address] = int(count)
+            address = host
+        overrides[address] = count
     return overrides

@@ -9,6 +9,7 @@ for data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
