@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from support.zookeeper import ZooKeeper, ZooKeeperServer
 
 if TYPE_CHECKING:
     from moldau.group.history import RebalanceRecord
@@ -444,3 +447,26 @@ def rebalances(bootstrap: str, group: str) -> list[RebalanceRecord]:
             return await GroupsAdmin(cluster, timeout_ms=10_000).rebalance_history(group)
 
     return asyncio.run(read())
+
+
+# -- ZooKeeper (cluster tests) ---------------------------------------------------
+# Here rather than in tests/cluster/conftest.py: test modules import helpers
+# with ``from conftest import ...``, and a second conftest module would shadow
+# this one for every test collected after it.
+
+
+@pytest.fixture(scope="session")
+def zookeeper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
+    """One real ZooKeeper for the session (it starts in about a second)."""
+    server = ZooKeeperServer(Path(tmp_path_factory.mktemp("zookeeper")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def zookeeper(zookeeper_server: ZooKeeperServer) -> ZooKeeper:
+    """A chroot of its own per test, so tests never see each other's znodes."""
+    return ZooKeeper(zookeeper_server, f"/moldau-test-{uuid.uuid4().hex[:12]}")
