@@ -444,12 +444,10 @@ class Controller:
     def _announce(
         self, ctx: ControllerContext, tp: TopicPartition, batch: _Batch, is_new: bool = False
     ) -> None:
-        """LeaderAndIsr to the replicas (not to a shutting-down follower, which
-        is being stopped), UpdateMetadata to every broker."""
-        leader = ctx.leader_of(tp)
+        """LeaderAndIsr to the replicas (but a replica being stopped gets only
+        its StopReplica), UpdateMetadata to every broker."""
         for broker_id in ctx.assignments[tp]:
-            if broker_id not in ctx.shutting_down or broker_id == leader:
-                batch.lead_or_follow(broker_id, tp, is_new)
+            batch.lead_or_follow(broker_id, tp, is_new)
         batch.metadata_partitions.add(tp)
         batch.metadata_brokers |= ctx.live_or_shutting_down()
 
@@ -468,7 +466,9 @@ class Controller:
             parts = tuple(
                 _leadership(ctx, tp, is_new)
                 for tp, is_new in sorted(wanted.items())
-                if tp in ctx.leadership and tp in ctx.assignments
+                if tp in ctx.leadership
+                and tp in ctx.assignments
+                and tp not in batch.stop.get(broker_id, {})
             )
             if broker_id in present and parts:
                 leaders = sorted({p.leader for p in parts} & present)
@@ -506,7 +506,7 @@ class Controller:
             remaining = frozenset(
                 tp
                 for tp, replicas in ctx.assignments.items()
-                if ctx.leader_of(tp) == broker_id and len(replicas) > 1
+                if ctx.leader_of(tp) == broker_id and len(replicas) > 1 and not ctx.is_deleting(tp)
             )
             out.append(ControlledShutdownReply(broker_id, error, remaining))
         return out
