@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from moldau.cluster.controller.commands import (
+    AlterPartitionReply,
     Command,
     ControlledShutdownReply,
     CreatePartitionStates,
@@ -104,7 +105,7 @@ class Harness:
         self.controller = Controller(controller_id)
         self.ack_deletes = True
         self.commands: list[Command] = []
-        self.replies: list[ControlledShutdownReply] = []
+        self.replies: list[ControlledShutdownReply | AlterPartitionReply] = []
 
     def _register(self, broker_id: int) -> LiveBroker:
         self.next_epoch += 1
@@ -141,7 +142,7 @@ class Harness:
             return [PartitionStatesStale(stale)]
         follow_up: list[Event] = []
         for command in commands:
-            if isinstance(command, ControlledShutdownReply):
+            if isinstance(command, ControlledShutdownReply | AlterPartitionReply):
                 self.replies.append(command)
             elif not isinstance(command, ZK_WRITES) and command.broker_id in self.up:
                 deleted = self.brokers[command.broker_id].accept(command)
@@ -181,4 +182,6 @@ class Harness:
         self.feed(
             ControlledShutdown(broker_id, self.up[broker_id].epoch if epoch is None else epoch)
         )
-        return self.replies[-1]
+        reply = self.replies[-1]
+        assert isinstance(reply, ControlledShutdownReply)
+        return reply

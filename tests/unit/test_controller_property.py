@@ -1,7 +1,8 @@
 """Random histories of brokers and topics keep the controller's invariants.
 
 Hypothesis drives a cluster of five brokers through random sequences of
-broker crashes, restarts, controlled shutdowns, leader-side ISR shrinks,
+broker crashes, restarts, controlled shutdowns, leader-side ISR changes
+(AlterPartition, and the older direct write with a notification),
 topic creation, partition increase, topic deletion and controller failover,
 and after every step checks what ZooKeeper holds and what the brokers
 believe:
@@ -19,15 +20,19 @@ believe:
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from moldau.cluster.controller.alter_partition import AlterPartitionItem
+from moldau.cluster.controller.commands import AlterPartitionReply
 from moldau.cluster.controller.events import (
+    AlterPartition,
     BrokerChange,
     ControlledShutdown,
     IsrChangeNotification,
 )
 from moldau.cluster.zk.paths import NO_LEADER
+from moldau.protocol.errors import ErrorCode
 from support.controller_harness import Harness
 from support.fake_zk_view import FakeZkView
 
@@ -45,12 +50,14 @@ steps = st.lists(
         st.tuples(st.just("start"), st.sampled_from(BROKERS)),
         st.tuples(st.just("shutdown"), st.sampled_from(BROKERS)),
         st.tuples(st.just("shrink"), st.sampled_from(TOPICS)),
+        st.tuples(st.just("alter"), st.sampled_from(TOPICS), st.sets(st.sampled_from(BROKERS))),
         st.tuples(st.just("create"), st.sampled_from(TOPICS), replica_lists),
         st.tuples(st.just("expand"), st.sampled_from(TOPICS), replica_lists),
         st.tuples(st.just("delete"), st.sampled_from(TOPICS)),
         st.tuples(st.just("failover"), st.sampled_from(BROKERS)),
     ),
-    max_size=60,
+    min_size=5,
+    max_size=50,
 )
 
 
@@ -59,6 +66,7 @@ class World:
         self.view = FakeZkView()
         self.h = Harness(self.view, BROKERS)
         self.h.elect()
+        self.h.create_topic("a", [[1, 2, 3], [2, 3, 4], [5, 1]])
         #: per partition: the last (leader epoch, leader, ISR) seen in ZooKeeper
         self.seen: dict[tuple[str, int], tuple[int, int, tuple[int, ...]]] = {}
         self.deleted: set[str] = set()
@@ -73,6 +81,8 @@ class World:
             h.feed(ControlledShutdown(op[1], h.up[op[1]].epoch))
         elif kind == "shrink":
             self._leader_shrinks(op[1])
+        elif kind == "alter":
+            self._leader_alters(op[1], op[2])
         elif kind == "create" and op[1] not in self.view.topics():
             if op[1] not in self.view.marks():
                 self.seen = {tp: v for tp, v in self.seen.items() if tp[0] != op[1]}
@@ -97,6 +107,25 @@ class World:
         new = self.view.leader_sets_isr(tp, (state.leader,))
         self.seen[tp] = (new.leader_epoch, new.leader, new.isr)
         self.h.feed(IsrChangeNotification({tp: new}))
+
+    def _leader_alters(self, topic: str, followers: set[int]) -> None:
+        """The leader of the topic's first partition asks for an ISR of itself
+        and ``followers`` (dead or unassigned ones included: to be refused)."""
+        tp = (topic, 0)
+        state = self.view.state(tp)
+        if state is None or state.leader not in self.h.up:
+            return
+        isr = (state.leader, *sorted(followers - {state.leader}))
+        item = AlterPartitionItem(*tp, state.leader_epoch, isr, state.zk_version)
+        self.h.feed(AlterPartition(state.leader, self.h.up[state.leader].epoch, (item,)))
+        reply = self.h.replies[-1]
+        assert isinstance(reply, AlterPartitionReply)
+        new = self.view.state(tp)
+        assert new is not None
+        event(f"AlterPartition: {reply.partitions[0].error.name}")
+        if reply.partitions[0].error is ErrorCode.NONE:
+            assert new.isr == isr and new.leader_epoch == state.leader_epoch
+        self.seen[tp] = (new.leader_epoch, new.leader, new.isr)
 
     def _failover(self, controller_id: int) -> None:
         old = self.h

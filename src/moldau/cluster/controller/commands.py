@@ -157,6 +157,31 @@ class ControlledShutdownReply:
     remaining: frozenset[TopicPartition]
 
 
+@dataclass(frozen=True)
+class AlterPartitionResult:
+    """One partition of the answer: the state now in ZooKeeper, or an error
+    (then the numbers are meaningless, as in Kafka's response)."""
+
+    topic: str
+    partition: int
+    error: ErrorCode
+    leader: int = -1
+    leader_epoch: int = -1
+    isr: tuple[int, ...] = ()
+    partition_epoch: int = -1
+    leader_recovery_state: int = 0
+
+
+@dataclass(frozen=True)
+class AlterPartitionReply:
+    """The answer to AlterPartition; ``error`` is request-wide (STALE_BROKER_EPOCH)."""
+
+    broker_id: int
+    error: ErrorCode
+    partitions: tuple[AlterPartitionResult, ...]
+
+
 ZkWrite = CreatePartitionStates | UpdatePartitionState | DeleteTopic | RemoveDeletionMarks
 BrokerRequest = LeaderAndIsr | UpdateMetadata | StopReplica
-Command = ZkWrite | BrokerRequest | ControlledShutdownReply
+Reply = ControlledShutdownReply | AlterPartitionReply
+Command = ZkWrite | BrokerRequest | Reply

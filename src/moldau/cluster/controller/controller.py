@@ -40,8 +40,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from moldau.cluster.controller import election
+from moldau.cluster.controller import alter_partition, election
 from moldau.cluster.controller.commands import (
+    AlterPartitionReply,
+    AlterPartitionResult,
     Command,
     ControlledShutdownReply,
     CreatePartitionStates,
@@ -64,6 +66,7 @@ from moldau.cluster.controller.context import (
     to_leader_and_isr,
 )
 from moldau.cluster.controller.events import (
+    AlterPartition,
     BrokerChange,
     ControlledShutdown,
     ControllerElected,
@@ -92,6 +95,13 @@ from moldau.protocol.errors import ErrorCode
 UNKNOWN_BROKER_EPOCH = -1
 
 
+@dataclass(frozen=True)
+class _AlterReply:
+    broker_id: int
+    error: ErrorCode
+    items: tuple[tuple[alter_partition.AlterPartitionItem, ErrorCode], ...] = ()
+
+
 @dataclass
 class _Batch:
     """What one event decided (Kafka: ControllerBrokerRequestBatch). Broker
@@ -106,6 +116,9 @@ class _Batch:
     metadata_partitions: set[TopicPartition] = field(default_factory=set)
     stop: dict[int, dict[TopicPartition, bool]] = field(default_factory=dict)
     shutdown_replies: dict[int, ErrorCode] = field(default_factory=dict)
+    #: AlterPartition answers: broker, request error, and per item its error
+    #: (None: rendered from the state, which a failed write leaves different)
+    alter_replies: list[_AlterReply] = field(default_factory=list)
 
     def lead_or_follow(self, broker_id: int, tp: TopicPartition, is_new: bool = False) -> None:
         wanted = self.leader_and_isr.setdefault(broker_id, {})
@@ -122,6 +135,7 @@ class _Batch:
         for broker_id, stops in other.stop.items():
             self.stop.setdefault(broker_id, {}).update(stops)
         self.shutdown_replies = {**other.shutdown_replies, **self.shutdown_replies}
+        self.alter_replies = [*other.alter_replies, *self.alter_replies]
 
 
 class Controller:
@@ -180,6 +194,8 @@ class Controller:
             self._on_isr_change(ctx, event, batch)
         elif isinstance(event, ControlledShutdown):
             self._on_controlled_shutdown(ctx, event, batch)
+        elif isinstance(event, AlterPartition):
+            self._on_alter_partition(ctx, event, batch)
         elif isinstance(event, PartitionStatesStale):
             self._on_stale(ctx, event, batch)
         elif isinstance(event, StopReplicaResult):
@@ -394,6 +410,40 @@ class Controller:
             self._reconcile(ctx, tp, batch)
         batch.shutdown_replies[broker_id] = ErrorCode.NONE
 
+    def _on_alter_partition(
+        self, ctx: ControllerContext, event: AlterPartition, batch: _Batch
+    ) -> None:
+        """A leader's ISR change: check it (``alter_partition``), write it
+        conditionally, tell every broker, answer with the state written."""
+        broker_id = event.broker_id
+        if broker_id not in ctx.brokers or ctx.broker_epoch(broker_id) != event.broker_epoch:
+            batch.alter_replies.append(_AlterReply(broker_id, ErrorCode.STALE_BROKER_EPOCH))
+            return
+        items = []
+        for item in event.partitions:
+            tp = (item.topic, item.partition)
+            known = tp in ctx.assignments and not ctx.is_deleting(tp)
+            current = ctx.leadership.get(tp) if known else None
+            replicas = ctx.assignments.get(tp, ())
+            error = alter_partition.check(current, replicas, ctx.live_ids(), broker_id, item)
+            if error is None:
+                assert current is not None  # check() answers a missing state
+                state = PartitionState(
+                    broker_id,
+                    item.leader_epoch,
+                    item.isr,
+                    ctx.epoch,
+                    item.leader_recovery_state,
+                    current.zk_version,
+                )
+                batch.writes.append(UpdatePartitionState(_fence(ctx), tp[0], tp[1], state))
+                ctx.leadership[tp] = replace(state, zk_version=current.zk_version + 1)
+                batch.metadata_partitions.add(tp)
+                batch.metadata_brokers |= ctx.live_or_shutting_down()
+                error = ErrorCode.NONE
+            items.append((item, error))
+        batch.alter_replies.append(_AlterReply(broker_id, ErrorCode.NONE, tuple(items)))
+
     def _on_stale(self, ctx: ControllerContext, event: PartitionStatesStale, batch: _Batch) -> None:
         """Writes of the last batch lost to a newer znode: take what is there,
         decide again, and re-send everything the last batch would have sent."""
@@ -509,6 +559,7 @@ class Controller:
                 if ctx.leader_of(tp) == broker_id and len(replicas) > 1 and not ctx.is_deleting(tp)
             )
             out.append(ControlledShutdownReply(broker_id, error, remaining))
+        out.extend(_alter_reply(ctx, reply) for reply in batch.alter_replies)
         return out
 
 
@@ -562,6 +613,33 @@ def _leadership(
         leader_recovery_state=state.leader_recovery_state,
         is_new=is_new,
     )
+
+
+def _alter_reply(ctx: ControllerContext, reply: _AlterReply) -> AlterPartitionReply:
+    """An accepted item is answered from the state now known: after a lost
+    write (re-read by ``PartitionStatesStale``) it no longer matches, and the
+    leader gets INVALID_UPDATE_VERSION, as from Kafka."""
+    results = []
+    for item, error in reply.items:
+        state = ctx.leadership.get((item.topic, item.partition))
+        if error is ErrorCode.NONE and state is not None:
+            if alter_partition.is_applied(state, reply.broker_id, item):
+                results.append(
+                    AlterPartitionResult(
+                        item.topic,
+                        item.partition,
+                        ErrorCode.NONE,
+                        state.leader,
+                        state.leader_epoch,
+                        tuple(state.isr),
+                        state.zk_version,
+                        state.leader_recovery_state,
+                    )
+                )
+                continue
+            error = ErrorCode.INVALID_UPDATE_VERSION
+        results.append(AlterPartitionResult(item.topic, item.partition, error))
+    return AlterPartitionReply(reply.broker_id, reply.error, tuple(results))
 
 
 def _stop(ctx: ControllerContext, tp: TopicPartition, delete: bool) -> StopReplicaPartition:

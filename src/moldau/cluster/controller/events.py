@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from moldau.cluster.controller.alter_partition import AlterPartitionItem
 from moldau.cluster.controller.context import LiveBroker, TopicPartition
 from moldau.cluster.zk.paths import PartitionState, TopicAssignment
 
@@ -81,7 +82,10 @@ class TopicDeletion:
 @dataclass(frozen=True)
 class IsrChangeNotification:
     """Leaders changed ISRs (/isr_change_notification): the states re-read.
-    The shell deletes the notification znodes it read."""
+    The shell deletes the notification znodes it read. This is the path of
+    leaders that write ZooKeeper themselves (Kafka before 2.7); moldau's
+    leaders send ``AlterPartition`` as Kafka 3.9's do, so this only serves
+    a state changed behind the controller's back."""
 
     states: Mapping[TopicPartition, PartitionState]
 
@@ -92,6 +96,16 @@ class ControlledShutdown:
 
     broker_id: int
     broker_epoch: int
+
+
+@dataclass(frozen=True)
+class AlterPartition:
+    """A leader asks to change ISRs (AlterPartition request, API key 56);
+    answered by ``AlterPartitionReply``."""
+
+    broker_id: int
+    broker_epoch: int
+    partitions: tuple[AlterPartitionItem, ...]
 
 
 @dataclass(frozen=True)
@@ -132,6 +146,7 @@ Event = (
     | TopicDeletion
     | IsrChangeNotification
     | ControlledShutdown
+    | AlterPartition
     | PartitionStatesStale
     | StopReplicaResult
     | UncleanLeaderElectionEnable
