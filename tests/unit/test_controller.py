@@ -300,3 +300,24 @@ def test_isr_change_notification_reaches_every_broker() -> None:
     assert [c.broker_id for c in of(UpdateMetadata, commands)] == [1, 2, 3]
     assert all(b.metadata[("t", 0)].isr == (1, 2) for b in h.brokers.values())
     assert not of(UpdatePartitionState, commands)
+
+
+def test_failover_mid_deletion_finishes_it() -> None:
+    view = FakeZkView()
+    old = Harness(view, [1, 2, 3])
+    old.elect()
+    old.create_topic("t", [[1, 2]])
+    old.ack_deletes = False
+    old.delete_topic("t")  # the controller dies before the replicas answer
+    new = Harness(view, [1, 2, 3], controller_id=2)
+    new.elect()
+    assert view.topics() == {} and view.marks() == frozenset()
+
+
+def test_failover_creates_the_states_the_old_controller_never_wrote() -> None:
+    view = FakeZkView()
+    view.create_topic("t", [[2, 3]])  # created by an admin; the controller died before seeing it
+    new = Harness(view, [1, 2, 3], controller_id=1)
+    new.elect()
+    assert leaders(new) == {("t", 0): (2, 0, (2, 3))}
+    assert new.brokers[2].leads() == {("t", 0)}

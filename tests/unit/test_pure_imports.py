@@ -73,9 +73,10 @@ def test_pure_modules_import_neither_asyncio_nor_kazoo() -> None:
     modules = pure_modules()
     assert "moldau.cluster.zk.paths" in modules and "moldau.group.coordinator" in modules
     controller = "moldau.cluster.controller"
-    assert {f"{controller}.{m}" for m in ("context", "events", "commands", "controller")} <= set(
-        modules
-    )
+    assert {
+        f"{controller}.{m}"
+        for m in ("context", "events", "commands", "controller", "alter_partition")
+    } <= set(modules)
     assert import_blocked(modules) == {}
 
 
