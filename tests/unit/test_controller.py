@@ -321,3 +321,14 @@ def test_failover_creates_the_states_the_old_controller_never_wrote() -> None:
     new.elect()
     assert leaders(new) == {("t", 0): (2, 0, (2, 3))}
     assert new.brokers[2].leads() == {("t", 0)}
+
+
+def test_topic_removed_behind_the_controllers_back_is_forgotten_and_can_return() -> None:
+    h = cluster()
+    h.create_topic("t", [[1, 2]])
+    for path in [p for p in h.view.nodes if p.startswith("/brokers/topics/t")]:
+        del h.view.nodes[path]
+    h.feed(TopicChange(frozenset(), {}))
+    assert h.controller.known_topics() == frozenset()
+    h.create_topic("t", [[2, 3]])  # the state tables let it be new again
+    assert leaders(h) == {("t", 0): (2, 0, (2, 3))}
