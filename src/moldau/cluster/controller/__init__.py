@@ -3,6 +3,9 @@
 - ``controller.Controller.handle(event, now_ms) -> commands``: Kafka's
   KafkaController, partition and replica state machines and topic deletion;
 - ``context``: its in-memory view (Kafka: ControllerContext);
+- ``deletion``: topic deletion (Kafka: TopicDeletionManager);
+- ``batch``: one event's decisions rendered as commands (Kafka:
+  ControllerBrokerRequestBatch);
 - ``events`` in, ``commands`` out (the shell's contract is in ``commands``);
 - ``election`` and ``alter_partition``: the rules, as pure functions;
 - ``states``: the state tables with Kafka's legal moves.
