@@ -72,6 +72,19 @@ def import_blocked(modules: list[str]) -> dict[str, str]:
 def test_pure_modules_import_neither_asyncio_nor_kazoo() -> None:
     modules = pure_modules()
     assert "moldau.cluster.zk.paths" in modules and "moldau.group.coordinator" in modules
+    controller = "moldau.cluster.controller"
+    assert {
+        f"{controller}.{m}"
+        for m in (
+            "context",
+            "events",
+            "commands",
+            "controller",
+            "batch",
+            "deletion",
+            "alter_partition",
+        )
+    } <= set(modules)
     assert import_blocked(modules) == {}
 
 

@@ -106,6 +106,12 @@ class StateTable(Generic[K, S]):
             self._states[key] = target
         return current
 
+    def forget(self, key: K) -> None:
+        """Drop a key without a move: its object vanished outside the state
+        machine (Kafka's ControllerContext.removeTopic does the same when a
+        topic znode is deleted behind the controller's back)."""
+        self._states.pop(key, None)
+
     def move_all(self, keys: Iterable[K], target: S) -> None:
         """Move every key, or none of them if any move is illegal."""
         keys = list(keys)
