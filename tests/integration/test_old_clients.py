@@ -16,6 +16,7 @@ Go packages are not installed on the test machines).
 
 from __future__ import annotations
 
+import gzip
 import math
 import struct
 import time
@@ -269,6 +270,22 @@ def test_produce_v0_to_v2_take_v2_batches_and_old_formats(broker: BrokerProcess)
     assert [(r.offset, r.value, r.timestamp) for r in read] == [
         (offset, value, 1000) for offset, value in enumerate(expected)
     ]
+
+
+def test_produce_v2_refuses_a_decompression_bomb(broker: BrokerProcess) -> None:
+    """A 100 KB gzip wrapper inflating to 80 MiB (over moldau's 64 MiB bound):
+    CORRUPT_MESSAGE, nothing appended, the broker and connection live on."""
+    create_topic(broker.bootstrap, "bomb", 1)
+    inner = _message_v1(bytes(80 << 20))
+    body = struct.pack(">bbqi", 1, 1, 1000, -1)  # magic 1, gzip
+    value = gzip.compress(inner, compresslevel=1)
+    body += struct.pack(">i", len(value)) + value
+    wrapper = struct.pack(">qiI", 0, len(body) + 4, zlib.crc32(body)) + body
+    assert len(wrapper) < 1 << 20
+    with RawConnection(broker.port) as conn:
+        assert _produce(conn, 2, "bomb", wrapper)["error_code"] == 2
+        placed = _produce(conn, 2, "bomb", _message_v1(b"after"))
+        assert (placed["error_code"], placed["base_offset"]) == (0, 0)
 
 
 def _fetch_body(
