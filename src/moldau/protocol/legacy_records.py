@@ -58,6 +58,8 @@ __all__ = [
     "DEFAULT_MAX_INFLATED",
     "NO_TIMESTAMP",
     "LegacyMessage",
+    "compress_legacy",
+    "decompress_bounded",
     "down_convert",
     "is_legacy",
     "parse_message_set",
