@@ -7,34 +7,47 @@ versions from the broker version they are told: Metadata v0, ListOffsets v0,
 FindCoordinator v0, JoinGroup v0/v1, SyncGroup, Heartbeat and LeaveGroup v0,
 OffsetCommit v0-v2, OffsetFetch v0-v1. All of that works against moldau.
 
-What part 1 of issue 12 leaves to part 2 is asserted as it stands: these
-clients produce message format v0/v1, refused per partition with
-UNSUPPORTED_FOR_MESSAGE_FORMAT, and their fetches (v0-v3) get
-UNSUPPORTED_VERSION per partition until down-conversion exists.
+These clients produce message formats v0/v1 (Produce v0-v2), which the
+broker up-converts to v2 batches, and fetch at v0-v3, which it answers with
+its v2 batches down-converted: each codec each format allows, read back by
+old and current clients alike. Not covered here: sarama and Burrow (Debian's
+Go packages are not installed on the test machines).
 """
 
 from __future__ import annotations
 
+import gzip
 import math
 import struct
 import time
 import zlib
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as ConfluentPartition
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import UnsupportedForMessageFormatError, UnsupportedVersionError
 from kafka.structs import OffsetAndMetadata
 
-from conftest import BrokerProcess, RawConnection, create_topic, wait_for
+from conftest import (
+    BrokerProcess,
+    RawConnection,
+    Rec,
+    confluent_produce,
+    confluent_read_all,
+    create_topic,
+    wait_for,
+)
+from moldau.protocol.batch import COMPRESSION_ZSTD
+from moldau.protocol.legacy_records import parse_message_set
 from moldau.protocol.records import Record, build_batch
 
 PRODUCE, FETCH, LIST_OFFSETS, METADATA, API_VERSIONS, DESCRIBE_ACLS = 0, 1, 2, 3, 18, 29
 UNKNOWN_TOPIC_OR_PARTITION = 3
 UNSUPPORTED_VERSION = 35
 UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
+UNSUPPORTED_COMPRESSION_TYPE = 76
 LATEST, EARLIEST = -1, -2
 
 
@@ -69,6 +82,7 @@ def test_kafka_python_old_protocol(broker: BrokerProcess, api_version: tuple[int
         group_id=group,
         enable_auto_commit=False,
         heartbeat_interval_ms=100,
+        auto_offset_reset="earliest",
     )
     try:
         assert consumer.partitions_for_topic(topic) == {0, 1}
@@ -77,13 +91,11 @@ def test_kafka_python_old_protocol(broker: BrokerProcess, api_version: tuple[int
         assert consumer.beginning_offsets(partitions) == dict.fromkeys(partitions, 0)
 
         consumer.subscribe([topic])
-        fetch_errors: list[Exception] = []
+        fetched: list[bytes] = []
 
         def joined() -> bool:
-            try:
-                consumer.poll(100)
-            except UnsupportedVersionError as exc:  # Fetch v1/v3: part 2 of issue 12
-                fetch_errors.append(exc)
+            for messages in consumer.poll(100).values():
+                fetched.extend(m.value for m in messages)
             return bool(consumer.assignment())
 
         wait_for(joined, what="JoinGroup and SyncGroup")
@@ -95,16 +107,14 @@ def test_kafka_python_old_protocol(broker: BrokerProcess, api_version: tuple[int
         assert consumer.committed(partitions[0]) == 3
         assert _committed_by_a_current_client(broker.bootstrap, group, topic) == 3
 
-        wait_for(lambda: joined() and fetch_errors, what="a fetch answered")
-        assert all(e.errno == UNSUPPORTED_VERSION for e in fetch_errors)
+        wait_for(lambda: joined() and len(fetched) == 10, what="Fetch v1/v3 answered")
+        assert sorted(fetched) == sorted(f"{p}-{i}".encode() for p in (0, 1) for i in range(5))
     finally:
         consumer.close()  # LeaveGroup v0
 
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, api_version=api_version)
     try:
-        future = producer.send(topic, b"old format", partition=0)
-        with pytest.raises(UnsupportedForMessageFormatError):  # part 2 of issue 12
-            future.get(10)
+        assert producer.send(topic, b"old format", partition=0).get(10).offset == 5
     finally:
         producer.close()
 
@@ -227,37 +237,61 @@ def test_metadata_v0_empty_list_means_every_topic(broker: BrokerProcess) -> None
         assert [(t["name"], t["error_code"]) for t in one["topics"]] == [("meta-b", 0)]
 
 
-def _message_v1(value: bytes) -> bytes:
+def _message_v1(value: bytes, timestamp: int = 1000) -> bytes:
     """A magic 1 message set of one message (offset, size, crc, magic...)."""
-    body = struct.pack(">bbqi", 1, 0, 1000, -1) + struct.pack(">i", len(value)) + value
+    body = struct.pack(">bbqi", 1, 0, timestamp, -1) + struct.pack(">i", len(value)) + value
     message = struct.pack(">I", zlib.crc32(body)) + body
     return struct.pack(">qi", 0, len(message)) + message
 
 
-def test_produce_v0_to_v2_take_v2_batches_and_refuse_old_formats(broker: BrokerProcess) -> None:
-    """Kafka checks the magic only from Produce v3 on; old formats wait for part 2."""
+def _produce(conn: RawConnection, version: int, topic: str, records: bytes) -> dict[str, Any]:
+    answer = conn.request(PRODUCE, version, _produce_body(topic, records))
+    return dict(answer["responses"][0]["partition_responses"][0])
+
+
+def test_produce_v0_to_v2_take_v2_batches_and_old_formats(broker: BrokerProcess) -> None:
+    """Kafka checks the magic only from Produce v3 on; before, message sets
+    of magic 0/1 are up-converted and appended, corrupt ones refused."""
     create_topic(broker.bootstrap, "produce-old", 1)
     batch = build_batch([Record(0, 0, b"k", b"v")], base_timestamp=1000)
+    corrupt = bytearray(_message_v1(b"bad"))
+    corrupt[-1] ^= 1
     with RawConnection(broker.port) as conn:
         for version in (0, 1, 2):
-            for records, expected in (
-                (batch, 0),
-                (_message_v1(b"v"), UNSUPPORTED_FOR_MESSAGE_FORMAT),
-            ):
-                body = _produce_body("produce-old", records)
-                [answer] = conn.request(PRODUCE, version, body)["responses"][0][
-                    "partition_responses"
-                ]
-                assert answer["error_code"] == expected, (version, answer)
+            assert _produce(conn, version, "produce-old", batch)["error_code"] == 0
+            placed = _produce(conn, version, "produce-old", _message_v1(b"v%d" % version))
+            assert (placed["error_code"], placed["base_offset"]) == (0, 2 * version + 1)
+            assert _produce(conn, version, "produce-old", bytes(corrupt))["error_code"] == 2
+        # From v3 on the request must hold v2 batches, as in Kafka.
+        refused = _produce(conn, 3, "produce-old", _message_v1(b"late"))
+        assert refused["error_code"] == UNSUPPORTED_FOR_MESSAGE_FORMAT
+    read = confluent_read_all(broker.bootstrap, "produce-old")
+    expected = [value for version in (0, 1, 2) for value in (b"v", b"v%d" % version)]
+    assert [(r.offset, r.value, r.timestamp) for r in read] == [
+        (offset, value, 1000) for offset, value in enumerate(expected)
+    ]
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 3])
-def test_fetch_v0_to_v3_refused_per_partition_until_down_conversion(
-    broker: BrokerProcess, version: int
-) -> None:
-    _fill(broker, "fetch-old", partitions=1)
-    topics = [("fetch-old", 0), ("fetch-old", 5), ("nope", 0)]
-    body = {
+def test_produce_v2_refuses_a_decompression_bomb(broker: BrokerProcess) -> None:
+    """A 100 KB gzip wrapper inflating to 80 MiB (over moldau's 64 MiB bound):
+    CORRUPT_MESSAGE, nothing appended, the broker and connection live on."""
+    create_topic(broker.bootstrap, "bomb", 1)
+    inner = _message_v1(bytes(80 << 20))
+    body = struct.pack(">bbqi", 1, 1, 1000, -1)  # magic 1, gzip
+    value = gzip.compress(inner, compresslevel=1)
+    body += struct.pack(">i", len(value)) + value
+    wrapper = struct.pack(">qiI", 0, len(body) + 4, zlib.crc32(body)) + body
+    assert len(wrapper) < 1 << 20
+    with RawConnection(broker.port) as conn:
+        assert _produce(conn, 2, "bomb", wrapper)["error_code"] == 2
+        placed = _produce(conn, 2, "bomb", _message_v1(b"after"))
+        assert (placed["error_code"], placed["base_offset"]) == (0, 0)
+
+
+def _fetch_body(
+    partitions: list[tuple[str, int]], offset: int = 0, max_bytes: int = 1 << 20
+) -> dict[str, Any]:
+    return {
         "replica_id": -1,
         "max_wait_ms": 100,
         "min_bytes": 1,
@@ -265,22 +299,267 @@ def test_fetch_v0_to_v3_refused_per_partition_until_down_conversion(
         "topics": [
             {
                 "topic": t,
-                "partitions": [{"partition": p, "fetch_offset": 0, "partition_max_bytes": 1 << 20}],
+                "partitions": [
+                    {"partition": p, "fetch_offset": offset, "partition_max_bytes": max_bytes}
+                ],
             }
-            for t, p in topics
+            for t, p in partitions
         ],
     }
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+def test_fetch_v0_to_v3_down_converts(broker: BrokerProcess, version: int) -> None:
+    """v0-v1 get magic 0 messages, v2-v3 magic 1, from the fetch offset on
+    (inside a batch too); other partitions keep their own errors."""
+    _fill(broker, "fetch-old", partitions=1)
+    topics = [("fetch-old", 0), ("fetch-old", 5), ("nope", 0)]
     with RawConnection(broker.port) as conn:
-        answer = conn.request(FETCH, version, body)
+        answer = conn.request(FETCH, version, _fetch_body(topics, offset=2))
+        codes = [(t["topic"], t["partitions"][0]["error_code"]) for t in answer["responses"]]
+        assert codes == [("fetch-old", 0), ("fetch-old", 3), ("nope", 3)]
+        [served] = answer["responses"][0]["partitions"]
+        assert served["high_watermark"] == 5
+        records = served["records"]
+        assert records[16] == (0 if version < 2 else 1)  # magic
+        assert struct.unpack_from(">q", records)[0] == 2  # first offset
+        _, messages = parse_message_set(records)
+        assert [m.value for m in messages] == [b"0-2", b"0-3", b"0-4"]
+        assert all((m.timestamp > 0) == (version >= 2) for m in messages)
+        assert conn.request(METADATA, 0, {"topics": []})["brokers"]
+
+
+def test_fetch_v2_bounded_by_partition_max_bytes(broker: BrokerProcess) -> None:
+    """Batch by batch up to partition_max_bytes, but at least one message
+    (20 batches of about 108 bytes, 74 once converted)."""
+    create_topic(broker.bootstrap, "bounded", 1)
+    with RawConnection(broker.port) as conn:
+        for i in range(20):
+            batch = build_batch([Record(0, 0, None, b"%02d" % i * 20)], base_timestamp=1000)
+            assert _produce(conn, 3, "bounded", batch)["error_code"] == 0
+        for max_bytes, expected in ((10, 1), (250, 2), (1 << 20, 20)):
+            answer = conn.request(FETCH, 2, _fetch_body([("bounded", 0)], max_bytes=max_bytes))
+            records = answer["responses"][0]["partitions"][0]["records"]
+            assert len(parse_message_set(records)[1]) == expected, max_bytes
+            assert expected == 1 or len(records) <= max_bytes
+
+
+def test_fetch_v2_waits_for_an_append(broker: BrokerProcess) -> None:
+    """An old fetch finding nothing waits up to max_wait_ms for min_bytes, and
+    answers as soon as a record arrives (not at the deadline)."""
+    create_topic(broker.bootstrap, "waiting", 1)
+    with RawConnection(broker.port) as waiting, RawConnection(broker.port) as writer:
+        body = {**_fetch_body([("waiting", 0)]), "max_wait_ms": 8000}
+        start = time.monotonic()
+        correlation = waiting.send(FETCH, 2, body)
+        assert _produce(writer, 2, "waiting", _message_v1(b"late"))["error_code"] == 0
+        answer = waiting.receive(FETCH, 2, correlation)
+        records = answer["responses"][0]["partitions"][0]["records"]
+        assert [m.value for m in parse_message_set(records)[1]] == [b"late"]
+        assert time.monotonic() - start < 6
+
+
+def test_down_conversion_can_be_disabled(broker_factory: Any) -> None:
+    """message.downconversion.enable per topic over the broker's
+    log.message.downconversion.enable: UNSUPPORTED_VERSION when off."""
+    broker = broker_factory(**{"log.message.downconversion.enable": "false"})
+    _fill(broker, "off-by-broker", partitions=1)
+    create_topic(broker.bootstrap, "on-by-topic", 1, **{"message.downconversion.enable": "true"})
+    with RawConnection(broker.port) as conn:
+        answer = conn.request(FETCH, 3, _fetch_body([("off-by-broker", 0), ("on-by-topic", 0)]))
+        codes = [t["partitions"][0]["error_code"] for t in answer["responses"]]
+        assert codes == [UNSUPPORTED_VERSION, 0]
+
+
+def test_zstd_cannot_be_down_converted(broker: BrokerProcess) -> None:
+    """Formats v0/v1 have no zstd: UNSUPPORTED_COMPRESSION_TYPE, as in Kafka."""
+    create_topic(broker.bootstrap, "zstd-old", 1)
+    confluent_produce(
+        broker.bootstrap, "zstd-old", [Rec(None, b"z" * 100)], **{"compression.codec": "zstd"}
+    )
+    with RawConnection(broker.port) as conn:
+        answer = conn.request(FETCH, 3, _fetch_body([("zstd-old", 0)]))
+        [partition] = answer["responses"][0]["partitions"]
+        assert partition["error_code"] == UNSUPPORTED_COMPRESSION_TYPE
+        assert COMPRESSION_ZSTD == 4
+
+
+def test_message_format_version_accepted_without_effect(broker_factory: Any) -> None:
+    """Deprecated in Kafka 3.x: accepted, ignored, a warning in the log."""
+    broker = broker_factory(**{"log.message.format.version": "0.10.2"})
+    create_topic(broker.bootstrap, "mfv", 1, **{"message.format.version": "0.9.0"})
+    confluent_produce(broker.bootstrap, "mfv", [Rec(b"k", b"v")])
+    assert [r.value for r in confluent_read_all(broker.bootstrap, "mfv")] == [b"v"]
+    log = broker.log_path.read_text()
+    assert "log.message.format.version is deprecated" in log
+    assert "message.format.version is deprecated" in log
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+def test_fetch_v0_to_v3_refused_per_partition_when_down_conversion_is_off(
+    broker: BrokerProcess, version: int
+) -> None:
+    create_topic(broker.bootstrap, "fetch-off-2", 1, **{"message.downconversion.enable": "false"})
+    topics = [("fetch-off-2", 0), ("fetch-off-2", 5), ("nope", 0)]
+    with RawConnection(broker.port) as conn:
+        answer = conn.request(FETCH, version, _fetch_body(topics))
         codes = [(t["topic"], t["partitions"][0]["error_code"]) for t in answer["responses"]]
         assert codes == [
-            ("fetch-old", UNSUPPORTED_VERSION),
-            ("fetch-old", UNKNOWN_TOPIC_OR_PARTITION),
+            ("fetch-off-2", UNSUPPORTED_VERSION),
+            ("fetch-off-2", UNKNOWN_TOPIC_OR_PARTITION),
             ("nope", UNKNOWN_TOPIC_OR_PARTITION),
         ]
         assert all(not t["partitions"][0]["records"] for t in answer["responses"])
         # The connection stays usable.
         assert conn.request(METADATA, 0, {"topics": []})["brokers"]
+
+
+# --- old formats through real clients -----------------------------------------
+
+Seen = tuple[int, bytes | None, bytes | None, int]
+"""(offset, key, value, timestamp or -1) of one record as a consumer saw it."""
+
+
+def _records(topic: str, count: int) -> list[Rec]:
+    return [Rec(b"k%d" % i if i % 2 else None, f"{topic}-{i}".encode()) for i in range(count)]
+
+
+def _kafka_python_read(
+    bootstrap: str, topic: str, api_version: tuple[int, ...], count: int
+) -> list[Seen]:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, api_version=api_version, auto_offset_reset="earliest"
+    )
+    got: list[Seen] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+
+        def read() -> bool:
+            for messages in consumer.poll(200).values():
+                got.extend((m.offset, m.key, m.value, m.timestamp or -1) for m in messages)
+            return len(got) >= count
+
+        wait_for(read, what=f"{count} records via kafka-python {api_version}")
+    finally:
+        consumer.close()
+    return got
+
+
+def _old_librdkafka(fallback: str) -> dict[str, Any]:
+    return {"api.version.request": False, "broker.version.fallback": fallback, "log_level": 3}
+
+
+def _librdkafka_read(bootstrap: str, topic: str, fallback: str, count: int) -> list[Seen]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "old-" + topic, **_old_librdkafka(fallback)}
+    )
+    got: list[Seen] = []
+    try:
+        consumer.assign([ConfluentPartition(topic, 0, 0)])
+
+        def read() -> bool:
+            for m in consumer.consume(100, timeout=0.2):
+                assert m.error() is None, m.error()
+                kind, stamp = m.timestamp()
+                got.append((m.offset(), m.key(), m.value(), stamp if kind else -1))
+            return len(got) >= count
+
+        wait_for(read, what=f"{count} records via librdkafka {fallback}")
+    finally:
+        consumer.close()
+    return got
+
+
+def _current_read(bootstrap: str, topic: str) -> list[Seen]:
+    return [(r.offset, r.key, r.value, r.timestamp) for r in confluent_read_all(bootstrap, topic)]
+
+
+@pytest.mark.parametrize(
+    ("api_version", "codec"),
+    [((0, 9), c) for c in (None, "gzip", "snappy")]
+    + [((0, 10, 1), c) for c in (None, "gzip", "snappy", "lz4")],
+)
+def test_kafka_python_old_formats_round_trip(
+    broker: BrokerProcess, api_version: tuple[int, ...], codec: str | None
+) -> None:
+    """kafka-python writes v0 (0.9) or v1 (0.10.1) messages with ``codec``;
+    it reads them back down-converted, a current client reads the v2 batch.
+    (kafka-python writes v0 LZ4 only with the xxhash package: librdkafka
+    covers it below.)"""
+    topic = f"kp-{len(api_version)}-{codec}"
+    create_topic(broker.bootstrap, topic, 1)
+    v1 = api_version >= (0, 10)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap,
+        api_version=api_version,
+        compression_type=codec,
+        linger_ms=20,
+    )
+    try:
+        records = _records(topic, 6)
+        futures = [
+            producer.send(
+                topic, key=r.key, value=r.value, partition=0, timestamp_ms=1000 + i if v1 else None
+            )
+            for i, r in enumerate(records)
+        ]
+        assert [f.get(10).offset for f in futures] == list(range(6))
+    finally:
+        producer.close()
+    expected = [(i, r.key, r.value, 1000 + i if v1 else -1) for i, r in enumerate(records)]
+    assert _kafka_python_read(broker.bootstrap, topic, api_version, 6) == expected
+    assert _current_read(broker.bootstrap, topic) == expected
+
+
+def test_librdkafka_old_formats_round_trip(broker: BrokerProcess) -> None:
+    """librdkafka without ApiVersions writes v0 with each codec, LZ4 with
+    Kafka 0.8's header checksum; old and current consumers read it back.
+    (With a fallback of 0.10.0 or later librdkafka asks ApiVersions anyway and
+    speaks the current protocol, so only 0.9.0 reaches the old formats.)"""
+    fallback = "0.9.0"
+    for codec in ("none", "gzip", "snappy", "lz4"):
+        topic = f"rdk-{fallback}-{codec}"
+        create_topic(broker.bootstrap, topic, 1)
+        records = [
+            replace(r, partition=0, timestamp=1000 + i) for i, r in enumerate(_records(topic, 6))
+        ]
+        config = {**_old_librdkafka(fallback), "compression.codec": codec}
+        confluent_produce(broker.bootstrap, topic, records, **config)
+        expected = [(i, r.key, r.value, -1) for i, r in enumerate(records)]
+        assert _librdkafka_read(broker.bootstrap, topic, fallback, 6) == expected, codec
+        assert _current_read(broker.bootstrap, topic) == expected, codec
+
+
+def test_current_records_read_by_old_clients(broker: BrokerProcess) -> None:
+    """v2 batches from a current client (headers, each codec) reach kafka-python
+    0.9/0.10.1 and librdkafka 0.9.0 down-converted, headers dropped."""
+    for codec in ("none", "gzip", "snappy", "lz4"):
+        topic = f"new-{codec}"
+        create_topic(broker.bootstrap, topic, 1)
+        records = [
+            replace(r, partition=0, timestamp=5000 + i, headers=(("h", b"x"),))
+            for i, r in enumerate(_records(topic, 6))
+        ]
+        confluent_produce(broker.bootstrap, topic, records, **{"compression.codec": codec})
+        v0 = [(i, r.key, r.value, -1) for i, r in enumerate(records)]
+        v1 = [(i, r.key, r.value, 5000 + i) for i, r in enumerate(records)]
+        if codec != "lz4":  # kafka-python reads v0 LZ4 only with xxhash installed
+            assert _kafka_python_read(broker.bootstrap, topic, (0, 9), 6) == v0, codec
+        assert _kafka_python_read(broker.bootstrap, topic, (0, 10, 1), 6) == v1, codec
+        assert _librdkafka_read(broker.bootstrap, topic, "0.9.0", 6) == v0, codec
+
+
+def test_log_append_time_stamps_old_formats(broker: BrokerProcess) -> None:
+    """A LogAppendTime topic stamps up-converted messages with the broker's
+    time, and v1 readers see it as LogAppendTime."""
+    create_topic(broker.bootstrap, "lat", 1, **{"message.timestamp.type": "LogAppendTime"})
+    before = int(time.time() * 1000)
+    with RawConnection(broker.port) as conn:
+        assert _produce(conn, 2, "lat", _message_v1(b"old", timestamp=1000))["error_code"] == 0
+    [(offset, _, value, stamp)] = _kafka_python_read(broker.bootstrap, "lat", (0, 10, 1), 1)
+    assert (offset, value) == (0, b"old")
+    assert before <= stamp <= int(time.time() * 1000)
+    assert _current_read(broker.bootstrap, "lat")[0][3] == stamp
 
 
 def test_api_versions_advertise_kafka_3_9_floors(broker: BrokerProcess) -> None:

@@ -22,11 +22,14 @@ silently ignored.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 LONG_MAX = 2**63 - 1
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -246,6 +249,18 @@ BROKER_KEYS: dict[str, ConfigKey] = {
             1,
         ),
         _key("cluster.id", "string", None, "Cluster id (generated when unset)."),
+        _key(
+            "log.message.downconversion.enable",
+            "boolean",
+            True,
+            "Down-convert records for Fetch v0-v3 (message formats v0/v1).",
+        ),
+        _key(
+            "log.message.format.version",
+            "string",
+            "3.0-IV1",
+            "Deprecated (Kafka 3.x): accepted, no effect, a warning in the log.",
+        ),
     ]
 }
 
@@ -266,6 +281,10 @@ IGNORED_KEYS = frozenset(
         "security.inter.broker.protocol",
     }
 )
+
+
+#: Keys Kafka 3.x accepts, ignores and warns about.
+DEPRECATED_KEYS = frozenset({"log.message.format.version"})
 
 
 class BrokerConfig:
@@ -412,6 +431,8 @@ def parse_values(raw: Mapping[str, str]) -> dict[str, Any]:
     for name, text in raw.items():
         if name in IGNORED_KEYS:
             continue
+        if name in DEPRECATED_KEYS:
+            log.warning("%s is deprecated and has no effect (as in Kafka 3.x)", name)
         key = BROKER_KEYS.get(name)
         if key is None:
             raise ConfigError(f"unknown configuration key {name!r}")

@@ -8,12 +8,15 @@ where a value came from. ``log_config`` turns the effective values into the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..log.config import LogConfig
 from .config import BrokerConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,21 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             ("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"),
         ),
         TopicKey(
+            "message.downconversion.enable",
+            "boolean",
+            _broker("log.message.downconversion.enable"),
+            "log.message.downconversion.enable",
+            None,
+            ("true", "false"),
+        ),
+        TopicKey(
+            "message.format.version",
+            "string",
+            _broker("log.message.format.version"),
+            "log.message.format.version",
+            None,
+        ),
+        TopicKey(
             "min.insync.replicas",
             "int",
             _broker("min.insync.replicas"),
@@ -212,6 +230,8 @@ def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
         if value is None:
             continue
         _parse(key, value)
+        if name == "message.format.version":
+            log.warning("topic config %s is deprecated and has no effect (Kafka 3.x)", name)
         checked[name] = value
     return checked
 

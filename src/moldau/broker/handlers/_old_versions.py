@@ -3,19 +3,27 @@
 ListOffsets v0 answers a list of segment boundaries instead of one offset, and
 Fetch v0-v3 promise the client old message formats; the handlers of those
 APIs call in here for those versions only, so their common path stays as it
-is. The rules are Kafka 3.9's (``KafkaApis.handleListOffsetRequestV0``,
+is (zero copy for Fetch v4+). The rules are Kafka 3.9's (``KafkaApis.handleListOffsetRequestV0``,
 ``UnifiedLog.legacyFetchOffsetsBefore``, ``KafkaApis.maybeConvertFetchedData``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from typing import Any
 
+from ...log.errors import LogError
+from ...protocol.batch import COMPRESSION_ZSTD, iter_batches
 from ...protocol.errors import ErrorCode, KafkaError
+from ...protocol.legacy_records import down_convert
 from ...protocol.messages import Message
+from ...protocol.records import decode_batch
+from ...replication.partition import Partition
 from ..core import BrokerCore
+from ..dispatch import HandlerResult
+from ..topic_config import TOPIC_KEYS, effective_value
 
 LATEST = -1
 EARLIEST = -2
@@ -79,27 +87,103 @@ def list_offsets_v0(
     return answer
 
 
-def fetch_v0_to_v3(core: BrokerCore, request: Message) -> Message:
-    """Fetch v0-v3: the client reads only message formats v0/v1.
+def fetch_v0_to_v3(core: BrokerCore, request: Message, version: int) -> HandlerResult:
+    """Fetch v0-v3: the client reads message format v0 (v0-v1) or v1 (v2-v3).
 
-    Down-conversion of the stored v2 batches is part 2 of issue 12; until
-    then every partition this broker leads answers UNSUPPORTED_VERSION, which
-    is what Kafka 3.9 answers when down-conversion is disabled
-    (``message.downconversion.enable=false``). Partitions it cannot serve
-    keep their own error (unknown topic, not leader), as in Kafka.
+    Each led partition's v2 batches are down-converted batch by batch
+    (``legacy_records.down_convert``) up to its ``partition_max_bytes``, the
+    first batch whole whatever its size, as Kafka's lazy down-conversion
+    does; a partition whose ``message.downconversion.enable`` is false
+    answers UNSUPPORTED_VERSION, as in Kafka. Partitions it cannot serve
+    keep their own error (unknown topic, not leader). Like v4+, a fetch that
+    finds less than ``min_bytes`` waits for an append up to ``max_wait_ms``.
     """
+    magic = 0 if version < 2 else 1
+    response, size, errors = _read_old(core, request, magic)
+    if size >= request["min_bytes"] or request["max_wait_ms"] <= 0 or errors:
+        return response
+    return _wait_then_read_old(core, request, magic)
+
+
+async def _wait_then_read_old(core: BrokerCore, request: Message, magic: int) -> Message:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + request["max_wait_ms"] / 1000
+    keys = [(t["topic"], p["partition"]) for t in request["topics"] for p in t["partitions"]]
+    while (remaining := deadline - loop.time()) > 0:
+        waiter = core.waiter(keys)
+        try:
+            await asyncio.wait_for(waiter, remaining)
+        except TimeoutError:
+            break
+        finally:
+            core.forget_waiter(keys, waiter)
+        response, size, errors = _read_old(core, request, magic)
+        if size >= request["min_bytes"] or errors:
+            return response
+    return _read_old(core, request, magic)[0]
+
+
+def _read_old(core: BrokerCore, request: Message, magic: int) -> tuple[Message, int, bool]:
+    """Read and convert every partition once: (response, bytes, any error)."""
+    budget = request.get("max_bytes", 0x7FFFFFFF)
+    total = 0
+    errors = False
     responses = []
     for topic in request["topics"]:
         partitions = []
         for want in topic["partitions"]:
             index = want["partition"]
+            answer: dict[str, Any] = {"partition_index": index, "high_watermark": -1}
             try:
-                core.leader_partition(topic["topic"], index)
-                code: int = ErrorCode.UNSUPPORTED_VERSION
+                partition = core.leader_partition(topic["topic"], index)
+                if not _down_conversion_enabled(core, topic["topic"]):
+                    raise KafkaError(ErrorCode.UNSUPPORTED_VERSION)
+                limit = min(want["partition_max_bytes"], max(budget - total, 0))
+                records = _converted(partition, want["fetch_offset"], limit, magic, total == 0)
             except KafkaError as exc:
-                code = exc.code
-            partitions.append(
-                {"partition_index": index, "error_code": code, "high_watermark": -1, "records": b""}
-            )
+                answer.update(error_code=exc.code, records=b"")
+                errors = True
+            except LogError as exc:  # an offset outside the log
+                answer.update(error_code=ErrorCode(exc.error_code), records=b"")
+                errors = True
+            else:
+                total += len(records)
+                answer.update(error_code=0, high_watermark=partition.high_watermark)
+                answer["records"] = records
+            partitions.append(answer)
         responses.append({"topic": topic["topic"], "partitions": partitions})
-    return {"throttle_time_ms": 0, "responses": responses}
+    return {"throttle_time_ms": 0, "responses": responses}, total, errors
+
+
+def _down_conversion_enabled(core: BrokerCore, topic: str) -> bool:
+    info = core.metadata.topic(topic)
+    configs = info.configs if info is not None else {}
+    key = TOPIC_KEYS["message.downconversion.enable"]
+    return effective_value(key, configs, core.config).lower() == "true"
+
+
+def _converted(partition: Partition, offset: int, limit: int, magic: int, min_one: bool) -> bytes:
+    """Message sets of magic ``magic`` from ``offset`` on, at most ``limit``
+    bytes unless the first batch alone is more and ``min_one`` is set.
+
+    The log read is bounded by ``limit`` (plus the first batch), and each
+    batch is converted and kept or dropped before the next, so memory stays
+    within about twice that. ZSTD batches cannot be expressed in v0/v1:
+    UNSUPPORTED_COMPRESSION_TYPE when the first is one, as in Kafka.
+    """
+    result = partition.read(offset, limit, committed_only=True, min_one_batch=min_one)
+    out: list[bytes] = []
+    size = 0
+    for piece in result.slices:
+        for header, batch in iter_batches(piece.read()):
+            if header.compression == COMPRESSION_ZSTD:
+                if out:
+                    return b"".join(out)
+                raise KafkaError(ErrorCode.UNSUPPORTED_COMPRESSION_TYPE)
+            records = decode_batch(batch)[1]
+            converted = down_convert(header, records, magic, offset)
+            if size + len(converted) > limit and (out or not min_one):
+                return b"".join(out)
+            out.append(converted)
+            size += len(converted)
+    return b"".join(out)

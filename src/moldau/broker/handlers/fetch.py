@@ -1,10 +1,8 @@
 """Fetch (key 1): read record batches, waiting for data when asked to.
 
 v0-v3 (deprecated in Kafka 3.9, gone in 4.0): the client reads message
-format v0 (v0-v1) or v1 (v2-v3) only. Down-converting our v2 batches is part 2
-of issue 12; until then each partition we lead answers UNSUPPORTED_VERSION,
-as Kafka 3.9 does with message.downconversion.enable=false
-(``_old_versions``). v3: max_bytes.
+format v0 (v0-v1) or v1 (v2-v3) only, so ``_old_versions`` down-converts our
+v2 batches for it (no zero copy there). v3: max_bytes.
 v4: isolation level, last stable offset, aborted transactions. v5: log start
 offset. v7: fetch sessions (we answer session id 0: no session, so clients
 keep sending full requests, which Kafka allows). v9: current leader epoch.
@@ -41,7 +39,7 @@ def fetch(context: RequestContext, request: Message) -> HandlerResult:
         return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "responses": []}
     core = context.core
     if context.version < 4:
-        return fetch_v0_to_v3(core, request)
+        return fetch_v0_to_v3(core, request, context.version)
     by_id = context.version >= 13
     wanted = _wanted_partitions(core, request, by_id)
     response, size, errors = _read_all(core, request, wanted, by_id)

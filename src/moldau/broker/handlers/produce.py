@@ -3,8 +3,8 @@
 v0-v2 (deprecated in Kafka 3.9, gone in 4.0): v1 throttle time, v2 log
 append time. Kafka checks the magic only from v3 on, so a record batch v2
 sent at v0-v2 is appended like any other; message sets of magic 0/1 (what
-these clients send) are refused per partition with
-UNSUPPORTED_FOR_MESSAGE_FORMAT until up-conversion (part 2 of issue 12).
+these clients send) are up-converted to one v2 batch first
+(``legacy_records.up_convert``), then appended like any other.
 v3: record batch v2 and transactional_id. v5: log_start_offset.
 v8: record_errors and error_message. v9: flexible. v10: current_leader and
 node_endpoints on NOT_LEADER_OR_FOLLOWER. v11-v12: no change for brokers.
@@ -18,6 +18,7 @@ from typing import Any
 
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
+from ...protocol.legacy_records import is_legacy, up_convert
 from ...protocol.messages import Message
 from ..core import BrokerCore, is_internal_topic
 from ..dispatch import RequestContext, handles
@@ -42,7 +43,7 @@ def produce(context: RequestContext, request: Message) -> Message | None:
                 message = f"Cannot append to internal topic {name}"
                 partitions.append(_error(data["index"], ErrorCode.INVALID_TOPIC_EXCEPTION, message))
                 continue
-            partitions.append(_append(core, name, data, acks))
+            partitions.append(_append(core, name, data, acks, context.version))
         responses.append(
             {"name": name, "topic_id": topic.get("topic_id"), "partition_responses": partitions}
         )
@@ -64,7 +65,9 @@ def _topic_name(core: BrokerCore, topic: Message) -> str | None:
     return info.name if info is not None else None
 
 
-def _append(core: BrokerCore, name: str | None, data: Message, acks: int) -> dict[str, Any]:
+def _append(
+    core: BrokerCore, name: str | None, data: Message, acks: int, version: int
+) -> dict[str, Any]:
     index = data["index"]
     if name is None:
         return _error(index, ErrorCode.UNKNOWN_TOPIC_ID, None)
@@ -75,6 +78,8 @@ def _append(core: BrokerCore, name: str | None, data: Message, acks: int) -> dic
         records = data["records"]
         if records is None or len(records) == 0:
             raise KafkaError(ErrorCode.CORRUPT_MESSAGE, "produce request without records")
+        if version <= 2 and is_legacy(records):
+            records = up_convert(records)
         result = partition.append_as_leader(records)
     except KafkaError as exc:
         # Also the log's refusals: RecordBatchError and LogError are KafkaErrors.
