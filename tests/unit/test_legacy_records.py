@@ -190,7 +190,7 @@ def test_decompression_bombs_are_refused(codec: int) -> None:
     inner = _message(1, 0, None, b"\0" * (1 << 20))
     wrapper = _message(1, codec, None, compress_legacy(codec, inner, 1))
     assert len(wrapper) < 1 << 16
-    with pytest.raises(CorruptRecordError, match="inflate"):
+    with pytest.raises(CorruptRecordError, match="more than the limit"):
         parse_message_set(wrapper, max_inflated=1 << 16)
     assert parse_message_set(wrapper, max_inflated=2 << 20)[1][0].value == b"\0" * (1 << 20)
 

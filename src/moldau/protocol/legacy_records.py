@@ -26,10 +26,9 @@ wrongly (over the magic number too, ``KafkaLZ4BlockOutputStream``'s
 accept either for v0 (Kafka ignores it there) and recompute it for the
 decompressor; writing, we write the one the magic implies.
 
-Decompression is bounded: the inflated size is known or bounded before any
-output is produced (snappy's length prefix, LZ4's block count times block
-size, zlib's ``max_length``), so a small request cannot make us allocate
-more than ``max_inflated`` bytes. Kafka has no such bound; moldau departs.
+Decompression is bounded by the decoders of v2 batches (``codecs.py``): the
+inflated size is bounded before any output is produced, so a small request
+cannot make us allocate more than ``max_inflated`` bytes. Kafka has no such bound; moldau departs.
 """
 
 from __future__ import annotations
@@ -38,8 +37,6 @@ import struct
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-
-import cramjam
 
 from .batch import (
     COMPRESSION_GZIP,
@@ -52,6 +49,7 @@ from .batch import (
     CorruptRecordError,
     InvalidRecordError,
 )
+from .codecs import decompress
 from .records import Record, build_batch, compress, record_timestamp
 
 __all__ = [
@@ -263,8 +261,6 @@ def _inner_offset(header: BatchHeader, record: Record, magic: int, codec: int) -
 # --- codecs -----------------------------------------------------------------
 
 _LZ4_MAGIC = b"\x04\x22\x4d\x18"
-_LZ4_BLOCK_SIZES = {4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20}
-_LZ4_UNCOMPRESSED_BIT = 0x80000000
 
 
 def compress_legacy(codec: int, data: bytes, magic: int) -> bytes:
@@ -281,70 +277,14 @@ def compress_legacy(codec: int, data: bytes, magic: int) -> bytes:
 
 
 def decompress_bounded(codec: int, data: bytes, magic: int, limit: int) -> bytes:
-    """A wrapper's value inflated, refused (CORRUPT_MESSAGE) beyond ``limit`` bytes."""
-    try:
-        if codec == COMPRESSION_GZIP:
-            return _gunzip(data, limit)
-        if codec == COMPRESSION_SNAPPY:
-            return _unsnappy(data, limit)
-        if codec == COMPRESSION_LZ4:
-            return _unlz4(data, magic, limit)
-    except (zlib.error, cramjam.DecompressionError) as exc:
-        raise CorruptRecordError(f"cannot decompress codec {codec}: {exc}") from exc
-    raise CorruptRecordError(f"codec {codec} does not exist in message format v{magic}")
-
-
-def _too_big(limit: int) -> CorruptRecordError:
-    return CorruptRecordError(f"compressed messages inflate to more than {limit} bytes")
-
-
-def _gunzip(data: bytes, limit: int) -> bytes:
-    out = bytearray()
-    rest = data
-    while rest:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        out += inflater.decompress(rest, limit - len(out) + 1)
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise _too_big(limit)
-        if not inflater.eof:
-            raise CorruptRecordError("truncated gzip stream")
-        rest = inflater.unused_data  # a further gzip member
-    return bytes(out)
-
-
-def _snappy_length(block: memoryview) -> int:
-    """The inflated size a raw snappy block announces (its varint prefix)."""
-    length = shift = 0
-    for i in range(min(5, len(block))):
-        length |= (block[i] & 0x7F) << shift
-        if not block[i] & 0x80:
-            return length
-        shift += 7
-    raise CorruptRecordError("bad snappy length prefix")
-
-
-def _unsnappy(data: bytes, limit: int) -> bytes:
-    view = memoryview(data)
-    xerial = b"\x82SNAPPY\x00"
-    if bytes(view[:8]) != xerial:
-        if _snappy_length(view) > limit:
-            raise _too_big(limit)
-        return bytes(cramjam.snappy.decompress_raw(view))
-    out = bytearray()
-    pos = 16  # magic, version, compatible version
-    while pos < len(view):
-        if pos + 4 > len(view):
-            raise CorruptRecordError("truncated xerial snappy block length")
-        (length,) = _INT32.unpack_from(view, pos)
-        pos += 4
-        if length < 0 or pos + length > len(view):
-            raise CorruptRecordError("truncated xerial snappy block")
-        block = view[pos : pos + length]
-        if len(out) + _snappy_length(block) > limit:
-            raise _too_big(limit)
-        out += cramjam.snappy.decompress_raw(block)
-        pos += length
-    return bytes(out)
+    """A wrapper's value inflated, refused (CORRUPT_MESSAGE) beyond ``limit``
+    bytes: the bounded decoders of v2 batches (``codecs.decompress``), after
+    giving a v0 LZ4 frame the header checksum the LZ4 library expects."""
+    if codec not in (COMPRESSION_GZIP, COMPRESSION_SNAPPY, COMPRESSION_LZ4):
+        raise CorruptRecordError(f"codec {codec} does not exist in message format v{magic}")
+    if codec == COMPRESSION_LZ4:
+        data = _standard_lz4_header(data, magic)
+    return bytes(decompress(codec, data, limit))
 
 
 def _lz4_header_length(frame: bytes | bytearray | memoryview) -> int:
@@ -357,40 +297,19 @@ def _lz4_header_length(frame: bytes | bytearray | memoryview) -> int:
     return 7 + (8 if flags & 0x08 else 0) + (4 if flags & 0x01 else 0)
 
 
-def _unlz4(data: bytes, magic: int, limit: int) -> bytes:
-    """Walk the frame's block sizes to bound the output, fix a v0 header
-    checksum, then let the LZ4 library check and inflate the frame."""
+def _standard_lz4_header(data: bytes, magic: int) -> bytes:
+    """``data`` with a correct LZ4 header checksum. Kafka 0.8 (message format
+    v0) computed it over the magic number too; v1 wrappers must be correct."""
     header_length = _lz4_header_length(data)
     if len(data) < header_length:
         raise CorruptRecordError("truncated LZ4 frame header")
-    flags, descriptor = data[4], data[5]
-    block_size = _LZ4_BLOCK_SIZES.get((descriptor >> 4) & 0x07)
-    if block_size is None:
-        raise CorruptRecordError("bad LZ4 block size")
     hc = data[header_length - 1]
     correct = _lz4_header_checksum(data[: header_length - 1], broken=False)
-    if hc != correct and not (
-        magic == 0 and hc == _lz4_header_checksum(data[: header_length - 1], broken=True)
-    ):
+    if hc == correct:
+        return data
+    if magic != 0 or hc != _lz4_header_checksum(data[: header_length - 1], broken=True):
         raise CorruptRecordError("LZ4 frame header checksum mismatch")
-    pos = header_length
-    blocks = 0
-    while True:
-        if pos + 4 > len(data):
-            raise CorruptRecordError("truncated LZ4 frame")
-        (size,) = struct.unpack_from("<I", data, pos)
-        pos += 4
-        if size == 0:
-            break
-        blocks += 1
-        pos += (size & ~_LZ4_UNCOMPRESSED_BIT) + (4 if flags & 0x10 else 0)
-    if blocks * block_size > limit:
-        raise _too_big(limit)
-    fixed = data[: header_length - 1] + bytes([correct]) + data[header_length:]
-    out = bytes(cramjam.lz4.decompress(fixed))
-    if len(out) > limit:
-        raise _too_big(limit)
-    return out
+    return data[: header_length - 1] + bytes([correct]) + data[header_length:]
 
 
 _P1, _P2, _P3, _P4, _P5 = 2654435761, 2246822519, 3266489917, 668265263, 374761393
