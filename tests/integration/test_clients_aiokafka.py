@@ -107,6 +107,9 @@ async def topic_life(bootstrap: str) -> None:
             answers = {tp: None if f is None else f.offset for tp, f in found.items()}
             assert answers == {tp: first_offset_at(sent, tp.partition, timestamp) for tp in counts}
 
+        # A consumer still assigned to the topic would refresh its metadata
+        # and auto-create it again (auto.create.topics.enable), as with Kafka.
+        consumer.unsubscribe()
         await admin.delete_topics([topic])
         deadline = time.monotonic() + 10
         while topic in await admin.list_topics():
