@@ -194,7 +194,7 @@ class BackgroundProducer:
     fills: InitProducerId saves the broker's metadata, whose writes are not
     the log's (see the report of issue 7)."""
 
-    def __init__(self, bootstrap: str, topic: str, count: int, *, single: bool = False) -> None:
+    def __init__(self, bootstrap: str, topic: str, count: int) -> None:
         self.acked: list[bytes] = []
         self.errors: list[Any] = []
         self.topic = topic
@@ -209,8 +209,6 @@ class BackgroundProducer:
                 "retry.backoff.ms": 50,
                 "statistics.interval.ms": 50,
                 "stats_cb": self._stats,
-                # single: one record per request, as the issue's producer sent
-                **({"linger.ms": 0, "batch.num.messages": 1} if single else {}),
             }
         )
         self.values = [f"idempotent-{i}".encode() for i in range(count)]
@@ -351,30 +349,3 @@ def test_segment_removed_from_under_the_broker_takes_only_its_partition_offline(
         assert raw_fetch(conn, "bystander") == (0, [b"first", b"second"])
     offline = [line for line in broker.output().splitlines() if "is offline" in line]
     assert len(offline) == 1 and "ERROR" in offline[0] and str(segment) in offline[0], offline
-
-
-def test_disk_toggling_between_full_and_free_then_kill_9_loses_nothing(tmp_path: Path) -> None:
-    """Issue 7's second reproduction: a single-record producer on a small disk
-    that fills and empties again and again, then kill -9. About half of the
-    acknowledged records were lost; now none may be, and none doubled."""
-    with mounted(tmp_path / "disk", "-t", "tmpfs", "-o", "size=16m", "tmpfs") as disk:
-        broker = broker_on(disk / "data", tmp_path, **{"log.segment.bytes": "1048576"})
-        try:
-            broker.start()
-            create_topic(broker.bootstrap, "toggled", 1)
-            background = BackgroundProducer(broker.bootstrap, "toggled", 1000, single=True)
-            background.start()
-            for _ in range(4):
-                filler = fill(disk)
-                resent = background.resent
-                wait_for(lambda r=resent: background.resent > r, timeout=20, what="refusals")
-                filler.unlink()
-                acked = len(background.acked) + 50
-                wait_for(lambda a=acked: len(background.acked) > a, timeout=20, what="progress")
-            background.join()
-            assert background.errors == []
-            broker.kill()
-            broker.start()
-            assert_exactly(background.acked, broker, "toggled")
-        finally:
-            broker.kill()
