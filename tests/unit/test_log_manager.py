@@ -159,3 +159,25 @@ def test_a_log_dir_has_one_owner(tmp_path: Path) -> None:
 )
 def test_partition_dir_names(name: str, parsed: tuple[str, int] | None) -> None:
     assert parse_partition_dir(name) == parsed
+
+
+@pytest.mark.parametrize("damage", [b"version: 0\ntopic_id: 7TH6U2n9", b"\x00\x00\x00", None])
+def test_a_damaged_partition_metadata_does_not_stop_the_load(
+    tmp_path: Path, damage: bytes | None
+) -> None:
+    """A torn or lost ``partition.metadata`` used to stop the broker at start;
+    now the log loads without a topic id and gets it back from the metadata."""
+    m = manager(tmp_path)
+    m.create("t", 0, TOPIC_ID).append(batch(3))
+    m.close()
+    metadata_file = tmp_path / "t-0" / "partition.metadata"
+    if damage is None:
+        metadata_file.unlink()
+    else:
+        metadata_file.write_bytes(damage)
+    m = manager(tmp_path)
+    (loaded,) = m.partitions()
+    assert loaded.log_end_offset == 3
+    assert m.create("t", 0, TOPIC_ID) is loaded and loaded.topic_id == TOPIC_ID
+    m.close()
+    assert checkpoint.read_partition_metadata(str(tmp_path / "t-0")) == TOPIC_ID

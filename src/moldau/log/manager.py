@@ -157,7 +157,7 @@ class LogManager:
             if key is None:
                 log.warning("ignoring %s: not a partition directory", path)
                 continue
-            topic_id = read_partition_metadata(path) or ZERO_UUID
+            topic_id = _recorded_topic_id(path)
             if keep is not None and not keep(key[0], key[1], topic_id):
                 log.warning("removing %s: the metadata has no such partition", path)
                 try:
@@ -207,6 +207,8 @@ class LogManager:
                 )
             if config is not None:
                 existing.config = config
+            if existing.topic_id == ZERO_UUID != topic_id:
+                self._record_topic_id(existing, topic_id)
             return existing
         log_dir = min(self.log_dirs, key=self._counts.__getitem__)
         path = os.path.join(log_dir, f"{topic}-{partition}")
@@ -230,6 +232,17 @@ class LogManager:
         self._logs[(topic, partition)] = partition_log
         self._counts[log_dir] += 1
         return partition_log
+
+    @staticmethod
+    def _record_topic_id(partition_log: PartitionLog, topic_id: uuid.UUID) -> None:
+        """Give a log whose ``partition.metadata`` was missing or damaged its
+        topic id again, as Kafka rewrites the file once the id is known. The
+        file is optional: without it the next start only knows less."""
+        partition_log.topic_id = topic_id
+        try:
+            write_partition_metadata(partition_log.directory, topic_id)
+        except OSError as exc:
+            log.warning("cannot rewrite %s/partition.metadata: %s", partition_log.directory, exc)
 
     def dir_name_fits(self, topic: str, partition: int) -> bool:
         """Whether ``<topic>-<partition>`` is a legal dir name in every log dir."""
@@ -410,6 +423,17 @@ def _name_max(log_dir: str) -> int:
         return os.pathconf(log_dir, "PC_NAME_MAX")
     except (OSError, ValueError):
         return DIR_NAME_MAX
+
+
+def _recorded_topic_id(partition_dir: str) -> uuid.UUID:
+    """The topic id in the dir's ``partition.metadata``; ZERO_UUID when the
+    file is missing or damaged (a torn file must not keep the broker from
+    starting: the metadata knows the id and it is written again)."""
+    try:
+        return read_partition_metadata(partition_dir) or ZERO_UUID
+    except (CorruptCheckpointError, OSError) as exc:
+        log.warning("ignoring a damaged partition.metadata: %s", exc)
+        return ZERO_UUID
 
 
 def _read_checkpoint(log_dir: str, name: str) -> dict[tuple[str, int], int]:
