@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from conftest import (
     BrokerProcess,
@@ -246,3 +247,48 @@ def test_a_stored_bomb_on_a_compacted_topic_does_not_take_the_broker_down(
         r.value for r in sent
     }
     assert_up_and_bounded(broker)
+
+
+def test_a_stored_bomb_in_the_offsets_topic_does_not_keep_the_broker_from_starting(
+    tmp_path: Path,
+) -> None:
+    """Loading ``__consumer_offsets`` decodes every batch: a bomb stored there
+    stopped the broker at every start. Now the batch is skipped with one
+    ERROR line, and the commits around it are loaded."""
+    settings = {"offsets_topic_num_partitions": "1"}
+    first = BrokerProcess(tmp_path / "data", **settings)
+    second = BrokerProcess(first.data_dir, first.port, **settings)
+    try:
+        first.start()
+        create_topic(first.bootstrap, "read", 1)
+        commit(first.bootstrap, "before", 3)
+        assert first.stop() == 0
+        append_by_hand(first.data_dir, "__consumer_offsets", stored_bomb(now_ms()))
+        second.start()
+        assert committed(second.bootstrap, "before") == 3
+        commit(second.bootstrap, "after", 5)
+        assert committed(second.bootstrap, "after") == 5
+        skipped = [line for line in second.output().splitlines() if "unreadable batch" in line]
+        assert len(skipped) == 1 and "ERROR" in skipped[0], skipped
+        assert "__consumer_offsets-0" in skipped[0]
+        assert_up_and_bounded(second)
+    finally:
+        first.kill()
+        second.kill()
+
+
+def commit(bootstrap: str, group: str, offset: int) -> None:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        consumer.commit(offsets=[TopicPartition("read", 0, offset)], asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def committed(bootstrap: str, group: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        [answer] = consumer.committed([TopicPartition("read", 0)], timeout=10)
+        return int(answer.offset)
+    finally:
+        consumer.close()

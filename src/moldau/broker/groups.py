@@ -24,7 +24,7 @@ from ..group.config import GroupConfig
 from ..group.coordinator import GroupCoordinator
 from ..group.history import HISTORY_TOPIC, RebalanceRecord
 from ..group.placement import partition_for_group
-from ..protocol.batch import iter_batches
+from ..protocol.batch import RecordBatchError, iter_batches
 from ..protocol.errors import ErrorCode, KafkaError
 from ..protocol.records import Record, build_batch, decode_batch
 from ..replication.partition import Partition
@@ -216,7 +216,19 @@ def _records_of(partition: Partition) -> Iterator[tuple[bytes, bytes | None]]:
             last = header.next_offset
             if header.is_control:
                 continue
-            _, records = decode_batch(view)
+            try:
+                _, records = decode_batch(view)
+            except RecordBatchError as exc:
+                # Only a damaged disk (or an older bug) stores such a batch;
+                # refusing to load would keep the broker from starting.
+                log.error(
+                    "skipped the unreadable batch at offset %d of %s-%d: %s",
+                    header.base_offset,
+                    partition.topic,
+                    partition.index,
+                    exc,
+                )
+                continue
             for record in records:
                 if record.key is not None and header.base_offset + record.offset_delta >= offset:
                     yield record.key, record.value
