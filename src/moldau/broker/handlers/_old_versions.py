@@ -65,7 +65,7 @@ def list_offsets_v0(
         answer["error_code"] = ErrorCode.UNSUPPORTED_VERSION
         return answer
     try:
-        partition = core.leader_partition(topic, index)
+        partition = core.replicas.leader_partition(topic, index)
     except KafkaError as exc:
         answer["error_code"] = exc.code
         return answer
@@ -110,13 +110,13 @@ async def _wait_then_read_old(core: BrokerCore, request: Message, magic: int) ->
     deadline = loop.time() + request["max_wait_ms"] / 1000
     keys = [(t["topic"], p["partition"]) for t in request["topics"] for p in t["partitions"]]
     while (remaining := deadline - loop.time()) > 0:
-        waiter = core.waiter(keys)
+        waiter = core.purgatory.waiter(keys)
         try:
             await asyncio.wait_for(waiter, remaining)
         except TimeoutError:
             break
         finally:
-            core.forget_waiter(keys, waiter)
+            core.purgatory.forget_waiter(keys, waiter)
         response, size, errors = _read_old(core, request, magic)
         if size >= request["min_bytes"] or errors:
             return response
@@ -135,7 +135,7 @@ def _read_old(core: BrokerCore, request: Message, magic: int) -> tuple[Message, 
             index = want["partition"]
             answer: dict[str, Any] = {"partition_index": index, "high_watermark": -1}
             try:
-                partition = core.leader_partition(topic["topic"], index)
+                partition = core.replicas.leader_partition(topic["topic"], index)
                 if not _down_conversion_enabled(core, topic["topic"]):
                     raise KafkaError(ErrorCode.UNSUPPORTED_VERSION)
                 limit = min(want["partition_max_bytes"], max(budget - total, 0))

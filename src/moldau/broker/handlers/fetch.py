@@ -26,8 +26,9 @@ from ...log.errors import LogError
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
-from ..core import BrokerCore, TopicPartition
+from ..core import BrokerCore
 from ..dispatch import HandlerResult, RequestContext, handles
+from ..purgatory import TopicPartition
 from ._old_versions import fetch_v0_to_v3
 
 _NO_ID = uuid.UUID(int=0)
@@ -65,13 +66,13 @@ async def _wait_then_read(
         remaining = deadline - loop.time()
         if remaining <= 0:
             break
-        waiter = core.waiter(keys)
+        waiter = core.purgatory.waiter(keys)
         try:
             await asyncio.wait_for(waiter, remaining)
         except TimeoutError:
             break
         finally:
-            core.forget_waiter(keys, waiter)
+            core.purgatory.forget_waiter(keys, waiter)
         response, size, errors = _read_all(core, request, wanted, by_id)
         if size >= request["min_bytes"] or errors:
             return response
@@ -123,7 +124,7 @@ def _read_all(
             errors = True
             continue
         try:
-            partition = core.leader_partition(name, index)
+            partition = core.replicas.leader_partition(name, index)
             limit = min(want["partition_max_bytes"], max(budget - total, 0))
             result = partition.read(
                 want["fetch_offset"],
