@@ -18,11 +18,7 @@ from pathlib import Path
 
 import moldau
 from conftest import RawConnection, create_topic, wait_for
-from moldau.broker.config import BrokerConfig
-from moldau.broker.core import BrokerCore
-from moldau.broker.topic_config import log_config
-from moldau.cluster.metadata import BrokerInfo, LocalMetadataStore
-from moldau.log.manager import LogManager
+from moldau.broker.purgatory import FetchPurgatory
 from moldau.protocol.messages import encode_request
 from moldau.protocol.records import Record, build_batch
 
@@ -62,42 +58,37 @@ def test_abandoned_long_polls_are_freed_when_their_connections_close() -> None:
     with moldau.Broker() as broker:
         create_topic(broker.bootstrap_servers, "polled", 1)
         port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
-        core = broker.server.core
-        assert core is not None
+        assert broker.server.core is not None
+        purgatory = broker.server.core.purgatory
         frame = encode_request(FETCH, 4, 1, "poller", long_poll("polled"))
         pollers = [RawConnection(port) for _ in range(200)]
         try:
             for conn in pollers:
                 conn.send_bytes(frame)
             wait_for(
-                lambda: len(core._waiters.get(("polled", 0), ())) == 200, what="200 waiting fetches"
+                lambda: len(purgatory._waiters.get(("polled", 0), ())) == 200,
+                what="200 waiting fetches",
             )
         finally:
             for conn in pollers:
                 conn.sock.close()
-        wait_for(lambda: not core._waiters, what="the waiter table to empty")
+        wait_for(lambda: not purgatory._waiters, what="the waiter table to empty")
         assert max(produce_seconds(port, "polled") for _ in range(20)) < 0.5
 
 
 def test_forgetting_many_waiters_is_linear(tmp_path: Path) -> None:
-    config = BrokerConfig({"log.dirs": [str(tmp_path)]})
-    core = BrokerCore(
-        config,
-        LocalMetadataStore(str(tmp_path), BrokerInfo(0, "127.0.0.1", 9092)),
-        LogManager([str(tmp_path)], log_config({}, config)),
-        BrokerInfo(0, "127.0.0.1", 9092),
-    )
+    purgatory = FetchPurgatory()
     key = [("t", 0)]
 
     async def register_and_forget(count: int) -> float:
-        futures = [core.waiter(key) for _ in range(count)]
+        futures = [purgatory.waiter(key) for _ in range(count)]
         started = time.perf_counter()
         for future in reversed(futures):  # as cancelled fetches leave: any order
-            core.forget_waiter(key, future)
+            purgatory.forget_waiter(key, future)
         return time.perf_counter() - started
 
     took = asyncio.run(register_and_forget(50_000))
-    assert not core._waiters
+    assert not purgatory._waiters
     assert took < 0.5, f"forgetting 50,000 waiters took {took:.2f} s"
 
 
@@ -115,7 +106,7 @@ SHUTDOWN_SCRIPT = textwrap.dedent(
     port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
     conn = RawConnection(port)
     conn.send_bytes(encode_request(1, 4, 1, "poller", long_poll("polled")))
-    wait_for(lambda: broker.server.core._waiters, what="a waiting fetch")
+    wait_for(lambda: broker.server.core.purgatory._waiters, what="a waiting fetch")
     broker.stop()
     gc.collect()
     print("stopped")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from moldau.broker.assignment import check_replica_list
 from moldau.broker.capacity import MAX_PARTITIONS_PER_REQUEST, check_request_size, check_room
-from moldau.broker.core import check_replica_list
 from moldau.cluster.metadata import BrokerInfo, LocalMetadataStore, TopicInfo
 from moldau.log.config import LogConfig
 from moldau.log.manager import LogManager, delete_dir_name

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+from ..cluster.metadata import MetadataStore
 from ..group.config import GroupConfig
 from ..group.coordinator import GroupCoordinator
 from ..group.history import HISTORY_TOPIC, RebalanceRecord
@@ -28,7 +29,10 @@ from ..protocol.batch import RecordBatchError, iter_batches
 from ..protocol.errors import ErrorCode, KafkaError
 from ..protocol.records import Record, build_batch, decode_batch
 from ..replication.partition import Partition
-from .core import OFFSETS_TOPIC, BrokerCore
+from .config import BrokerConfig
+from .internal_topics import OFFSETS_TOPIC
+from .replica_manager import ReplicaManager
+from .topics import TopicAdmin
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +41,26 @@ _READ_CHUNK = 4 * 1024 * 1024
 
 
 class GroupService:
-    """Owns the coordinator, its timer and its topic on this broker."""
+    """Owns the coordinator, its timer and its topic on this broker.
 
-    def __init__(self, core: BrokerCore) -> None:
-        self.core = core
-        config = core.config
+    It gets what it uses, not the broker core: the hosted partitions to
+    read and append, the topic admin to create its topics, so that no
+    module of the broker imports this one but the composition root.
+    """
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        clock: Callable[[], int],
+        metadata: MetadataStore,
+        replicas: ReplicaManager,
+        topics: TopicAdmin,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.metadata = metadata
+        self.replicas = replicas
+        self.topics = topics
         self.num_partitions = int(config.get("offsets.topic.num.partitions"))
         self.coordinator = GroupCoordinator(
             GroupConfig(
@@ -58,7 +77,7 @@ class GroupService:
                 ),
                 offset_metadata_max_bytes=int(config.get("offset.metadata.max.bytes")),
             ),
-            core.clock,
+            clock,
             self._persist,
             self._record_rebalance,
         )
@@ -69,11 +88,11 @@ class GroupService:
 
     def load(self) -> None:
         """Replay every offsets partition this broker leads."""
-        info = self.core.metadata.topic(OFFSETS_TOPIC)
+        info = self.metadata.topic(OFFSETS_TOPIC)
         if info is None:
             return
         for index in range(info.partition_count):
-            partition = self.core.partitions.get((OFFSETS_TOPIC, index))
+            partition = self.replicas.get(OFFSETS_TOPIC, index)
             if partition is None or not partition.is_leader:
                 continue
             skipped = self.coordinator.load_partition(index, _records_of(partition))
@@ -83,22 +102,22 @@ class GroupService:
 
     def ensure_topic(self) -> None:
         """Create ``__consumer_offsets`` on first use, as Kafka does."""
-        if self.core.metadata.topic(OFFSETS_TOPIC) is not None:
+        if self.metadata.topic(OFFSETS_TOPIC) is not None:
             return
-        brokers = len(self.core.metadata.brokers())
-        replication = min(int(self.core.config.get("offsets.topic.replication.factor")), brokers)
-        self.core.create_topic(
+        brokers = len(self.metadata.brokers())
+        replication = min(int(self.config.get("offsets.topic.replication.factor")), brokers)
+        self.topics.create_topic(
             OFFSETS_TOPIC,
             self.num_partitions,
             replication,
             {
                 "cleanup.policy": "compact",
-                "segment.bytes": str(self.core.config.get("offsets.topic.segment.bytes")),
+                "segment.bytes": str(self.config.get("offsets.topic.segment.bytes")),
             },
             internal=True,
         )
         for index in range(self.num_partitions):
-            partition = self.core.partitions.get((OFFSETS_TOPIC, index))
+            partition = self.replicas.get(OFFSETS_TOPIC, index)
             if partition is not None and partition.is_leader:
                 self.coordinator.load_partition(index, [])
 
@@ -111,7 +130,7 @@ class GroupService:
             log.warning("cannot create %s: %s", OFFSETS_TOPIC, exc.message)
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message) from None
         index = partition_for_group(group_id, self.num_partitions)
-        partition = self.core.partitions.get((OFFSETS_TOPIC, index))
+        partition = self.replicas.get(OFFSETS_TOPIC, index)
         if partition is None:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         return partition.leader_id
@@ -124,10 +143,10 @@ class GroupService:
     # -- persistence and time -----------------------------------------------
 
     def _persist(self, index: int, records: list[tuple[bytes, bytes | None]]) -> None:
-        partition = self.core.partitions.get((OFFSETS_TOPIC, index))
+        partition = self.replicas.get(OFFSETS_TOPIC, index)
         if partition is None:
             raise KafkaError(ErrorCode.NOT_COORDINATOR)
-        now = self.core.clock()
+        now = self.clock()
         batch = build_batch(
             [Record(i, 0, key, value) for i, (key, value) in enumerate(records)],
             base_timestamp=now,
@@ -146,7 +165,7 @@ class GroupService:
                 return
             value = record.to_json(group_id)
             batch = build_batch(
-                [Record(0, 0, group_id.encode(), value)], base_timestamp=self.core.clock()
+                [Record(0, 0, group_id.encode(), value)], base_timestamp=self.clock()
             )
             partition.append_as_leader(batch)
         except Exception:
@@ -155,19 +174,17 @@ class GroupService:
     def _history_partition(self) -> Partition | None:
         """The history topic's partition, created on first use; None if
         another broker leads it."""
-        if self.core.metadata.topic(HISTORY_TOPIC) is None:
-            brokers = len(self.core.metadata.brokers())
-            replication = min(
-                int(self.core.config.get("offsets.topic.replication.factor")), brokers
-            )
-            self.core.create_topic(
+        if self.metadata.topic(HISTORY_TOPIC) is None:
+            brokers = len(self.metadata.brokers())
+            replication = min(int(self.config.get("offsets.topic.replication.factor")), brokers)
+            self.topics.create_topic(
                 HISTORY_TOPIC,
                 1,
                 replication,
                 {"cleanup.policy": "delete", "retention.ms": str(HISTORY_RETENTION_MS)},
                 internal=True,
             )
-        partition = self.core.partitions.get((HISTORY_TOPIC, 0))
+        partition = self.replicas.get(HISTORY_TOPIC, 0)
         return partition if partition is not None and partition.is_leader else None
 
     def after_call(self) -> None:
@@ -182,7 +199,7 @@ class GroupService:
         if due is None:
             return
         loop = asyncio.get_running_loop()
-        delay = max(0.0, (due - self.core.clock()) / 1000)
+        delay = max(0.0, (due - self.clock()) / 1000)
         self._timer = loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:

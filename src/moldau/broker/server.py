@@ -26,7 +26,6 @@ from .connection import Connection
 from .connection_limits import ConnectionLimits
 from .core import BrokerCore
 from .dispatch import Dispatcher
-from .groups import GroupService
 from .log_limit import RateLimitedLog
 from .request_memory import RequestMemory
 from .topic_config import log_config
@@ -86,10 +85,9 @@ class BrokerServer:
         self.core = BrokerCore(config, metadata, self.logs, advertised)
         # Partition dirs the metadata does not name are a crash's leftovers,
         # unless the metadata itself is new (then nothing is judged).
-        self.logs.load(self.core.keeps_log if metadata.restored else None)
-        self.core.open_partitions()
-        self.core.groups = GroupService(self.core)
-        self.core.groups.load()
+        self.logs.load(self.core.replicas.keeps_log if metadata.restored else None)
+        self.core.replicas.open_partitions()
+        self.core.start_groups()
         self._dispatcher = Dispatcher(self.core, self._warnings)
         self._accept_new(True)
         self._start_job(CHECKPOINT_INTERVAL_S * 1000, self._checkpoint)

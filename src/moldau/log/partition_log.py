@@ -123,8 +123,10 @@ class PartitionLog:
     """The log of ``topic``-``partition`` in ``directory``.
 
     ``config`` may be replaced at any time (topic config changes); it is read
-    on every operation. ``high_watermark`` belongs to the replication layer,
-    which moves it; the log only stores it and keeps it within the log.
+    on every operation. ``high_watermark`` is stored here and nowhere else:
+    the replication layer (``replication.Partition``) is the only code that
+    advances it and reads it from here; the log only keeps it within the log
+    (raised to the log start, lowered by truncation) and checkpoints it.
     """
 
     def __init__(

@@ -5,8 +5,19 @@ sync, and how far consumers may read (the high watermark). A single-node
 broker leads every partition with an ISR of one, so the high watermark is
 simply the log end offset; cluster mode will drive the same object as
 follower (``become_follower``) and advance the high watermark from the
-followers' fetch offsets. Nothing here does I/O beyond the log itself, and
-nothing waits: the broker's asyncio shell listens to ``on_append``.
+followers' fetch offsets.
+
+The high watermark has one owner. Its value is kept once, in the log
+(``PartitionLog.high_watermark``), because retention, the cleaner,
+truncation and the replication-offset-checkpoint all need it, also for a
+log no partition hosts (at load, in the log's own tests), and the log keeps
+it within [log start, log end]. This class is the only code that advances
+it (``_advance_high_watermark``) and reads it back through the
+``high_watermark`` property; it keeps no copy that could disagree. That is
+Kafka's split too: UnifiedLog holds the high watermark, Partition moves it.
+
+Nothing here does I/O beyond the log itself, and nothing waits: the
+broker's asyncio shell listens to ``on_append``.
 
 A partition whose storage failed is offline (the log holds the reason, since
 the log is what must stop writing): every produce, fetch and offset lookup is
@@ -46,7 +57,6 @@ class Partition:
     leader_epoch: int = 0
     isr: list[int] = field(default_factory=list)
     followers: dict[int, ReplicaState] = field(default_factory=dict)
-    high_watermark: int = 0
     #: Called after every append, so waiting fetches can answer early.
     on_append: Callable[[Partition], None] | None = None
 
@@ -62,6 +72,11 @@ class Partition:
         """Raise KAFKA_STORAGE_ERROR if the partition's storage failed."""
         if self.log.offline is not None:
             raise KafkaStorageError(f"{self.topic}-{self.index} is offline: {self.log.offline}")
+
+    @property
+    def high_watermark(self) -> int:
+        """How far consumers may read; stored by the log, moved only here."""
+        return self.log.high_watermark
 
     @property
     def log_start_offset(self) -> int:
@@ -108,7 +123,6 @@ class Partition:
             if replica != self.broker_id and replica in self.followers:
                 candidates.append(self.followers[replica].log_end_offset)
         new_high_watermark = min(candidates)
-        if new_high_watermark > self.high_watermark:
-            self.high_watermark = new_high_watermark
-            # The log checkpoints it (replication-offset-checkpoint) for restarts.
+        if new_high_watermark > self.log.high_watermark:
+            # The log keeps it, and checkpoints it for restarts.
             self.log.high_watermark = new_high_watermark

@@ -10,6 +10,7 @@ is (zero copy for Fetch v4+). The rules are Kafka 3.9's (``KafkaApis.handleListO
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -65,7 +66,7 @@ def list_offsets_v0(
         answer["error_code"] = ErrorCode.UNSUPPORTED_VERSION
         return answer
     try:
-        partition = core.leader_partition(topic, index)
+        partition = core.replicas.leader_partition(topic, index)
     except KafkaError as exc:
         answer["error_code"] = exc.code
         return answer
@@ -109,18 +110,18 @@ async def _wait_then_read_old(core: BrokerCore, request: Message, magic: int) ->
     loop = asyncio.get_running_loop()
     deadline = loop.time() + request["max_wait_ms"] / 1000
     keys = [(t["topic"], p["partition"]) for t in request["topics"] for p in t["partitions"]]
-    while (remaining := deadline - loop.time()) > 0:
-        waiter = core.waiter(keys)
+    while True:
+        # Registered before reading (see fetch.py's _wait_then_read).
+        waiter = core.purgatory.waiter(keys)
         try:
-            await asyncio.wait_for(waiter, remaining)
-        except TimeoutError:
-            break
+            response, size, errors = _read_old(core, request, magic)
+            remaining = deadline - loop.time()
+            if size >= request["min_bytes"] or errors or remaining <= 0:
+                return response
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, remaining)
         finally:
-            core.forget_waiter(keys, waiter)
-        response, size, errors = _read_old(core, request, magic)
-        if size >= request["min_bytes"] or errors:
-            return response
-    return _read_old(core, request, magic)[0]
+            core.purgatory.forget_waiter(keys, waiter)
 
 
 def _read_old(core: BrokerCore, request: Message, magic: int) -> tuple[Message, int, bool]:
@@ -135,7 +136,7 @@ def _read_old(core: BrokerCore, request: Message, magic: int) -> tuple[Message, 
             index = want["partition"]
             answer: dict[str, Any] = {"partition_index": index, "high_watermark": -1}
             try:
-                partition = core.leader_partition(topic["topic"], index)
+                partition = core.replicas.leader_partition(topic["topic"], index)
                 if not _down_conversion_enabled(core, topic["topic"]):
                     raise KafkaError(ErrorCode.UNSUPPORTED_VERSION)
                 limit = min(want["partition_max_bytes"], max(budget - total, 0))

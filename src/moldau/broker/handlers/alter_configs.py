@@ -26,7 +26,7 @@ def alter_configs(context: RequestContext, request: Message) -> Message:
             apply_to_resource(
                 context,
                 resource,
-                lambda name, configs=configs: context.core.alter_topic_configs(
+                lambda name, configs=configs: context.core.topics.alter_topic_configs(
                     name, dict(configs), request["validate_only"]
                 ),
             )

@@ -19,7 +19,7 @@ async def create_partitions(context: RequestContext, request: Message) -> Messag
         # list is a (wrong) manual assignment of none, as in Kafka.
         assignments = topic["assignments"]
         try:
-            await context.core.create_partitions_request(
+            await context.core.topics.create_partitions_request(
                 topic["name"],
                 topic["count"],
                 None if assignments is None else [list(a["broker_ids"] or []) for a in assignments],

@@ -37,7 +37,7 @@ async def create_topics(context: RequestContext, request: Message) -> Message:
         name = topic["name"]
         configs = {c["name"]: c["value"] for c in topic["configs"] or []}
         try:
-            info = await core.create_topic_request(
+            info = await core.topics.create_topic_request(
                 name,
                 topic["num_partitions"],
                 topic["replication_factor"],

@@ -13,8 +13,8 @@ from typing import Any
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
-from ..core import is_internal_topic
 from ..dispatch import RequestContext, handles
+from ..internal_topics import is_internal_topic
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def delete_records(context: RequestContext, request: Message) -> Message:
                         ErrorCode.INVALID_TOPIC_EXCEPTION,
                         f"Cannot delete records of internal topic {topic['name']}",
                     )
-                partition = core.leader_partition(topic["name"], index)
+                partition = core.replicas.leader_partition(topic["name"], index)
                 offset = wanted["offset"]
                 if offset == HIGH_WATERMARK:
                     offset = partition.high_watermark

@@ -36,7 +36,7 @@ async def delete_topics(context: RequestContext, request: Message) -> Message:
             name = info.name
         info = core.metadata.topic(name) if name else None
         try:
-            await core.delete_topic_request(name or "")
+            await core.topics.delete_topic_request(name or "")
         except KafkaError as exc:
             responses.append(
                 {

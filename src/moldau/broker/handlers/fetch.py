@@ -19,6 +19,7 @@ after the wait expires. Log data goes to the socket as file slices (sendfile).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -26,8 +27,9 @@ from ...log.errors import LogError
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
-from ..core import BrokerCore, TopicPartition
+from ..core import BrokerCore
 from ..dispatch import HandlerResult, RequestContext, handles
+from ..purgatory import TopicPartition
 from ._old_versions import fetch_v0_to_v3
 
 _NO_ID = uuid.UUID(int=0)
@@ -62,20 +64,20 @@ async def _wait_then_read(
         (name, p["partition"]) for _, name, p in wanted if name is not None
     ]
     while True:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            break
-        waiter = core.waiter(keys)
+        # The waiter is registered before the read: the handler's own read
+        # ran before this task's first step, and an append in between (from
+        # another connection, in the same loop iteration) would otherwise
+        # wake no one and leave the fetch asleep until max_wait_ms.
+        waiter = core.purgatory.waiter(keys)
         try:
-            await asyncio.wait_for(waiter, remaining)
-        except TimeoutError:
-            break
+            response, size, errors = _read_all(core, request, wanted, by_id)
+            remaining = deadline - loop.time()
+            if size >= request["min_bytes"] or errors or remaining <= 0:
+                return response
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, remaining)
         finally:
-            core.forget_waiter(keys, waiter)
-        response, size, errors = _read_all(core, request, wanted, by_id)
-        if size >= request["min_bytes"] or errors:
-            return response
-    return _read_all(core, request, wanted, by_id)[0]
+            core.purgatory.forget_waiter(keys, waiter)
 
 
 def _wanted_partitions(
@@ -123,7 +125,7 @@ def _read_all(
             errors = True
             continue
         try:
-            partition = core.leader_partition(name, index)
+            partition = core.replicas.leader_partition(name, index)
             limit = min(want["partition_max_bytes"], max(budget - total, 0))
             result = partition.read(
                 want["fetch_offset"],

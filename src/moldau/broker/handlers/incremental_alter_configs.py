@@ -30,7 +30,7 @@ def incremental_alter_configs(context: RequestContext, request: Message) -> Mess
             configs: dict[str, str | None] = dict(info.configs)
             for op in operations:
                 _apply(configs, op, core.config, info.configs)
-            core.alter_topic_configs(name, configs, request["validate_only"])
+            core.topics.alter_topic_configs(name, configs, request["validate_only"])
 
         responses.append(apply_to_resource(context, resource, change))
     return {"throttle_time_ms": 0, "responses": responses}

@@ -32,5 +32,5 @@ def init_producer_id(context: RequestContext, request: Message) -> Message:
     if producer_id >= 0 and 0 <= epoch < MAX_EPOCH - 1:
         answer.update(producer_id=producer_id, producer_epoch=epoch + 1)
     else:
-        answer.update(producer_id=context.core.new_producer_id(), producer_epoch=0)
+        answer.update(producer_id=context.core.producer_ids.new_producer_id(), producer_epoch=0)
     return answer

@@ -39,7 +39,7 @@ def list_offsets(context: RequestContext, request: Message) -> Message:
                 continue
             index = wanted["partition_index"]
             try:
-                partition = context.core.leader_partition(topic["name"], index)
+                partition = context.core.replicas.leader_partition(topic["name"], index)
                 timestamp, offset = _lookup(partition, wanted["timestamp"])
             except KafkaError as exc:
                 partitions.append(_answer(index, exc.code, -1, -1, -1))

@@ -61,7 +61,7 @@ def _lookup(core: BrokerCore, wanted: Message, allow_create: bool) -> dict[str, 
     info = core.metadata.topic(name)
     if info is None and allow_create:
         try:
-            info = core.auto_create(name)
+            info = core.topics.auto_create(name)
         except KafkaError as exc:
             return {"error_code": exc.code, "name": name, "topic_id": _NO_ID}
         if info is not None:
@@ -76,7 +76,7 @@ def _lookup(core: BrokerCore, wanted: Message, allow_create: bool) -> dict[str, 
 def _describe(core: BrokerCore, info: TopicInfo) -> dict[str, Any]:
     partitions = []
     for index, replicas in enumerate(info.replicas):
-        hosted = core.partitions.get((info.name, index))
+        hosted = core.replicas.get(info.name, index)
         leader = hosted.leader_id if hosted is not None else replicas[0]
         epoch = hosted.leader_epoch if hosted is not None else 0
         isr = hosted.isr if hosted is not None else replicas

@@ -20,8 +20,9 @@ from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.legacy_records import is_legacy, up_convert
 from ...protocol.messages import Message
-from ..core import BrokerCore, is_internal_topic
+from ..core import BrokerCore
 from ..dispatch import RequestContext, handles
+from ..internal_topics import is_internal_topic
 
 #: Kafka's AdminUtils.ADMIN_CLIENT_ID: requests with it may write internal topics.
 ADMIN_CLIENT_ID = "__admin_client"
@@ -72,7 +73,7 @@ def _append(
     if name is None:
         return _error(index, ErrorCode.UNKNOWN_TOPIC_ID, None)
     try:
-        partition = core.leader_partition(name, index)
+        partition = core.replicas.leader_partition(name, index)
         if acks == -1 and len(partition.isr) < _min_insync(core, name):
             raise KafkaError(ErrorCode.NOT_ENOUGH_REPLICAS)
         records = data["records"]

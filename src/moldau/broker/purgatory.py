@@ -1,0 +1,60 @@
+"""Fetches waiting for data, keyed by partition (Kafka's fetch purgatory).
+
+A fetch that finds less than ``min_bytes`` registers a future on every
+partition it reads and sleeps until one of them changes or its wait ends.
+The hosted partitions call ``wake`` after each append (and when a partition
+goes away), which resolves every future waiting on it; the fetch then reads
+again. It lives apart from the partitions so that whatever moves a partition
+(an append today, a high-watermark move driven by followers in cluster mode)
+wakes fetches through one call, and so that a waiter's lifetime is the
+request's: the caller must ``forget_waiter`` it when done, also when
+cancelled, so nothing outlives a closed connection.
+
+Where moldau departs from Kafka: no timer wheel and no delayed-operation
+objects; the request's own coroutine waits with ``asyncio.wait_for``, so
+expiry is the event loop's timer and completion is re-running the read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+TopicPartition = tuple[str, int]
+
+
+class FetchPurgatory:
+    """Futures of waiting fetches, per partition."""
+
+    def __init__(self) -> None:
+        #: Insertion-ordered sets (a dict's keys), so registering, forgetting
+        #: and waking are O(1) each.
+        self._waiters: dict[TopicPartition, dict[asyncio.Future[None], None]] = {}
+
+    def waiter(self, keys: list[TopicPartition]) -> asyncio.Future[None]:
+        """A future resolved on the next ``wake`` of any of ``keys``.
+
+        The caller must ``forget_waiter`` it when done, also when cancelled
+        (its connection closed), so that nothing outlives the request.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for key in keys:
+            self._waiters.setdefault(key, {})[future] = None
+        return future
+
+    def forget_waiter(self, keys: list[TopicPartition], future: asyncio.Future[None]) -> None:
+        for key in keys:
+            waiting = self._waiters.get(key)
+            if waiting is None:
+                continue
+            waiting.pop(future, None)
+            if not waiting:
+                del self._waiters[key]
+
+    def wake(self, key: TopicPartition) -> None:
+        """Resolve every fetch waiting on ``key``."""
+        waiting = self._waiters.pop(key, None)
+        if not waiting:
+            return
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
