@@ -18,8 +18,12 @@ expiry is the event loop's timer and completion is re-running the read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import TypeVar
 
 TopicPartition = tuple[str, int]
+Answer = TypeVar("Answer")
 
 
 class FetchPurgatory:
@@ -58,3 +62,32 @@ class FetchPurgatory:
         for future in waiting:
             if not future.done():
                 future.set_result(None)
+
+    async def read_when_ready(
+        self,
+        keys: list[TopicPartition],
+        read: Callable[[], tuple[Answer, bool]],
+        max_wait_ms: int,
+    ) -> Answer:
+        """Run ``read`` (which says whether its answer is ready: enough
+        bytes, or an error) again after each wake of ``keys``, until it is
+        ready or ``max_wait_ms`` has passed; the last answer either way.
+
+        The waiter is registered before each read: the handler's own first
+        read ran before this coroutine's first step, and an append in between
+        (from another connection, in the same loop iteration) would otherwise
+        wake no one and leave the fetch asleep until ``max_wait_ms``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait_ms / 1000
+        while True:
+            waiter = self.waiter(keys)
+            try:
+                answer, ready = read()
+                remaining = deadline - loop.time()
+                if ready or remaining <= 0:
+                    return answer
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiter, remaining)
+            finally:
+                self.forget_waiter(keys, waiter)

@@ -9,8 +9,6 @@ is (zero copy for Fetch v4+). The rules are Kafka 3.9's (``KafkaApis.handleListO
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -103,25 +101,13 @@ def fetch_v0_to_v3(core: BrokerCore, request: Message, version: int) -> HandlerR
     response, size, errors = _read_old(core, request, magic)
     if size >= request["min_bytes"] or request["max_wait_ms"] <= 0 or errors:
         return response
-    return _wait_then_read_old(core, request, magic)
-
-
-async def _wait_then_read_old(core: BrokerCore, request: Message, magic: int) -> Message:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + request["max_wait_ms"] / 1000
     keys = [(t["topic"], p["partition"]) for t in request["topics"] for p in t["partitions"]]
-    while True:
-        # Registered before reading (see fetch.py's _wait_then_read).
-        waiter = core.purgatory.waiter(keys)
-        try:
-            response, size, errors = _read_old(core, request, magic)
-            remaining = deadline - loop.time()
-            if size >= request["min_bytes"] or errors or remaining <= 0:
-                return response
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, remaining)
-        finally:
-            core.purgatory.forget_waiter(keys, waiter)
+
+    def read() -> tuple[Message, bool]:
+        response, size, errors = _read_old(core, request, magic)
+        return response, size >= request["min_bytes"] or errors
+
+    return core.purgatory.read_when_ready(keys, read, request["max_wait_ms"])
 
 
 def _read_old(core: BrokerCore, request: Message, magic: int) -> tuple[Message, int, bool]:

@@ -18,8 +18,6 @@ after the wait expires. Log data goes to the socket as file slices (sendfile).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from typing import Any
 
@@ -29,7 +27,6 @@ from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
 from ..core import BrokerCore
 from ..dispatch import HandlerResult, RequestContext, handles
-from ..purgatory import TopicPartition
 from ._old_versions import fetch_v0_to_v3
 
 _NO_ID = uuid.UUID(int=0)
@@ -48,36 +45,13 @@ def fetch(context: RequestContext, request: Message) -> HandlerResult:
     max_wait_ms = request["max_wait_ms"]
     if size >= request["min_bytes"] or max_wait_ms <= 0 or errors:
         return response
-    return _wait_then_read(core, request, wanted, by_id, max_wait_ms)
+    keys = [(name, p["partition"]) for _, name, p in wanted if name is not None]
 
+    def read() -> tuple[Message, bool]:
+        response, size, errors = _read_all(core, request, wanted, by_id)
+        return response, size >= request["min_bytes"] or errors
 
-async def _wait_then_read(
-    core: BrokerCore,
-    request: Message,
-    wanted: list[tuple[Message, str | None, Message]],
-    by_id: bool,
-    max_wait_ms: int,
-) -> Message:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + max_wait_ms / 1000
-    keys: list[TopicPartition] = [
-        (name, p["partition"]) for _, name, p in wanted if name is not None
-    ]
-    while True:
-        # The waiter is registered before the read: the handler's own read
-        # ran before this task's first step, and an append in between (from
-        # another connection, in the same loop iteration) would otherwise
-        # wake no one and leave the fetch asleep until max_wait_ms.
-        waiter = core.purgatory.waiter(keys)
-        try:
-            response, size, errors = _read_all(core, request, wanted, by_id)
-            remaining = deadline - loop.time()
-            if size >= request["min_bytes"] or errors or remaining <= 0:
-                return response
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, remaining)
-        finally:
-            core.purgatory.forget_waiter(keys, waiter)
+    return core.purgatory.read_when_ready(keys, read, max_wait_ms)
 
 
 def _wanted_partitions(
