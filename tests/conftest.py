@@ -336,6 +336,13 @@ class BrokerProcess:
         finally:
             self.kill()
 
+    def memory(self, field: str = "VmRSS") -> int:
+        """Bytes of a memory figure from /proc/PID/status (VmRSS now, VmHWM peak)."""
+        assert self.process is not None
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        [line] = [line for line in status.splitlines() if line.startswith(f"{field}:")]
+        return int(line.split()[1]) * 1024
+
     def kill(self) -> None:
         """kill -9, if still running."""
         if self.process is not None and self.process.poll() is None:

@@ -201,15 +201,6 @@ def mutants(rng: random.Random) -> Iterator[tuple[str, bytes]]:
 # -- the run ---------------------------------------------------------------------------
 
 
-def rss(broker: BrokerProcess) -> int:
-    assert broker.process is not None
-    with open(f"/proc/{broker.process.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 def open_sockets(broker: BrokerProcess) -> int:
     assert broker.process is not None
     fds = f"/proc/{broker.process.pid}/fd"
@@ -236,7 +227,7 @@ def answered(sock: socket.socket) -> bool:
 
 def check_alive(broker: BrokerProcess, stats: dict[str, int]) -> None:
     assert broker.process is not None and broker.process.poll() is None, broker.output()
-    used = rss(broker)
+    used = broker.memory()
     stats["max_rss"] = max(stats["max_rss"], used)
     assert used < MAX_RSS, f"RSS {used >> 20} MB"
     with RawConnection(broker.port, timeout=5) as probe:

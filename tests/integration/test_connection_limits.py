@@ -29,15 +29,6 @@ FETCH = 1
 VERSIONS_BODY = {"client_software_name": "t", "client_software_version": "1"}
 
 
-def rss_bytes(broker: BrokerProcess) -> int:
-    assert broker.process is not None
-    with open(f"/proc/{broker.process.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 def answers(conn: RawConnection) -> bool:
     return conn.request(API_VERSIONS, 3, VERSIONS_BODY)["error_code"] == 0
 
@@ -115,13 +106,13 @@ def sockets(port: int, count: int) -> Iterator[list[socket.socket]]:
 def test_size_prefix_allocates_only_as_bytes_arrive(broker: BrokerProcess) -> None:
     with RawConnection(broker.port) as probe:
         assert answers(probe)
-        before = rss_bytes(broker)
+        before = broker.memory()
         with sockets(broker.port, 5) as claims:
             for sock in claims:  # 100 MB claimed (the default limit), 2 KB sent
                 sock.sendall(struct.pack(">i", 100_000_000) + bytes(2048))
             for _ in range(3):  # the broker has read the claims by now
                 assert answers(probe)
-            grown = rss_bytes(broker) - before
+            grown = broker.memory() - before
             assert grown < 48 << 20, f"RSS grew {grown >> 20} MB for 10 KB received"
         assert answers(probe)
 

@@ -41,16 +41,9 @@ INVALID_RECORD = 87
 MAX_PEAK_RSS = 400 << 20
 
 
-def peak_rss(broker: BrokerProcess) -> int:
-    assert broker.process is not None
-    status = Path(f"/proc/{broker.process.pid}/status").read_text()
-    [line] = [line for line in status.splitlines() if line.startswith("VmHWM:")]
-    return int(line.split()[1]) * 1024
-
-
 def assert_up_and_bounded(broker: BrokerProcess) -> None:
     assert broker.process is not None and broker.process.poll() is None, broker.output()
-    assert peak_rss(broker) < MAX_PEAK_RSS, "the broker inflated a bomb"
+    assert broker.memory("VmHWM") < MAX_PEAK_RSS, "the broker inflated a bomb"
 
 
 def produce_raw(port: int, topic: str, records: bytes) -> dict[str, object]:
