@@ -73,7 +73,9 @@ def test_bad_config_is_one_clear_line(override: str, message: str) -> None:
         ("log.cleaner.dedupe.buffer.size=0", "is below its minimum 1"),
         ("max.broker.partitions=0", "is below its minimum 1"),
         ("num.partitions=10001", "num.partitions=10001 is above max.broker.partitions=10000"),
-        ("zookeeper.connect=127.0.0.1:2181", "cluster mode is not available yet"),
+        ("zookeeper.connect=127.0.0.1", "is not host:port[,host:port...][/chroot]"),
+        ("zookeeper.connect=h:2181/kafka/", "the chroot must not end with '/'"),
+        ("inter.broker.listener.name=INTERNAL", "inter.broker.listener.name=INTERNAL is not one"),
         ("broker.id=2147483648", "broker.id='2147483648' is not a valid int"),
         ("log.retention.bytes=9223372036854775808", "is not a valid long"),
     ],
@@ -82,6 +84,8 @@ def test_values_outside_kafkas_ranges_are_refused_naming_the_key(
     override: str, message: str
 ) -> None:
     overrides = [override]
+    if override.startswith("inter.broker"):
+        overrides.append("zookeeper.connect=127.0.0.1:2181")
     if override.startswith("group.min"):
         overrides.append("group.max.session.timeout.ms=30000")
     with pytest.raises(ConfigError) as caught:

@@ -14,10 +14,13 @@ Values are checked against Kafka's valid ranges and enumerations (its
 startup (``group.min.session.timeout.ms`` <= ``group.max...``, ``node.id`` =
 ``broker.id``). Where moldau departs, the key's entry says why:
 ``log.cleaner.backoff.ms`` must be at least 1 (Kafka accepts 0, on which
-moldau's cleaner loop would spin), ``max.broker.partitions`` is moldau's own
-key (Kafka has no broker-wide partition limit; the name is KIP-578's), and
-``zookeeper.connect`` is refused until cluster mode exists rather than
-silently ignored.
+moldau's cleaner loop would spin), and ``max.broker.partitions`` is moldau's
+own key (Kafka has no broker-wide partition limit; the name is KIP-578's).
+
+``zookeeper.connect`` switches the broker to cluster mode. Its keys default
+as Kafka 3.9's do; ``broker.id`` defaults to 0 in single-node mode (one
+broker needs no id) and, in cluster mode, when not set, is generated from
+/brokers/seqid as ``broker.id.generation.enable`` asks.
 """
 
 from __future__ import annotations
@@ -235,9 +238,39 @@ BROKER_KEYS: dict[str, ConfigKey] = {
             "How often idle producers are forgotten.",
             1,
         ),
-        _key("zookeeper.connect", "string", None, "ZooKeeper for cluster mode (not yet)."),
+        _key("zookeeper.connect", "string", None, "ZooKeeper of the cluster (cluster mode)."),
         _key("zookeeper.session.timeout.ms", "int", 18000, "ZooKeeper session timeout.", 1),
-        _key("zookeeper.connection.timeout.ms", "int", None, "ZooKeeper connect timeout."),
+        _key("zookeeper.connection.timeout.ms", "int", None, "ZooKeeper connect timeout.", 1),
+        _key(
+            "broker.id.generation.enable",
+            "boolean",
+            True,
+            "Generate broker.id from ZooKeeper when it is not set.",
+        ),
+        _key("reserved.broker.max.id", "int", 1000, "Highest broker.id not generated.", 0),
+        _key("broker.rack", "string", None, "The rack of this broker (rack-aware placement)."),
+        _key(
+            "listener.security.protocol.map",
+            "list",
+            [f"{p}:{p}" for p in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")],
+            "Security protocol of each listener name.",
+        ),
+        _key(
+            "inter.broker.listener.name",
+            "string",
+            None,
+            "Listener brokers use between themselves (default: the first listener).",
+        ),
+        _key("controlled.shutdown.enable", "boolean", True, "Move leaders away before stopping."),
+        _key("controlled.shutdown.max.retries", "int", 3, "Controlled shutdown attempts.", 0),
+        _key("controlled.shutdown.retry.backoff.ms", "long", 5000, "Wait between attempts.", 0),
+        _key("controller.socket.timeout.ms", "int", 30000, "Controller request timeout.", 0),
+        _key(
+            "unclean.leader.election.enable",
+            "boolean",
+            False,
+            "Let an out-of-sync replica lead when no in-sync one is alive.",
+        ),
         _key("producer.id.expiration.ms", "int", 86400000, "Forget idle producers.", 1),
         _key("transactional.id.expiration.ms", "int", 604800000, "Forget idle txn ids.", 1),
         _key("replica.lag.time.max.ms", "long", 30000, "Lag before leaving the ISR.", 0),
@@ -276,8 +309,6 @@ IGNORED_KEYS = frozenset(
         "socket.receive.buffer.bytes",
         "transaction.state.log.replication.factor",
         "transaction.state.log.min.isr",
-        "listener.security.protocol.map",
-        "inter.broker.listener.name",
         "security.inter.broker.protocol",
     }
 )
@@ -312,6 +343,28 @@ class BrokerConfig:
     def broker_id(self) -> int:
         node_id = self.get("node.id")
         return int(node_id if node_id is not None else self.get("broker.id"))
+
+    @property
+    def cluster_mode(self) -> bool:
+        """Whether the broker joins a cluster through ZooKeeper."""
+        return self.get("zookeeper.connect") is not None
+
+    @property
+    def security_protocols(self) -> dict[str, str]:
+        """listener.security.protocol.map as {listener name: protocol}."""
+        out = {}
+        for entry in self.get("listener.security.protocol.map"):
+            name, colon, protocol = entry.partition(":")
+            if not colon:
+                raise ConfigError(f"listener.security.protocol.map: {entry!r} is not NAME:PROTOCOL")
+            out[name.strip()] = protocol.strip()
+        return out
+
+    @property
+    def inter_broker_listener(self) -> str:
+        """The listener other brokers (and the controller) connect to."""
+        name = self.get("inter.broker.listener.name")
+        return str(name) if name is not None else self.listeners[0][0]
 
     @property
     def log_dirs(self) -> list[str]:
@@ -385,11 +438,7 @@ def _check_value(key: ConfigKey, value: Any) -> None:
 
 def _check_together(config: BrokerConfig) -> None:
     """The rules between keys, checked once every value is known."""
-    if config.get("zookeeper.connect") is not None:
-        raise ConfigError(
-            "zookeeper.connect is set, but moldau's cluster mode is not available yet: "
-            "remove it to run a single-node broker"
-        )
+    _check_cluster_keys(config)
     node_id, broker_id = config.get("node.id"), config.get("broker.id")
     if node_id is not None and "broker.id" in config.explicit and node_id != broker_id:
         raise ConfigError(f"node.id={node_id} and broker.id={broker_id} must be equal")
@@ -408,6 +457,27 @@ def _check_together(config: BrokerConfig) -> None:
             raise ConfigError(
                 f"configuration {name}={config.get(name)} is above max.broker.partitions={limit}"
             )
+
+
+def _check_cluster_keys(config: BrokerConfig) -> None:
+    """What cluster mode needs to make sense: a valid connect string, a
+    protocol for every listener name, an inter-broker listener that exists."""
+    connect = config.get("zookeeper.connect")
+    if connect is None:
+        return
+    hosts, _, chroot = connect.partition("/")
+    if not hosts or any(not h.rpartition(":")[2].isdigit() for h in hosts.split(",")):
+        raise ConfigError(f"zookeeper.connect={connect!r} is not host:port[,host:port...][/chroot]")
+    if chroot.endswith("/"):
+        raise ConfigError(f"zookeeper.connect={connect!r}: the chroot must not end with '/'")
+    protocols = config.security_protocols
+    names = [name for name, _, _ in config.listeners]
+    for name in names:
+        if name not in protocols:
+            raise ConfigError(f"listener {name} has no entry in listener.security.protocol.map")
+    inter = config.get("inter.broker.listener.name")
+    if inter is not None and inter not in names:
+        raise ConfigError(f"inter.broker.listener.name={inter} is not one of listeners")
 
 
 def connection_overrides(text: str) -> dict[str, int]:

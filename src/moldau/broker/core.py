@@ -7,22 +7,35 @@ data, ``purgatory.py``), ``producer_ids`` (``producer_ids.py``) and
 ``groups`` (the group coordinator's shell, ``groups.py``). This class only
 builds and wires them, so that none of them needs another's module beyond
 what it calls, and the handlers find them all through ``context.core``.
+
+The two modes differ in three parts, given by the server: where metadata is
+read (a single node's own file, or the cluster's ``MetadataCache``), who
+writes topics (``TopicAdmin``, or ``ClusterTopicAdmin`` through ZooKeeper),
+and where producer ids come from; and in cluster mode ``cluster`` is the
+broker's link to ZooKeeper and the controller.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..cluster.metadata import BrokerInfo, MetadataStore
 from ..log.manager import LogManager
 from .config import BrokerConfig
 from .groups import GroupService
 from .internal_topics import OFFSETS_TOPIC
-from .producer_ids import ProducerIdBlocks
+from .producer_ids import Allocator, ProducerIdBlocks
 from .purgatory import FetchPurgatory
 from .replica_manager import ReplicaManager
-from .topics import TopicAdmin
+from .topics import TopicAdminApi
+
+if TYPE_CHECKING:
+    from .cluster_node import ClusterNode
+
+#: Builds the mode's topic admin over the hosted partitions.
+TopicAdminFactory = Callable[[ReplicaManager], TopicAdminApi]
 
 
 class BrokerCore:
@@ -34,6 +47,9 @@ class BrokerCore:
         metadata: MetadataStore,
         logs: LogManager,
         advertised: BrokerInfo,
+        *,
+        topic_admin: TopicAdminFactory,
+        producer_id_blocks: Allocator,
         clock: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.config = config
@@ -46,10 +62,12 @@ class BrokerCore:
         self.replicas = ReplicaManager(
             self.broker_id, config, metadata, logs, on_change=self.purgatory.wake
         )
-        self.topics = TopicAdmin(config, metadata, logs, self.replicas)
-        self.producer_ids = ProducerIdBlocks(metadata)
+        self.topics = topic_admin(self.replicas)
+        self.producer_ids = ProducerIdBlocks(producer_id_blocks)
         #: The consumer group coordinator's shell, set by ``start_groups``.
         self.groups: GroupService | None = None
+        #: Cluster mode: the link to ZooKeeper and the controller.
+        self.cluster: ClusterNode | None = None
 
     def start_groups(self) -> GroupService:
         """Start the group coordinator once the partitions are hosted: it
@@ -58,6 +76,7 @@ class BrokerCore:
         groups = GroupService(self.config, self.clock, self.metadata, self.replicas, self.topics)
         self.topics.internal_creators[OFFSETS_TOPIC] = groups.ensure_topic
         self.topics.deletion_listeners.append(groups.topic_deleted)
+        self.replicas.leadership_listeners.append(groups.leadership_changed)
         self.groups = groups
         groups.load()
         return groups

@@ -32,7 +32,7 @@ from ..replication.partition import Partition
 from .config import BrokerConfig
 from .internal_topics import OFFSETS_TOPIC
 from .replica_manager import ReplicaManager
-from .topics import TopicAdmin
+from .topics import TopicAdminApi
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class GroupService:
         clock: Callable[[], int],
         metadata: MetadataStore,
         replicas: ReplicaManager,
-        topics: TopicAdmin,
+        topics: TopicAdminApi,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -83,6 +83,7 @@ class GroupService:
         )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: int | None = None
+        self._last_warning = ""
 
     # -- startup ------------------------------------------------------------
 
@@ -93,33 +94,67 @@ class GroupService:
             return
         for index in range(info.partition_count):
             partition = self.replicas.get(OFFSETS_TOPIC, index)
-            if partition is None or not partition.is_leader:
-                continue
-            skipped = self.coordinator.load_partition(index, _records_of(partition))
-            if skipped:
-                log.warning("skipped %d unreadable records in %s-%d", skipped, OFFSETS_TOPIC, index)
-        self.after_call()
+            if partition is not None and partition.is_leader:
+                self.leadership_changed(partition)
 
     def ensure_topic(self) -> None:
-        """Create ``__consumer_offsets`` on first use, as Kafka does."""
+        """Create ``__consumer_offsets`` on first use, as Kafka does; raise
+        COORDINATOR_NOT_AVAILABLE while it cannot exist yet.
+
+        A single node caps its replication factor at the one broker. A
+        cluster does not, as Kafka does not: until
+        ``offsets.topic.replication.factor`` brokers are alive the topic is
+        not created, so that offsets are never kept on fewer replicas than
+        asked for.
+        """
         if self.metadata.topic(OFFSETS_TOPIC) is not None:
             return
         brokers = len(self.metadata.brokers())
-        replication = min(int(self.config.get("offsets.topic.replication.factor")), brokers)
-        self.topics.create_topic(
+        wanted = int(self.config.get("offsets.topic.replication.factor"))
+        if self.config.cluster_mode and brokers < wanted:
+            message = (
+                f"{OFFSETS_TOPIC} needs offsets.topic.replication.factor={wanted} live brokers "
+                f"and {brokers} are alive: consumer groups wait until enough brokers join"
+            )
+            self._warn_once(message)
+            raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, message)
+        created = self.topics.create_internal_topic(
             OFFSETS_TOPIC,
             self.num_partitions,
-            replication,
+            min(wanted, brokers),
             {
                 "cleanup.policy": "compact",
                 "segment.bytes": str(self.config.get("offsets.topic.segment.bytes")),
             },
-            internal=True,
         )
-        for index in range(self.num_partitions):
-            partition = self.replicas.get(OFFSETS_TOPIC, index)
-            if partition is not None and partition.is_leader:
-                self.coordinator.load_partition(index, [])
+        if created is None:
+            raise KafkaError(
+                ErrorCode.COORDINATOR_NOT_AVAILABLE, f"{OFFSETS_TOPIC} is being created"
+            )
+
+    def _warn_once(self, message: str) -> None:
+        if message != self._last_warning:
+            self._last_warning = message
+            log.warning("%s", message)
+
+    def leadership_changed(self, partition: Partition) -> None:
+        """Load the groups of an offsets partition this broker now leads (it
+        starts empty when just created), and drop those of one it no longer
+        leads: their requests then get NOT_COORDINATOR and find the leader."""
+        if partition.topic != OFFSETS_TOPIC:
+            return
+        if partition.is_leader:
+            skipped = self.coordinator.load_partition(partition.index, _records_of(partition))
+            if skipped:
+                log.warning(
+                    "skipped %d unreadable records in %s-%d",
+                    skipped,
+                    OFFSETS_TOPIC,
+                    partition.index,
+                )
+        elif partition.index in self.coordinator.owned_partitions:
+            self.coordinator.unload_partition(partition.index)
+        self.after_call()
 
     def coordinator_for(self, group_id: str) -> int:
         """The broker that coordinates ``group_id``: its offsets partition's leader."""
@@ -130,10 +165,15 @@ class GroupService:
             log.warning("cannot create %s: %s", OFFSETS_TOPIC, exc.message)
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE, exc.message) from None
         index = partition_for_group(group_id, self.num_partitions)
-        partition = self.replicas.get(OFFSETS_TOPIC, index)
-        if partition is None:
+        view = self.metadata.partition(OFFSETS_TOPIC, index)
+        if view is not None:
+            leader = view.leader
+        else:
+            partition = self.replicas.get(OFFSETS_TOPIC, index)
+            leader = -1 if partition is None else partition.leader_id
+        if leader < 0:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
-        return partition.leader_id
+        return leader
 
     def topic_deleted(self, topic: str) -> None:
         """Committed offsets of a deleted topic go with it, as in Kafka."""
@@ -177,13 +217,14 @@ class GroupService:
         if self.metadata.topic(HISTORY_TOPIC) is None:
             brokers = len(self.metadata.brokers())
             replication = min(int(self.config.get("offsets.topic.replication.factor")), brokers)
-            self.topics.create_topic(
+            created = self.topics.create_internal_topic(
                 HISTORY_TOPIC,
                 1,
                 replication,
                 {"cleanup.policy": "delete", "retention.ms": str(HISTORY_RETENTION_MS)},
-                internal=True,
             )
+            if created is None:  # being created (cluster mode): the next rebalance
+                return None
         partition = self.replicas.get(HISTORY_TOPIC, 0)
         return partition if partition is not None and partition.is_leader else None
 

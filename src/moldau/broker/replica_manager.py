@@ -1,16 +1,25 @@
-"""The partitions this broker hosts (Kafka's ReplicaManager, single node).
+"""The partitions this broker hosts (Kafka's ReplicaManager).
 
-Which partitions a broker hosts follows from the metadata: those whose
-replica list names it. This module opens them at start (and judges which
-partition dirs on disk are a crash's leftovers), hosts the ones a topic
-admin request creates, stops and deletes them when their topic goes, and
-answers "which partition do I lead" for the data-plane handlers. Keeping
-that apart from topic admin is what cluster mode needs: there the
-controller's LeaderAndIsr / StopReplica requests, not this broker's own
-admin requests, decide what is hosted, and this class is what they drive.
+On a single node, which partitions a broker hosts follows from its own
+metadata: those whose replica list names it. This module opens them at start
+(and judges which partition dirs on disk are a crash's leftovers), hosts the
+ones a topic admin request creates, stops and deletes them when their topic
+goes, and answers "which partition do I lead" for the data-plane handlers.
+
+In cluster mode the controller decides: ``become_leader_or_follower`` applies
+a LeaderAndIsr request (open or create the log, lead or follow at the given
+leader epoch) and ``stop_replicas`` a StopReplica. A partition changes only
+for a newer leader epoch, so a late or repeated request changes nothing.
 
 Every hosted partition calls ``on_change`` after an append, and so does
-stopping one, so that fetches waiting on it (the purgatory) wake.
+stopping one or a change of its leader, so that fetches waiting on it (the
+purgatory) wake; ``leadership_listeners`` hear of every partition that
+starts or stops leading here (the group coordinator loads and unloads its
+groups).
+
+Until replica fetchers exist (the replication issue), a cluster leader's
+followers hold no data: the ISR is the controller's, but the high watermark
+follows the leader's own log end, as on a single node.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from ..cluster.controller.commands import LeaderAndIsr, PartitionLeadership, StopReplica
 from ..cluster.metadata import MetadataStore, TopicInfo
 from ..log.config import LogConfig
 from ..log.manager import ZERO_UUID, LogManager
@@ -50,6 +60,9 @@ class ReplicaManager:
         self.logs = logs
         self._on_change = on_change
         self.partitions: dict[TopicPartition, Partition] = {}
+        #: Called with a partition that started or stopped leading here
+        #: (``is_leader`` says which; a stopped one is no longer hosted).
+        self.leadership_listeners: list[Callable[[Partition], None]] = []
 
     # -- startup ------------------------------------------------------------
 
@@ -92,18 +105,137 @@ class ReplicaManager:
         self, info: TopicInfo, index: int, replicas: list[int], partition_log: PartitionLog
     ) -> Partition:
         """Host ``partition_log`` as partition ``index`` of ``info``, as its leader."""
-        partition = Partition(
-            topic=info.name,
+        partition = self._new_partition(info.name, index, info.topic_id, replicas, partition_log)
+        partition.become_leader(epoch=0, isr=[self.broker_id])
+        self.partitions[(info.name, index)] = partition
+        self._leadership_changed(partition)
+        return partition
+
+    def _new_partition(
+        self,
+        topic: str,
+        index: int,
+        topic_id: uuid.UUID,
+        replicas: list[int],
+        partition_log: PartitionLog,
+    ) -> Partition:
+        return Partition(
+            topic=topic,
             index=index,
-            topic_id=info.topic_id,
+            topic_id=topic_id,
             log=partition_log,
             broker_id=self.broker_id,
             replicas=list(replicas),
             on_append=self._appended,
         )
-        partition.become_leader(epoch=0, isr=[self.broker_id])
-        self.partitions[(info.name, index)] = partition
+
+    def _leadership_changed(self, partition: Partition) -> None:
+        for listener in self.leadership_listeners:
+            try:
+                listener(partition)
+            except Exception:
+                log.exception(
+                    "a listener failed on the leadership of %s-%d", partition.topic, partition.index
+                )
+
+    # -- cluster mode: the controller's requests ------------------------------
+
+    def become_leader_or_follower(
+        self, request: LeaderAndIsr, configs: dict[str, LogConfig]
+    ) -> dict[TopicPartition, ErrorCode]:
+        """Apply a LeaderAndIsr request (Kafka: becomeLeaderOrFollower): per
+        partition the error, NONE where it now leads or follows as asked.
+        ``configs`` are the log configs of the request's topics."""
+        errors: dict[TopicPartition, ErrorCode] = {}
+        for state in request.partitions:
+            tp = (state.topic, state.partition)
+            if self.broker_id not in state.replicas:
+                errors[tp] = ErrorCode.NONE
+                continue
+            try:
+                errors[tp] = self._apply_leadership(state, configs[state.topic])
+            except OSError as exc:
+                log.error("could not open the log of %s-%d: %s", state.topic, state.partition, exc)
+                errors[tp] = ErrorCode.KAFKA_STORAGE_ERROR
+        warn_if_files_short()
+        return errors
+
+    def _apply_leadership(self, state: PartitionLeadership, config: LogConfig) -> ErrorCode:
+        tp = (state.topic, state.partition)
+        partition = self.partitions.get(tp)
+        if partition is not None and state.leader_epoch <= partition.leader_epoch:
+            # Kafka: an epoch not above the current one is a stale request.
+            log.info(
+                "ignored leadership of %s-%d at epoch %d: it is at epoch %d",
+                state.topic,
+                state.partition,
+                state.leader_epoch,
+                partition.leader_epoch,
+            )
+            return ErrorCode.STALE_CONTROLLER_EPOCH
+        if partition is None:
+            topic_id = state.topic_id or ZERO_UUID
+            partition_log = self.logs.get(state.topic, state.partition)
+            if partition_log is not None and partition_log.topic_id not in (topic_id, ZERO_UUID):
+                log.warning(
+                    "deleting the log of %s-%d: it belongs to an older topic of that name",
+                    state.topic,
+                    state.partition,
+                )
+                self.logs.delete(state.topic, state.partition)
+            partition_log = self.logs.create(state.topic, state.partition, topic_id, config)
+            partition = self._new_partition(
+                state.topic, state.partition, topic_id, list(state.replicas), partition_log
+            )
+            self.partitions[tp] = partition
+        partition.replicas = list(state.replicas)
+        was_leader = partition.is_leader
+        if state.leader == self.broker_id:
+            partition.become_leader(epoch=state.leader_epoch, isr=list(state.isr))
+            # No replica fetchers yet (see the module docstring): followers
+            # are not waited for.
+            partition.followers.clear()
+        else:
+            partition.become_follower(state.leader, state.leader_epoch)
+        if was_leader or partition.is_leader:
+            self._leadership_changed(partition)
+        self._on_change(tp)
+        return ErrorCode.NONE
+
+    def stop_replicas(self, request: StopReplica) -> dict[TopicPartition, ErrorCode]:
+        """Apply a StopReplica request: stop hosting, and with ``delete``
+        remove the log. A partition this broker does not host is stopped
+        already."""
+        errors: dict[TopicPartition, ErrorCode] = {}
+        for stop in request.partitions:
+            tp = (stop.topic, stop.partition)
+            partition = self.partitions.get(tp)
+            if partition is not None and 0 <= stop.leader_epoch < partition.leader_epoch:
+                errors[tp] = ErrorCode.FENCED_LEADER_EPOCH
+                continue
+            if stop.delete:
+                errors[tp] = self._delete(stop.topic, stop.partition)
+            else:
+                self._stop(stop.topic, stop.partition)
+                errors[tp] = ErrorCode.NONE
+        return errors
+
+    def _stop(self, topic: str, index: int) -> Partition | None:
+        partition = self.partitions.pop((topic, index), None)
+        if partition is not None:
+            partition.leader_id = -1
+            self._leadership_changed(partition)
+            self._on_change((topic, index))
         return partition
+
+    def _delete(self, topic: str, index: int) -> ErrorCode:
+        self._stop(topic, index)
+        try:
+            self.logs.delete(topic, index)
+        except OSError as exc:
+            log.error("could not remove the log of %s-%d: %s", topic, index, exc)
+            return ErrorCode.KAFKA_STORAGE_ERROR
+        return ErrorCode.NONE
 
     def _appended(self, partition: Partition) -> None:
         self._on_change((partition.topic, partition.index))
@@ -112,8 +244,7 @@ class ReplicaManager:
         """Stop hosting a partition and remove its log (Kafka's StopReplica
         with delete). A log that cannot be removed now is removed at the
         next start, since the metadata no longer names it."""
-        partition = self.partitions.pop((topic, index), None)
-        if partition is None:
+        if self._stop(topic, index) is None:
             return
         try:
             self.logs.delete(topic, index)
@@ -124,7 +255,6 @@ class ReplicaManager:
                 index,
                 exc,
             )
-        self._on_change((topic, index))
 
     def set_log_config(self, info: TopicInfo, config: LogConfig) -> None:
         """Hosted logs of ``info`` use ``config`` from their next call on."""

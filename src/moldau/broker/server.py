@@ -27,8 +27,10 @@ from .connection_limits import ConnectionLimits
 from .core import BrokerCore
 from .dispatch import Dispatcher
 from .log_limit import RateLimitedLog
+from .producer_ids import local_allocator
 from .request_memory import RequestMemory
 from .topic_config import log_config
+from .topics import TopicAdmin
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,15 @@ class BrokerServer:
         )
         self.logs.lock()
         metadata = LocalMetadataStore(config.log_dirs[0], advertised)
-        self.core = BrokerCore(config, metadata, self.logs, advertised)
+        logs = self.logs
+        self.core = BrokerCore(
+            config,
+            metadata,
+            logs,
+            advertised,
+            topic_admin=lambda replicas: TopicAdmin(config, metadata, logs, replicas),
+            producer_id_blocks=local_allocator(metadata),
+        )
         # Partition dirs the metadata does not name are a crash's leftovers,
         # unless the metadata itself is new (then nothing is judged).
         self.logs.load(self.core.replicas.keeps_log if metadata.restored else None)

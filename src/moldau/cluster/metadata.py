@@ -2,9 +2,8 @@
 
 The broker asks a ``MetadataStore`` and never cares where the answer lives.
 ``LocalMetadataStore`` keeps it in a JSON file in the first log directory:
-the embedded single-node default, no coordination service. A ZooKeeper store
-(cluster mode) implements the same interface later and pushes changes to
-``listeners``.
+the embedded single-node default, no coordination service. In cluster mode
+``MetadataCache`` answers the same reads from what the controller sent.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -40,11 +38,25 @@ class TopicInfo:
         return len(self.replicas)
 
 
-MetadataListener = Callable[[], None]
+@dataclass(frozen=True)
+class PartitionView:
+    """One partition as the cluster's metadata describes it to clients."""
+
+    leader: int
+    leader_epoch: int
+    isr: tuple[int, ...]
+    replicas: tuple[int, ...]
+    offline_replicas: tuple[int, ...] = ()
 
 
 class MetadataStore(Protocol):
-    """What the broker needs to know about the cluster, wherever it is kept."""
+    """What the broker needs to know about the cluster, wherever it is kept.
+
+    Only reads: the writes differ by mode. A single node writes its own file
+    (``LocalMetadataStore``); in cluster mode brokers write ZooKeeper
+    (``cluster/zk/store.py``) and read what the controller tells them
+    (``cluster/metadata_cache.py``).
+    """
 
     cluster_id: str
 
@@ -60,16 +72,9 @@ class MetadataStore(Protocol):
         """The topic with this id (Produce v13+ and Fetch v13+ name topics by id)."""
         ...
 
-    def create_topic(self, info: TopicInfo) -> None: ...
-
-    def delete_topic(self, name: str) -> None: ...
-
-    def add_partitions(self, name: str, replicas: list[list[int]]) -> None: ...
-
-    def set_topic_configs(self, name: str, configs: dict[str, str]) -> None: ...
-
-    def allocate_producer_ids(self, count: int) -> int:
-        """Reserve ``count`` producer ids for this broker; returns the first."""
+    def partition(self, topic: str, index: int) -> PartitionView | None:
+        """Leader, epoch and ISR as the cluster knows them; None where only the
+        hosted partition knows (a single node leads all it hosts)."""
         ...
 
 
@@ -162,6 +167,9 @@ class LocalMetadataStore:
 
     def topic_by_id(self, topic_id: uuid.UUID) -> TopicInfo | None:
         return self._by_id.get(topic_id)
+
+    def partition(self, topic: str, index: int) -> PartitionView | None:
+        return None
 
     # Every change below writes the changed state first and applies it in
     # memory only once the write succeeded.

@@ -7,6 +7,7 @@ configs are not supported yet: a broker resource is refused.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...protocol.api_keys import ApiKey
@@ -18,23 +19,23 @@ TOPIC = 2
 
 
 @handles(ApiKey.ALTER_CONFIGS, range(0, 3))
-def alter_configs(context: RequestContext, request: Message) -> Message:
+async def alter_configs(context: RequestContext, request: Message) -> Message:
     responses = []
     for resource in request["resources"]:
-        configs = {c["name"]: c["value"] for c in resource["configs"]}
-        responses.append(
-            apply_to_resource(
-                context,
-                resource,
-                lambda name, configs=configs: context.core.topics.alter_topic_configs(
-                    name, dict(configs), request["validate_only"]
-                ),
+        configs: dict[str, str | None] = {c["name"]: c["value"] for c in resource["configs"]}
+
+        async def change(name: str, configs: dict[str, str | None] = configs) -> None:
+            await context.core.topics.alter_topic_configs(
+                name, dict(configs), request["validate_only"]
             )
-        )
+
+        responses.append(await apply_to_resource(context, resource, change))
     return {"throttle_time_ms": 0, "responses": responses}
 
 
-def apply_to_resource(context: RequestContext, resource: Message, change: Any) -> dict[str, Any]:
+async def apply_to_resource(
+    context: RequestContext, resource: Message, change: Callable[[str], Awaitable[None]]
+) -> dict[str, Any]:
     """Run ``change(topic name)`` for a topic resource; the answer for the resource."""
     answer = {
         "resource_type": resource["resource_type"],
@@ -47,7 +48,7 @@ def apply_to_resource(context: RequestContext, resource: Message, change: Any) -
         answer["error_message"] = "moldau does not change broker configs at run time yet"
         return answer
     try:
-        change(resource["resource_name"])
+        await change(resource["resource_name"])
     except KafkaError as exc:
         answer["error_code"] = exc.code
         answer["error_message"] = exc.message

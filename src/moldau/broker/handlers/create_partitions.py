@@ -8,12 +8,14 @@ from __future__ import annotations
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import KafkaError
 from ...protocol.messages import Message
+from ..deadline import Deadline
 from ..dispatch import RequestContext, handles
 
 
 @handles(ApiKey.CREATE_PARTITIONS, range(0, 4))
 async def create_partitions(context: RequestContext, request: Message) -> Message:
     results = []
+    wait = Deadline(request["timeout_ms"])
     for topic in request["topics"]:
         # Null assignments: the broker places the new partitions; an empty
         # list is a (wrong) manual assignment of none, as in Kafka.
@@ -24,6 +26,7 @@ async def create_partitions(context: RequestContext, request: Message) -> Messag
                 topic["count"],
                 None if assignments is None else [list(a["broker_ids"] or []) for a in assignments],
                 request["validate_only"],
+                wait.remaining_ms(),
             )
         except KafkaError as exc:
             results.append(

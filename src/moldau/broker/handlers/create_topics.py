@@ -16,6 +16,7 @@ from ...protocol.errors import KafkaError
 from ...protocol.messages import Message
 from ..capacity import check_request_size
 from ..core import BrokerCore
+from ..deadline import Deadline
 from ..dispatch import RequestContext, handles
 from ..topic_config import TOPIC_KEYS, config_source, effective_value
 
@@ -33,6 +34,7 @@ async def create_topics(context: RequestContext, request: Message) -> Message:
             "topics": [{"name": t["name"], **refusal} for t in request["topics"]],
         }
     results: list[dict[str, Any]] = []
+    wait = Deadline(request["timeout_ms"])
     for topic in request["topics"]:
         name = topic["name"]
         configs = {c["name"]: c["value"] for c in topic["configs"] or []}
@@ -47,6 +49,7 @@ async def create_topics(context: RequestContext, request: Message) -> Message:
                     for a in topic["assignments"] or []
                 ],
                 request.get("validate_only", False),
+                wait.remaining_ms(),
             )
         except KafkaError as exc:
             results.append({"name": name, "error_code": exc.code, "error_message": exc.message})

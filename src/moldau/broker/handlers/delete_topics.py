@@ -12,6 +12,7 @@ from typing import Any
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
+from ..deadline import Deadline
 from ..dispatch import RequestContext, handles
 
 _NO_ID = uuid.UUID(int=0)
@@ -25,6 +26,7 @@ async def delete_topics(context: RequestContext, request: Message) -> Message:
     else:
         wanted = [(name, _NO_ID) for name in request["topic_names"]]
     responses: list[dict[str, Any]] = []
+    wait = Deadline(request["timeout_ms"])
     for name, topic_id in wanted:
         if not name and topic_id != _NO_ID:
             info = core.metadata.topic_by_id(topic_id)
@@ -36,7 +38,7 @@ async def delete_topics(context: RequestContext, request: Message) -> Message:
             name = info.name
         info = core.metadata.topic(name) if name else None
         try:
-            await core.topics.delete_topic_request(name or "")
+            await core.topics.delete_topic_request(name or "", wait.remaining_ms())
         except KafkaError as exc:
             responses.append(
                 {

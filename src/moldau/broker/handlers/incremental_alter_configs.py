@@ -18,21 +18,21 @@ SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 
 
 @handles(ApiKey.INCREMENTAL_ALTER_CONFIGS, range(0, 2))
-def incremental_alter_configs(context: RequestContext, request: Message) -> Message:
+async def incremental_alter_configs(context: RequestContext, request: Message) -> Message:
     core = context.core
     responses = []
     for resource in request["resources"]:
 
-        def change(name: str, operations: list[Message] = resource["configs"]) -> None:
+        async def change(name: str, operations: list[Message] = resource["configs"]) -> None:
             info = core.metadata.topic(name)
             if info is None:
                 raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' not found")
             configs: dict[str, str | None] = dict(info.configs)
             for op in operations:
                 _apply(configs, op, core.config, info.configs)
-            core.topics.alter_topic_configs(name, configs, request["validate_only"])
+            await core.topics.alter_topic_configs(name, configs, request["validate_only"])
 
-        responses.append(apply_to_resource(context, resource, change))
+        responses.append(await apply_to_resource(context, resource, change))
     return {"throttle_time_ms": 0, "responses": responses}
 
 

@@ -17,7 +17,7 @@ MAX_EPOCH = 32767
 
 
 @handles(ApiKey.INIT_PRODUCER_ID, range(0, 6))
-def init_producer_id(context: RequestContext, request: Message) -> Message:
+async def init_producer_id(context: RequestContext, request: Message) -> Message:
     answer: Message = {
         "throttle_time_ms": 0,
         "error_code": 0,
@@ -32,5 +32,6 @@ def init_producer_id(context: RequestContext, request: Message) -> Message:
     if producer_id >= 0 and 0 <= epoch < MAX_EPOCH - 1:
         answer.update(producer_id=producer_id, producer_epoch=epoch + 1)
     else:
-        answer.update(producer_id=context.core.producer_ids.new_producer_id(), producer_epoch=0)
+        producer_id = await context.core.producer_ids.new_producer_id()
+        answer.update(producer_id=producer_id, producer_epoch=0)
     return answer
