@@ -611,3 +611,40 @@ def test_rendered_requests_carry_the_topic_id() -> None:
     assert all(p.topic_id == topic_id for c in sent for p in c.partitions)
     body = wire.encode_broker_request(sent[0])[2]
     assert body["topic_states"][0]["topic_id"] == topic_id
+
+
+# --------------------------------------------------------------------------- older versions
+
+
+_PARTITION = PartitionLeadership(
+    "t", 0, 1, 2, 3, (2,), 4, (2, 3), leader_recovery_state=1, is_new=True, topic_id=TOPIC_ID
+)
+_LEADER = LiveBroker(2, -1, (Endpoint("", "h", 9092),))
+
+
+@pytest.mark.parametrize("version", wire.LEADER_AND_ISR_DECODABLE)
+def test_leader_and_isr_decodes_every_grouped_version(version: int) -> None:
+    command = LeaderAndIsr(2, 1, 5, 77, (_PARTITION,), (_LEADER,))
+    body = wire.encode_broker_request(command)[2]
+    decoded = wire.decode_leader_and_isr(_via_bytes(4, version, body), 2)
+    expected = dataclasses.replace(
+        _PARTITION,
+        topic_id=TOPIC_ID if version >= 5 else None,
+        leader_recovery_state=1 if version >= 6 else 0,
+    )
+    assert decoded == dataclasses.replace(command, partitions=(expected,))
+
+
+@pytest.mark.parametrize("version", wire.UPDATE_METADATA_DECODABLE)
+def test_update_metadata_decodes_every_grouped_version(version: int) -> None:
+    broker = LiveBroker(2, -1, (Endpoint("CLIENT", "h", 9092, "SSL"),), "r1")
+    command = UpdateMetadata(2, 1, 5, 77, (_PARTITION,), (broker,))
+    body = wire.encode_broker_request(command)[2]
+    decoded = wire.decode_update_metadata(_via_bytes(6, version, body), 2)
+    expected = dataclasses.replace(
+        _PARTITION,
+        topic_id=TOPIC_ID if version >= 7 else None,
+        leader_recovery_state=0,
+        is_new=False,
+    )
+    assert decoded == dataclasses.replace(command, partitions=(expected,))
