@@ -38,6 +38,8 @@ class Field(NamedTuple):
     nullable: str = ""
     #: The default; None means the type's zero (or null when nullable).
     default: Any = None
+    #: The tag of a tagged field (flexible versions only; ``inter_broker_schema``).
+    tag: int | None = None
 
 
 class Legacy(NamedTuple):

@@ -8,7 +8,9 @@ each); we only read their field metadata once, turn it into the small
 from it. This module is the only place in moldau that imports kio.
 
 The versions kio leaves out (it follows Kafka 4.0, which dropped them; Kafka
-3.9 still serves them) come from the field lists of ``legacy_schema``.
+3.9 still serves them) come from the field lists of ``legacy_schema``, and the
+ZooKeeper-mode controller APIs kio has no trace of (LeaderAndIsr, StopReplica,
+UpdateMetadata, ControlledShutdown) from those of ``inter_broker_schema``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from kio.index import load_entity_schema  # noqa: E402
 from kio.schema.index import api_key_map, schema_name_map  # noqa: E402
 from kio.static.constants import EntityType  # noqa: E402
 
+from .inter_broker_schema import INTER_BROKER  # noqa: E402
 from .legacy_schema import LEGACY, Field, in_versions  # noqa: E402
 
 Direction = Literal["request", "response"]
@@ -100,11 +103,17 @@ class StructSpec:
 
 def api_name(api_key: int) -> str | None:
     """kio's snake_case name of an API (``produce``, ``fetch``...)."""
+    inter_broker = INTER_BROKER.get(api_key)
+    if inter_broker is not None:
+        return inter_broker.snake_name
     return api_key_map.get(api_key)
 
 
 def known_versions(api_key: int) -> range | None:
     """Every version of an API that moldau can encode and decode."""
+    inter_broker = INTER_BROKER.get(api_key)
+    if inter_broker is not None:
+        return inter_broker.versions
     name = api_name(api_key)
     if name is None:
         return None
@@ -117,6 +126,8 @@ def known_versions(api_key: int) -> range | None:
 @functools.cache
 def message_spec(api_key: int, version: int, direction: Direction) -> StructSpec:
     """The spec of a request or response body, built once per version."""
+    if api_key in INTER_BROKER:
+        return _inter_broker_spec(api_key, version, direction)
     name = api_name(api_key)
     if name is None:
         raise KeyError(f"unknown API key {api_key}")
@@ -234,24 +245,40 @@ def legacy_spec(api_key: int, version: int, direction: Direction) -> StructSpec:
         raise KeyError(f"{legacy.name} v{version} is not in legacy_schema")
     fields = legacy.request if direction == "request" else legacy.response
     suffix = "Request" if direction == "request" else "Response"
-    return _struct_from_legacy(legacy.name + suffix, fields, version)
+    return _struct_from_legacy(legacy.name + suffix, fields, version, flexible=False)
 
 
-def _struct_from_legacy(name: str, fields: tuple[Field, ...], version: int) -> StructSpec:
-    return StructSpec(
-        name=name,
-        fields=tuple(
-            _field_from_legacy(f, version) for f in fields if in_versions(f.versions, version)
-        ),
-        flexible=False,
+def _inter_broker_spec(api_key: int, version: int, direction: Direction) -> StructSpec:
+    api = INTER_BROKER[api_key]
+    if version not in api.versions:
+        raise KeyError(f"{api.name} v{version} is not in inter_broker_schema")
+    fields = api.request if direction == "request" else api.response
+    suffix = "Request" if direction == "request" else "Response"
+    return _struct_from_legacy(
+        api.name + suffix, fields, version, flexible=version >= api.flexible_from
     )
 
 
-def _field_from_legacy(field: Field, version: int) -> FieldSpec:
+def _struct_from_legacy(
+    name: str, fields: tuple[Field, ...], version: int, flexible: bool
+) -> StructSpec:
+    """A struct from ``Field`` lists; nested structs share the message's flexibility."""
+    return StructSpec(
+        name=name,
+        fields=tuple(
+            _field_from_legacy(f, version, flexible)
+            for f in fields
+            if in_versions(f.versions, version)
+        ),
+        flexible=flexible,
+    )
+
+
+def _field_from_legacy(field: Field, version: int, flexible: bool) -> FieldSpec:
     array = field.type.startswith("[]")
     item = field.type.removeprefix("[]")
     nullable = in_versions(field.nullable, version)
-    struct = _struct_from_legacy(item, field.fields, version) if field.fields else None
+    struct = _struct_from_legacy(item, field.fields, version, flexible) if field.fields else None
     wire_type = "struct" if struct is not None else item
     if field.default is not None:
         default = field.default
@@ -267,6 +294,6 @@ def _field_from_legacy(field: Field, version: int) -> FieldSpec:
         array=array,
         nullable=nullable,
         struct=struct,
-        tag=None,
+        tag=field.tag,
         default=default,
     )

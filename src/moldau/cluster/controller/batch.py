@@ -157,6 +157,7 @@ def _leadership(
         offline_replicas=tuple(r for r in replicas if r not in ctx.brokers),
         leader_recovery_state=state.leader_recovery_state,
         is_new=is_new,
+        topic_id=ctx.topic_ids.get(tp[0]),
     )
 
 

@@ -22,6 +22,7 @@ The shell's contract:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -86,7 +87,9 @@ class RemoveDeletionMarks:
 @dataclass(frozen=True)
 class PartitionLeadership:
     """One partition's state as the controller announces it (Kafka's
-    LeaderAndIsrPartitionState / UpdateMetadataPartitionState)."""
+    LeaderAndIsrPartitionState / UpdateMetadataPartitionState). ``topic_id``
+    is the topic's (None for a topic created without one, a zero uuid on the
+    wire); LeaderAndIsr v5+ and UpdateMetadata v7+ carry it."""
 
     topic: str
     partition: int
@@ -99,6 +102,7 @@ class PartitionLeadership:
     offline_replicas: tuple[int, ...] = ()
     leader_recovery_state: int = 0
     is_new: bool = False
+    topic_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
