@@ -66,18 +66,23 @@ class Handler:
     api_key: ApiKey
     versions: range
     func: HandlerFunc
+    #: Served (and advertised) only in cluster mode: the controller's
+    #: requests between brokers.
+    cluster_only: bool = False
 
 
 HANDLERS: dict[int, Handler] = {}
 
 
-def handles(api_key: ApiKey, versions: range) -> Callable[[HandlerFunc], HandlerFunc]:
+def handles(
+    api_key: ApiKey, versions: range, *, cluster_only: bool = False
+) -> Callable[[HandlerFunc], HandlerFunc]:
     """Register a handler for ``versions`` (a range) of one API."""
 
     def register(func: HandlerFunc) -> HandlerFunc:
         codable = supported_versions(api_key)
         assert codable is not None and versions.start in codable and versions[-1] in codable
-        HANDLERS[api_key] = Handler(api_key, versions, func)
+        HANDLERS[api_key] = Handler(api_key, versions, func, cluster_only)
         return func
 
     return register
@@ -113,7 +118,11 @@ class Dispatcher:
             raise CloseConnection from None
         what = f"{_name(header.api_key)} v{header.api_version} from {connection.peer}"
         handler = HANDLERS.get(header.api_key)
-        if handler is None or header.api_version not in handler.versions:
+        if (
+            handler is None
+            or header.api_version not in handler.versions
+            or (handler.cluster_only and self.core.cluster is None)
+        ):
             return self._unsupported(header, what)
         try:
             body = decode_request(header, frame, pos)
@@ -168,7 +177,7 @@ class Dispatcher:
         if header.api_key == ApiKey.API_VERSIONS:
             versions_body = {
                 "error_code": ErrorCode.UNSUPPORTED_VERSION,
-                "api_keys": api_version_ranges(),
+                "api_keys": api_version_ranges(self.core.cluster is not None),
             }
             return encode_response(ApiKey.API_VERSIONS, 0, header.correlation_id, versions_body)
         versions = supported_versions(header.api_key)
@@ -195,9 +204,12 @@ def _name(api_key: int) -> str:
         return f"API {api_key}"
 
 
-def api_version_ranges() -> list[dict[str, int]]:
-    """Our ApiVersions answer: every served API with its version range."""
+def api_version_ranges(cluster: bool) -> list[dict[str, int]]:
+    """Our ApiVersions answer: every served API with its version range (the
+    inter-broker ones only in cluster mode, as Kafka's ZooKeeper-mode
+    brokers list them)."""
     return [
         {"api_key": h.api_key, "min_version": h.versions.start, "max_version": h.versions[-1]}
         for h in sorted(HANDLERS.values(), key=lambda h: h.api_key)
+        if cluster or not h.cluster_only
     ]

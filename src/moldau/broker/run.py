@@ -19,6 +19,7 @@ from typing import Any
 
 from ..log.manager import LogDirLockedError
 from .capacity import raise_open_file_limit
+from .cluster_node import ClusterJoinError
 from .config import ConfigError, load_config
 from .server import BrokerServer
 
@@ -69,7 +70,7 @@ async def _serve(server: BrokerServer) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         await server.start()
-    except (OSError, LogDirLockedError) as exc:  # nothing to flush: the process ends
+    except (OSError, LogDirLockedError, ClusterJoinError) as exc:  # nothing to flush
         raise _StartFailed() from exc
     try:
         await stop.wait()

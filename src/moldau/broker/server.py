@@ -18,14 +18,19 @@ from collections.abc import Callable
 from typing import Any
 
 from ..cluster.metadata import BrokerInfo, LocalMetadataStore
+from ..cluster.metadata_cache import MetadataCache
+from ..cluster.zk.paths import Endpoint
 from ..log.cleaner import CleanerConfig
 from ..log.manager import LogManager
 from . import handlers  # noqa: F401  (registers every API handler)
+from .cluster_node import ClusterNode
+from .cluster_topics import ClusterTopicAdmin
 from .config import LONG_MAX, BrokerConfig
 from .connection import Connection
 from .connection_limits import ConnectionLimits
 from .core import BrokerCore
 from .dispatch import Dispatcher
+from .internal_topics import is_internal_topic
 from .log_limit import RateLimitedLog
 from .producer_ids import local_allocator
 from .request_memory import RequestMemory
@@ -70,10 +75,15 @@ class BrokerServer:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        config = self.config
         self._bind()
+        node: ClusterNode | None = None
+        if self.config.cluster_mode:
+            node = await ClusterNode.join(self.config)
+            if node.broker_id != self.config.broker_id:  # generated or remembered
+                self.config = self.config.with_overrides({"broker.id": str(node.broker_id)})
+        config = self.config
         advertised = self._advertised()
-        self.logs = LogManager(
+        self.logs = logs = LogManager(
             config.log_dirs,
             log_config({}, config),
             cleaner_config=CleanerConfig(
@@ -82,10 +92,35 @@ class BrokerServer:
                 dedupe_buffer_size=int(config.get("log.cleaner.dedupe.buffer.size")),
             ),
         )
-        self.logs.lock()
+        try:
+            self.logs.lock()
+            if node is None:
+                self.core = self._single_node_core(advertised, logs)
+            else:
+                self.core = self._cluster_core(node, advertised, logs)
+            self.core.start_groups()
+            self._dispatcher = Dispatcher(self.core, self._warnings)
+            self._accept_new(True)
+            if node is not None:
+                await node.register(self._endpoints())
+        except BaseException:
+            if node is not None:
+                await node.leave()
+            raise
+        self._start_jobs()
+        log.info(
+            "moldau broker %d serving on %s (data in %s)%s",
+            config.broker_id,
+            self.bootstrap_servers,
+            ",".join(config.log_dirs),
+            "" if node is None else f" in cluster {node.cluster_id}",
+        )
+
+    def _single_node_core(self, advertised: BrokerInfo, logs: LogManager) -> BrokerCore:
+        """The embedded default: metadata in a file next to the logs."""
+        config = self.config
         metadata = LocalMetadataStore(config.log_dirs[0], advertised)
-        logs = self.logs
-        self.core = BrokerCore(
+        core = BrokerCore(
             config,
             metadata,
             logs,
@@ -95,11 +130,59 @@ class BrokerServer:
         )
         # Partition dirs the metadata does not name are a crash's leftovers,
         # unless the metadata itself is new (then nothing is judged).
-        self.logs.load(self.core.replicas.keeps_log if metadata.restored else None)
-        self.core.replicas.open_partitions()
-        self.core.start_groups()
-        self._dispatcher = Dispatcher(self.core, self._warnings)
-        self._accept_new(True)
+        logs.load(core.replicas.keeps_log if metadata.restored else None)
+        core.replicas.open_partitions()
+        return core
+
+    def _cluster_core(
+        self, node: ClusterNode, advertised: BrokerInfo, logs: LogManager
+    ) -> BrokerCore:
+        """Cluster mode: metadata from the controller, topics through
+        ZooKeeper. Every log on disk is loaded; which are hosted, and how,
+        the controller's LeaderAndIsr requests decide (and a replica of a
+        topic deleted while this broker was down is deleted when the
+        controller sees it return)."""
+        config = self.config
+        cache = MetadataCache(
+            node.cluster_id, advertised, config.listeners[0][0], is_internal_topic
+        )
+        core = BrokerCore(
+            config,
+            cache,
+            logs,
+            advertised,
+            topic_admin=lambda replicas: ClusterTopicAdmin(
+                config, cache, logs, replicas, node.store
+            ),
+            producer_id_blocks=node.allocate_producer_ids,
+        )
+        core.cluster = node
+        node.attach(core, cache)
+        logs.load(None)
+        return core
+
+    def _endpoints(self) -> tuple[Endpoint, ...]:
+        """The registration's endpoints: every advertised listener with its
+        bound port where it asked for port 0, the inter-broker one first."""
+        config = self.config
+        protocols = config.security_protocols
+        bound = {
+            name: port for (name, _, _), (_, port) in zip(config.listeners, self.bound, strict=True)
+        }
+        endpoints = []
+        for name, host, port in config.advertised_listeners:
+            if port == 0:
+                port = bound.get(name, port)
+            if host in ("", "0.0.0.0", "::"):
+                host = socket.gethostname()
+            endpoints.append(Endpoint(name, host, port, protocols.get(name, "PLAINTEXT")))
+        inter = config.inter_broker_listener
+        endpoints.sort(key=lambda e: e.listener != inter)
+        return tuple(endpoints)
+
+    def _start_jobs(self) -> None:
+        assert self._loop is not None
+        config = self.config
         self._start_job(CHECKPOINT_INTERVAL_S * 1000, self._checkpoint)
         self._start_job(STORAGE_CHECK_INTERVAL_S * 1000, self._check_storage)
         flush_ms = config.get("log.flush.interval.ms") or config.get(
@@ -113,12 +196,6 @@ class BrokerServer:
         )
         if config.get("log.cleaner.enable"):
             self._jobs.append(self._loop.create_task(self._clean()))
-        log.info(
-            "moldau broker %d serving on %s (data in %s)",
-            config.broker_id,
-            self.bootstrap_servers,
-            ",".join(config.log_dirs),
-        )
 
     def _bind(self) -> None:
         for _, host, port in self.config.listeners:
@@ -265,6 +342,10 @@ class BrokerServer:
         the next start recovers (nothing acknowledged is lost: it is in the
         files, only not known to be fsynced)."""
         loop = self._loop
+        if self.core is not None and self.core.cluster is not None:
+            # Leave the cluster first: the controller moves leaderships away
+            # while this broker still closes its logs.
+            await self.core.cluster.leave()
         for job in self._jobs:
             job.cancel()
         for job in self._jobs:

@@ -39,14 +39,20 @@ class _Topic:
 class MetadataCache:
     """The cluster as the controller last described it to this broker."""
 
-    def __init__(self, cluster_id: str, me: BrokerInfo, listener: str, internal: frozenset[str]):
+    def __init__(
+        self,
+        cluster_id: str,
+        me: BrokerInfo,
+        listener: str,
+        is_internal: Callable[[str], bool],
+    ) -> None:
         self.cluster_id = cluster_id
         #: This broker, listed until the first UpdateMetadata names the live ones.
         self._me = me
         #: The listener whose endpoints clients are given (Kafka answers with
         #: the listener a request came on; moldau gives the first one's).
         self._listener = listener
-        self._internal = internal
+        self._is_internal = is_internal
         self._brokers: dict[int, BrokerInfo] = {}
         self._controller_id = -1
         self._topics: dict[str, _Topic] = {}
@@ -167,7 +173,7 @@ class MetadataCache:
             topic.topic_id,
             replicas,
             dict(self._configs.get(name, {})),
-            internal=name in self._internal,
+            internal=self._is_internal(name),
         )
         self._infos[name] = info
         return info

@@ -3,6 +3,7 @@
 from . import (
     alter_configs,
     api_versions,
+    controller_requests,
     create_partitions,
     create_topics,
     delete_groups,
@@ -31,6 +32,7 @@ from . import (
 __all__ = [
     "alter_configs",
     "api_versions",
+    "controller_requests",
     "create_partitions",
     "create_topics",
     "delete_groups",

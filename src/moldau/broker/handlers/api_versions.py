@@ -14,4 +14,5 @@ from ..dispatch import RequestContext, api_version_ranges, handles
 
 @handles(ApiKey.API_VERSIONS, range(0, 5))
 def api_versions(context: RequestContext, request: Message) -> Message:
-    return {"error_code": 0, "api_keys": api_version_ranges(), "throttle_time_ms": 0}
+    ranges = api_version_ranges(context.core.cluster is not None)
+    return {"error_code": 0, "api_keys": ranges, "throttle_time_ms": 0}

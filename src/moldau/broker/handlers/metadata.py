@@ -65,8 +65,9 @@ def _lookup(core: BrokerCore, wanted: Message, allow_create: bool) -> dict[str, 
         except KafkaError as exc:
             return {"error_code": exc.code, "name": name, "topic_id": _NO_ID}
         if info is not None:
-            # Kafka answers a topic it just created with LEADER_NOT_AVAILABLE
-            # only while leaders are being elected; here the leader is us, now.
+            # A single node leads a topic it just created at once; in cluster
+            # mode auto_create raised LEADER_NOT_AVAILABLE while the
+            # controller elects leaders, as Kafka answers.
             return _describe(core, info)
     if info is None:
         return {"error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "name": name}
@@ -76,19 +77,24 @@ def _lookup(core: BrokerCore, wanted: Message, allow_create: bool) -> dict[str, 
 def _describe(core: BrokerCore, info: TopicInfo) -> dict[str, Any]:
     partitions = []
     for index, replicas in enumerate(info.replicas):
-        hosted = core.replicas.get(info.name, index)
-        leader = hosted.leader_id if hosted is not None else replicas[0]
-        epoch = hosted.leader_epoch if hosted is not None else 0
-        isr = hosted.isr if hosted is not None else replicas
+        view = core.metadata.partition(info.name, index)
+        if view is not None:  # cluster mode: the controller's word
+            leader, epoch = view.leader, view.leader_epoch
+            isr, offline = list(view.isr), list(view.offline_replicas)
+        else:  # a single node leads what it hosts
+            hosted = core.replicas.get(info.name, index)
+            leader = hosted.leader_id if hosted is not None else replicas[0]
+            epoch = hosted.leader_epoch if hosted is not None else 0
+            isr, offline = (hosted.isr if hosted is not None else replicas), []
         partitions.append(
             {
-                "error_code": 0,
+                "error_code": ErrorCode.LEADER_NOT_AVAILABLE if leader < 0 else 0,
                 "partition_index": index,
                 "leader_id": leader,
                 "leader_epoch": epoch,
                 "replica_nodes": replicas,
                 "isr_nodes": isr,
-                "offline_replicas": [],
+                "offline_replicas": offline,
             }
         )
     return {
