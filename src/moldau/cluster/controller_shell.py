@@ -487,14 +487,17 @@ class ControllerShell:
         term = self._term
         assert term is not None
         context = self.controller.context
-        leaders_before = (
-            {} if context is None else {tp: s.leader for tp, s in context.leadership.items()}
+        known = (
+            event.states
+            if isinstance(event, ControllerElected)
+            else ({} if context is None else context.leadership)
         )
+        leaders_before = {tp: s.leader for tp, s in known.items()}
         commands = self.controller.handle(event, self.clock())
         prefix = f"controller {self.broker_id} epoch {term.lease.epoch}"
         log.info("%s: %s", prefix, describe_event(event))
         if commands:
-            log.info("%s: %s", prefix, describe_commands(commands, leaders_before))
+            log.info("%s: decided %s", prefix, describe_commands(commands, leaders_before))
         if self.controller.context is not None:
             self.channels.update_brokers(self.controller.context.brokers)
         await self._execute(term, commands, reply)
@@ -525,6 +528,12 @@ class ControllerShell:
             elif reply is not None and not reply.done():
                 reply.set_result(command)
         if stale:
+            log.info(
+                "controller %d epoch %d: %d partition states changed behind it; re-reading",
+                self.broker_id,
+                term.lease.epoch,
+                len(stale),
+            )
             states = {tp: await self.store.partition_state(*tp) for tp in sorted(stale)}
             if self._term is term:
                 await self._feed(PartitionStatesStale(states), reply)
@@ -629,7 +638,8 @@ def describe_event(event: Event) -> str:
 def describe_commands(
     commands: Sequence[Command], leaders_before: dict[TopicPartition, int]
 ) -> str:
-    """One line for operators: what the controller does about it."""
+    """One line for operators: what the controller decided to do about it
+    (a write that then fails is logged where it fails)."""
     created = sum(len(c.states) for c in commands if isinstance(c, CreatePartitionStates))
     updates = [c for c in commands if isinstance(c, UpdatePartitionState)]
     moved = sum(
