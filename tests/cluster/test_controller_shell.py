@@ -454,6 +454,110 @@ def test_topic_deletion_completes_when_replicas_are_deleted(zookeeper: ZooKeeper
     run(main)
 
 
+def test_added_partitions_and_unclean_election_follow_zookeeper(zookeeper: ZooKeeper) -> None:
+    """CreatePartitions (the assignment znode rewritten) gets the new
+    partition a state; a partition whose only ISR member died stays without
+    leader until unclean.leader.election.enable is set on the topic."""
+
+    async def main() -> None:
+        recorder = Recorder()
+        async with (
+            admin_store(zookeeper) as admin,
+            cluster(zookeeper, recorder, [1, 2, 3]) as nodes,
+        ):
+            controller = await one_controller(nodes)
+            victim = next(b for b in nodes if b != controller.broker_id)
+            survivor = next(b for b in nodes if b not in (victim, controller.broker_id))
+            await admin.create_topic("t", assignment({0: (victim, survivor)}))
+            await until(lambda: created(admin, "t", 1), "partition state")
+            found = await admin.topic_with_version("t")
+            assert found is not None
+            grown = assignment({0: (victim, survivor), 1: (survivor, victim)})
+            await admin.set_topic_assignment(
+                "t", zp.TopicAssignment(found[0].topic_id, grown.partitions), found[1]
+            )
+            await until(lambda: created(admin, "t", 2), "the added partition's state")
+            state = await admin.partition_state("t", 1)
+            assert state is not None and (state.leader, state.isr) == (survivor, (survivor, victim))
+
+            before = await admin.partition_state("t", 0)
+            assert before is not None
+            reply = await controller.shell.submit(
+                AlterPartition(
+                    victim,
+                    nodes[victim].epoch,
+                    (
+                        AlterPartitionItem(
+                            "t", 0, before.leader_epoch, (victim,), before.zk_version
+                        ),
+                    ),
+                )
+            )
+            assert isinstance(reply, AlterPartitionReply)
+            assert reply.partitions[0].error == ErrorCode.NONE
+            await nodes[victim].client.close()
+
+            async def leaderless() -> bool:
+                state = await admin.partition_state("t", 0)
+                return state is not None and state.leader == zp.NO_LEADER
+
+            await until(leaderless, "partition 0 offline")
+            await admin.set_topic_config("t", {"unclean.leader.election.enable": "true"})
+
+            async def unclean_leader() -> bool:
+                state = await admin.partition_state("t", 0)
+                return state is not None and (state.leader, state.isr) == (survivor, (survivor,))
+
+            await until(unclean_leader, "the surviving replica elected uncleanly")
+
+    run(main)
+
+
+def test_deletion_waits_for_a_replica_whose_broker_is_down(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        recorder = Recorder()
+        async with (
+            admin_store(zookeeper) as admin,
+            cluster(zookeeper, recorder, [1, 2, 3]) as nodes,
+        ):
+            controller = await one_controller(nodes)
+            down = next(b for b in nodes if b != controller.broker_id)
+            await admin.create_topic("t", assignment({0: (controller.broker_id, down)}))
+            await until(lambda: created(admin, "t", 1), "partition state")
+            await nodes[down].client.close()
+
+            async def departed() -> bool:
+                return down not in await admin.live_brokers()
+
+            await until(departed, "the broker's registration gone")
+            await admin.mark_topic_for_deletion("t")
+            await until(
+                lambda: any(
+                    r.broker_id == controller.broker_id and any(p.delete for p in r.partitions)
+                    for r in recorder.of(StopReplica)
+                ),
+                "the live replica deleted",
+            )
+            assert await admin.topic("t") is not None, "one replica is still on a dead broker"
+            # The broker comes back in a new session, with a new epoch.
+            async with admin_store(zookeeper) as returning:
+                epoch = await returning.register_broker(
+                    zp.BrokerRegistration(down, (zp.Endpoint("PLAINTEXT", "127.0.0.1", 9000),))
+                )
+                assert epoch > nodes[down].epoch
+
+                async def gone() -> bool:
+                    return await admin.topic("t") is None
+
+                await until(gone, "the deletion finished")
+                assert any(
+                    r.broker_id == down and r.broker_epoch == epoch and r.partitions[0].delete
+                    for r in recorder.of(StopReplica)
+                )
+
+    run(main)
+
+
 # -- channels --------------------------------------------------------------------
 
 
