@@ -418,6 +418,11 @@ def test_an_expired_controller_writes_nothing_and_another_wins(zookeeper: ZooKee
             assert state is not None and state.leader == other.broker_id
             assert state.isr == (other.broker_id,)
             assert [s for s, _ in recorder.sent[sent:] if s == first.broker_id] == []
+            # Its new session campaigns again: it wins when the other goes.
+            second_epoch = other.shell.epoch
+            await other.client.close()
+            await until(lambda: first.shell.is_active, "the re-campaign in the new session")
+            assert first.shell.epoch > second_epoch
 
     run(main)
 
@@ -554,6 +559,47 @@ def test_deletion_waits_for_a_replica_whose_broker_is_down(zookeeper: ZooKeeper)
                     r.broker_id == down and r.broker_epoch == epoch and r.partitions[0].delete
                     for r in recorder.of(StopReplica)
                 )
+
+    run(main)
+
+
+def test_a_lost_conditional_write_is_decided_again_from_a_fresh_read(zookeeper: ZooKeeper) -> None:
+    """The state znode changed behind the controller (here: to the very ISR
+    the leader then asks for): the write conditional on the old version
+    loses, the shell re-reads and feeds PartitionStatesStale, and the leader
+    is answered from the state now in ZooKeeper."""
+
+    async def main() -> None:
+        recorder = Recorder()
+        async with admin_store(zookeeper) as admin, cluster(zookeeper, recorder, [1, 2]) as nodes:
+            controller = await one_controller(nodes)
+            await admin.create_topic("t", assignment({0: (1, 2)}))
+            await until(lambda: created(admin, "t", 1), "partition state")
+            before = await admin.partition_state("t", 0)
+            assert before is not None
+            behind = zp.PartitionState(1, before.leader_epoch, (1,), before.controller_epoch)
+            await admin.client.set(
+                zp.partition_state_path("t", 0),
+                zp.encode_partition_state(behind),
+                before.zk_version,
+            )
+            reply = await controller.shell.submit(
+                AlterPartition(
+                    1,
+                    nodes[1].epoch,
+                    (AlterPartitionItem("t", 0, before.leader_epoch, (1,), before.zk_version),),
+                )
+            )
+            assert isinstance(reply, AlterPartitionReply)
+            (result,) = reply.partitions
+            assert (result.error, result.isr, result.partition_epoch) == (
+                ErrorCode.NONE,
+                (1,),
+                before.zk_version + 1,
+            )
+            after = await admin.partition_state("t", 0)
+            assert after is not None and after.zk_version == before.zk_version + 1
+            assert controller.shell.is_active
 
     run(main)
 

@@ -649,12 +649,12 @@ def describe_commands(
     )
     parts: list[str] = []
     if created:
-        parts.append(f"{created} new partitions")
+        parts.append(f"{created} new partition states to write")
     if updates:
-        parts.append(f"{len(updates)} partition states written, {moved} moved leader")
+        parts.append(f"{len(updates)} partition states to write ({moved} move leader)")
     deleted = [c.topic for c in commands if isinstance(c, DeleteTopic)]
     if deleted:
-        parts.append(f"deleted topics [{', '.join(deleted)}]")
+        parts.append(f"topics to delete [{', '.join(deleted)}]")
     for kind in (LeaderAndIsr, UpdateMetadata, StopReplica):
         to = [c.broker_id for c in commands if isinstance(c, kind)]
         if to:
