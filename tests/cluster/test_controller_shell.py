@@ -604,6 +604,29 @@ def test_a_lost_conditional_write_is_decided_again_from_a_fresh_read(zookeeper: 
     run(main)
 
 
+def test_a_deleted_controller_znode_starts_a_new_term(zookeeper: ZooKeeper) -> None:
+    """An operator deletes /controller (Kafka's way to force a re-election):
+    the controller ends its term, campaigns, and announces a new epoch."""
+
+    async def main() -> None:
+        recorder = Recorder()
+        async with admin_store(zookeeper) as admin, cluster(zookeeper, recorder, [1]) as nodes:
+            node = await one_controller(nodes)
+            epoch = node.shell.epoch
+            await admin.client.delete(zp.CONTROLLER)
+            await until(lambda: node.shell.epoch > epoch, "a new term")
+            await until(
+                lambda: any(
+                    r.controller_epoch == node.shell.epoch for r in recorder.of(UpdateMetadata)
+                ),
+                "the new epoch announced",
+            )
+            registered = await admin.controller()
+            assert registered is not None and registered.broker_id == 1
+
+    run(main)
+
+
 # -- channels --------------------------------------------------------------------
 
 

@@ -321,14 +321,13 @@ class ControllerShell:
         watch = None if self._controller_watch_armed else self._controller_changed
         current = await self.store.controller(watch)
         self._controller_watch_armed = True
-        if current is not None:
-            if current.broker_id == self.broker_id and self._term is not None:
+        if self._term is not None:
+            if current is not None and current.broker_id == self.broker_id:
                 return  # still ours
-            if self._term is not None:
-                self._depose(f"broker {current.broker_id} is the controller")
-                return
-            if not await self.store.release_own_controller():
-                return  # another's: wait for the watch
+            holder = "nobody" if current is None else f"broker {current.broker_id}"
+            self._depose(f"/controller changed: {holder} holds it")
+        if current is not None and not await self.store.release_own_controller():
+            return  # another's: wait for the watch
         try:
             lease = await self.store.elect_controller(self.broker_id, self.clock())
         except FenceFailed:
