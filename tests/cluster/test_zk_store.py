@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 
+from moldau.cluster.controller.context import LiveBroker
 from moldau.cluster.zk import paths as zp
 from moldau.cluster.zk.client import SessionState, ZkClient
 from moldau.cluster.zk.store import (
@@ -285,5 +286,70 @@ def test_partition_increase_is_conditional(zookeeper: ZooKeeper) -> None:
             with pytest.raises(StaleVersion):
                 await b.set_topic_assignment("t", topic, read_b[1])
             assert await b.topic("t") == grown
+
+    run(main)
+
+
+def test_live_brokers_carry_their_epochs(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as a, store(zookeeper) as b, store(zookeeper) as reader:
+            epoch_a = await a.register_broker(registration(1, "r1"))
+            epoch_b = await b.register_broker(registration(2))
+            live = await reader.live_brokers()
+            assert live == {
+                1: LiveBroker(1, epoch_a, registration(1).endpoints, "r1"),
+                2: LiveBroker(2, epoch_b, registration(2).endpoints, None),
+            }
+            assert epoch_a != epoch_b
+
+    run(main)
+
+
+def test_deletion_marks_are_removed_fenced(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as s:
+            old = await s.elect_controller(1, 1)
+            await s.client.delete(zp.CONTROLLER)
+            lease = await s.elect_controller(1, 2)
+            for topic in ("gone", "also-gone"):
+                await s.mark_topic_for_deletion(topic)
+            with pytest.raises(ControllerMoved):
+                await s.remove_deletion_marks(old, {"gone"})
+            assert await s.topics_marked_for_deletion() == ["also-gone", "gone"]
+            await s.remove_deletion_marks(lease, {"gone", "never-marked"})
+            assert await s.topics_marked_for_deletion() == ["also-gone"]
+
+    run(main)
+
+
+def test_own_controller_znode_is_released_only_by_its_session(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as holder, store(zookeeper) as other:
+            await holder.elect_controller(1, 1)
+            assert not await other.release_own_controller()
+            assert await other.controller() is not None
+            assert await holder.release_own_controller()
+            assert await holder.controller() is None
+
+    run(main)
+
+
+def test_isr_and_config_notifications(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as s:
+            for partitions in ([("t", 0), ("t", 1)], [("u", 0)]):
+                await s.client.create(
+                    zp.isr_change_create_path(), zp.encode_isr_change(partitions), sequence=True
+                )
+            assert await s.take_isr_changes() == {("t", 0), ("t", 1), ("u", 0)}
+            assert await s.client.children(zp.ISR_CHANGE_NOTIFICATION) == []
+            topic = zp.TopicAssignment(uuid.uuid4(), {0: zp.ReplicaAssignment((1,))})
+            await s.create_topic("t", topic)
+            await s.set_topic_config("t", {"unclean.leader.election.enable": "true"})
+            await s.set_topic_config("t", {})
+            names = await s.config_changes()
+            assert len(names) == 2 and names == sorted(names)
+            assert [await s.config_change(n) for n in names] == [("topics", "t")] * 2
+            assert await s.config_change("config_change_9999999999") is None
 
     run(main)

@@ -23,7 +23,7 @@ registration left by its own previous session).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,6 +34,7 @@ from kazoo.exceptions import (
     RolledBackError,
 )
 
+from moldau.cluster.controller.context import LiveBroker, TopicPartition
 from moldau.cluster.zk import paths as zp
 from moldau.cluster.zk.client import Op, WatchHandler, ZkClient
 
@@ -146,6 +147,21 @@ class ZkStore:
                 out[broker_id] = registration
         return out
 
+    async def live_brokers(self, watch: WatchHandler | None = None) -> dict[int, LiveBroker]:
+        """Every registered broker with its epoch (the czxid of /brokers/ids/N,
+        Kafka's broker epoch); ``watch`` fires when one arrives or leaves."""
+        out = {}
+        for broker_id in await self.broker_ids(watch):
+            try:
+                data, stat = await self.client.get(zp.broker_path(broker_id))
+            except NoNodeError:  # it left between the two reads
+                continue
+            registration = zp.decode_broker(broker_id, data)
+            out[broker_id] = LiveBroker(
+                broker_id, int(stat.czxid), registration.endpoints, registration.rack
+            )
+        return out
+
     # -- controller ----------------------------------------------------------
 
     async def controller(
@@ -201,6 +217,19 @@ class ZkStore:
     async def resign_controller(self, lease: ControllerLease) -> None:
         """Delete /controller, fenced: a deposed controller deletes nothing."""
         await self._fenced(lease, [Op.delete(zp.CONTROLLER)])
+
+    async def release_own_controller(self) -> bool:
+        """Delete /controller if this session's ephemeral holds it: a controller
+        deposed by a failed fence (or a dropped connection) while its session
+        lived still holds the znode, and nobody could be elected until the
+        session ends. Returns whether it deleted it."""
+        session = self.client.session
+        stat = await self.client.exists(zp.CONTROLLER)
+        if stat is None or session is None or stat.ephemeralOwner != session[0]:
+            return False
+        with contextlib.suppress(NoNodeError, BadVersionError):
+            await self.client.delete(zp.CONTROLLER, stat.version)
+        return True
 
     async def _fenced(self, lease: ControllerLease, ops: Sequence[Op]) -> list[Any]:
         """Run ``ops`` only if /controller_epoch still has the lease's version."""
@@ -304,6 +333,13 @@ class ZkStore:
             with contextlib.suppress(NoNodeError):
                 await self._fenced(lease, [Op.delete(path)])
 
+    async def remove_deletion_marks(self, lease: ControllerLease, topics: Iterable[str]) -> None:
+        """Delete /admin/delete_topics/T of topics that do not exist, fenced;
+        marks already gone are skipped."""
+        for topic in sorted(topics):
+            with contextlib.suppress(NoNodeError):
+                await self._fenced(lease, [Op.delete(zp.delete_topic_path(topic))])
+
     async def mark_topic_for_deletion(self, topic: str) -> None:
         """/admin/delete_topics/T: the controller deletes the topic."""
         with contextlib.suppress(NodeExistsError):
@@ -322,6 +358,16 @@ class ZkStore:
     async def topic_config(self, topic: str) -> dict[str, str]:
         found = await self._get(zp.topic_config_path(topic))
         return {} if found is None else zp.decode_entity_config(found[0])
+
+    async def config_changes(self, watch: WatchHandler | None = None) -> list[str]:
+        """The notification znodes under /config/changes, oldest first (their
+        names end in ZooKeeper's sequence number, so name order is age order)."""
+        return sorted(await self.client.children(zp.CONFIG_CHANGES, watch))
+
+    async def config_change(self, name: str) -> tuple[str, str] | None:
+        """(entity type, entity name) of one notification; None if purged."""
+        found = await self._get(f"{zp.CONFIG_CHANGES}/{name}")
+        return None if found is None else zp.decode_config_change(found[0])
 
     async def _set_or_create(self, path: str, data: bytes) -> None:
         try:
@@ -384,6 +430,22 @@ class ZkStore:
                 f"{topic}-{partition}: state changed since version {state.zk_version}"
             ) from None
         return replace(state, zk_version=int(results[0].version))
+
+    async def take_isr_changes(
+        self, watch: WatchHandler | None = None
+    ) -> frozenset[TopicPartition]:
+        """The partitions named under /isr_change_notification, deleting the
+        notifications read (Kafka's controller does the same)."""
+        changed: set[TopicPartition] = set()
+        for name in await self.client.children(zp.ISR_CHANGE_NOTIFICATION, watch):
+            path = f"{zp.ISR_CHANGE_NOTIFICATION}/{name}"
+            found = await self._get(path)
+            if found is None:
+                continue
+            changed |= zp.decode_isr_change(found[0])
+            with contextlib.suppress(NoNodeError):
+                await self.client.delete(path)
+        return frozenset(changed)
 
     # -- producer ids --------------------------------------------------------
 
