@@ -627,6 +627,41 @@ def test_a_deleted_controller_znode_starts_a_new_term(zookeeper: ZooKeeper) -> N
     run(main)
 
 
+def test_an_isr_change_notification_is_taken_and_consumed(zookeeper: ZooKeeper) -> None:
+    async def main() -> None:
+        recorder = Recorder()
+        async with admin_store(zookeeper) as admin, cluster(zookeeper, recorder, [1, 2]) as nodes:
+            await one_controller(nodes)
+            await admin.create_topic("t", assignment({0: (1, 2)}))
+            await until(lambda: created(admin, "t", 1), "partition state")
+            before = await admin.partition_state("t", 0)
+            assert before is not None
+            shrunk = zp.PartitionState(1, before.leader_epoch, (1,), before.controller_epoch)
+            await admin.client.set(
+                zp.partition_state_path("t", 0), zp.encode_partition_state(shrunk)
+            )
+            await admin.client.create(
+                zp.isr_change_create_path(), zp.encode_isr_change([("t", 0)]), sequence=True
+            )
+
+            def announced() -> set[int]:
+                return {
+                    r.broker_id
+                    for r in recorder.of(UpdateMetadata)
+                    for p in r.partitions
+                    if p.topic == "t" and p.isr == (1,)
+                }
+
+            await until(lambda: announced() == {1, 2}, "the new ISR announced")
+
+            async def consumed() -> bool:
+                return await admin.client.children(zp.ISR_CHANGE_NOTIFICATION) == []
+
+            await until(consumed, "the notification deleted")
+
+    run(main)
+
+
 # -- channels --------------------------------------------------------------------
 
 
