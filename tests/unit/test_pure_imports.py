@@ -18,7 +18,12 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 #: Whole packages that are pure, and single pure modules in mixed packages.
 PURE_PACKAGES = ("moldau/cluster/controller", "moldau/group", "moldau/log", "moldau/replication")
-PURE_MODULES = ("moldau/cluster/zk/paths.py", "moldau/cluster/placement.py")
+PURE_MODULES = (
+    "moldau/cluster/zk/paths.py",
+    "moldau/cluster/placement.py",
+    "moldau/cluster/wire.py",
+    "moldau/cluster/metadata_cache.py",
+)
 SHELLS = ("moldau.cluster.zk.client", "moldau.cluster.zk.store")
 
 BLOCKER = """
