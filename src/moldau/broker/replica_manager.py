@@ -142,14 +142,18 @@ class ReplicaManager:
     def hosted_count(self) -> int:
         return len(self.partitions)
 
-    def leader_partition(self, topic: str, index: int) -> Partition:
-        """The partition this broker leads, or KafkaError saying why not."""
+    def leader_partition(self, topic: str, index: int, current_leader_epoch: int = -1) -> Partition:
+        """The partition this broker leads, or KafkaError saying why not.
+
+        ``current_leader_epoch`` (-1: none) is checked first, as Kafka's
+        ``Partition.getLocalLog`` does (``Partition.check_leader_epoch``)."""
         partition = self.partitions.get((topic, index))
         if partition is None:
             info = self.metadata.topic(topic)
             if info is None or index >= info.partition_count or index < 0:
                 raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        partition.check_leader_epoch(current_leader_epoch)
         if not partition.is_leader:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return partition

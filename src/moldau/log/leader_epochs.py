@@ -98,6 +98,16 @@ class LeaderEpochCache:
             floor = entry
         return UNDEFINED  # newer than the latest epoch
 
+    def epoch_for_offset(self, offset: int) -> int:
+        """The epoch that wrote ``offset``: the last entry starting at or
+        before it (Kafka's ``epochForOffset``), or -1."""
+        found = UNDEFINED_EPOCH
+        for epoch, start_offset in self._entries:
+            if start_offset > offset:
+                break
+            found = epoch
+        return found
+
     def truncate_from_end(self, end_offset: int) -> bool:
         """Drop the entries starting at or past ``end_offset``; whether any went."""
         if end_offset < 0 or not self._entries or self._entries[-1][1] < end_offset:

@@ -24,6 +24,7 @@ from . import (
     offset_commit,
     offset_delete,
     offset_fetch,
+    offset_for_leader_epoch,
     produce,
     sync_group,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "offset_commit",
     "offset_delete",
     "offset_fetch",
+    "offset_for_leader_epoch",
     "produce",
     "sync_group",
 ]
