@@ -36,6 +36,7 @@ answered with KAFKA_STORAGE_ERROR until the broker restarts, as in Kafka.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ from dataclasses import dataclass, field
 from ..log.errors import KafkaStorageError
 from ..log.partition_log import AppendResult, PartitionLog, ReadResult
 from ..protocol.errors import ErrorCode, KafkaError
+
+logger = logging.getLogger(__name__)
 
 #: current_leader_epoch of a request that does not ask for the check.
 NO_LEADER_EPOCH = -1
@@ -124,7 +127,19 @@ class Partition:
     def become_leader(self, epoch: int, isr: list[int]) -> None:
         self.leader_id = self.broker_id
         self.leader_epoch = epoch
-        self.log.assign_leader_epoch(epoch, self.log.log_end_offset)
+        if epoch >= self.log.leader_epochs.latest_epoch:
+            self.log.assign_leader_epoch(epoch, self.log.log_end_offset)
+        else:
+            # Epochs only grow; an older one would cut the log's epoch
+            # history short. (A single node hosts every partition at epoch 0,
+            # also a log that led at a later epoch elsewhere.)
+            logger.warning(
+                "%s-%d: leading at epoch %d, but the log has seen epoch %d",
+                self.topic,
+                self.index,
+                epoch,
+                self.log.leader_epochs.latest_epoch,
+            )
         self.isr = list(isr)
         self.followers = {r: ReplicaState() for r in self.replicas if r != self.broker_id}
         self._advance_high_watermark()
