@@ -80,16 +80,21 @@ async def produce(conn: BrokerConnection, count: int, version: int = 12) -> dict
 
 
 async def fetch(
-    conn: BrokerConnection, core: BrokerCore, epoch: int, version: int = 12
+    conn: BrokerConnection,
+    core: BrokerCore,
+    epoch: int,
+    version: int = 12,
+    offset: int = 0,
+    last_fetched_epoch: int = -1,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(response, its one partition) of a Fetch from offset 0."""
+    """(response, its one partition) of a Fetch from ``offset``."""
     info = core.metadata.topic(TOPIC)
     assert info is not None
     partition = {
         "partition": 0,
         "current_leader_epoch": epoch,
-        "fetch_offset": 0,
-        "last_fetched_epoch": -1,
+        "fetch_offset": offset,
+        "last_fetched_epoch": last_fetched_epoch,
         "log_start_offset": -1,
         "partition_max_bytes": 1 << 20,
     }
@@ -214,6 +219,28 @@ def test_offset_for_leader_epoch_answers_from_the_epoch_cache(tmp_path: Path) ->
             unknown = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             assert await end_offsets(conn, [0], topic="nope") == [(unknown, -1, -1)]
             assert await end_offsets(conn, [0], partition=5) == [(unknown, -1, -1)]
+
+    run(body)
+
+
+def test_a_fetcher_whose_log_diverged_learns_where(tmp_path: Path) -> None:
+    async def body() -> None:
+        async with serving(tmp_path) as (core, conn):
+            await create(conn)
+            await produce(conn, 3)
+            hosted(core).become_leader(epoch=3, isr=[core.broker_id])
+            await produce(conn, 2)
+            # A fetcher that wrote offsets 3 and 4 in epoch 0 (a deposed leader's).
+            _, answer = await fetch(conn, core, 3, offset=5, last_fetched_epoch=0)
+            assert answer["error_code"] == 0
+            assert answer["diverging_epoch"] == {"epoch": 0, "end_offset": 3}
+            assert answer["records"] in (None, b"")
+            _, answer = await fetch(conn, core, 3, offset=3, last_fetched_epoch=0)
+            assert answer["error_code"] == 0
+            assert answer.get("diverging_epoch", {}).get("epoch", -1) == -1
+            assert values(bytes(answer["records"])) == [b"v0", b"v1"]
+            _, answer = await fetch(conn, core, 3, offset=5, last_fetched_epoch=4)
+            assert answer["error_code"] == ErrorCode.OFFSET_OUT_OF_RANGE
 
     run(body)
 

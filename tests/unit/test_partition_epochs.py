@@ -95,3 +95,26 @@ def test_an_offline_partition_answers_storage_errors(tmp_path: Path) -> None:
     with pytest.raises(KafkaError) as refused:
         partition.end_offset_for_epoch(0)
     assert refused.value.code == ErrorCode.KAFKA_STORAGE_ERROR
+
+
+def test_diverging_epoch_tells_a_fetcher_where_to_truncate(tmp_path: Path) -> None:
+    partition = make_partition(tmp_path)
+    partition.become_leader(epoch=0, isr=[1])
+    for _ in range(3):
+        partition.append_as_leader(batch())
+    partition.become_leader(epoch=3, isr=[1])
+    for _ in range(2):
+        partition.append_as_leader(batch())
+    # Epoch 0 holds 0..2, epoch 3 holds 3..4.
+    assert partition.diverging_epoch(3, 0) is None
+    assert partition.diverging_epoch(5, 3) is None
+    assert partition.diverging_epoch(4, 0) == (0, 3)  # epoch 0 ended at 3 here
+    assert partition.diverging_epoch(5, 2) == (0, 3)  # epoch 2 never wrote here
+    for offset, epoch in ((5, 4), (0, -1)):  # an epoch this log cannot place
+        with pytest.raises(KafkaError) as refused:
+            partition.diverging_epoch(offset, epoch)
+        assert refused.value.code == ErrorCode.OFFSET_OUT_OF_RANGE
+    partition.log.delete_records_before(2)
+    with pytest.raises(KafkaError) as refused:
+        partition.diverging_epoch(1, 0)
+    assert refused.value.code == ErrorCode.OFFSET_OUT_OF_RANGE

@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..log.errors import KafkaStorageError
+from ..log.errors import KafkaStorageError, OffsetOutOfRangeError
 from ..log.partition_log import AppendResult, PartitionLog, ReadResult
 from ..protocol.errors import ErrorCode, KafkaError
 
@@ -123,6 +123,32 @@ class Partition:
         replica's log, or (-1, -1) (OffsetForLeaderEpoch)."""
         self.check_online()
         return self.log.end_offset_for_epoch(epoch)
+
+    def diverging_epoch(self, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:
+        """Where a fetcher's log leaves this one (Fetch v12+, KIP-320), or None.
+
+        The fetcher's log ends at ``fetch_offset`` with a batch of
+        ``last_fetched_epoch``. If that epoch is unknown here or ended here
+        before ``fetch_offset``, the logs diverge: the answer is this log's
+        (epoch, end offset) for it, where the fetcher truncates to (a
+        follower after a leader change, KIP-279). OFFSET_OUT_OF_RANGE when
+        this log cannot say, or ``fetch_offset`` is below its start, as in
+        Kafka's ``Partition.readRecords``.
+        """
+        epoch, end_offset = self.end_offset_for_epoch(last_fetched_epoch)
+        if epoch < 0 or end_offset < 0:
+            raise OffsetOutOfRangeError(
+                f"{self.topic}-{self.index}: no end offset for last fetched epoch "
+                f"{last_fetched_epoch}"
+            )
+        if fetch_offset < self.log_start_offset:
+            raise OffsetOutOfRangeError(
+                f"{self.topic}-{self.index}: offset {fetch_offset} is below the log start "
+                f"{self.log_start_offset}"
+            )
+        if epoch < last_fetched_epoch or end_offset < fetch_offset:
+            return epoch, end_offset
+        return None
 
     def become_leader(self, epoch: int, isr: list[int]) -> None:
         self.leader_id = self.broker_id

@@ -14,8 +14,10 @@ The current leader epoch (v9+) is checked before anything is read
 (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH, KIP-320); a partition answering
 NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the current leader
 (v12+) and the response that leader's endpoint (v16+), KIP-951
-(``routing.py``). moldau does not yet answer ``diverging_epoch`` (a
-follower's truncation check, KIP-320): it ignores ``last_fetched_epoch``.
+(``routing.py``). A fetcher that names the epoch of its last batch
+(``last_fetched_epoch``, v12+) whose log has left this one gets no records
+but ``diverging_epoch``, where to truncate to (``Partition.diverging_epoch``),
+at once.
 
 A fetch that finds fewer than min_bytes waits up to max_wait_ms, but answers
 as soon as an append to one of its partitions brings enough: a consumer
@@ -32,6 +34,7 @@ from ...log.errors import LogError
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
+from ...replication.partition import Partition
 from ..core import BrokerCore
 from ..dispatch import HandlerResult, RequestContext, handles
 from ..routing import LEADER_ERRORS, leader_entry, node_endpoints
@@ -84,7 +87,8 @@ def _read_all(
     wanted: list[tuple[Message, str | None, Message]],
     by_id: bool,
 ) -> tuple[Message, int, bool]:
-    """Read every partition once: (response, bytes of records, any error)."""
+    """Read every partition once: (response, bytes of records, whether to
+    answer now: an error or a divergence, as in Kafka)."""
     budget = request.get("max_bytes", 0x7FFFFFFF)
     follower = _replica_id(request) >= 0
     read_committed = request.get("isolation_level", 0) == 1
@@ -111,6 +115,13 @@ def _read_all(
             partition = core.replicas.leader_partition(
                 name, index, want.get("current_leader_epoch", -1)
             )
+            last_epoch = want.get("last_fetched_epoch", -1)
+            if last_epoch >= 0:
+                diverging = partition.diverging_epoch(want["fetch_offset"], last_epoch)
+                if diverging is not None:
+                    current["partitions"].append(_diverged(partition, index, *diverging))
+                    errors = True
+                    continue
             limit = min(want["partition_max_bytes"], max(budget - total, 0))
             result = partition.read(
                 want["fetch_offset"],
@@ -149,6 +160,19 @@ def _read_all(
     if leaders:
         response["node_endpoints"] = node_endpoints(core, leaders)
     return response, total, errors
+
+
+def _diverged(partition: Partition, index: int, epoch: int, end_offset: int) -> dict[str, Any]:
+    return {
+        "partition_index": index,
+        "error_code": 0,
+        "high_watermark": partition.high_watermark,
+        "last_stable_offset": partition.high_watermark,
+        "log_start_offset": partition.log_start_offset,
+        "diverging_epoch": {"epoch": epoch, "end_offset": end_offset},
+        "preferred_read_replica": -1,
+        "records": b"",
+    }
 
 
 def _replica_id(request: Message) -> int:
