@@ -12,7 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moldau.log import fileops
-from moldau.log.checkpoint import LEADER_EPOCH_CHECKPOINT, read_leader_epochs
+from moldau.log.checkpoint import (
+    LEADER_EPOCH_CHECKPOINT,
+    read_leader_epochs,
+    write_leader_epochs,
+)
 from moldau.log.config import LogConfig
 from moldau.log.errors import KafkaStorageError
 from moldau.log.leader_epochs import UNDEFINED, LeaderEpochCache
@@ -205,10 +209,26 @@ def test_the_checkpoint_survives_a_restart_and_is_rebuilt_when_lost(tmp_path: Pa
 def test_entries_past_the_log_end_are_dropped_at_start(tmp_path: Path) -> None:
     """A crash after the checkpoint was written but before the batch was."""
     log = epochs_log(tmp_path)
-    log.assign_leader_epoch(9, log.log_end_offset)
-    assert read_leader_epochs(log.directory) == [(0, 0), (2, 3), (5, 6), (9, 9)]
+    write_leader_epochs(log.directory, [(0, 0), (2, 3), (5, 6), (9, 9)])
     reopened = open_log(log.directory)
     assert reopened.leader_epochs.entries == [(0, 0), (2, 3), (5, 6)]
+    assert read_leader_epochs(log.directory) == [(0, 0), (2, 3), (5, 6)]
+
+
+def test_a_new_leaders_entry_is_written_with_its_first_batch(tmp_path: Path) -> None:
+    log = epochs_log(tmp_path)
+    log.assign_leader_epoch(9, log.log_end_offset)
+    assert log.end_offset_for_epoch(5) == (5, 9)
+    assert read_leader_epochs(log.directory) == [(0, 0), (2, 3), (5, 6)]  # no fsync yet
+    assert open_log(log.directory).leader_epochs.entries == [(0, 0), (2, 3), (5, 6)]
+    log.assign_leader_epoch(9, log.log_end_offset)
+    log.append(batch(), leader_epoch=9)
+    assert read_leader_epochs(log.directory) == [(0, 0), (2, 3), (5, 6), (9, 9)]
+    # A follower's batches of that epoch write it too.
+    follower = open_log(str(tmp_path / "follower" / "t-0"))
+    follower.assign_leader_epoch(0, 0)
+    follower.append_as_follower(b"".join(s.read() for s in log.read(0, 1 << 20).slices))
+    assert read_leader_epochs(follower.directory) == [(0, 0), (2, 3), (5, 6), (9, 9)]
 
 
 def test_truncation_and_start_moves_prune_the_cache(tmp_path: Path) -> None:
@@ -258,8 +278,13 @@ def test_an_epoch_that_cannot_be_persisted_refuses_the_append(
         log.append(batch(), leader_epoch=6)
     assert log.log_end_offset == end
     assert log.leader_epochs.entries == [(0, 0), (2, 3), (5, 6)]
-    log.append(batch(), leader_epoch=5)  # the current epoch writes no checkpoint
+    # The file may hold either version now: the next append rewrites it
+    # first, whatever its epoch, and is refused while that fails.
+    with pytest.raises(KafkaStorageError):
+        log.append(batch(), leader_epoch=5)
     monkeypatch.setattr(fileops, "fsync", real_fsync)
+    log.append(batch(), leader_epoch=5)
     log.append(batch(), leader_epoch=6)
     assert log.leader_epochs.entries == [(0, 0), (2, 3), (5, 6), (6, 10)]
+    assert read_leader_epochs(log.directory) == log.leader_epochs.entries
     assert log.offline is None

@@ -19,13 +19,16 @@ crash rescans from there (see ``recovery.py``).
 Leader epochs: every batch carries the epoch of the leader that appended it,
 and the log keeps Kafka's leader-epoch cache (``leader_epochs.py``): the
 offset at which each epoch began, persisted as ``leader-epoch-checkpoint``
-in the partition dir. The file is never behind the log: an append that
-starts a new epoch (one int compare per append otherwise) rewrites it before
-its data is written, and a truncation that cannot rewrite it takes the
-partition offline. So a start needs only to drop entries past the log end (a
-crash between the two writes) or below the log start (a start move whose
-rewrite failed, harmless); a missing or damaged file is rebuilt from the
-batch headers.
+in the partition dir. The file is never behind the data: an append whose
+epoch is not the file's latest (one int compare per append otherwise)
+rewrites it before its data is written, and a truncation that cannot rewrite
+it takes the partition offline. So a start needs only to drop entries past
+the log end (a crash between the two writes) or below the log start (a start
+move whose rewrite failed, harmless); a missing or damaged file is rebuilt
+from the batch headers. The entry a new leader adds before it has data
+(``assign_leader_epoch``) waits in memory for the next rewrite, so hosting a
+new partition costs no extra fsync; a restart forgets it, and the leader
+adds it again when it leads again.
 
 Segments form a sorted list keyed by base offset, so retention (drop a
 prefix) and compaction (swap a run of segments for cleaned ones) are list
@@ -44,7 +47,6 @@ when it cannot restore a consistent state.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import logging
@@ -96,6 +98,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], int]
 P = ParamSpec("P")
 R = TypeVar("R")
+#: ``_checkpointed_epoch`` when the file may differ from the cache.
+_UNCHECKPOINTED = -2
 #: Refused appends of one partition are logged at most this often.
 _WARN_INTERVAL_MS = 10_000
 
@@ -181,6 +185,9 @@ class PartitionLog:
         #: Why the partition is offline (see the module doc), or None.
         self.offline: str | None = None
         self._last_warning_ms: int | None = None
+        #: The latest epoch in ``leader-epoch-checkpoint`` (-2: the file may
+        #: differ from the cache), what appends compare their epoch with.
+        self._checkpointed_epoch = _UNCHECKPOINTED
         self.leader_epochs = self._load_leader_epochs()
         self._load_producer_state()
 
@@ -319,7 +326,7 @@ class PartitionLog:
             count += header.records_count
         if not tracked:
             return AppendResult(base_offset, base_offset - 1, append_time, 0, -1)
-        if leader_epoch != self.leader_epochs.latest_epoch:
+        if leader_epoch != self._checkpointed_epoch:
             self._assign_leader_epochs([(leader_epoch, base_offset)])
         self._write(base_offset, buffers, tracked, total, max_timestamp, now)
         for header, first_offset in written:
@@ -339,7 +346,7 @@ class PartitionLog:
         tracked: list[TrackedBatch] = []
         count = 0
         max_timestamp = -1
-        epoch = self.leader_epochs.latest_epoch
+        epoch = self._checkpointed_epoch
         new_epochs: list[tuple[int, int]] = []
         for header, batch in iter_batches(records, allow_partial_tail=True):
             validate(header, batch, from_client=False)
@@ -491,18 +498,17 @@ class PartitionLog:
         cache.truncate_from_start(self.log_start_offset)
         if damaged or cache.entries != (saved or []):
             self._save_leader_epochs(cache, quietly=True)
+        else:
+            self._checkpointed_epoch = cache.latest_epoch
         return cache
 
     def assign_leader_epoch(self, epoch: int, start_offset: int) -> None:
         """Record that ``epoch`` starts at ``start_offset`` (a new leader does,
         at its log end, before any append, as Kafka's makeLeader: a follower
         that asks about an older epoch must learn where it ended even if the
-        new leader writes nothing). A file that cannot be written (logged)
-        leaves the cache as it was; the epoch's first append records it then."""
-        if self.offline is not None:
-            return
-        with contextlib.suppress(KafkaStorageError):
-            self._assign_leader_epochs([(epoch, start_offset)])
+        new leader writes nothing). In memory until the next rewrite of the
+        file (see the module doc); the caller keeps epochs growing."""
+        self.leader_epochs.assign(epoch, start_offset)
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """(epoch, end offset) of the largest epoch <= ``epoch`` (Kafka's
@@ -518,23 +524,27 @@ class PartitionLog:
         changed = False
         for epoch, start_offset in epochs:
             changed |= cache.assign(epoch, start_offset)
-        if not changed:
+        if not changed and cache.latest_epoch == self._checkpointed_epoch:
             return
         try:
-            write_leader_epochs(self.directory, cache.entries)
+            self._save_leader_epochs(cache)
         except OSError as exc:
             self.leader_epochs = LeaderEpochCache(before)
             raise self._refused(exc) from exc
 
     def _save_leader_epochs(self, cache: LeaderEpochCache, *, quietly: bool = False) -> None:
         """Persist ``cache``. Quietly: a failure is only logged (a start move:
-        the next start drops entries below the log start anyway)."""
+        the next start drops entries below the log start anyway), and the
+        next append rewrites the file."""
         try:
             write_leader_epochs(self.directory, cache.entries)
         except OSError as exc:
+            self._checkpointed_epoch = _UNCHECKPOINTED
             if not quietly:
                 raise
             log.warning("%s: cannot write the leader-epoch checkpoint: %s", self.directory, exc)
+        else:
+            self._checkpointed_epoch = cache.latest_epoch
 
     def _headers_from(self, start: int) -> Iterator[BatchHeader]:
         """Headers of the batches from the one holding ``start`` on."""
