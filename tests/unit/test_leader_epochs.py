@@ -288,3 +288,75 @@ def test_an_epoch_that_cannot_be_persisted_refuses_the_append(
     assert log.leader_epochs.entries == [(0, 0), (2, 3), (5, 6), (6, 10)]
     assert read_leader_epochs(log.directory) == log.leader_epochs.entries
     assert log.offline is None
+
+
+def below_end(log: PartitionLog, entries: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    return [(epoch, start) for epoch, start in entries if start < log.log_end_offset]
+
+
+def rebuilt(log: PartitionLog) -> list[tuple[int, int]]:
+    """The entries a log's batches imply below its end, as a start without a
+    checkpoint builds them."""
+    cache = LeaderEpochCache()
+    for segment in log.segments:
+        for _, header, _ in segment.iter_batches():
+            cache.assign(header.partition_leader_epoch, header.base_offset)
+    cache.truncate_from_start(log.log_start_offset)
+    return below_end(log, cache.entries)
+
+
+log_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.integers(0, 2), st.integers(1, 3)),
+        st.tuples(st.just("truncate"), st.integers(0, 30), st.just(0)),
+        st.tuples(st.just("delete_records"), st.integers(0, 30), st.just(0)),
+        st.tuples(st.just("restart"), st.booleans(), st.just(0)),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(log_operations)
+def test_the_cache_always_matches_the_batches(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, int]]
+) -> None:
+    """Whatever appends (epochs growing), truncations, start moves and
+    restarts (clean or not) did, the cache, in memory and on disk, is what
+    the log's batches say. (Past them, at the log end, the latest epoch may
+    stay after DeleteRecords emptied the log; a restart drops it, as Kafka's
+    does.)"""
+    directory = str(tmp_path_factory.mktemp("log") / "t-0")
+    log = open_log(directory, segment_bytes=200)
+    epoch = 0
+    for op, a, b in ops:
+        if op == "append":
+            epoch += a
+            log.append(batch(b), leader_epoch=epoch)
+        elif op == "truncate":
+            log.truncate_to(min(a, log.log_end_offset))
+        elif op == "delete_records":
+            log.delete_records_before(min(a, log.log_end_offset))
+        else:
+            start, recovery_point = log.log_start_offset, log.recovery_point
+            if a:
+                log.flush()
+                recovery_point = log.log_end_offset
+                log.close()
+            log = PartitionLog.open(
+                directory,
+                "t",
+                0,
+                log.topic_id,
+                log.config,
+                Clock(),
+                log_start_offset=start,
+                recovery_point=recovery_point,
+                clean_shutdown=bool(a),
+            )
+        entries = log.leader_epochs.entries
+        assert below_end(log, entries) == rebuilt(log)
+        assert len(entries) - len(rebuilt(log)) <= 1
+        assert all(start <= log.log_end_offset for _, start in entries)
+        assert read_leader_epochs(directory) in (None, entries)
+    log.close()
