@@ -708,7 +708,7 @@ def _collect(process: subprocess.Popen[str], lines: list[str]) -> None:
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ("zookeeper.connect=127.0.0.1:2181", "zookeeper.connect"),
+        ("zookeeper.connect=127.0.0.1", "zookeeper.connect"),
         ("compression.type=brotli", "compression.type"),
         ("offsets.topic.num.partitions=100000", "offsets.topic.num.partitions"),
         ("max.connections.per.ip.overrides=localhost", "max.connections.per.ip.overrides"),

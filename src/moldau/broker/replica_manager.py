@@ -106,7 +106,10 @@ class ReplicaManager:
     ) -> Partition:
         """Host ``partition_log`` as partition ``index`` of ``info``, as its leader."""
         partition = self._new_partition(info.name, index, info.topic_id, replicas, partition_log)
-        partition.become_leader(epoch=0, isr=[self.broker_id])
+        # A single node leads at the epoch its log last saw (0 when new): a
+        # lower epoch would prune the log's epoch history (Kafka's rule).
+        epoch = max(0, partition_log.leader_epochs.latest_epoch)
+        partition.become_leader(epoch=epoch, isr=[self.broker_id])
         self.partitions[(info.name, index)] = partition
         self._leadership_changed(partition)
         return partition
@@ -272,14 +275,18 @@ class ReplicaManager:
     def hosted_count(self) -> int:
         return len(self.partitions)
 
-    def leader_partition(self, topic: str, index: int) -> Partition:
-        """The partition this broker leads, or KafkaError saying why not."""
+    def leader_partition(self, topic: str, index: int, current_leader_epoch: int = -1) -> Partition:
+        """The partition this broker leads, or KafkaError saying why not.
+
+        ``current_leader_epoch`` (-1: none) is checked first, as Kafka's
+        ``Partition.getLocalLog`` does (``Partition.check_leader_epoch``)."""
         partition = self.partitions.get((topic, index))
         if partition is None:
             info = self.metadata.topic(topic)
             if info is None or index >= info.partition_count or index < 0:
                 raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        partition.check_leader_epoch(current_leader_epoch)
         if not partition.is_leader:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return partition

@@ -77,6 +77,16 @@ class MetadataStore(Protocol):
         hosted partition knows (a single node leads all it hosts)."""
         ...
 
+    def partition_leader(self, topic: str, index: int) -> tuple[int, int] | None:
+        """(leader id, leader epoch) of a partition as the cluster last said,
+        or None when unknown (no such partition, no leader yet); what
+        NOT_LEADER_OR_FOLLOWER answers name (KIP-951)."""
+        ...
+
+    def broker(self, node_id: int) -> BrokerInfo | None:
+        """The live broker ``node_id`` with its advertised endpoint, or None."""
+        ...
+
 
 class LocalMetadataStore:
     """Metadata of a single-node broker, persisted next to its data.
@@ -170,6 +180,19 @@ class LocalMetadataStore:
 
     def partition(self, topic: str, index: int) -> PartitionView | None:
         return None
+
+    def partition_leader(self, topic: str, index: int) -> tuple[int, int] | None:
+        """This broker, at epoch 0: a single node leads every partition it
+        has, at the epoch ``ReplicaManager.host`` gives them. (The file keeps
+        no epochs; the hosted partition knows its own, and is asked first,
+        see ``broker/routing.py``.)"""
+        info = self._topics.get(topic)
+        if info is None or not 0 <= index < info.partition_count:
+            return None
+        return self._broker.node_id, 0
+
+    def broker(self, node_id: int) -> BrokerInfo | None:
+        return self._broker if node_id == self._broker.node_id else None
 
     # Every change below writes the changed state first and applies it in
     # memory only once the write succeeded.

@@ -10,6 +10,15 @@ each log dir::
     orders 0 1234          <- topic partition offset
     orders 1 99
 
+``leader-epoch-checkpoint`` lives in each partition dir and lists the
+leader-epoch cache (``leader_epochs.py``) in the same frame, one
+``epoch start_offset`` line per entry::
+
+    0
+    2
+    0 0
+    3 1500
+
 ``partition.metadata`` lives in each partition dir and names the topic id
 (Kafka's Uuid text form: base64url of the 16 bytes, without padding)::
 
@@ -27,12 +36,13 @@ import base64
 import contextlib
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from moldau.log import fileops
 
 __all__ = [
     "CLEANER_OFFSET_CHECKPOINT",
+    "LEADER_EPOCH_CHECKPOINT",
     "LOG_START_OFFSET_CHECKPOINT",
     "PARTITION_METADATA",
     "RECOVERY_POINT_CHECKPOINT",
@@ -40,10 +50,12 @@ __all__ = [
     "CorruptCheckpointError",
     "fsync_dir",
     "parse_topic_id",
+    "read_leader_epochs",
     "read_offsets",
     "read_partition_metadata",
     "topic_id_text",
     "write_atomically",
+    "write_leader_epochs",
     "write_offsets",
     "write_partition_metadata",
 ]
@@ -53,6 +65,7 @@ LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
 REPLICATION_OFFSET_CHECKPOINT = "replication-offset-checkpoint"
 CLEANER_OFFSET_CHECKPOINT = "cleaner-offset-checkpoint"
 PARTITION_METADATA = "partition.metadata"
+LEADER_EPOCH_CHECKPOINT = "leader-epoch-checkpoint"
 
 TopicPartition = tuple[str, int]
 
@@ -93,32 +106,64 @@ def write_atomically(path: str, content: str | bytes) -> None:
 
 
 def write_offsets(path: str, offsets: Mapping[TopicPartition, int]) -> None:
-    lines = ["0", str(len(offsets))]
-    lines += [f"{topic} {partition} {offset}" for (topic, partition), offset in offsets.items()]
-    write_atomically(path, "\n".join(lines) + "\n")
+    lines = [f"{topic} {partition} {offset}" for (topic, partition), offset in offsets.items()]
+    _write_entries(path, lines)
 
 
 def read_offsets(path: str) -> dict[TopicPartition, int]:
     """The checkpoint's entries; empty if the file does not exist."""
+    entries = _read_entries(path)
+    offsets = {}
+    try:
+        for line in entries or ():
+            topic, partition, offset = line.split(" ")
+            offsets[(topic, int(partition))] = int(offset)
+    except ValueError as exc:
+        raise CorruptCheckpointError(f"{path}: {exc}") from exc
+    return offsets
+
+
+def write_leader_epochs(partition_dir: str, entries: Sequence[tuple[int, int]]) -> None:
+    """Replace the partition's ``leader-epoch-checkpoint`` with ``entries``."""
+    lines = [f"{epoch} {start_offset}" for epoch, start_offset in entries]
+    _write_entries(os.path.join(partition_dir, LEADER_EPOCH_CHECKPOINT), lines)
+
+
+def read_leader_epochs(partition_dir: str) -> list[tuple[int, int]] | None:
+    """The (epoch, start offset) entries of the partition's
+    ``leader-epoch-checkpoint``, or None if there is no such file."""
+    path = os.path.join(partition_dir, LEADER_EPOCH_CHECKPOINT)
+    entries = _read_entries(path)
+    if entries is None:
+        return None
+    try:
+        pairs = [line.split(" ") for line in entries]
+        return [(int(epoch), int(start_offset)) for epoch, start_offset in pairs]
+    except ValueError as exc:
+        raise CorruptCheckpointError(f"{path}: {exc}") from exc
+
+
+def _write_entries(path: str, lines: Sequence[str]) -> None:
+    write_atomically(path, "\n".join(["0", str(len(lines)), *lines]) + "\n")
+
+
+def _read_entries(path: str) -> list[str] | None:
+    """The entry lines of a version-0 checkpoint; None if the file does not exist."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
     except FileNotFoundError:
-        return {}
+        return None
     try:
         if lines[0].strip() != "0":
             raise CorruptCheckpointError(f"{path}: unsupported version {lines[0]!r}")
         count = int(lines[1])
-        entries = lines[2 : 2 + count]
-        if len(entries) != count:
-            raise CorruptCheckpointError(f"{path}: expected {count} entries")
-        offsets = {}
-        for line in entries:
-            topic, partition, offset = line.split(" ")
-            offsets[(topic, int(partition))] = int(offset)
     except (IndexError, ValueError) as exc:
         raise CorruptCheckpointError(f"{path}: {exc}") from exc
-    return offsets
+    entries = lines[2 : 2 + count]
+    if len(entries) != count:
+        raise CorruptCheckpointError(f"{path}: expected {count} entries")
+    return entries
 
 
 def topic_id_text(topic_id: uuid.UUID) -> str:

@@ -16,6 +16,20 @@ per ``flush.messages`` / ``flush.ms``, and on close. The recovery point is
 the offset below which everything is known to be fsynced; recovery after a
 crash rescans from there (see ``recovery.py``).
 
+Leader epochs: every batch carries the epoch of the leader that appended it,
+and the log keeps Kafka's leader-epoch cache (``leader_epochs.py``): the
+offset at which each epoch began, persisted as ``leader-epoch-checkpoint``
+in the partition dir. The file is never behind the data: an append whose
+epoch is not the file's latest (one int compare per append otherwise)
+rewrites it before its data is written, and a truncation that cannot rewrite
+it takes the partition offline. So a start needs only to drop entries past
+the log end (a crash between the two writes) or below the log start (a start
+move whose rewrite failed, harmless); a missing or damaged file is rebuilt
+from the batch headers. The entry a new leader adds before it has data
+(``assign_leader_epoch``) waits in memory for the next rewrite, so hosting a
+new partition costs no extra fsync; a restart forgets it, and the leader
+adds it again when it leads again.
+
 Segments form a sorted list keyed by base offset, so retention (drop a
 prefix) and compaction (swap a run of segments for cleaned ones) are list
 edits plus file renames.
@@ -39,10 +53,15 @@ import logging
 import os
 import uuid
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Concatenate, NamedTuple, ParamSpec, TypeVar
 
-from moldau.log.checkpoint import fsync_dir
+from moldau.log.checkpoint import (
+    CorruptCheckpointError,
+    fsync_dir,
+    read_leader_epochs,
+    write_leader_epochs,
+)
 from moldau.log.config import LONG_MAX, LogConfig
 from moldau.log.errors import (
     InvalidTimestampError,
@@ -52,6 +71,7 @@ from moldau.log.errors import (
     RecordBatchTooLargeError,
     UnexpectedAppendOffsetError,
 )
+from moldau.log.leader_epochs import LeaderEpochCache
 from moldau.log.producer_state import ProducerStateManager
 from moldau.log.recovery import load_segments
 from moldau.log.retention import deletable_prefix
@@ -78,6 +98,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], int]
 P = ParamSpec("P")
 R = TypeVar("R")
+#: ``_checkpointed_epoch`` when the file may differ from the cache.
+_UNCHECKPOINTED = -2
 #: Refused appends of one partition are logged at most this often.
 _WARN_INTERVAL_MS = 10_000
 
@@ -163,6 +185,10 @@ class PartitionLog:
         #: Why the partition is offline (see the module doc), or None.
         self.offline: str | None = None
         self._last_warning_ms: int | None = None
+        #: The latest epoch in ``leader-epoch-checkpoint`` (-2: the file may
+        #: differ from the cache), what appends compare their epoch with.
+        self._checkpointed_epoch = _UNCHECKPOINTED
+        self.leader_epochs = self._load_leader_epochs()
         self._load_producer_state()
 
     @classmethod
@@ -300,6 +326,8 @@ class PartitionLog:
             count += header.records_count
         if not tracked:
             return AppendResult(base_offset, base_offset - 1, append_time, 0, -1)
+        if leader_epoch != self._checkpointed_epoch:
+            self._assign_leader_epochs([(leader_epoch, base_offset)])
         self._write(base_offset, buffers, tracked, total, max_timestamp, now)
         for header, first_offset in written:
             self.producer_state.record(header, first_offset, now)
@@ -318,12 +346,17 @@ class PartitionLog:
         tracked: list[TrackedBatch] = []
         count = 0
         max_timestamp = -1
+        epoch = self._checkpointed_epoch
+        new_epochs: list[tuple[int, int]] = []
         for header, batch in iter_batches(records, allow_partial_tail=True):
             validate(header, batch, from_client=False)
             if header.base_offset < end:
                 raise UnexpectedAppendOffsetError(
                     f"batch at offset {header.base_offset} does not follow log end {end}"
                 )
+            if header.partition_leader_epoch != epoch:
+                epoch = header.partition_leader_epoch
+                new_epochs.append((epoch, header.base_offset))
             if not tracked:
                 first_offset = header.base_offset
             end = header.next_offset
@@ -333,6 +366,8 @@ class PartitionLog:
             max_timestamp = max(max_timestamp, header.max_timestamp)
         if not tracked:
             return AppendResult(end, end - 1, -1, 0, -1)
+        if new_epochs:
+            self._assign_leader_epochs(new_epochs)
         now = self._clock()
         self._write(first_offset, [memoryview(records)[:total]], tracked, total, max_timestamp, now)
         for header, _ in iter_batches(memoryview(records)[:total]):
@@ -440,19 +475,95 @@ class PartitionLog:
         if removed is not None:
             self._take_offline(LogDamagedError(removed.path, _removed_error()))
 
+    # -- leader epochs -------------------------------------------------------
+
+    def _load_leader_epochs(self) -> LeaderEpochCache:
+        """The cache from ``leader-epoch-checkpoint`` fitted to the log, or
+        rebuilt from the batch headers if the file is missing or damaged."""
+        try:
+            saved = read_leader_epochs(self.directory)
+        except (CorruptCheckpointError, OSError) as exc:
+            log.warning("%s, rebuilding the leader-epoch cache from the log", exc)
+            saved = None
+            damaged = True
+        else:
+            damaged = False
+        if saved is None:
+            cache = LeaderEpochCache()
+            for header in self._headers_from(self.log_start_offset):
+                cache.assign(header.partition_leader_epoch, header.base_offset)
+        else:
+            cache = LeaderEpochCache(saved)
+        cache.truncate_from_end(self.log_end_offset)
+        cache.truncate_from_start(self.log_start_offset)
+        if damaged or cache.entries != (saved or []):
+            self._save_leader_epochs(cache, quietly=True)
+        else:
+            self._checkpointed_epoch = cache.latest_epoch
+        return cache
+
+    def assign_leader_epoch(self, epoch: int, start_offset: int) -> None:
+        """Record that ``epoch`` starts at ``start_offset`` (a new leader does,
+        at its log end, before any append, as Kafka's makeLeader: a follower
+        that asks about an older epoch must learn where it ended even if the
+        new leader writes nothing). In memory until the next rewrite of the
+        file (see the module doc); the caller keeps epochs growing."""
+        self.leader_epochs.assign(epoch, start_offset)
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """(epoch, end offset) of the largest epoch <= ``epoch`` (Kafka's
+        ``endOffsetFor``; UNDEFINED (-1, -1) when unknown)."""
+        return self.leader_epochs.end_offset_for(epoch, self.log_end_offset)
+
+    def _assign_leader_epochs(self, epochs: Iterable[tuple[int, int]]) -> None:
+        """Add new epochs and persist them before the data that carries them
+        is written; if that fails the cache is left as it was and the append
+        refused (``KafkaStorageError``), the log unchanged."""
+        cache = self.leader_epochs
+        before = cache.entries
+        changed = False
+        for epoch, start_offset in epochs:
+            changed |= cache.assign(epoch, start_offset)
+        if not changed and cache.latest_epoch == self._checkpointed_epoch:
+            return
+        try:
+            self._save_leader_epochs(cache)
+        except OSError as exc:
+            self.leader_epochs = LeaderEpochCache(before)
+            raise self._refused(exc) from exc
+
+    def _save_leader_epochs(self, cache: LeaderEpochCache, *, quietly: bool = False) -> None:
+        """Persist ``cache``. Quietly: a failure is only logged (a start move:
+        the next start drops entries below the log start anyway), and the
+        next append rewrites the file."""
+        try:
+            write_leader_epochs(self.directory, cache.entries)
+        except OSError as exc:
+            self._checkpointed_epoch = _UNCHECKPOINTED
+            if not quietly:
+                raise
+            log.warning("%s: cannot write the leader-epoch checkpoint: %s", self.directory, exc)
+        else:
+            self._checkpointed_epoch = cache.latest_epoch
+
+    def _headers_from(self, start: int) -> Iterator[BatchHeader]:
+        """Headers of the batches from the one holding ``start`` on."""
+        for segment in self._segments[self._segment_index(start) :]:
+            position = segment.translate_offset(start)
+            if position is None:
+                continue
+            for _, header, _ in segment.iter_batches(position):
+                yield header
+
     # -- producer state ------------------------------------------------------
 
     def _load_producer_state(self) -> None:
         """Load the latest producer snapshot and replay the batch headers
         written after it (see ``producer_state.py``)."""
         start = self.producer_state.load(self.log_end_offset)
-        for segment in self._segments[self._segment_index(start) :]:
-            position = segment.translate_offset(start)
-            if position is None:
-                continue
-            for _, header, _ in segment.iter_batches(position):
-                if header.producer_id >= 0 and header.base_offset >= start:
-                    self.producer_state.record(header, header.base_offset, header.max_timestamp)
+        for header in self._headers_from(start):
+            if header.producer_id >= 0 and header.base_offset >= start:
+                self.producer_state.record(header, header.base_offset, header.max_timestamp)
 
     def expire_producers(self, now: int, expiration_ms: int) -> int:
         """Forget producers silent for ``producer.id.expiration.ms``."""
@@ -673,6 +784,8 @@ class PartitionLog:
         self.log_start_offset = max(self.log_start_offset, self._segments[0].base_offset)
         self.recovery_point = max(self.recovery_point, self.log_start_offset)
         self.high_watermark = max(self.high_watermark, self.log_start_offset)
+        if self.leader_epochs.truncate_from_start(self.log_start_offset):
+            self._save_leader_epochs(self.leader_epochs, quietly=True)
         for segment in doomed:
             try:
                 segment.delete()
@@ -699,6 +812,8 @@ class PartitionLog:
         del self._segments[keep + 1 :]
         self._segments[-1].truncate_to(offset, self.config.index_interval_bytes)
         self._clamp_to_end()
+        if self.leader_epochs.truncate_from_end(self.log_end_offset):
+            self._save_leader_epochs(self.leader_epochs)
         self._load_producer_state()
 
     def _truncate_fully_and_start_at(self, offset: int) -> None:
@@ -711,6 +826,8 @@ class PartitionLog:
         self.log_start_offset = offset
         self.recovery_point = offset
         self.high_watermark = offset
+        if self.leader_epochs.clear():
+            self._save_leader_epochs(self.leader_epochs)
 
     def _clamp_to_end(self) -> None:
         end = self.log_end_offset

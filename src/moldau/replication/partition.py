@@ -19,6 +19,16 @@ Kafka's split too: UnifiedLog holds the high watermark, Partition moves it.
 Nothing here does I/O beyond the log itself, and nothing waits: the
 broker's asyncio shell listens to ``on_append``.
 
+Leader epochs (KIP-320): requests that carry the epoch their client
+believes current (Fetch v9+, ListOffsets v4+, OffsetForLeaderEpoch v2+) are
+checked against this replica's before anything else, as Kafka's
+``Partition.getLocalLog`` does: an older one is FENCED_LEADER_EPOCH (the
+client's metadata is stale), a newer one UNKNOWN_LEADER_EPOCH (this broker
+has not heard of the change yet), -1 is no check. A new leader records its
+epoch in the log's leader-epoch cache at its log end before any append, as
+Kafka's ``makeLeader``, so OffsetForLeaderEpoch can answer for the epoch
+before it even if it writes nothing.
+
 A partition whose storage failed is offline (the log holds the reason, since
 the log is what must stop writing): every produce, fetch and offset lookup is
 answered with KAFKA_STORAGE_ERROR until the broker restarts, as in Kafka.
@@ -26,13 +36,19 @@ answered with KAFKA_STORAGE_ERROR until the broker restarts, as in Kafka.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..log.errors import KafkaStorageError
+from ..log.errors import KafkaStorageError, OffsetOutOfRangeError
 from ..log.partition_log import AppendResult, PartitionLog, ReadResult
 from ..protocol.errors import ErrorCode, KafkaError
+
+logger = logging.getLogger(__name__)
+
+#: current_leader_epoch of a request that does not ask for the check.
+NO_LEADER_EPOCH = -1
 
 
 @dataclass
@@ -86,9 +102,70 @@ class Partition:
     def log_end_offset(self) -> int:
         return self.log.log_end_offset
 
+    def check_leader_epoch(self, requested: int) -> None:
+        """Raise FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH unless ``requested``
+        is this replica's leader epoch or -1 (no check), as in Kafka."""
+        if requested == NO_LEADER_EPOCH or requested == self.leader_epoch:
+            return
+        code = (
+            ErrorCode.FENCED_LEADER_EPOCH
+            if requested < self.leader_epoch
+            else ErrorCode.UNKNOWN_LEADER_EPOCH
+        )
+        raise KafkaError(
+            code,
+            f"{self.topic}-{self.index}: leader epoch {requested} in the request, "
+            f"{self.leader_epoch} here",
+        )
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """(epoch, end offset) of the largest epoch <= ``epoch`` in this
+        replica's log, or (-1, -1) (OffsetForLeaderEpoch)."""
+        self.check_online()
+        return self.log.end_offset_for_epoch(epoch)
+
+    def diverging_epoch(self, fetch_offset: int, last_fetched_epoch: int) -> tuple[int, int] | None:
+        """Where a fetcher's log leaves this one (Fetch v12+, KIP-320), or None.
+
+        The fetcher's log ends at ``fetch_offset`` with a batch of
+        ``last_fetched_epoch``. If that epoch is unknown here or ended here
+        before ``fetch_offset``, the logs diverge: the answer is this log's
+        (epoch, end offset) for it, where the fetcher truncates to (a
+        follower after a leader change, KIP-279). OFFSET_OUT_OF_RANGE when
+        this log cannot say, or ``fetch_offset`` is below its start, as in
+        Kafka's ``Partition.readRecords``.
+        """
+        epoch, end_offset = self.end_offset_for_epoch(last_fetched_epoch)
+        if epoch < 0 or end_offset < 0:
+            raise OffsetOutOfRangeError(
+                f"{self.topic}-{self.index}: no end offset for last fetched epoch "
+                f"{last_fetched_epoch}"
+            )
+        if fetch_offset < self.log_start_offset:
+            raise OffsetOutOfRangeError(
+                f"{self.topic}-{self.index}: offset {fetch_offset} is below the log start "
+                f"{self.log_start_offset}"
+            )
+        if epoch < last_fetched_epoch or end_offset < fetch_offset:
+            return epoch, end_offset
+        return None
+
     def become_leader(self, epoch: int, isr: list[int]) -> None:
         self.leader_id = self.broker_id
         self.leader_epoch = epoch
+        if epoch >= self.log.leader_epochs.latest_epoch:
+            self.log.assign_leader_epoch(epoch, self.log.log_end_offset)
+        else:
+            # Epochs only grow; an older one would cut the log's epoch
+            # history short. (A single node hosts every partition at epoch 0,
+            # also a log that led at a later epoch elsewhere.)
+            logger.warning(
+                "%s-%d: leading at epoch %d, but the log has seen epoch %d",
+                self.topic,
+                self.index,
+                epoch,
+                self.log.leader_epochs.latest_epoch,
+            )
         self.isr = list(isr)
         self.followers = {r: ReplicaState() for r in self.replicas if r != self.broker_id}
         self._advance_high_watermark()

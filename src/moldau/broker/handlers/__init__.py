@@ -25,6 +25,7 @@ from . import (
     offset_commit,
     offset_delete,
     offset_fetch,
+    offset_for_leader_epoch,
     produce,
     sync_group,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "offset_commit",
     "offset_delete",
     "offset_fetch",
+    "offset_for_leader_epoch",
     "produce",
     "sync_group",
 ]

@@ -6,9 +6,18 @@ v2 batches for it (no zero copy there). v3: max_bytes.
 v4: isolation level, last stable offset, aborted transactions. v5: log start
 offset. v7: fetch sessions (we answer session id 0: no session, so clients
 keep sending full requests, which Kafka allows). v9: current leader epoch.
-v11: rack id, preferred read replica. v12: flexible, diverging epoch.
-v13: topics by id. v15: replica state instead of replica id. v16: node
-endpoints. v17: replica directory id.
+v11: rack id, preferred read replica. v12: flexible, diverging epoch,
+current leader. v13: topics by id. v15: replica state instead of replica id.
+v16: node endpoints. v17: replica directory id.
+
+The current leader epoch (v9+) is checked before anything is read
+(FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH, KIP-320); a partition answering
+NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the current leader
+(v12+) and the response that leader's endpoint (v16+), KIP-951
+(``routing.py``). A fetcher that names the epoch of its last batch
+(``last_fetched_epoch``, v12+) whose log has left this one gets no records
+but ``diverging_epoch``, where to truncate to (``Partition.diverging_epoch``),
+at once.
 
 A fetch that finds fewer than min_bytes waits up to max_wait_ms, but answers
 as soon as an append to one of its partitions brings enough: a consumer
@@ -25,8 +34,10 @@ from ...log.errors import LogError
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
+from ...replication.partition import Partition
 from ..core import BrokerCore
 from ..dispatch import HandlerResult, RequestContext, handles
+from ..routing import LEADER_ERRORS, leader_entry, node_endpoints
 from ._old_versions import fetch_v0_to_v3
 
 _NO_ID = uuid.UUID(int=0)
@@ -76,12 +87,14 @@ def _read_all(
     wanted: list[tuple[Message, str | None, Message]],
     by_id: bool,
 ) -> tuple[Message, int, bool]:
-    """Read every partition once: (response, bytes of records, any error)."""
+    """Read every partition once: (response, bytes of records, whether to
+    answer now: an error or a divergence, as in Kafka)."""
     budget = request.get("max_bytes", 0x7FFFFFFF)
     follower = _replica_id(request) >= 0
     read_committed = request.get("isolation_level", 0) == 1
     total = 0
     errors = False
+    leaders: list[int] = []
     responses: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     for topic, name, want in wanted:
@@ -99,7 +112,16 @@ def _read_all(
             errors = True
             continue
         try:
-            partition = core.replicas.leader_partition(name, index)
+            partition = core.replicas.leader_partition(
+                name, index, want.get("current_leader_epoch", -1)
+            )
+            last_epoch = want.get("last_fetched_epoch", -1)
+            if last_epoch >= 0:
+                diverging = partition.diverging_epoch(want["fetch_offset"], last_epoch)
+                if diverging is not None:
+                    current["partitions"].append(_diverged(partition, index, *diverging))
+                    errors = True
+                    continue
             limit = min(want["partition_max_bytes"], max(budget - total, 0))
             result = partition.read(
                 want["fetch_offset"],
@@ -108,7 +130,11 @@ def _read_all(
                 min_one_batch=total == 0,
             )
         except KafkaError as exc:
-            current["partitions"].append(_error(index, exc.code))
+            answer = _error(index, exc.code)
+            if exc.code in LEADER_ERRORS:
+                answer["current_leader"] = leader = leader_entry(core, name, index)
+                leaders.append(leader["leader_id"])
+            current["partitions"].append(answer)
             errors = True
             continue
         except LogError as exc:  # an offset outside the log: OFFSET_OUT_OF_RANGE
@@ -130,11 +156,23 @@ def _read_all(
         )
     for entry in responses:
         del entry["_topic"]
-    return (
-        {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses},
-        (total),
-        errors,
-    )
+    response = {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
+    if leaders:
+        response["node_endpoints"] = node_endpoints(core, leaders)
+    return response, total, errors
+
+
+def _diverged(partition: Partition, index: int, epoch: int, end_offset: int) -> dict[str, Any]:
+    return {
+        "partition_index": index,
+        "error_code": 0,
+        "high_watermark": partition.high_watermark,
+        "last_stable_offset": partition.high_watermark,
+        "log_start_offset": partition.log_start_offset,
+        "diverging_epoch": {"epoch": epoch, "end_offset": end_offset},
+        "preferred_read_replica": -1,
+        "records": b"",
+    }
 
 
 def _replica_id(request: Message) -> int:

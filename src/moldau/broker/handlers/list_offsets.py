@@ -4,7 +4,10 @@ v0 (deprecated in Kafka 3.9, gone in 4.0): up to max_num_offsets offsets
 per partition (old_style_offsets): segment boundaries and the log end, newest
 first, as Kafka's legacy lookup gives them (``_old_versions``); only the
 special timestamps -1 and -2. v1: one offset and its timestamp. v2: isolation
-level. v4: leader epochs. v6: flexible. v7: max timestamp (-3). v8: earliest
+level. v4: leader epochs: the request's current leader epoch is checked
+(FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH, KIP-320) and each offset comes
+with the epoch that wrote it (the latest offset with the current epoch), as
+Kafka answers. v6: flexible. v7: max timestamp (-3). v8: earliest
 local (-4). v9: latest tiered (-5). v10: timeout_ms. v11: no change for us.
 """
 
@@ -39,12 +42,15 @@ def list_offsets(context: RequestContext, request: Message) -> Message:
                 continue
             index = wanted["partition_index"]
             try:
-                partition = context.core.replicas.leader_partition(topic["name"], index)
+                partition = context.core.replicas.leader_partition(
+                    topic["name"], index, wanted.get("current_leader_epoch", -1)
+                )
                 timestamp, offset = _lookup(partition, wanted["timestamp"])
             except KafkaError as exc:
                 partitions.append(_answer(index, exc.code, -1, -1, -1))
                 continue
-            partitions.append(_answer(index, 0, timestamp, offset, partition.leader_epoch))
+            epoch = _epoch_of(partition, wanted["timestamp"], offset)
+            partitions.append(_answer(index, 0, timestamp, offset, epoch))
         topics.append({"name": topic["name"], "partitions": partitions})
     return {"throttle_time_ms": 0, "topics": topics}
 
@@ -68,6 +74,14 @@ def _lookup(partition: Partition, timestamp: int) -> tuple[int, int]:
         return -1, -1
     offset, found_timestamp = found
     return found_timestamp, offset
+
+
+def _epoch_of(partition: Partition, timestamp: int, offset: int) -> int:
+    """The leader epoch answered with ``offset``: the current one for the
+    latest offset, else the epoch that wrote it (Kafka's epochForOffset)."""
+    if timestamp == LATEST:
+        return partition.leader_epoch
+    return partition.log.leader_epochs.epoch_for_offset(offset)
 
 
 def _answer(index: int, code: int, timestamp: int, offset: int, epoch: int) -> dict[str, Any]:

@@ -7,8 +7,8 @@ these clients send) are up-converted to one v2 batch first
 (``legacy_records.up_convert``), then appended like any other.
 v3: record batch v2 and transactional_id. v5: log_start_offset.
 v8: record_errors and error_message. v9: flexible. v10: current_leader and
-node_endpoints on NOT_LEADER_OR_FOLLOWER. v11-v12: no change for brokers.
-v13: topics named by id.
+node_endpoints on NOT_LEADER_OR_FOLLOWER (KIP-951, ``routing.py``).
+v11-v12: no change for brokers. v13: topics named by id.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ...protocol.messages import Message
 from ..core import BrokerCore
 from ..dispatch import RequestContext, handles
 from ..internal_topics import is_internal_topic
+from ..routing import leader_entry, node_endpoints
 
 #: Kafka's AdminUtils.ADMIN_CLIENT_ID: requests with it may write internal topics.
 ADMIN_CLIENT_ID = "__admin_client"
@@ -33,6 +34,7 @@ def produce(context: RequestContext, request: Message) -> Message | None:
     core = context.core
     acks = request["acks"]
     responses = []
+    leaders: list[int] = []
     for topic in request["topic_data"]:
         name = _topic_name(core, topic)
         partitions = []
@@ -44,13 +46,20 @@ def produce(context: RequestContext, request: Message) -> Message | None:
                 message = f"Cannot append to internal topic {name}"
                 partitions.append(_error(data["index"], ErrorCode.INVALID_TOPIC_EXCEPTION, message))
                 continue
-            partitions.append(_append(core, name, data, acks, context.version))
+            answer = _append(core, name, data, acks, context.version)
+            if answer["error_code"] == ErrorCode.NOT_LEADER_OR_FOLLOWER and name is not None:
+                answer["current_leader"] = leader = leader_entry(core, name, data["index"])
+                leaders.append(leader["leader_id"])
+            partitions.append(answer)
         responses.append(
             {"name": name, "topic_id": topic.get("topic_id"), "partition_responses": partitions}
         )
     if acks == 0:
         return None
-    return {"responses": responses, "throttle_time_ms": 0}
+    response = {"responses": responses, "throttle_time_ms": 0}
+    if leaders:
+        response["node_endpoints"] = node_endpoints(core, leaders)
+    return response
 
 
 def _internal_refused(context: RequestContext, name: str) -> bool:
