@@ -12,6 +12,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +24,14 @@ from confluent_kafka import Consumer as ConfluentConsumer
 from confluent_kafka import KafkaException
 from confluent_kafka import Producer as ConfluentProducer
 from confluent_kafka import TopicPartition as ConfluentTopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
 from kazoo.client import KazooClient
 from moldau.cluster.local import LocalCluster
 
@@ -38,6 +46,7 @@ T = TypeVar("T")
 SESSION_MS = 3000
 BROKER_CONFIG = {"zookeeper.session.timeout.ms": str(SESSION_MS), "num.partitions": "1"}
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
+MOLDAU = str(Path(sys.executable).parent / "moldau")
 
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
@@ -70,10 +79,8 @@ def _admin(address: str) -> AdminClient:
 
 def create_topic(cluster: LocalCluster, name: str, partitions: int, rf: int = 1) -> None:
     """Create through broker 0 and wait until every broker sees every leader."""
-    futures = _admin(cluster.address(0)).create_topics(
-        [NewTopic(name, partitions, rf)], operation_timeout=20
-    )
-    futures[name].result(30)
+    admin = _admin(cluster.address(0))
+    admin.create_topics([NewTopic(name, partitions, rf)], operation_timeout=20)[name].result(30)
     for broker_id in cluster.broker_ids:
         wait_for(
             lambda b=broker_id: _leaders(cluster.address(b), name, partitions),
@@ -89,6 +96,25 @@ def _leaders(address: str, topic: str, partitions: int) -> dict[int, int] | None
         return None
     leaders = {p.id: p.leader for p in found.partitions.values()}
     return leaders if all(leader >= 0 for leader in leaders.values()) else None
+
+
+def request(
+    cluster: LocalCluster,
+    broker_id: int,
+    api_key: ApiKey,
+    body: dict[str, Any],
+    version: int | None = None,
+) -> dict[str, Any]:
+    """One request to one broker over a fresh connection."""
+
+    async def send() -> dict[str, Any]:
+        conn = await connect("127.0.0.1", cluster.port(broker_id), request_timeout_ms=10_000)
+        try:
+            return await conn.request(api_key, body, version=version)
+        finally:
+            conn.close()
+
+    return asyncio.run(send())
 
 
 def produce_confluent(address: str, topic: str, count: int, prefix: str) -> None:
@@ -246,25 +272,18 @@ def test_a_broker_that_does_not_lead_says_who_does(cluster: LocalCluster) -> Non
     leader = leaders[0]
     other = next(b for b in cluster.broker_ids if b != leader)
 
-    async def produce_to(broker_id: int) -> dict[str, Any]:
-        conn = await connect("127.0.0.1", cluster.port(broker_id), "test", 10_000)
-        try:
-            return await conn.request(
-                ApiKey.PRODUCE,
-                {
-                    "transactional_id": None,
-                    "acks": 1,
-                    "timeout_ms": 5000,
-                    "topic_data": [
-                        {"name": "routing", "partition_data": [{"index": 0, "records": None}]}
-                    ],
-                },
-                version=10,
-            )
-        finally:
-            conn.close()
-
-    answer = asyncio.run(produce_to(other))
+    answer = request(
+        cluster,
+        other,
+        ApiKey.PRODUCE,
+        {
+            "transactional_id": None,
+            "acks": 1,
+            "timeout_ms": 5000,
+            "topic_data": [{"name": "routing", "partition_data": [{"index": 0, "records": None}]}],
+        },
+        version=10,
+    )
     partition = answer["responses"][0]["partition_responses"][0]
     assert partition["error_code"] == ErrorCode.NOT_LEADER_OR_FOLLOWER
     assert partition["current_leader"]["leader_id"] == leader
@@ -277,7 +296,8 @@ def test_admin_on_any_broker_takes_effect_everywhere(cluster: LocalCluster) -> N
     admin.create_partitions([NewPartitions("admin", 5)], operation_timeout=20)["admin"].result(30)
     for broker_id in cluster.broker_ids:
         wait_for(lambda b=broker_id: _leaders(cluster.address(b), "admin", 5), 10, "5 partitions")
-    resource = ConfigResource("topic", "admin", set_config={"retention.ms": "123456"})
+    entry = ConfigEntry("retention.ms", "123456", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource("topic", "admin", incremental_configs=[entry])
     admin.incremental_alter_configs([resource])[resource].result(30)
 
     def seen_on(broker_id: int) -> bool:
@@ -288,7 +308,8 @@ def test_admin_on_any_broker_takes_effect_everywhere(cluster: LocalCluster) -> N
 
     for broker_id in cluster.broker_ids:
         wait_for(lambda b=broker_id: seen_on(b), 5, f"the config on broker {broker_id}")
-    _admin(cluster.address(2)).delete_topics(["admin"], operation_timeout=20)["admin"].result(30)
+    deleter = _admin(cluster.address(2))
+    deleter.delete_topics(["admin"], operation_timeout=20)["admin"].result(30)
     for broker_id in cluster.broker_ids:
         wait_for(
             lambda b=broker_id: (
@@ -313,17 +334,12 @@ def test_groups_have_one_coordinator_found_from_any_broker(cluster: LocalCluster
     create_topic(cluster, "grouped", 3)
     produce_confluent(cluster.address(0), "grouped", 90, "g")
 
-    async def find(broker_id: int) -> dict[str, Any]:
-        conn = await connect("127.0.0.1", cluster.port(broker_id), "test", 10_000)
-        try:
-            return await conn.request(
-                ApiKey.FIND_COORDINATOR, {"key_type": 0, "coordinator_keys": ["the-group"]}
-            )
-        finally:
-            conn.close()
-
     def coordinators() -> set[int] | None:
-        found = [asyncio.run(find(b))["coordinators"][0] for b in cluster.broker_ids]
+        body = {"key_type": 0, "coordinator_keys": ["the-group"]}
+        found = [
+            request(cluster, b, ApiKey.FIND_COORDINATOR, body)["coordinators"][0]
+            for b in cluster.broker_ids
+        ]
         if any(c["error_code"] for c in found):
             return None
         return {c["node_id"] for c in found}
@@ -357,24 +373,20 @@ def test_groups_have_one_coordinator_found_from_any_broker(cluster: LocalCluster
 
 
 def test_producer_ids_are_unique_across_brokers(cluster: LocalCluster) -> None:
-    async def init(broker_id: int) -> int:
-        conn = await connect("127.0.0.1", cluster.port(broker_id), "test", 10_000)
-        try:
-            answer = await conn.request(
-                ApiKey.INIT_PRODUCER_ID, {"transactional_id": None, "transaction_timeout_ms": -1}
-            )
-            assert answer["error_code"] == 0
-            return int(answer["producer_id"])
-        finally:
-            conn.close()
-
-    ids = [asyncio.run(init(b)) for b in cluster.broker_ids for _ in range(2)]
+    body = {"transactional_id": None, "transaction_timeout_ms": -1}
+    answers = [
+        request(cluster, b, ApiKey.INIT_PRODUCER_ID, body)
+        for b in cluster.broker_ids
+        for _ in range(2)
+    ]
+    assert all(a["error_code"] == 0 for a in answers)
+    ids = [int(a["producer_id"]) for a in answers]
     assert len(set(ids)) == len(ids)
     client = KazooClient(hosts=cluster.zookeeper_connect, timeout=10)
     client.start(10)
     try:
         data, _ = client.get(zp.PRODUCER_ID_BLOCK)
-        assert json.loads(data)["block_end"] >= max(ids)
+        assert int(json.loads(data)["block_end"]) >= max(ids)  # Kafka writes a string
     finally:
         client.stop()
         client.close()
@@ -456,7 +468,8 @@ def test_deleting_a_topic_with_a_replica_down_finishes_when_it_returns(
     alive = next(b for b in cluster.broker_ids if b != down)
     cluster.kill(down, signal.SIGKILL)
     cluster.wait_until_registered(set(cluster.broker_ids) - {down}, SESSION_MS / 1000 + 10)
-    _admin(cluster.address(alive)).delete_topics(["doomed"], operation_timeout=0)
+    deleter = _admin(cluster.address(alive))
+    deleter.delete_topics(["doomed"], operation_timeout=0)["doomed"].result(30)
     client = KazooClient(hosts=cluster.zookeeper_connect, timeout=10)
     client.start(10)
     try:
@@ -493,17 +506,8 @@ def test_a_restarted_broker_rejoins_with_its_partitions(own_cluster: LocalCluste
 def test_groups_wait_for_enough_brokers_for_the_offsets_topic(tmp_path: Path) -> None:
     config = {**BROKER_CONFIG, "offsets.topic.replication.factor": "3"}
     with LocalCluster(tmp_path / "two", 2, broker_config=config) as cluster:
-
-        async def find() -> dict[str, Any]:
-            conn = await connect("127.0.0.1", cluster.port(0), "test", 10_000)
-            try:
-                return await conn.request(
-                    ApiKey.FIND_COORDINATOR, {"key_type": 0, "coordinator_keys": ["g"]}
-                )
-            finally:
-                conn.close()
-
-        answer = asyncio.run(find())["coordinators"][0]
+        body = {"key_type": 0, "coordinator_keys": ["g"]}
+        answer = request(cluster, 0, ApiKey.FIND_COORDINATOR, body)["coordinators"][0]
         assert answer["error_code"] == ErrorCode.COORDINATOR_NOT_AVAILABLE
         assert "offsets.topic.replication.factor=3" in (answer["error_message"] or "")
         assert "offsets.topic.replication.factor=3" in cluster.log_path(0).read_text()
@@ -523,7 +527,7 @@ def test_a_log_dir_of_another_cluster_is_refused(own_cluster: LocalCluster, tmp_
     )
     done = subprocess.run(
         [
-            shutil.which("moldau") or "moldau",
+            MOLDAU,
             "broker",
             "--override",
             f"zookeeper.connect={cluster.zookeeper_connect}",
@@ -546,7 +550,7 @@ def test_a_log_dir_of_another_cluster_is_refused(own_cluster: LocalCluster, tmp_
 def test_an_unreachable_zookeeper_is_one_line_and_exit_1(tmp_path: Path) -> None:
     done = subprocess.run(
         [
-            shutil.which("moldau") or "moldau",
+            MOLDAU,
             "broker",
             "--override",
             "zookeeper.connect=127.0.0.1:1",
