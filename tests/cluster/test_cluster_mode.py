@@ -44,6 +44,8 @@ from moldau.protocol.errors import ErrorCode
 T = TypeVar("T")
 
 SESSION_MS = 3000
+#: The shared cluster's racks: brokers 1 and 2 share one.
+RACKS = ("r0", "r1", "r1")
 BROKER_CONFIG = {"zookeeper.session.timeout.ms": str(SESSION_MS), "num.partitions": "1"}
 KCAT = shutil.which("kcat") or shutil.which("kafkacat")
 MOLDAU = str(Path(sys.executable).parent / "moldau")
@@ -62,8 +64,8 @@ def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    local = LocalCluster(tmp_path_factory.mktemp("cluster"), 3, broker_config=BROKER_CONFIG)
-    with local:
+    directory = tmp_path_factory.mktemp("cluster")
+    with LocalCluster(directory, 3, racks=RACKS, broker_config=BROKER_CONFIG) as local:
         yield local
 
 
@@ -179,6 +181,23 @@ def test_every_broker_describes_the_same_cluster(cluster: LocalCluster) -> None:
             p.id: (p.leader, tuple(p.replicas), tuple(p.isrs))
             for p in views[0].topics["spread"].partitions.values()
         }
+
+
+def test_placement_is_rack_aware_and_spreads_preferred_leaders(cluster: LocalCluster) -> None:
+    create_topic(cluster, "racked", 6, rf=2)
+    answer = request(
+        cluster,
+        0,
+        ApiKey.METADATA,
+        {"topics": [{"name": "racked", "topic_id": None}], "allow_auto_topic_creation": False},
+        version=12,
+    )
+    assert {b["node_id"]: b["rack"] for b in answer["brokers"]} == dict(enumerate(RACKS))
+    partitions = answer["topics"][0]["partitions"]
+    for partition in partitions:
+        assert {RACKS[r] for r in partition["replica_nodes"]} == {"r0", "r1"}
+    firsts = sorted(p["replica_nodes"][0] for p in partitions)
+    assert firsts == [0, 0, 1, 1, 2, 2] or sorted(set(firsts)) == [0, 1, 2]
 
 
 def test_confluent_produces_and_consumes_across_leaders(cluster: LocalCluster) -> None:
