@@ -284,6 +284,21 @@ def test_kcat_and_moldaus_client_follow_leaders(cluster: LocalCluster) -> None:
     assert sorted(out) == sorted([f"v{i}" for i in range(30)] + [f"m{i}" for i in range(30)])
 
 
+def test_a_topic_is_auto_created_on_first_use(cluster: LocalCluster) -> None:
+    first = request(
+        cluster,
+        1,
+        ApiKey.METADATA,
+        {"topics": [{"name": "auto", "topic_id": None}], "allow_auto_topic_creation": True},
+        version=12,
+    )["topics"][0]
+    assert first["error_code"] in (ErrorCode.NONE, ErrorCode.LEADER_NOT_AVAILABLE)
+    produce_confluent(cluster.address(2), "auto", 10, "a")
+    assert sorted(consume_confluent(cluster.address(0), "auto", 1, 10)) == sorted(
+        f"a-{i}" for i in range(10)
+    )
+
+
 def test_a_broker_that_does_not_lead_says_who_does(cluster: LocalCluster) -> None:
     create_topic(cluster, "routing", 1)
     leaders = _leaders(cluster.address(0), "routing", 1)

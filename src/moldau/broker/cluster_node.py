@@ -224,8 +224,9 @@ class ClusterNode:
         core, cache = self._parts()
         configs: dict[str, LogConfig] = {}
         for name in {p.topic for p in request.partitions}:
-            info = cache.topic(name)
-            overrides = info.configs if info is not None else await self.store.topic_config(name)
+            overrides = cache.configs_of(name)
+            if overrides is None:  # a topic new to this broker: read them first
+                overrides = await self.store.topic_config(name)
             configs[name] = log_config(overrides, self.config)
         # The request may have waited on ZooKeeper: a newer one may have come.
         self.check_epochs(request.controller_epoch, request.broker_epoch)
