@@ -64,6 +64,10 @@ class LocalClusterError(RuntimeError):
     """The cluster could not start or a broker failed; the message is one line."""
 
 
+class WaitTimeout(LocalClusterError):
+    """A wait reached its deadline."""
+
+
 def answers_api_versions(port: int, timeout: float = 1.0) -> bool:
     """True if something on 127.0.0.1:``port`` answers ApiVersions v0 without error."""
     from moldau.protocol.messages import decode_response, encode_request
@@ -99,7 +103,7 @@ def wait_until(
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise LocalClusterError(f"timed out after {timeout:g}s waiting for {what}")
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
 
 
@@ -396,7 +400,7 @@ class LocalCluster:
 
         try:
             wait_until(all_ready, timeout, "")
-        except LocalClusterError:
+        except WaitTimeout:
             logs = ", ".join(str(self.log_path(b)) for b in sorted(waiting))
             raise LocalClusterError(
                 f"brokers {sorted(waiting)} not ready in {timeout:g}s (logs: {logs})"
@@ -437,7 +441,7 @@ class LocalCluster:
             wait_until(
                 lambda: not (self.registered_broker_ids() & stale), timeout, "", interval=0.1
             )
-        except LocalClusterError:
+        except WaitTimeout:
             raise LocalClusterError(
                 f"brokers {sorted(stale)} are still registered in ZooKeeper "
                 f"({self.zookeeper_connect}) after {timeout:g}s: another cluster uses them"
