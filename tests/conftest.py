@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from support.zookeeper import ZooKeeper, ZooKeeperServer
+from moldau.cluster.local_zookeeper import ZooKeeperServer
+from support.zookeeper import ZooKeeper
 
 if TYPE_CHECKING:
     from moldau.group.history import RebalanceRecord
