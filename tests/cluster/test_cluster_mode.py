@@ -33,13 +33,15 @@ from confluent_kafka.admin import (
     NewTopic,
 )
 from kazoo.client import KazooClient
-from moldau.cluster.local import LocalCluster
 
+from conftest import BrokerProcess
 from moldau.client import Producer
 from moldau.client.connection import connect
+from moldau.cluster.local import LocalCluster
 from moldau.cluster.zk import paths as zp
 from moldau.protocol.api_keys import ApiKey
 from moldau.protocol.errors import ErrorCode
+from support.zookeeper import ZooKeeper
 
 T = TypeVar("T")
 
@@ -602,3 +604,27 @@ def test_an_unreachable_zookeeper_is_one_line_and_exit_1(tmp_path: Path) -> None
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("moldau: cannot start the broker: cannot reach ZooKeeper at 127.0.0.1:1")
+
+
+def test_a_generated_broker_id_is_kept_across_restarts(
+    tmp_path: Path, zookeeper: ZooKeeper
+) -> None:
+    data = tmp_path / "data"
+    broker = BrokerProcess(
+        data, zookeeper_connect=zookeeper.connect, zookeeper_session_timeout_ms=str(SESSION_MS)
+    )
+    client = KazooClient(hosts=zookeeper.connect, timeout=10)
+    try:
+        broker.start(timeout=30)
+        client.start(10)
+        ids = wait_for(lambda: client.get_children(zp.BROKER_IDS), 10, "a registration")
+        assert ids == ["1001"], "generated above reserved.broker.max.id, as Kafka does"
+        assert "broker.id=1001" in (data / "meta.properties").read_text()
+        assert broker.stop() == 0
+        wait_for(lambda: not client.get_children(zp.BROKER_IDS), 10, "the registration gone")
+        broker.start(timeout=30)
+        assert wait_for(lambda: client.get_children(zp.BROKER_IDS), 10, "again") == ["1001"]
+    finally:
+        broker.kill()
+        client.stop()
+        client.close()
