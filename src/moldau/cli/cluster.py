@@ -275,7 +275,7 @@ def render_status(status: ClusterStatus) -> list[str]:
     topics = len({p.topic for p in status.partitions})
     lines += [
         "",
-        f"partitions: {len(status.partitions)} in {topics} topics, "
+        f"partitions: {len(status.partitions)} in {topics} topic{'' if topics == 1 else 's'}, "
         f"{len(status.under_replicated)} under-replicated, {len(status.offline)} offline",
     ]
     for title, partitions in (
