@@ -70,7 +70,7 @@ needs_cluster_mode = pytest.mark.skipif(
 # -- the plan ------------------------------------------------------------------
 
 
-def counter(start: int) -> Iterator[int]:
+def ports_from(start: int) -> Iterator[int]:
     """Ports as a fake OS would hand them out, with a repeat to show it is skipped."""
     yield start
     yield start  # the OS may give a port twice
@@ -78,7 +78,7 @@ def counter(start: int) -> Iterator[int]:
 
 
 def test_a_fresh_plan_has_ids_from_zero_distinct_ports_and_its_own_zookeeper() -> None:
-    ports = counter(40000)
+    ports = ports_from(40000)
     plan = make_plan(None, free=lambda: next(ports))
     assert plan.brokers == (
         BrokerPlan(0, 40000),
@@ -105,7 +105,7 @@ def test_base_port_racks_and_config() -> None:
 
 
 def test_a_restart_keeps_ports_racks_zookeeper_and_merges_config(tmp_path: Path) -> None:
-    ports = counter(41000)
+    ports = ports_from(41000)
     first = make_plan(
         None, 2, racks=["r1"], broker_config={"a": "1", "b": "1"}, free=lambda: next(ports)
     )
@@ -164,12 +164,8 @@ def test_up_arguments() -> None:
     assert (args.brokers, args.racks, args.port, args.dir) == (5, ["a", "b"], 9092, Path("d"))
     assert args.override == [("num.partitions", "3"), ("x", "y")]
     defaults = build_parser().parse_args(["cluster", "up"])
-    assert (defaults.brokers, defaults.dir, defaults.racks, defaults.port) == (
-        None,
-        None,
-        None,
-        None,
-    )
+    # None: from the directory's saved plan when there is one, else the defaults
+    assert [defaults.brokers, defaults.dir, defaults.racks, defaults.port] == [None] * 4
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,10 @@ cluster's state from its ZooKeeper (``status``).
 
 ``up`` starts a ZooKeeper (Debian's ``zookeeper`` package) and N brokers
 (``moldau.cluster.local``), prints the addresses, and stays in the
-foreground until Ctrl-C or SIGTERM, which stop the brokers and then
-ZooKeeper and exit 0. The data stays in the directory; ``up --dir`` on it
-again restarts the same cluster. ``status`` reads ZooKeeper only
+foreground until Ctrl-C, SIGTERM or SIGHUP (its terminal closed: the
+brokers, in sessions of their own, would outlive it), which stop the brokers,
+then ZooKeeper, and exit 0. The data stays in the directory; ``up --dir`` on
+it again restarts the same cluster. ``status`` reads ZooKeeper only
 (``moldau.cluster.status``), so it works while brokers are down; with no
 ``--zookeeper`` or ``--dir`` it shows the cluster last started by ``up``
 (whose directory ``up`` notes in ``$XDG_CACHE_HOME/moldau/last-cluster``).
@@ -105,14 +106,17 @@ def last_cluster_note() -> Path:
 # -- up ------------------------------------------------------------------------
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class _Stop(Exception):
-    """SIGINT or SIGTERM: stop the cluster and exit 0."""
+    """SIGINT, SIGTERM or SIGHUP: stop the cluster and exit 0."""
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     # Once: a second Ctrl-C must not interrupt the stop it started.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
     raise _Stop()
 
 
@@ -124,7 +128,7 @@ def _up(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="moldau cluster: %(message)s")
     logging.getLogger("kazoo").setLevel(logging.ERROR)  # its reconnect chatter
     directory = args.dir or Path(tempfile.mkdtemp(prefix="moldau-cluster-"))
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, _on_signal) for s in STOP_SIGNALS}
     cluster: LocalCluster | None = None
     try:
         cluster = LocalCluster(
@@ -275,7 +279,7 @@ def render_status(status: ClusterStatus) -> list[str]:
     topics = len({p.topic for p in status.partitions})
     lines += [
         "",
-        f"partitions: {len(status.partitions)} in {topics} topics, "
+        f"partitions: {len(status.partitions)} in {topics} topic{'' if topics == 1 else 's'}, "
         f"{len(status.under_replicated)} under-replicated, {len(status.offline)} offline",
     ]
     for title, partitions in (

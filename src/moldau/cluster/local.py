@@ -95,8 +95,9 @@ def _read(sock: socket.socket, count: int) -> bytes:
 def wait_until(
     condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.02
 ) -> T:
-    """Poll ``condition`` until it returns something truthy; LocalClusterError
-    at the deadline. An exception from the condition ends the wait at once."""
+    """Poll ``condition`` until it returns something truthy (and return that);
+    WaitTimeout at the deadline. An exception from the condition ends the wait
+    at once."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
@@ -313,7 +314,7 @@ class LocalCluster:
         """Send ``sig`` to the broker: SIGKILL (waited for), SIGSTOP, SIGCONT, SIGTERM."""
         if not self.running(broker_id):
             raise LocalClusterError(f"broker {broker_id} is not running")
-        if sig in (signal.SIGTERM, signal.SIGKILL):
+        if sig == signal.SIGTERM:
             self._signal(broker_id, signal.SIGCONT)  # a stopped process handles no SIGTERM
         self._signal(broker_id, sig)
         if sig == signal.SIGKILL:
@@ -368,7 +369,7 @@ class LocalCluster:
     def wait_until(
         self, condition: Callable[[], T | None], timeout: float = 30.0, what: str = "a condition"
     ) -> T:
-        """Poll ``condition`` until truthy; LocalClusterError at the deadline."""
+        """Poll ``condition`` until truthy (returned); WaitTimeout at the deadline."""
         return wait_until(condition, timeout, what)
 
     def ready(self, broker_id: int) -> bool:
