@@ -51,22 +51,6 @@ pytest_plugins = ["pytester"]
 MOLDAU = [sys.executable, "-m", "moldau"]
 
 
-def cluster_mode_available() -> bool:
-    """True once the broker accepts ``zookeeper.connect`` (cluster mode landed)."""
-    from moldau.broker.config import BrokerConfig, ConfigError, parse_values
-
-    try:
-        BrokerConfig(parse_values({"zookeeper.connect": "127.0.0.1:2181/probe"}))
-    except ConfigError:
-        return False
-    return True
-
-
-needs_cluster_mode = pytest.mark.skipif(
-    not cluster_mode_available(), reason="the broker has no cluster mode yet"
-)
-
-
 # -- the plan ------------------------------------------------------------------
 
 
@@ -510,7 +494,6 @@ def moldau_up(
             os.kill(pid, signal.SIGKILL)
 
 
-@needs_cluster_mode
 def test_cluster_up_metadata_status_and_ctrl_c(tmp_path: Path) -> None:
     from confluent_kafka.admin import AdminClient
 
@@ -548,7 +531,6 @@ def test_cluster_up_metadata_status_and_ctrl_c(tmp_path: Path) -> None:
     assert read_plan(directory) is not None  # the data stays
 
 
-@needs_cluster_mode
 def test_brokers_killed_stopped_and_paused_come_back_on_their_ports(tmp_path: Path) -> None:
     config = {"zookeeper.session.timeout.ms": "3000"}
     with LocalCluster(tmp_path / "c", 3, broker_config=config) as cluster:
@@ -588,7 +570,6 @@ def test_the_stopped_broker_is_back(moldau_cluster):
 """
 
 
-@needs_cluster_mode
 def test_the_fixture_as_a_user_sees_it(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         """
