@@ -346,6 +346,8 @@ class BrokerServer:
             # Leave the cluster first: the controller moves leaderships away
             # while this broker still closes its logs.
             await self.core.cluster.leave()
+        if self.core is not None:
+            await self.core.replicas.fetchers.close()
         for job in self._jobs:
             job.cancel()
         for job in self._jobs:

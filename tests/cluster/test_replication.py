@@ -1,0 +1,166 @@
+"""Replication end to end: real ZooKeeper, three broker processes, confluent-kafka.
+
+Followers fetch from their leaders and keep byte-identical logs; acks=all
+answers once the ISR has a batch; a leader killed with SIGKILL is replaced
+by a follower that has every acknowledged record; the killed broker comes
+back, truncates what only it had, and catches up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import BrokerProcess, Rec, confluent_produce, confluent_read_all, wait_for
+from support.zookeeper import ZooKeeper
+
+pytestmark = pytest.mark.cluster
+
+SESSION_MS = 3000
+
+
+class Cluster:
+    """Three brokers of one ZooKeeper chroot, as subprocesses."""
+
+    def __init__(self, zookeeper: ZooKeeper, root: Path, count: int = 3) -> None:
+        self.brokers = {
+            broker_id: BrokerProcess(
+                root / f"data-{broker_id}",
+                **{
+                    "zookeeper.connect": zookeeper.connect,
+                    "broker.id": str(broker_id),
+                    "zookeeper.session.timeout.ms": str(SESSION_MS),
+                    "replica.fetch.backoff.ms": "200",
+                },
+            )
+            for broker_id in range(1, count + 1)
+        }
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers.values() if b.process is not None)
+
+    def live_bootstrap(self) -> str:
+        return ",".join(
+            b.bootstrap
+            for b in self.brokers.values()
+            if b.process is not None and b.process.poll() is None
+        )
+
+    def start(self) -> None:
+        for broker in self.brokers.values():
+            broker.start()
+        wait_for(lambda: len(self.admin().list_topics(timeout=5).brokers) == len(self.brokers), 20)
+
+    def kill_all(self) -> None:
+        for broker in self.brokers.values():
+            broker.kill()
+
+    def admin(self) -> Any:
+        from confluent_kafka.admin import AdminClient
+
+        return AdminClient({"bootstrap.servers": self.live_bootstrap()})
+
+    def create_topic(self, name: str, partitions: int, replicas: int, **configs: str) -> None:
+        from confluent_kafka.admin import NewTopic
+
+        topic = NewTopic(
+            name, num_partitions=partitions, replication_factor=replicas, config=configs
+        )
+        admin = self.admin()  # kept: the future fails once its client is collected
+        admin.create_topics([topic])[name].result(20)
+
+    def partition(self, topic: str, index: int) -> Any:
+        """The PartitionMetadata of topic-index, as a live broker tells it."""
+        return self.admin().list_topics(topic, timeout=5).topics[topic].partitions[index]
+
+    def log_bytes(self, broker_id: int, topic: str, index: int) -> bytes:
+        directory = self.brokers[broker_id].data_dir / f"{topic}-{index}"
+        return b"".join(p.read_bytes() for p in sorted(directory.glob("*.log")))
+
+
+@pytest.fixture
+def cluster(zookeeper: ZooKeeper, tmp_path: Path) -> Iterator[Cluster]:
+    cluster = Cluster(zookeeper, tmp_path)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.kill_all()
+
+
+def records(tag: str, count: int) -> list[Rec]:
+    return [Rec(key=None, value=f"{tag}-{i}".encode()) for i in range(count)]
+
+
+def wait_identical(cluster: Cluster, topic: str, index: int, broker_ids: list[int]) -> bytes:
+    """Wait until the replicas' log files are equal (and not empty); their bytes."""
+
+    def same() -> bytes | None:
+        logs = {cluster.log_bytes(b, topic, index) for b in broker_ids}
+        return logs.pop() if len(logs) == 1 and b"" not in logs else None
+
+    result: bytes = wait_for(same, 20, what=f"identical logs of {topic}-{index} on {broker_ids}")
+    return result
+
+
+def test_acks_all_reaches_every_replica_and_survives_a_leader_kill(cluster: Cluster) -> None:
+    cluster.create_topic("r", 1, 3, **{"min.insync.replicas": "2"})
+    wait_for(lambda: len(cluster.partition("r", 0).isrs) == 3, 20, what="ISR of 3")
+    first = records("a", 500)
+    acked = confluent_produce(cluster.bootstrap, "r", first, **{"enable.idempotence": True})
+    assert [r.offset for r in acked] == list(range(500))
+    wait_identical(cluster, "r", 0, [1, 2, 3])
+    assert sorted(r.value for r in confluent_read_all(cluster.bootstrap, "r")) == sorted(
+        r.value for r in first
+    )
+
+    leader = cluster.partition("r", 0).leader
+    cluster.brokers[leader].kill()
+    wait_for(
+        lambda: cluster.partition("r", 0).leader not in (-1, leader),
+        SESSION_MS / 1000 + 10,
+        what="a new leader",
+    )
+    new_leader = cluster.partition("r", 0).leader
+    second = records("b", 200)
+    confluent_produce(cluster.live_bootstrap(), "r", second, **{"enable.idempotence": True})
+    got = {r.value for r in confluent_read_all(cluster.live_bootstrap(), "r")}
+    assert got == {r.value for r in first + second}, "an acknowledged record was lost"
+
+    cluster.brokers[leader].start()
+    wait_identical(cluster, "r", 0, [1, 2, 3])
+    assert cluster.partition("r", 0).leader == new_leader
+
+
+def test_acks_all_times_out_while_a_follower_is_missing_and_min_isr_refuses(
+    cluster: Cluster,
+) -> None:
+    """min.insync.replicas 3: with one broker gone the ISR shrinks to 2 and
+    acks=all is refused before the append (NOT_ENOUGH_REPLICAS); acks=1 is not."""
+    from confluent_kafka import KafkaError, Producer
+
+    cluster.create_topic("m", 1, 3, **{"min.insync.replicas": "3"})
+    wait_for(lambda: len(cluster.partition("m", 0).isrs) == 3, 20, what="ISR of 3")
+    confluent_produce(cluster.bootstrap, "m", records("ok", 10))
+    state = cluster.partition("m", 0)
+    follower = next(r for r in state.replicas if r != state.leader)
+    cluster.brokers[follower].kill()
+    wait_for(lambda: len(cluster.partition("m", 0).isrs) == 2, SESSION_MS / 1000 + 10)
+
+    errors: list[Any] = []
+    producer = Producer(
+        {
+            "bootstrap.servers": cluster.live_bootstrap(),
+            "acks": "all",
+            "message.timeout.ms": 3000,
+            "retries": 0,
+        }
+    )
+    producer.produce("m", b"refused", on_delivery=lambda e, m: errors.append(e))
+    producer.flush(10)
+    assert [e.code() for e in errors] == [KafkaError.NOT_ENOUGH_REPLICAS]
+    confluent_produce(cluster.live_bootstrap(), "m", records("one", 5), acks="1")
