@@ -25,7 +25,7 @@ SESSION_MS = 3000
 class Cluster:
     """Three brokers of one ZooKeeper chroot, as subprocesses."""
 
-    def __init__(self, zookeeper: ZooKeeper, root: Path, count: int = 3) -> None:
+    def __init__(self, zookeeper: ZooKeeper, root: Path, count: int = 3, **overrides: str) -> None:
         self.brokers = {
             broker_id: BrokerProcess(
                 root / f"data-{broker_id}",
@@ -34,6 +34,7 @@ class Cluster:
                     "broker.id": str(broker_id),
                     "zookeeper.session.timeout.ms": str(SESSION_MS),
                     "replica.fetch.backoff.ms": "200",
+                    **overrides,
                 },
             )
             for broker_id in range(1, count + 1)
@@ -134,6 +135,8 @@ def test_acks_all_reaches_every_replica_and_survives_a_leader_kill(cluster: Clus
     cluster.brokers[leader].start()
     wait_identical(cluster, "r", 0, [1, 2, 3])
     assert cluster.partition("r", 0).leader == new_leader
+    # Caught up, it rejoins the ISR (the leader's AlterPartition).
+    wait_for(lambda: len(cluster.partition("r", 0).isrs) == 3, 20, what="the ISR back to 3")
 
 
 def test_acks_all_times_out_while_a_follower_is_missing_and_min_isr_refuses(
@@ -164,3 +167,37 @@ def test_acks_all_times_out_while_a_follower_is_missing_and_min_isr_refuses(
     producer.flush(10)
     assert [e.code() for e in errors] == [KafkaError.NOT_ENOUGH_REPLICAS]
     confluent_produce(cluster.live_bootstrap(), "m", records("one", 5), acks="1")
+
+
+def test_a_paused_follower_leaves_the_isr_and_rejoins_after_catching_up(
+    zookeeper: ZooKeeper, tmp_path: Path
+) -> None:
+    """replica.lag.time.max.ms 1 s, sessions 8 s: a follower stopped with
+    SIGSTOP leaves the ISR through the leader's AlterPartition (its session
+    still lives), so an acks=all write completes without it; resumed, it
+    catches up and the leader takes it back."""
+    cluster = Cluster(
+        zookeeper,
+        tmp_path,
+        **{"replica.lag.time.max.ms": "1000", "zookeeper.session.timeout.ms": "8000"},
+    )
+    try:
+        cluster.start()
+        cluster.create_topic("p", 1, 3, **{"min.insync.replicas": "2"})
+        wait_for(lambda: len(cluster.partition("p", 0).isrs) == 3, 20, what="ISR of 3")
+        confluent_produce(cluster.bootstrap, "p", records("before", 10))
+        state = cluster.partition("p", 0)
+        follower = next(r for r in state.replicas if r != state.leader)
+        cluster.brokers[follower].pause()
+        try:
+            confluent_produce(cluster.bootstrap, "p", records("while", 10))
+            assert sorted(cluster.partition("p", 0).isrs) == sorted(
+                r for r in state.replicas if r != follower
+            )
+            assert len(cluster.admin().list_topics(timeout=5).brokers) == 3, "the session ended"
+        finally:
+            cluster.brokers[follower].resume()
+        wait_for(lambda: len(cluster.partition("p", 0).isrs) == 3, 20, what="the ISR back to 3")
+        wait_identical(cluster, "p", 0, [1, 2, 3])
+    finally:
+        cluster.kill_all()

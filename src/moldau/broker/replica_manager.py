@@ -42,6 +42,7 @@ from ..replication.fetch_state import FetchLimits
 from ..replication.partition import Partition
 from .capacity import warn_if_files_short
 from .config import BrokerConfig
+from .isr_updates import IsrUpdater
 from .purgatory import TopicPartition
 from .replica_fetcher import LeaderEndpoint, ReplicaFetcherManager
 from .topic_config import log_config
@@ -80,6 +81,17 @@ class ReplicaManager:
             ),
             backoff_ms=int(config.get("replica.fetch.backoff.ms")),
             request_timeout_ms=int(config.get("replica.socket.timeout.ms")),
+        )
+        #: This broker's epoch (its registration's czxid; cluster mode sets it).
+        self.broker_epoch: Callable[[], int] = lambda: -1
+        self.isr_updates = IsrUpdater(
+            broker_id,
+            self._led_with_followers,
+            self._controller_endpoint,
+            lambda: self.broker_epoch(),
+            _now_ms,
+            max_lag_ms=int(config.get("replica.lag.time.max.ms")),
+            request_timeout_ms=int(config.get("controller.socket.timeout.ms")),
         )
 
     # -- startup ------------------------------------------------------------
@@ -214,9 +226,12 @@ class ReplicaManager:
             self.partitions[tp] = partition
         partition.replicas = list(state.replicas)
         was_leader = partition.is_leader
+        partition.partition_epoch = state.partition_epoch
         if state.leader == self.broker_id:
             self.fetchers.unfollow(tp)
             partition.become_leader(epoch=state.leader_epoch, isr=list(state.isr), now_ms=_now_ms())
+            if len(partition.replicas) > 1:
+                self.isr_updates.start()
         else:
             partition.become_follower(state.leader, state.leader_epoch)
             self._fetch_from(tp, state.leader, state.leader_epoch, leaders)
@@ -250,6 +265,34 @@ class ReplicaManager:
                     return LeaderEndpoint(broker_id, endpoint.host, endpoint.port)
         info = self.metadata.broker(broker_id) if broker_id >= 0 else None
         return None if info is None else LeaderEndpoint(broker_id, info.host, info.port)
+
+    def _led_with_followers(self) -> list[Partition]:
+        return [p for p in self.partitions.values() if p.is_leader and p.followers]
+
+    def _controller_endpoint(self) -> LeaderEndpoint | None:
+        controller_id = self.metadata.controller_id()
+        info = self.metadata.broker(controller_id) if controller_id >= 0 else None
+        return None if info is None else LeaderEndpoint(controller_id, info.host, info.port)
+
+    # -- followers' fetches ----------------------------------------------------------
+
+    def record_follower_fetch(
+        self, partition: Partition, replica_id: int, fetch_offset: int, leader_end: int
+    ) -> None:
+        """A follower fetched ``partition`` from ``fetch_offset`` while the
+        log ended at ``leader_end``: record it (the high watermark may move)
+        and, in cluster mode, ask the controller to take a follower that has
+        caught up back into the ISR."""
+        partition.update_follower_fetch(replica_id, fetch_offset, leader_end, _now_ms())
+        if self.config.cluster_mode:
+            expanded = partition.isr_expand(replica_id)
+            if expanded is not None:
+                self.isr_updates.propose(partition, expanded)
+
+    async def close(self) -> None:
+        """Stop the replica fetchers and the ISR updates, and wait for them."""
+        await self.fetchers.close()
+        await self.isr_updates.close()
 
     def stop_replicas(self, request: StopReplica) -> dict[TopicPartition, ErrorCode]:
         """Apply a StopReplica request: stop hosting, and with ``delete``

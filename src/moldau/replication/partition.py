@@ -105,6 +105,15 @@ class Partition:
     leader_id: int = -1
     leader_epoch: int = 0
     isr: list[int] = field(default_factory=list)
+    #: The partition-state znode version the ISR was read from (AlterPartition
+    #: is conditional on it).
+    partition_epoch: int = 0
+    #: An ISR this leader asked the controller for and has no answer to yet
+    #: (Kafka's pending AlterPartition): no other change is proposed meanwhile.
+    pending_isr: list[int] | None = None
+    #: Where this leader's epoch began in its log: a follower rejoins the ISR
+    #: only with everything from there on.
+    leader_epoch_start_offset: int = 0
     followers: dict[int, ReplicaState] = field(default_factory=dict)
     #: Called after every append, so waiting fetches can answer early.
     on_append: Callable[[Partition], None] | None = None
@@ -188,7 +197,7 @@ class Partition:
         followers (the controller bumps the epoch for an ISR change); a new
         one knows nothing yet and counts the ISR's members as caught up now,
         as Kafka's makeLeader does."""
-        was_leader = self.is_leader
+        was_leader, previous_epoch = self.is_leader, self.leader_epoch
         self.leader_id = self.broker_id
         self.leader_epoch = epoch
         if epoch >= self.log.leader_epochs.latest_epoch:
@@ -204,7 +213,10 @@ class Partition:
                 epoch,
                 self.log.leader_epochs.latest_epoch,
             )
+        if not was_leader or epoch != previous_epoch:
+            self.leader_epoch_start_offset = self.log.log_end_offset
         self.isr = list(isr)
+        self.pending_isr = None
         known = self.followers if was_leader else {}
         self.followers = {
             r: known.get(r) or ReplicaState(last_caught_up_ms=now_ms if r in self.isr else 0)
@@ -217,6 +229,68 @@ class Partition:
         self.leader_id = leader_id
         self.leader_epoch = epoch
         self.followers = {}
+        self.pending_isr = None
+
+    # -- leader: the ISR ---------------------------------------------------------------
+
+    def lagging_followers(self, now_ms: int, max_lag_ms: int) -> list[int]:
+        """ISR members that have not caught up for ``max_lag_ms``
+        (``replica.lag.time.max.ms``; Kafka's getOutOfSyncReplicas): a
+        follower at this log's end is in sync however long ago it fetched."""
+        if not self.is_leader:
+            return []
+        end = self.log.log_end_offset
+        lagging = []
+        for replica in self.isr:
+            state = self.followers.get(replica)
+            if replica == self.broker_id or state is None:
+                continue
+            if state.log_end_offset != end and now_ms - state.last_caught_up_ms > max_lag_ms:
+                lagging.append(replica)
+        return lagging
+
+    def isr_shrink(self, now_ms: int, max_lag_ms: int) -> list[int] | None:
+        """The ISR without its lagging followers, if any lag and no change is
+        pending; None otherwise."""
+        if self.pending_isr is not None:
+            return None
+        lagging = self.lagging_followers(now_ms, max_lag_ms)
+        return [r for r in self.isr if r not in lagging] if lagging else None
+
+    def isr_expand(self, replica_id: int) -> list[int] | None:
+        """The ISR with ``replica_id`` if that follower has caught up (its log
+        reaches the high watermark and the start of this leader's epoch,
+        Kafka's isFollowerInSync) and no change is pending; None otherwise."""
+        state = self.followers.get(replica_id)
+        if (
+            not self.is_leader
+            or self.pending_isr is not None
+            or state is None
+            or replica_id in self.isr
+        ):
+            return None
+        end = state.log_end_offset
+        if end < self.high_watermark or end < self.leader_epoch_start_offset:
+            return None
+        return [*self.isr, replica_id]
+
+    def isr_changed(self, isr: list[int], partition_epoch: int) -> None:
+        """The controller wrote ``isr`` (at znode version ``partition_epoch``):
+        it is this leader's ISR from now on; the high watermark may move."""
+        self.isr = list(isr)
+        self.partition_epoch = partition_epoch
+        self.pending_isr = None
+        if self._advance_high_watermark() and self.on_append is not None:
+            self.on_append(self)
+
+    def _maximal_isr(self) -> list[int]:
+        """The ISR the high watermark waits for: with a pending change, the
+        larger of the two (Kafka's maximalIsr), so that a shrink not yet
+        written cannot commit what only the remaining members have, nor an
+        expansion be counted before it is."""
+        if self.pending_isr is None:
+            return self.isr
+        return self.isr + [r for r in self.pending_isr if r not in self.isr]
 
     # -- leader: followers and the high watermark ------------------------------
 
@@ -308,7 +382,7 @@ class Partition:
         if not self.is_leader:
             return False
         candidates = [self.log.log_end_offset]
-        for replica in self.isr:
+        for replica in self._maximal_isr():
             if replica != self.broker_id and replica in self.followers:
                 candidates.append(self.followers[replica].log_end_offset)
         new_high_watermark = min(candidates)

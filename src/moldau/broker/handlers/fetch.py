@@ -22,7 +22,7 @@ at once.
 A follower's fetch (replica_id >= 0) reads to the log end, not the high
 watermark, from the same files and with the same sendfile path as a
 consumer's; its fetch offset is the follower's log end, which the leader
-records (``Partition.update_follower_fetch``) once per request, on its
+records (``ReplicaManager.record_follower_fetch``) once per request, on its
 first read: that moves the high watermark, which wakes the consumers' fetches
 and the acks=all produces waiting on it. An answer with a diverging epoch
 records nothing (Kafka's ``Partition.fetchRecords``).
@@ -142,8 +142,8 @@ def _read_all(
                 min_one_batch=total == 0,
             )
             if follower and record_follower:
-                partition.update_follower_fetch(
-                    replica_id, want["fetch_offset"], leader_end, core.clock()
+                core.replicas.record_follower_fetch(
+                    partition, replica_id, want["fetch_offset"], leader_end
                 )
         except KafkaError as exc:
             answer = _error(index, exc.code)
