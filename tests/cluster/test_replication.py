@@ -8,6 +8,7 @@ back, truncates what only it had, and catches up.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,14 +84,21 @@ class Cluster:
         return b"".join(p.read_bytes() for p in sorted(directory.glob("*.log")))
 
 
-@pytest.fixture
-def cluster(zookeeper: ZooKeeper, tmp_path: Path) -> Iterator[Cluster]:
-    cluster = Cluster(zookeeper, tmp_path)
+@contextlib.contextmanager
+def started(zookeeper: ZooKeeper, root: Path, **overrides: str) -> Iterator[Cluster]:
+    """A started cluster whose brokers are all killed at the end."""
+    cluster = Cluster(zookeeper, root, **overrides)
     try:
         cluster.start()
         yield cluster
     finally:
         cluster.kill_all()
+
+
+@pytest.fixture
+def cluster(zookeeper: ZooKeeper, tmp_path: Path) -> Iterator[Cluster]:
+    with started(zookeeper, tmp_path) as cluster:
+        yield cluster
 
 
 def records(tag: str, count: int) -> list[Rec]:
@@ -139,6 +147,52 @@ def test_acks_all_reaches_every_replica_and_survives_a_leader_kill(cluster: Clus
     wait_for(lambda: len(cluster.partition("r", 0).isrs) == 3, 20, what="the ISR back to 3")
 
 
+def test_a_returning_leader_truncates_what_only_it_had(
+    zookeeper: ZooKeeper, tmp_path: Path
+) -> None:
+    """Both followers die; the leader, alone in the ISR, takes acks=1 writes
+    no one else sees, then dies too. The followers return and one leads
+    (an unclean election, allowed for this topic) at a new epoch and takes
+    new writes. The old leader returns as a follower: the diverging epoch
+    tells it where its log left the new leader's, it drops its own tail and
+    ends byte-identical."""
+    with started(zookeeper, tmp_path, **{"unclean.leader.election.enable": "true"}) as cluster:
+        returning_leader_truncates(cluster)
+
+
+def returning_leader_truncates(cluster: Cluster) -> None:
+    cluster.create_topic("t", 1, 3, **{"min.insync.replicas": "1"})
+    wait_for(lambda: len(cluster.partition("t", 0).isrs) == 3, 20, what="ISR of 3")
+    confluent_produce(cluster.bootstrap, "t", records("a", 50))
+    wait_identical(cluster, "t", 0, [1, 2, 3])
+    state = cluster.partition("t", 0)
+    leader = state.leader
+    followers = [r for r in state.replicas if r != leader]
+    for f in followers:
+        cluster.brokers[f].kill()
+    wait_for(
+        lambda: cluster.partition("t", 0).isrs == [leader],
+        SESSION_MS / 1000 + 10,
+        what="the leader alone in the ISR",
+    )
+    confluent_produce(cluster.brokers[leader].bootstrap, "t", records("lost", 20), acks="1")
+    assert b"lost-19" in cluster.log_bytes(leader, "t", 0)
+    cluster.brokers[leader].kill()
+    for f in followers:
+        cluster.brokers[f].start()
+    wait_for(
+        lambda: cluster.partition("t", 0).leader in followers,
+        SESSION_MS / 1000 + 10,
+        what="a new leader",
+    )
+    confluent_produce(cluster.live_bootstrap(), "t", records("b", 30))
+    cluster.brokers[leader].start()
+    log = wait_identical(cluster, "t", 0, [1, 2, 3])
+    assert b"lost-" not in log and b"b-29" in log
+    got = {r.value for r in confluent_read_all(cluster.bootstrap, "t")}
+    assert got == {r.value for r in records("a", 50) + records("b", 30)}
+
+
 def test_acks_all_times_out_while_a_follower_is_missing_and_min_isr_refuses(
     cluster: Cluster,
 ) -> None:
@@ -176,13 +230,8 @@ def test_a_paused_follower_leaves_the_isr_and_rejoins_after_catching_up(
     SIGSTOP leaves the ISR through the leader's AlterPartition (its session
     still lives), so an acks=all write completes without it; resumed, it
     catches up and the leader takes it back."""
-    cluster = Cluster(
-        zookeeper,
-        tmp_path,
-        **{"replica.lag.time.max.ms": "1000", "zookeeper.session.timeout.ms": "8000"},
-    )
-    try:
-        cluster.start()
+    overrides = {"replica.lag.time.max.ms": "1000", "zookeeper.session.timeout.ms": "8000"}
+    with started(zookeeper, tmp_path, **overrides) as cluster:
         cluster.create_topic("p", 1, 3, **{"min.insync.replicas": "2"})
         wait_for(lambda: len(cluster.partition("p", 0).isrs) == 3, 20, what="ISR of 3")
         confluent_produce(cluster.bootstrap, "p", records("before", 10))
@@ -199,5 +248,3 @@ def test_a_paused_follower_leaves_the_isr_and_rejoins_after_catching_up(
             cluster.brokers[follower].resume()
         wait_for(lambda: len(cluster.partition("p", 0).isrs) == 3, 20, what="the ISR back to 3")
         wait_identical(cluster, "p", 0, [1, 2, 3])
-    finally:
-        cluster.kill_all()
