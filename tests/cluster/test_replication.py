@@ -9,13 +9,21 @@ back, truncates what only it had, and catches up.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import BrokerProcess, Rec, confluent_produce, confluent_read_all, wait_for
+from conftest import (
+    BrokerProcess,
+    RawConnection,
+    Rec,
+    confluent_produce,
+    confluent_read_all,
+    wait_for,
+)
 from support.zookeeper import ZooKeeper
 
 pytestmark = pytest.mark.cluster
@@ -248,3 +256,56 @@ def test_a_paused_follower_leaves_the_isr_and_rejoins_after_catching_up(
             cluster.brokers[follower].resume()
         wait_for(lambda: len(cluster.partition("p", 0).isrs) == 3, 20, what="the ISR back to 3")
         wait_identical(cluster, "p", 0, [1, 2, 3])
+
+
+def produce_acks_all(port: int, topic: str, value: bytes, timeout_ms: int) -> tuple[int, float]:
+    """One acks=all Produce v9 over a raw connection: (error code, seconds to the answer)."""
+    from moldau.protocol.records import Record, build_batch
+
+    body = {
+        "transactional_id": None,
+        "acks": -1,
+        "timeout_ms": timeout_ms,
+        "topic_data": [
+            {
+                "name": topic,
+                "partition_data": [
+                    {
+                        "index": 0,
+                        "records": build_batch([Record(0, 0, None, value)], base_timestamp=1),
+                    }
+                ],
+            }
+        ],
+    }
+    started_at = time.monotonic()
+    with RawConnection(port) as conn:
+        response = conn.request(0, 9, body)
+    [answer] = response["responses"][0]["partition_responses"]
+    return answer["error_code"], time.monotonic() - started_at
+
+
+def test_acks_all_waits_for_the_isr_and_times_out_without_it(
+    zookeeper: ZooKeeper, tmp_path: Path
+) -> None:
+    """With a follower stopped (but in the ISR: lag and session are long), an
+    acks=all write waits and gets REQUEST_TIMED_OUT at the request's timeout;
+    resumed, the follower catches up and the next one is answered at once."""
+    overrides = {"zookeeper.session.timeout.ms": "10000"}
+    with started(zookeeper, tmp_path, **overrides) as cluster:
+        cluster.create_topic("w", 1, 3, **{"min.insync.replicas": "2"})
+        wait_for(lambda: len(cluster.partition("w", 0).isrs) == 3, 20, what="ISR of 3")
+        state = cluster.partition("w", 0)
+        port = cluster.brokers[state.leader].port
+        assert produce_acks_all(port, "w", b"first", 5000)[0] == 0
+        follower = next(r for r in state.replicas if r != state.leader)
+        cluster.brokers[follower].pause()
+        try:
+            code, took = produce_acks_all(port, "w", b"waits", 700)
+            assert code == 7, "REQUEST_TIMED_OUT"
+            assert took >= 0.6
+        finally:
+            cluster.brokers[follower].resume()
+        code, took = produce_acks_all(port, "w", b"after", 5000)
+        assert code == 0
+        wait_identical(cluster, "w", 0, [1, 2, 3])

@@ -132,7 +132,9 @@ class ReplicaFetcherManager:
         fetcher.remove(tp)
         if not fetcher.targets:
             del self._fetchers[leader]
-            self._stopping.add(fetcher.stop())
+            task = fetcher.stop()
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
 
     def leader_of(self, tp: TopicPartition) -> int | None:
         """The broker ``tp`` is fetched from, or None."""
