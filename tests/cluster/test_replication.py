@@ -309,3 +309,34 @@ def test_acks_all_waits_for_the_isr_and_times_out_without_it(
         code, took = produce_acks_all(port, "w", b"after", 5000)
         assert code == 0
         wait_identical(cluster, "w", 0, [1, 2, 3])
+
+
+def test_a_follower_behind_the_leaders_log_start_restarts_there(cluster: Cluster) -> None:
+    """A follower is down while the leader's log start moves past its log
+    end (DeleteRecords): back, its fetch is out of range, and it empties its
+    log and starts at the leader's log start (inside a batch: the batch's
+    base), then copies the rest byte for byte."""
+    from confluent_kafka import TopicPartition
+
+    cluster.create_topic("o", 1, 3, **{"min.insync.replicas": "2"})
+    wait_for(lambda: len(cluster.partition("o", 0).isrs) == 3, 20, what="ISR of 3")
+    confluent_produce(cluster.bootstrap, "o", records("a", 50))
+    wait_identical(cluster, "o", 0, [1, 2, 3])
+    state = cluster.partition("o", 0)
+    follower = next(r for r in state.replicas if r != state.leader)
+    cluster.brokers[follower].kill()
+    wait_for(lambda: len(cluster.partition("o", 0).isrs) == 2, SESSION_MS / 1000 + 10)
+    confluent_produce(cluster.live_bootstrap(), "o", records("b", 50))
+    admin = cluster.admin()
+    [done] = admin.delete_records([TopicPartition("o", 0, 75)]).values()
+    assert done.result(10).low_watermark == 75
+    cluster.brokers[follower].start()
+
+    def caught_up() -> bool:
+        mine = cluster.log_bytes(follower, "o", 0)
+        leader = cluster.log_bytes(state.leader, "o", 0)
+        return b"b-49" in mine and leader.endswith(mine)
+
+    wait_for(caught_up, 20, what="the follower restarted at the leader's log start")
+    assert b"a-49" not in cluster.log_bytes(follower, "o", 0)
+    wait_for(lambda: len(cluster.partition("o", 0).isrs) == 3, 20, what="the ISR back to 3")

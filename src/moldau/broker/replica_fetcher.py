@@ -209,6 +209,8 @@ class ReplicaFetcher:
         if not wanted:
             await self._idle(now)
             return
+        # The targets as asked: an answer applies only while they are current.
+        sent = {tp: self.targets[tp] for tp in wanted}
         conn = await self._connect()
         body = fetch_request(self.manager.broker_id, wanted.values(), self.manager.limits)
         response = await conn.request(
@@ -219,7 +221,6 @@ class ReplicaFetcher:
         )
         if response.get("error_code", 0):
             raise KafkaError(ErrorCode(response["error_code"]), "the leader refused the fetch")
-        sent = {tp: self.targets[tp] for tp in wanted}
         out_of_range: list[TopicPartition] = []
         for topic in response["responses"]:
             for answer in topic["partitions"]:

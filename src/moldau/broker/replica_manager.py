@@ -235,6 +235,14 @@ class ReplicaManager:
         else:
             partition.become_follower(state.leader, state.leader_epoch)
             self._fetch_from(tp, state.leader, state.leader_epoch, leaders)
+        log.debug(
+            "%s-%d: %s at epoch %d, ISR %s",
+            state.topic,
+            state.partition,
+            "leading" if partition.is_leader else f"following {state.leader}",
+            state.leader_epoch,
+            list(state.isr),
+        )
         if was_leader or partition.is_leader:
             self._leadership_changed(partition)
         self._on_change(tp)

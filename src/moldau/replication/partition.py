@@ -50,8 +50,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..log.errors import KafkaStorageError, OffsetOutOfRangeError
+from ..log.errors import KafkaStorageError, OffsetOutOfRangeError, UnexpectedAppendOffsetError
 from ..log.partition_log import AppendResult, PartitionLog, ReadResult
+from ..protocol.batch import iter_batches
 from ..protocol.errors import ErrorCode, KafkaError
 
 logger = logging.getLogger(__name__)
@@ -332,10 +333,33 @@ class Partition:
 
     def append_as_follower(self, records: bytes | memoryview) -> AppendResult:
         """Append the leader's batches byte for byte (offsets, epochs and
-        timestamps as the leader wrote them)."""
+        timestamps as the leader wrote them).
+
+        An empty log that starts inside the first batch (it restarted at the
+        leader's log start, which DeleteRecords put mid-batch) starts again
+        at that batch's base offset instead, as Kafka's follower append does."""
         if self.is_leader:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER, "this replica leads")
-        return self.log.append_as_follower(records)
+        try:
+            return self.log.append_as_follower(records)
+        except UnexpectedAppendOffsetError:
+            end = self.log.log_end_offset
+            first = next(iter_batches(records, allow_partial_tail=True), None)
+            if end != self.log.log_start_offset or first is None:
+                raise
+            header = first[0]
+            if not header.base_offset < end <= header.last_offset:
+                raise
+            logger.info(
+                "%s-%d: the first batch fetched starts at %d, below the log start %d: "
+                "starting the log there",
+                self.topic,
+                self.index,
+                header.base_offset,
+                end,
+            )
+            self.log.truncate_fully_and_start_at(header.base_offset)
+            return self.log.append_as_follower(records)
 
     def follow_leader_offsets(self, leader_high_watermark: int, leader_log_start: int) -> None:
         """Take the leader's high watermark and log start offset as far as
