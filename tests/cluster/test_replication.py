@@ -85,7 +85,13 @@ class Cluster:
 
     def partition(self, topic: str, index: int) -> Any:
         """The PartitionMetadata of topic-index, as a live broker tells it."""
-        return self.admin().list_topics(topic, timeout=5).topics[topic].partitions[index]
+        return self.partition_from(self.live_bootstrap(), topic, index)
+
+    def partition_from(self, bootstrap: str, topic: str, index: int) -> Any:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        return admin.list_topics(topic, timeout=5).topics[topic].partitions[index]
 
     def log_bytes(self, broker_id: int, topic: str, index: int) -> bytes:
         directory = self.brokers[broker_id].data_dir / f"{topic}-{index}"
@@ -258,26 +264,22 @@ def test_a_paused_follower_leaves_the_isr_and_rejoins_after_catching_up(
         wait_identical(cluster, "p", 0, [1, 2, 3])
 
 
-def produce_acks_all(port: int, topic: str, value: bytes, timeout_ms: int) -> tuple[int, float]:
-    """One acks=all Produce v9 over a raw connection: (error code, seconds to the answer)."""
+def produce_request(topic: str, value: bytes, timeout_ms: int) -> dict[str, Any]:
+    """An acks=all Produce v9 body of one record to partition 0."""
     from moldau.protocol.records import Record, build_batch
 
-    body = {
+    batch = build_batch([Record(0, 0, None, value)], base_timestamp=1)
+    return {
         "transactional_id": None,
         "acks": -1,
         "timeout_ms": timeout_ms,
-        "topic_data": [
-            {
-                "name": topic,
-                "partition_data": [
-                    {
-                        "index": 0,
-                        "records": build_batch([Record(0, 0, None, value)], base_timestamp=1),
-                    }
-                ],
-            }
-        ],
+        "topic_data": [{"name": topic, "partition_data": [{"index": 0, "records": batch}]}],
     }
+
+
+def produce_acks_all(port: int, topic: str, value: bytes, timeout_ms: int) -> tuple[int, float]:
+    """One acks=all Produce v9 over a raw connection: (error code, seconds to the answer)."""
+    body = produce_request(topic, value, timeout_ms)
     started_at = time.monotonic()
     with RawConnection(port) as conn:
         response = conn.request(0, 9, body)
@@ -340,3 +342,41 @@ def test_a_follower_behind_the_leaders_log_start_restarts_there(cluster: Cluster
     wait_for(caught_up, 20, what="the follower restarted at the leader's log start")
     assert b"a-49" not in cluster.log_bytes(follower, "o", 0)
     wait_for(lambda: len(cluster.partition("o", 0).isrs) == 3, 20, what="the ISR back to 3")
+
+
+def test_a_replaced_leader_acknowledges_nothing_and_rejoins_as_follower(
+    cluster: Cluster,
+) -> None:
+    """The leader is stopped (SIGSTOP) past its session: the controller
+    elects a follower, which takes acks=all writes. An acks=all write sent to
+    the old leader while it is stopped is read when it resumes, still
+    believing it leads: it must not be acknowledged (its followers follow
+    the new leader), and the old leader then truncates it and follows."""
+    cluster.create_topic("s", 1, 3, **{"min.insync.replicas": "2"})
+    wait_for(lambda: len(cluster.partition("s", 0).isrs) == 3, 20, what="ISR of 3")
+    confluent_produce(cluster.bootstrap, "s", records("a", 20))
+    state = cluster.partition("s", 0)
+    old = state.leader
+    others = [r for r in state.replicas if r != old]
+    others_bootstrap = ",".join(cluster.brokers[r].bootstrap for r in others)
+    stale = produce_request("s", b"stale", timeout_ms=2000)
+    cluster.brokers[old].pause()
+    try:
+        wait_for(
+            lambda: cluster.partition_from(others_bootstrap, "s", 0).leader in others,
+            SESSION_MS / 1000 + 10,
+            what="a new leader",
+        )
+        confluent_produce(others_bootstrap, "s", records("b", 20))
+        conn = RawConnection(cluster.brokers[old].port)
+        correlation_id = conn.send(0, 9, stale)
+    finally:
+        cluster.brokers[old].resume()
+    with conn:
+        response = conn.receive(0, 9, correlation_id)
+    [answer] = response["responses"][0]["partition_responses"]
+    assert answer["error_code"] != 0, "a replaced leader acknowledged an acks=all write"
+    log = wait_identical(cluster, "s", 0, [1, 2, 3])
+    assert b"stale" not in log and b"b-19" in log
+    got = {r.value for r in confluent_read_all(others_bootstrap, "s")}
+    assert got == {r.value for r in records("a", 20) + records("b", 20)}
