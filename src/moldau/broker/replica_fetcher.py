@@ -136,6 +136,11 @@ class ReplicaFetcherManager:
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)
 
+    def target(self, tp: TopicPartition) -> FetchTarget | None:
+        """How ``tp`` is fetched now (its epoch, backoff, whether held), or None."""
+        leader = self._leaders.get(tp)
+        return None if leader is None else self._fetchers[leader].targets.get(tp)
+
     def leader_of(self, tp: TopicPartition) -> int | None:
         """The broker ``tp`` is fetched from, or None."""
         leader = self._leaders.get(tp)
