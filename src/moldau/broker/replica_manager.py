@@ -11,17 +11,19 @@ a LeaderAndIsr request (open or create the log, lead or follow at the given
 leader epoch) and ``stop_replicas`` a StopReplica. A partition changes only
 for a newer leader epoch, so a late or repeated request changes nothing.
 
-Every hosted partition calls ``on_change`` after an append, and so does
-stopping one or a change of its leader, so that fetches waiting on it (the
-purgatory) wake; ``leadership_listeners`` hear of every partition that
-starts or stops leading here (the group coordinator loads and unloads its
-groups).
+Every hosted partition calls ``on_change`` after an append or a move of its
+high watermark, and so does stopping one or a change of its leader, so that
+fetches and acks=all produces waiting on it (the purgatory) wake;
+``leadership_listeners`` hear of every partition that starts or stops
+leading here (the group coordinator loads and unloads its groups).
 
 A follower replicates through ``fetchers`` (``replica_fetcher.py``):
 becoming a follower adds the partition to the fetcher of its leader (the
 leader's inter-broker endpoint from the LeaderAndIsr request's live
 leaders, else from the metadata cache); leading or stopping removes it. A
-leader's high watermark moves with its followers' fetches (``Partition``).
+leader's high watermark moves with its followers' fetches
+(``record_follower_fetch``), and its ISR changes go to the controller
+through ``isr_updates`` (``isr_updates.py``). ``close`` stops both.
 """
 
 from __future__ import annotations

@@ -116,7 +116,8 @@ class Partition:
     #: only with everything from there on.
     leader_epoch_start_offset: int = 0
     followers: dict[int, ReplicaState] = field(default_factory=dict)
-    #: Called after every append, so waiting fetches can answer early.
+    #: Called after every append and every move of the high watermark, so
+    #: waiting fetches and acks=all produces can answer early.
     on_append: Callable[[Partition], None] | None = None
 
     @property
