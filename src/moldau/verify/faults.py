@@ -226,7 +226,9 @@ def kafka_roles(
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": bootstrap_servers, **(client_config or {})})
+        admin = AdminClient(
+            {"bootstrap.servers": bootstrap_servers, "log_level": 2, **(client_config or {})}
+        )
         try:
             if role == "controller" and zookeeper_connect:
                 return zookeeper_controller(zookeeper_connect)

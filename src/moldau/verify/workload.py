@@ -59,6 +59,10 @@ class WorkloadConfig:
     #: extra librdkafka settings for every client (security, debug)
     client_config: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def group(self) -> str:
+        return f"{self.topic}-group"
+
 
 class _Recorder:
     """The events of a run, appended from several threads."""
@@ -102,8 +106,11 @@ class Workload:
         self._stop_group = threading.Event()
 
     def _client(self, **settings: Any) -> dict[str, Any]:
+        """librdkafka settings: its own log only for the critical (errors
+        reach ``error_cb`` and the history's ``client_errors``)."""
         return {
             "bootstrap.servers": self.config.bootstrap_servers,
+            "log_level": 2,
             **self.config.client_config,
             **settings,
         }
@@ -244,7 +251,7 @@ class Workload:
         consumer = Consumer(
             self._client(
                 **{
-                    "group.id": f"{config.topic}-group",
+                    "group.id": config.group,
                     "client.id": name,
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
@@ -303,14 +310,16 @@ class Workload:
     def _wait_group_caught_up(self, deadline: float) -> None:
         """Until the group has read every partition to its high watermark."""
         while self.clock() < deadline:
-            ends = self._high_watermarks()
+            ends = self.high_watermarks()
             with self._recorder.lock:
                 position = dict(self._recorder.group_position)
             if ends is not None and all(position.get(p, 0) >= e for p, e in ends.items()):
                 return
             time.sleep(0.2)
 
-    def _high_watermarks(self) -> dict[int, int] | None:
+    def high_watermarks(self) -> dict[int, int] | None:
+        """Each partition's high watermark (ListOffsets latest); None if one
+        cannot be had now."""
         from confluent_kafka import Consumer, KafkaException, TopicPartition
 
         watcher = Consumer(self._client(**{"group.id": f"{self.config.topic}-watcher"}))
@@ -332,7 +341,7 @@ class Workload:
         config, recorder = self.config, self._recorder
         ends = None
         while ends is None and self.clock() < deadline:
-            ends = self._high_watermarks()
+            ends = self.high_watermarks()
         if ends is None:
             recorder.error(FINAL_READER, "no high watermarks: no final read")
             return []
