@@ -156,6 +156,19 @@ def test_a_fresh_member_not_starting_at_zero_skipped() -> None:
     assert kinds(h) == {"skipped": 1}
 
 
+def test_a_member_resuming_below_an_accepted_commit_found_it_lost() -> None:
+    h = clean_history()
+    resumed = next(r for r in h.reads if r.consumer == "b")
+    h.reads.append(Read("b", 1, 1, "v3", resumed.time - 0.5))  # a committed 2 before
+    verdict = check(h)
+    assert kinds(h) == {"commit_lost": 1}
+    assert verdict.examples["commit_lost"] == [
+        {"member": "b", "partition": 1, "committed": 2, "first_read": 1}
+    ]
+    h.commits = [replace(c, ok=False) if c.offset == 2 else c for c in h.commits]
+    assert kinds(h) == {}  # a rejected commit promises nothing
+
+
 def test_commits_from_two_owners_of_a_partition_are_double_owned() -> None:
     h = clean_history()
     start = max(a.time for a in h.assignments) + 1
@@ -219,7 +232,7 @@ def correct_runs(draw: st.DrawFn) -> History:
             mine = tuple(p for p in range(partitions) if owners[p] == member)
             h.assignments.append(Assignment(member, tick(), mine))
         for partition, member in enumerate(owners):
-            start = committed[partition] - draw(st.integers(0, min(1, committed[partition])))
+            start = committed[partition]
             end = draw(st.integers(start, len(logs[partition])))
             for offset in range(start, end):
                 h.reads.append(Read(member, partition, offset, logs[partition][offset], tick()))

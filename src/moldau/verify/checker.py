@@ -16,6 +16,10 @@ proves, never on timing guesses:
   it above every offset committed before the assignment (or above 0 with no
   commit: the topic is fresh and the group resets to the earliest), or that
   jumps over offsets the log holds while it keeps the partition.
+- ``commit_lost``: a group member that, newly assigned a partition, first
+  reads it below an offset whose commit the coordinator had accepted before
+  the assignment: the group forgot a committed offset (re-reading is allowed
+  by at-least-once delivery, forgetting an accepted commit is not).
 - ``double_owned``: member A keeps a partition from before member B's
   accepted commit of it until after A's own accepted commit of it: the
   coordinator took commits for one partition from two owners of one
@@ -37,7 +41,15 @@ from typing import Any
 
 from .history import FINAL_READER, Commit, History, Read, Send
 
-KINDS = ("lost", "duplicated", "reordered", "offset_conflict", "skipped", "double_owned")
+KINDS = (
+    "lost",
+    "duplicated",
+    "reordered",
+    "offset_conflict",
+    "skipped",
+    "commit_lost",
+    "double_owned",
+)
 #: How many examples of each kind a verdict keeps.
 EXAMPLES = 5
 
@@ -74,6 +86,7 @@ def check(history: History) -> Verdict:
         ("reordered", _reordered),
         ("offset_conflict", _offset_conflicts),
         ("skipped", _skipped),
+        ("commit_lost", _commit_lost),
         ("double_owned", _double_owned),
     ):
         for example in finder(history, index):
@@ -197,20 +210,23 @@ def _holdings(history: History) -> list[_Holding]:
     return sorted(holdings, key=lambda h: (h.start, h.member, h.partition))
 
 
-def _skipped(history: History, index: _Index) -> Iterator[dict[str, Any]]:
+def _resumptions(
+    history: History, index: _Index
+) -> Iterator[tuple[_Holding, list[Read], list[Commit]]]:
+    """Each time a member held a partition and read it: its reads while it
+    held it, and the group's commits of that partition begun before."""
     commits = sorted(history.commits, key=lambda c: c.started)
     starts = [c.started for c in commits]
-    present = {where for where in index.values_at}
     for holding in _holdings(history):
-        reads = [
-            r
-            for r in _between(index.reads_by[(holding.member, holding.partition)], holding)
-            if r.partition == holding.partition
-        ]
-        if not reads:
-            continue
-        before = commits[: bisect.bisect_left(starts, holding.start)]
-        committed = max((c.offset for c in before if c.partition == holding.partition), default=0)
+        reads = list(_between(index.reads_by[(holding.member, holding.partition)], holding))
+        if reads:
+            before = commits[: bisect.bisect_left(starts, holding.start)]
+            yield holding, reads, [c for c in before if c.partition == holding.partition]
+
+
+def _skipped(history: History, index: _Index) -> Iterator[dict[str, Any]]:
+    for holding, reads, before in _resumptions(history, index):
+        committed = max((c.offset for c in before), default=0)
         first = reads[0]
         if first.offset > committed:
             yield {
@@ -221,13 +237,26 @@ def _skipped(history: History, index: _Index) -> Iterator[dict[str, Any]]:
             }
         for previous, read in itertools.pairwise(reads):
             jumped = range(previous.offset + 1, read.offset)
-            if any((holding.partition, offset) in present for offset in jumped):
+            if any((holding.partition, offset) in index.values_at for offset in jumped):
                 yield {
                     "member": holding.member,
                     "partition": holding.partition,
                     "read": previous.offset,
                     "then": read.offset,
                 }
+
+
+def _commit_lost(history: History, index: _Index) -> Iterator[dict[str, Any]]:
+    for holding, reads, before in _resumptions(history, index):
+        accepted = [c for c in before if c.ok and c.done < holding.start]
+        committed = max((c.offset for c in accepted), default=0)
+        if reads[0].offset < committed:
+            yield {
+                "member": holding.member,
+                "partition": holding.partition,
+                "committed": committed,
+                "first_read": reads[0].offset,
+            }
 
 
 def _between(reads: list[Read], holding: _Holding) -> Iterable[Read]:
