@@ -7,6 +7,6 @@ kills, pauses and restarts brokers; every step is an event of a ``History``
 an acknowledged value lost, a value stored twice, a producer's values out of
 order, one offset holding two values, a consumer that skipped committed
 records, a group that forgot an accepted commit, a partition owned by two
-members at once. ``replicas`` compares the
-replicas' segment files of a ``moldau cluster up`` byte for byte.
+members at once. ``replicas`` compares the replicas' segment files of a
+``moldau cluster up`` byte for byte.
 """
