@@ -1,11 +1,12 @@
 """The ``moldau verify`` history checker: every kind of violation is found in
 a hand-made history, and clean histories (hand-made and random runs of a
-correct cluster) pass."""
+correct cluster) pass. And the replica comparison over hand-made segments."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import replace
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from moldau.verify.history import (
     Read,
     Send,
 )
+from moldau.verify.replicas import batches, compare_replicas
 
 
 class Clock:
@@ -271,3 +273,47 @@ def test_dropping_an_acked_value_from_the_log_is_always_caught(
     assert verdict.counts["lost"] == 1
     assert verdict.examples["lost"][0]["value"] == victim.value
     assert set(KINDS) >= {k for k, n in verdict.counts.items() if n}
+
+
+# -- replicas compared below the high watermark --------------------------------
+
+
+def batch(base: int, count: int, payload: bytes = b"x") -> bytes:
+    """A v2 batch header (CRC not checked here) and a payload."""
+    rest = (0).to_bytes(4, "big") + b"\x02" + bytes(4) + bytes(2) + (count - 1).to_bytes(4, "big")
+    body = rest + payload
+    return base.to_bytes(8, "big") + len(body).to_bytes(4, "big") + body
+
+
+def write_replica(root: Path, broker: int, *segments: bytes) -> None:
+    partition_dir = root / f"broker-{broker}" / "data" / "t-0"
+    partition_dir.mkdir(parents=True)
+    offset = 0
+    for segment in segments:
+        (partition_dir / f"{offset:020d}.log").write_bytes(segment)
+        offset += 1000
+
+
+def test_batches_reads_whole_batches_and_drops_a_torn_tail() -> None:
+    data = batch(0, 2) + batch(2, 3) + batch(5, 1)[:-3]
+    assert [last for last, _ in batches(data)] == [1, 4]
+
+
+def test_identical_replicas_below_the_high_watermark(tmp_path: Path) -> None:
+    log = [batch(0, 2, b"a"), batch(2, 2, b"b"), batch(4, 2, b"c")]
+    write_replica(tmp_path, 0, log[0] + log[1], log[2])  # rolled: two segments
+    write_replica(tmp_path, 1, log[0] + log[1] + log[2])
+    write_replica(tmp_path, 2, log[0] + log[1] + batch(4, 2, b"other"))  # above the HW
+    report = compare_replicas(tmp_path, "t", {0: 4})
+    assert report.identical and not report.behind
+    assert report.compared == {0: {0: 2, 1: 2, 2: 2}}
+    assert not compare_replicas(tmp_path, "t", {0: 6}).identical
+
+
+def test_diverged_and_behind_replicas(tmp_path: Path) -> None:
+    write_replica(tmp_path, 0, batch(0, 2, b"a") + batch(2, 2, b"b"))
+    write_replica(tmp_path, 1, batch(0, 2, b"a"))
+    write_replica(tmp_path, 2, batch(0, 2, b"z") + batch(2, 2, b"b"))
+    report = compare_replicas(tmp_path, "t", {0: 4})
+    assert report.behind == [{"partition": 0, "broker": 1, "batches": 1, "of": 2}]
+    assert report.diverged == [{"partition": 0, "brokers": [0, 2], "batch": 0, "last_offset": 1}]
