@@ -74,7 +74,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 @pytest.fixture
 def own_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     with LocalCluster(tmp_path / "cluster", 3, broker_config=BROKER_CONFIG) as local:
-        yield local
+        try:
+            yield local
+        finally:
+            print_broker_logs(local)
+
+
+def print_broker_logs(cluster: LocalCluster) -> None:
+    """The brokers' own lines (pytest shows them when the test failed)."""
+    for broker_id in cluster.broker_ids:
+        lines = cluster.log_path(broker_id).read_text(errors="replace").splitlines()
+        print(f"--- broker {broker_id}")
+        print("\n".join([line for line in lines if "kazoo" not in line][-40:]))
 
 
 def _admin(address: str) -> AdminClient:

@@ -274,6 +274,12 @@ BROKER_KEYS: dict[str, ConfigKey] = {
         _key("producer.id.expiration.ms", "int", 86400000, "Forget idle producers.", 1),
         _key("transactional.id.expiration.ms", "int", 604800000, "Forget idle txn ids.", 1),
         _key("replica.lag.time.max.ms", "long", 30000, "Lag before leaving the ISR.", 0),
+        _key("replica.fetch.wait.max.ms", "int", 500, "Longest wait of a follower's fetch.", 0),
+        _key("replica.fetch.min.bytes", "int", 1, "Bytes a follower's fetch waits for.", 1),
+        _key("replica.fetch.max.bytes", "int", 1048576, "Follower fetch bytes per partition.", 0),
+        _key("replica.fetch.response.max.bytes", "int", 10485760, "Follower fetch bytes.", 0),
+        _key("replica.fetch.backoff.ms", "int", 1000, "Follower's wait after an error.", 0),
+        _key("replica.socket.timeout.ms", "int", 30000, "Follower fetch timeout.", 1),
         _key(
             "max.broker.partitions",
             "int",

@@ -10,6 +10,11 @@ wakes fetches through one call, and so that a waiter's lifetime is the
 request's: the caller must ``forget_waiter`` it when done, also when
 cancelled, so nothing outlives a closed connection.
 
+The produce purgatory is the same: an acks=all produce waits here with
+``read_when_ready`` for its partitions' high watermarks (``handlers/produce.py``),
+woken by the same calls; Kafka keeps the two apart only because its
+delayed operations are objects with their own completion checks.
+
 Where moldau departs from Kafka: no timer wheel and no delayed-operation
 objects; the request's own coroutine waits with ``asyncio.wait_for``, so
 expiry is the event loop's timer and completion is re-running the read.

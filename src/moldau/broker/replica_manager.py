@@ -11,40 +11,49 @@ a LeaderAndIsr request (open or create the log, lead or follow at the given
 leader epoch) and ``stop_replicas`` a StopReplica. A partition changes only
 for a newer leader epoch, so a late or repeated request changes nothing.
 
-Every hosted partition calls ``on_change`` after an append, and so does
-stopping one or a change of its leader, so that fetches waiting on it (the
-purgatory) wake; ``leadership_listeners`` hear of every partition that
-starts or stops leading here (the group coordinator loads and unloads its
-groups).
+Every hosted partition calls ``on_change`` after an append or a move of its
+high watermark, and so does stopping one or a change of its leader, so that
+fetches and acks=all produces waiting on it (the purgatory) wake;
+``leadership_listeners`` hear of every partition that starts or stops
+leading here (the group coordinator loads and unloads its groups).
 
-Until replica fetchers exist (the replication issue), a cluster leader's
-followers hold no data: the ISR is the controller's, but the high watermark
-follows the leader's own log end, as on a single node.
+A follower replicates through ``fetchers`` (``replica_fetcher.py``):
+becoming a follower adds the partition to the fetcher of its leader (the
+leader's inter-broker endpoint from the LeaderAndIsr request's live
+leaders, else from the metadata cache); leading or stopping removes it. A
+leader's high watermark moves with its followers' fetches
+(``record_follower_fetch``), and its ISR changes go to the controller
+through ``isr_updates`` (``isr_updates.py``). ``close`` stops both.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..cluster.controller.commands import LeaderAndIsr, PartitionLeadership, StopReplica
+from ..cluster.controller.context import LiveBroker
 from ..cluster.metadata import MetadataStore, TopicInfo
 from ..log.config import LogConfig
 from ..log.manager import ZERO_UUID, LogManager
 from ..log.partition_log import PartitionLog
 from ..protocol.errors import ErrorCode, KafkaError
+from ..replication.fetch_state import FetchLimits
 from ..replication.partition import Partition
 from .capacity import warn_if_files_short
 from .config import BrokerConfig
+from .isr_updates import IsrUpdater
 from .purgatory import TopicPartition
+from .replica_fetcher import LeaderEndpoint, ReplicaFetcherManager
 from .topic_config import log_config
 
 log = logging.getLogger(__name__)
 
 
 class ReplicaManager:
-    """Hosted partitions by (topic, index); this broker leads each today."""
+    """Hosted partitions by (topic, index), led or followed, and the fetchers."""
 
     def __init__(
         self,
@@ -63,6 +72,29 @@ class ReplicaManager:
         #: Called with a partition that started or stopped leading here
         #: (``is_leader`` says which; a stopped one is no longer hosted).
         self.leadership_listeners: list[Callable[[Partition], None]] = []
+        self.fetchers = ReplicaFetcherManager(
+            broker_id,
+            self.partitions.get,
+            FetchLimits(
+                max_wait_ms=int(config.get("replica.fetch.wait.max.ms")),
+                min_bytes=int(config.get("replica.fetch.min.bytes")),
+                partition_max_bytes=int(config.get("replica.fetch.max.bytes")),
+                max_bytes=int(config.get("replica.fetch.response.max.bytes")),
+            ),
+            backoff_ms=int(config.get("replica.fetch.backoff.ms")),
+            request_timeout_ms=int(config.get("replica.socket.timeout.ms")),
+        )
+        #: This broker's epoch (its registration's czxid; cluster mode sets it).
+        self.broker_epoch: Callable[[], int] = lambda: -1
+        self.isr_updates = IsrUpdater(
+            broker_id,
+            self._led_with_followers,
+            self._controller_endpoint,
+            lambda: self.broker_epoch(),
+            _now_ms,
+            max_lag_ms=int(config.get("replica.lag.time.max.ms")),
+            request_timeout_ms=int(config.get("controller.socket.timeout.ms")),
+        )
 
     # -- startup ------------------------------------------------------------
 
@@ -150,20 +182,23 @@ class ReplicaManager:
         partition the error, NONE where it now leads or follows as asked.
         ``configs`` are the log configs of the request's topics."""
         errors: dict[TopicPartition, ErrorCode] = {}
+        leaders = {broker.broker_id: broker for broker in request.leaders}
         for state in request.partitions:
             tp = (state.topic, state.partition)
             if self.broker_id not in state.replicas:
                 errors[tp] = ErrorCode.NONE
                 continue
             try:
-                errors[tp] = self._apply_leadership(state, configs[state.topic])
+                errors[tp] = self._apply_leadership(state, configs[state.topic], leaders)
             except OSError as exc:
                 log.error("could not open the log of %s-%d: %s", state.topic, state.partition, exc)
                 errors[tp] = ErrorCode.KAFKA_STORAGE_ERROR
         warn_if_files_short()
         return errors
 
-    def _apply_leadership(self, state: PartitionLeadership, config: LogConfig) -> ErrorCode:
+    def _apply_leadership(
+        self, state: PartitionLeadership, config: LogConfig, leaders: Mapping[int, LiveBroker]
+    ) -> ErrorCode:
         tp = (state.topic, state.partition)
         partition = self.partitions.get(tp)
         if partition is not None and state.leader_epoch <= partition.leader_epoch:
@@ -193,17 +228,81 @@ class ReplicaManager:
             self.partitions[tp] = partition
         partition.replicas = list(state.replicas)
         was_leader = partition.is_leader
+        partition.partition_epoch = state.partition_epoch
         if state.leader == self.broker_id:
-            partition.become_leader(epoch=state.leader_epoch, isr=list(state.isr))
-            # No replica fetchers yet (see the module docstring): followers
-            # are not waited for.
-            partition.followers.clear()
+            self.fetchers.unfollow(tp)
+            partition.become_leader(epoch=state.leader_epoch, isr=list(state.isr), now_ms=_now_ms())
+            if len(partition.replicas) > 1:
+                self.isr_updates.start()
         else:
             partition.become_follower(state.leader, state.leader_epoch)
+            self._fetch_from(tp, state.leader, state.leader_epoch, leaders)
+        log.debug(
+            "%s-%d: %s at epoch %d, ISR %s",
+            state.topic,
+            state.partition,
+            "leading" if partition.is_leader else f"following {state.leader}",
+            state.leader_epoch,
+            list(state.isr),
+        )
         if was_leader or partition.is_leader:
             self._leadership_changed(partition)
         self._on_change(tp)
         return ErrorCode.NONE
+
+    def _fetch_from(
+        self, tp: TopicPartition, leader_id: int, epoch: int, leaders: Mapping[int, LiveBroker]
+    ) -> None:
+        """Fetch ``tp`` from ``leader_id``'s inter-broker endpoint; with no
+        leader (-1) or no known endpoint, fetch nothing until the next
+        LeaderAndIsr names one."""
+        endpoint = self._endpoint(leader_id, leaders)
+        if endpoint is None:
+            if leader_id >= 0:
+                log.warning("%s-%d: no endpoint for its leader %d", tp[0], tp[1], leader_id)
+            self.fetchers.unfollow(tp)
+            return
+        self.fetchers.follow(tp, endpoint, epoch)
+
+    def _endpoint(self, broker_id: int, leaders: Mapping[int, LiveBroker]) -> LeaderEndpoint | None:
+        # LeaderAndIsr's live leaders carry the inter-broker endpoint only,
+        # without its listener name (decoded as "").
+        listener = self.config.inter_broker_listener
+        live = leaders.get(broker_id)
+        if live is not None:
+            for endpoint in live.endpoints:
+                if endpoint.listener in (listener, ""):
+                    return LeaderEndpoint(broker_id, endpoint.host, endpoint.port)
+        info = self.metadata.broker(broker_id) if broker_id >= 0 else None
+        return None if info is None else LeaderEndpoint(broker_id, info.host, info.port)
+
+    def _led_with_followers(self) -> list[Partition]:
+        return [p for p in self.partitions.values() if p.is_leader and p.followers]
+
+    def _controller_endpoint(self) -> LeaderEndpoint | None:
+        controller_id = self.metadata.controller_id()
+        info = self.metadata.broker(controller_id) if controller_id >= 0 else None
+        return None if info is None else LeaderEndpoint(controller_id, info.host, info.port)
+
+    # -- followers' fetches ----------------------------------------------------------
+
+    def record_follower_fetch(
+        self, partition: Partition, replica_id: int, fetch_offset: int, leader_end: int
+    ) -> None:
+        """A follower fetched ``partition`` from ``fetch_offset`` while the
+        log ended at ``leader_end``: record it (the high watermark may move)
+        and, in cluster mode, ask the controller to take a follower that has
+        caught up back into the ISR."""
+        partition.update_follower_fetch(replica_id, fetch_offset, leader_end, _now_ms())
+        if self.config.cluster_mode:
+            expanded = partition.isr_expand(replica_id)
+            if expanded is not None:
+                self.isr_updates.propose(partition, expanded)
+
+    async def close(self) -> None:
+        """Stop the replica fetchers and the ISR updates, and wait for them."""
+        await self.fetchers.close()
+        await self.isr_updates.close()
 
     def stop_replicas(self, request: StopReplica) -> dict[TopicPartition, ErrorCode]:
         """Apply a StopReplica request: stop hosting, and with ``delete``
@@ -224,6 +323,7 @@ class ReplicaManager:
         return errors
 
     def _stop(self, topic: str, index: int) -> Partition | None:
+        self.fetchers.unfollow((topic, index))
         partition = self.partitions.pop((topic, index), None)
         if partition is not None:
             partition.leader_id = -1
@@ -290,3 +390,8 @@ class ReplicaManager:
         if not partition.is_leader:
             raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
         return partition
+
+
+def _now_ms() -> int:
+    """Wall-clock milliseconds: when a new leader counts its ISR caught up."""
+    return int(time.time() * 1000)

@@ -157,6 +157,7 @@ class BrokerServer:
             producer_id_blocks=node.allocate_producer_ids,
         )
         core.cluster = node
+        core.replicas.broker_epoch = lambda: node.broker_epoch
         node.attach(core, cache)
         logs.load(None)
         return core
@@ -346,6 +347,8 @@ class BrokerServer:
             # Leave the cluster first: the controller moves leaderships away
             # while this broker still closes its logs.
             await self.core.cluster.leave()
+        if self.core is not None:
+            await self.core.replicas.close()
         for job in self._jobs:
             job.cancel()
         for job in self._jobs:

@@ -30,7 +30,9 @@ Where this departs from Kafka, which has no such tool: the brokers of one
 cluster share one machine and one ZooKeeper under the chroot ``/moldau``, and
 ``offsets.topic.replication.factor`` defaults to ``min(3, brokers)`` so that
 groups work in a cluster of one or two brokers (Kafka's docker examples do the
-same); an explicit setting wins.
+same), and ``controlled.shutdown.retry.backoff.ms`` is 500 rather than 5000,
+since stopping a whole local cluster at once leaves the last brokers nobody
+to hand leaderships to; an explicit setting wins.
 """
 
 from __future__ import annotations
@@ -309,6 +311,7 @@ class LocalCluster:
         data.mkdir(parents=True, exist_ok=True)
         config = {
             "offsets.topic.replication.factor": str(min(3, len(self._brokers))),
+            "controlled.shutdown.retry.backoff.ms": "500",
             **self.plan.broker_config,
             "broker.id": str(broker_id),
             "listeners": f"PLAINTEXT://127.0.0.1:{plan.port}",

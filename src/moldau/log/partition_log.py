@@ -797,8 +797,16 @@ class PartitionLog:
     @_guarded
     def truncate_to(self, offset: int) -> None:
         """Remove every batch holding offsets >= ``offset`` (follower
-        truncation to the leader's log). A batch straddling ``offset`` goes too."""
+        truncation to the leader's log). A batch straddling ``offset`` goes too.
+
+        At or past the log end nothing is removed but the leader-epoch
+        entries starting there: a replica that led an epoch without writing
+        in it has such an entry, and keeping it would make it name that
+        epoch, which its new leader never had, in every fetch (Kafka's
+        ``UnifiedLog.truncateTo`` does the same)."""
         if offset >= self.log_end_offset:
+            if self.leader_epochs.truncate_from_end(self.log_end_offset):
+                self._save_leader_epochs(self.leader_epochs)
             return
         if offset <= self._segments[0].base_offset:
             self._truncate_fully_and_start_at(offset)
@@ -815,6 +823,12 @@ class PartitionLog:
         if self.leader_epochs.truncate_from_end(self.log_end_offset):
             self._save_leader_epochs(self.leader_epochs)
         self._load_producer_state()
+
+    @_guarded
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Empty the log and start it at ``offset`` (a follower whose log
+        ended below the leader's log start)."""
+        self._truncate_fully_and_start_at(offset)
 
     def _truncate_fully_and_start_at(self, offset: int) -> None:
         self.edits += 1

@@ -19,6 +19,14 @@ NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the current leader
 but ``diverging_epoch``, where to truncate to (``Partition.diverging_epoch``),
 at once.
 
+A follower's fetch (replica_id >= 0) reads to the log end, not the high
+watermark, from the same files and with the same sendfile path as a
+consumer's; its fetch offset is the follower's log end, which the leader
+records (``ReplicaManager.record_follower_fetch``) once per request, on its
+first read: that moves the high watermark, which wakes the consumers' fetches
+and the acks=all produces waiting on it. An answer with a diverging epoch
+records nothing (Kafka's ``Partition.fetchRecords``).
+
 A fetch that finds fewer than min_bytes waits up to max_wait_ms, but answers
 as soon as an append to one of its partitions brings enough: a consumer
 waiting on an idle topic sees a new record within a millisecond or two, not
@@ -52,7 +60,7 @@ def fetch(context: RequestContext, request: Message) -> HandlerResult:
         return fetch_v0_to_v3(core, request, context.version)
     by_id = context.version >= 13
     wanted = _wanted_partitions(core, request, by_id)
-    response, size, errors = _read_all(core, request, wanted, by_id)
+    response, size, errors = _read_all(core, request, wanted, by_id, record_follower=True)
     max_wait_ms = request["max_wait_ms"]
     if size >= request["min_bytes"] or max_wait_ms <= 0 or errors:
         return response
@@ -86,11 +94,14 @@ def _read_all(
     request: Message,
     wanted: list[tuple[Message, str | None, Message]],
     by_id: bool,
+    record_follower: bool = False,
 ) -> tuple[Message, int, bool]:
     """Read every partition once: (response, bytes of records, whether to
-    answer now: an error or a divergence, as in Kafka)."""
+    answer now: an error or a divergence, as in Kafka). ``record_follower``:
+    a follower's fetch offsets are its log ends (the request's first read)."""
     budget = request.get("max_bytes", 0x7FFFFFFF)
-    follower = _replica_id(request) >= 0
+    replica_id = _replica_id(request)
+    follower = replica_id >= 0
     read_committed = request.get("isolation_level", 0) == 1
     total = 0
     errors = False
@@ -123,12 +134,17 @@ def _read_all(
                     errors = True
                     continue
             limit = min(want["partition_max_bytes"], max(budget - total, 0))
+            leader_end = partition.log_end_offset
             result = partition.read(
                 want["fetch_offset"],
                 limit,
                 committed_only=not follower,
                 min_one_batch=total == 0,
             )
+            if follower and record_follower:
+                core.replicas.record_follower_fetch(
+                    partition, replica_id, want["fetch_offset"], leader_end
+                )
         except KafkaError as exc:
             answer = _error(index, exc.code)
             if exc.code in LEADER_ERRORS:
