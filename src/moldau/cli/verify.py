@@ -248,8 +248,8 @@ def _compare_replicas(directory: Path, workload: Workload) -> ReplicaReport:
 def render(history: History, verdict: Verdict, replicas: ReplicaReport | None) -> list[str]:
     """The verdict as lines: figures, faults, replicas, counts, first examples."""
     stats, info = verdict.stats, history.info
-    seconds = info.get("produce_seconds") or 0
-    rate = f"; {stats['acknowledged'] / seconds:,.0f} acked/s" if seconds else ""
+    per_second = stats.get("acked_per_second")
+    rate = f"; {per_second:,.0f} acked/s (first send to last acknowledgement)" if per_second else ""
     lines = [
         f"  sent {stats['sent']}, acknowledged {stats['acknowledged']}, failed "
         f"{stats['failed']}, unknown {stats['unknown']}{rate}",

@@ -303,7 +303,10 @@ def _stats(history: History, index: _Index) -> dict[str, Any]:
     for send in history.sends:
         outcomes[send.outcome] += 1
     group_reads = sum(len(r) for r in index.reads_by.values())
+    acked_done = [s.done for s in index.acked if s.done is not None]
+    span = max(acked_done, default=0.0) - min((s.sent for s in history.sends), default=0.0)
     return {
+        "acked_per_second": round(len(acked_done) / span, 1) if span > 0 else None,
         "sent": len(history.sends),
         "acknowledged": outcomes["ok"],
         "failed": outcomes["failed"],
