@@ -3,8 +3,9 @@ history with a lost value is caught by ``--check``, and a local broker is
 killed, paused, stopped and started again through its pid file, and the
 cluster's owner still stops the broker that verify started.
 
-RF 1: these tests judge the tool, not replication (the figures under faults
-come from runs of ``moldau verify`` against ``moldau cluster up``).
+No faults here: these tests judge the tool, not the cluster (the figures
+under faults come from runs of ``moldau verify`` against ``moldau cluster
+up``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ def clean_run(
     done = verify(
         "--dir", moldau_cluster_shared.directory,
         "--duration", "4", "--partitions", "3", "--consumers", "2",
-        "--replication-factor", "1", "--min-insync-replicas", "1",
         "--rate", "500", "--history", path,
     )  # fmt: skip
     return done, json.loads(path.read_text())
@@ -56,6 +56,7 @@ def test_a_run_without_faults_is_clean(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "VERDICT: clean" in done.stdout
     assert "replicas: 0 partitions diverged" in done.stdout
+    assert "compared 9 replicas of 3 partitions" in done.stdout  # RF 3
     acked = [s for s in history["sends"] if s["outcome"] == "ok"]
     assert len(acked) > 1000
     assert all(f["complete"] for f in history["final"]) and len(history["final"]) == 3
