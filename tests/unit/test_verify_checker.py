@@ -1,17 +1,21 @@
 """The ``moldau verify`` history checker: every kind of violation is found in
 a hand-made history, and clean histories (hand-made and random runs of a
-correct cluster) pass. And the replica comparison over hand-made segments."""
+correct cluster) pass. And the replica comparison over hand-made segments, and
+the nemesis over shell-command targets."""
 
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moldau.verify.checker import KINDS, check
+from moldau.verify.faults import Nemesis, parse_fault_commands
 from moldau.verify.history import (
     FINAL_READER,
     Assignment,
@@ -317,3 +321,39 @@ def test_diverged_and_behind_replicas(tmp_path: Path) -> None:
     report = compare_replicas(tmp_path, "t", {0: 4})
     assert report.behind == [{"partition": 0, "broker": 1, "batches": 1, "of": 2}]
     assert report.diverged == [{"partition": 0, "brokers": [0, 2], "batch": 0, "last_offset": 1}]
+
+
+# -- the nemesis over shell-command targets --------------------------------------
+
+
+def test_fault_commands_run_and_are_undone_at_exit(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    actions = ("kill", "start", "pause", "resume")
+    targets = parse_fault_commands([f"1:{a}=echo {a} >> {log}" for a in actions])
+    nemesis = Nemesis(
+        targets, ["kill", "pause"], interval=0.01, fault_time=600, role="leader",
+        resolve=lambda role: 1, seed=0,
+    )  # fmt: skip
+    with nemesis:
+        deadline = time.monotonic() + 10
+        while not (log.exists() and log.read_text()):
+            assert time.monotonic() < deadline, "no fault injected"
+            time.sleep(0.01)
+    # left in the middle of a 600 s fault: undone on the way out
+    assert log.read_text().split() in (["kill", "start"], ["pause", "resume"])
+    assert nemesis.events[0].healed is not None and nemesis.events[0].error is None
+
+
+def test_fault_targets_that_cannot_play_the_role_or_the_kind() -> None:
+    only_kill = parse_fault_commands(["k:kill=true", "k:start=true"])
+    assert Nemesis(only_kill, ["pause"], interval=1, fault_time=1).inject_one().kind == "none"
+    nobody = Nemesis(only_kill, ["kill"], interval=1, fault_time=1, role="controller")
+    assert nobody.inject_one().kind == "none"  # no resolver: nobody plays it
+    failing = Nemesis(
+        parse_fault_commands(["k:kill=exit 3", "k:start=true"]), ["kill"], interval=1, fault_time=1
+    )
+    event = failing.inject_one()
+    assert event.kind == "kill" and "exited 3" in (event.error or "")
+    for bad in ("k:kill", "k=kill=x", "k:explode=x", ":kill=x"):
+        with pytest.raises(ValueError):
+            parse_fault_commands([bad])
