@@ -61,7 +61,7 @@ def _fill(broker: BrokerProcess, topic: str, partitions: int = 2, per_partition:
     assert producer.flush(15) == 0
 
 
-def _committed_by_a_current_client(bootstrap: str, group: str, topic: str) -> int:
+def committed_by_a_current_client(bootstrap: str, group: str, topic: str) -> int:
     """The group's offset of partition 0 as confluent-kafka (OffsetFetch v9) reads it."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
@@ -105,7 +105,7 @@ def test_kafka_python_old_protocol(broker: BrokerProcess, api_version: tuple[int
 
         consumer.commit({partitions[0]: OffsetAndMetadata(3, "", -1)})
         assert consumer.committed(partitions[0]) == 3
-        assert _committed_by_a_current_client(broker.bootstrap, group, topic) == 3
+        assert committed_by_a_current_client(broker.bootstrap, group, topic) == 3
 
         wait_for(lambda: joined() and len(fetched) == 10, what="Fetch v1/v3 answered")
         assert sorted(fetched) == sorted(f"{p}-{i}".encode() for p in (0, 1) for i in range(5))
@@ -142,7 +142,7 @@ def test_kafka_python_offset_commit_v0_v1(
         assert consumer.committed(partition) == 7
     finally:
         consumer.close()
-    assert _committed_by_a_current_client(broker.bootstrap, group, topic) == 7
+    assert committed_by_a_current_client(broker.bootstrap, group, topic) == 7
 
 
 @pytest.mark.parametrize("fallback", ["0.9.0", "0.8.2"])
@@ -420,7 +420,7 @@ Seen = tuple[int, bytes | None, bytes | None, int]
 """(offset, key, value, timestamp or -1) of one record as a consumer saw it."""
 
 
-def _records(topic: str, count: int) -> list[Rec]:
+def records_for(topic: str, count: int) -> list[Rec]:
     return [Rec(b"k%d" % i if i % 2 else None, f"{topic}-{i}".encode()) for i in range(count)]
 
 
@@ -470,7 +470,7 @@ def _librdkafka_read(bootstrap: str, topic: str, fallback: str, count: int) -> l
     return got
 
 
-def _current_read(bootstrap: str, topic: str) -> list[Seen]:
+def current_read(bootstrap: str, topic: str) -> list[Seen]:
     return [(r.offset, r.key, r.value, r.timestamp) for r in confluent_read_all(bootstrap, topic)]
 
 
@@ -496,7 +496,7 @@ def test_kafka_python_old_formats_round_trip(
         linger_ms=20,
     )
     try:
-        records = _records(topic, 6)
+        records = records_for(topic, 6)
         futures = [
             producer.send(
                 topic, key=r.key, value=r.value, partition=0, timestamp_ms=1000 + i if v1 else None
@@ -508,7 +508,7 @@ def test_kafka_python_old_formats_round_trip(
         producer.close()
     expected = [(i, r.key, r.value, 1000 + i if v1 else -1) for i, r in enumerate(records)]
     assert _kafka_python_read(broker.bootstrap, topic, api_version, 6) == expected
-    assert _current_read(broker.bootstrap, topic) == expected
+    assert current_read(broker.bootstrap, topic) == expected
 
 
 def test_librdkafka_old_formats_round_trip(broker: BrokerProcess) -> None:
@@ -521,13 +521,13 @@ def test_librdkafka_old_formats_round_trip(broker: BrokerProcess) -> None:
         topic = f"rdk-{fallback}-{codec}"
         create_topic(broker.bootstrap, topic, 1)
         records = [
-            replace(r, partition=0, timestamp=1000 + i) for i, r in enumerate(_records(topic, 6))
+            replace(r, partition=0, timestamp=1000 + i) for i, r in enumerate(records_for(topic, 6))
         ]
         config = {**_old_librdkafka(fallback), "compression.codec": codec}
         confluent_produce(broker.bootstrap, topic, records, **config)
         expected = [(i, r.key, r.value, -1) for i, r in enumerate(records)]
         assert _librdkafka_read(broker.bootstrap, topic, fallback, 6) == expected, codec
-        assert _current_read(broker.bootstrap, topic) == expected, codec
+        assert current_read(broker.bootstrap, topic) == expected, codec
 
 
 def test_current_records_read_by_old_clients(broker: BrokerProcess) -> None:
@@ -538,7 +538,7 @@ def test_current_records_read_by_old_clients(broker: BrokerProcess) -> None:
         create_topic(broker.bootstrap, topic, 1)
         records = [
             replace(r, partition=0, timestamp=5000 + i, headers=(("h", b"x"),))
-            for i, r in enumerate(_records(topic, 6))
+            for i, r in enumerate(records_for(topic, 6))
         ]
         confluent_produce(broker.bootstrap, topic, records, **{"compression.codec": codec})
         v0 = [(i, r.key, r.value, -1) for i, r in enumerate(records)]
@@ -559,7 +559,7 @@ def test_log_append_time_stamps_old_formats(broker: BrokerProcess) -> None:
     [(offset, _, value, stamp)] = _kafka_python_read(broker.bootstrap, "lat", (0, 10, 1), 1)
     assert (offset, value) == (0, b"old")
     assert before <= stamp <= int(time.time() * 1000)
-    assert _current_read(broker.bootstrap, "lat")[0][3] == stamp
+    assert current_read(broker.bootstrap, "lat")[0][3] == stamp
 
 
 def test_api_versions_advertise_kafka_3_9_floors(broker: BrokerProcess) -> None:
