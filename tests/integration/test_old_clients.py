@@ -10,14 +10,16 @@ OffsetCommit v0-v2, OffsetFetch v0-v1. All of that works against moldau.
 These clients produce message formats v0/v1 (Produce v0-v2), which the
 broker up-converts to v2 batches, and fetch at v0-v3, which it answers with
 its v2 batches down-converted: each codec each format allows, read back by
-old and current clients alike. Not covered here: sarama and Burrow (Debian's
-Go packages are not installed on the test machines).
+old and current clients alike. sarama and Burrow (Debian's Go packages)
+have their own modules: test_sarama.py and test_burrow.py.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import math
+import re
 import struct
 import time
 import zlib
@@ -145,19 +147,70 @@ def test_kafka_python_offset_commit_v0_v1(
     assert committed_by_a_current_client(broker.bootstrap, group, topic) == 7
 
 
-@pytest.mark.parametrize("fallback", ["0.9.0", "0.8.2"])
+class _RequestLog(logging.Handler):
+    """librdkafka's protocol debug lines: which request went out at which version."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def sent(self) -> set[tuple[str, int]]:
+        found = re.findall(r"Sent (\w+)Request \(v(\d+)", "\n".join(self.lines))
+        return {(name, int(version)) for name, version in found}
+
+
+#: The requests librdkafka sends for metadata, watermarks, a commit and its
+#: read-back, per ``broker.version.fallback``. From 0.10 on it asks
+#: ApiVersions whatever ``api.version.request`` says (its configuration
+#: documents this) and speaks current versions.
+FALLBACK_REQUESTS = {
+    "0.10.0": {
+        ("ApiVersion", 3),
+        ("Metadata", 13),
+        ("ListOffsets", 7),
+        ("FindCoordinator", 2),
+        ("OffsetCommit", 9),
+        ("OffsetFetch", 9),
+    },
+    "0.9.0": {
+        ("Metadata", 0),
+        ("ListOffsets", 0),
+        ("FindCoordinator", 0),
+        ("OffsetCommit", 2),
+        ("OffsetFetch", 1),
+    },
+    "0.8.2": {
+        ("Metadata", 0),
+        ("ListOffsets", 0),
+        ("FindCoordinator", 0),
+        ("OffsetCommit", 1),
+        ("OffsetFetch", 1),
+    },
+}
+
+
+@pytest.mark.parametrize("fallback", list(FALLBACK_REQUESTS))
 def test_librdkafka_without_api_versions(broker: BrokerProcess, fallback: str) -> None:
-    """Metadata v0, ListOffsets v0, FindCoordinator v0, OffsetCommit v1/v2."""
+    """Metadata, ListOffsets, FindCoordinator, OffsetCommit and OffsetFetch at
+    the versions of ``fallback``; the commit reads back through a current client."""
     topic = "rdk-" + fallback.replace(".", "")
     _fill(broker, topic)
+    requests = _RequestLog()
+    logger = logging.getLogger(f"librdkafka.{topic}")
+    logger.addHandler(requests)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
     consumer = Consumer(
         {
             "bootstrap.servers": broker.bootstrap,
             "group.id": "g-" + topic,
-            "api.version.request": False,
-            "broker.version.fallback": fallback,
+            **_old_librdkafka(fallback),
             "enable.auto.commit": False,
-            "log_level": 3,
+            "debug": "protocol",
+            "logger": logger,
         }
     )
     try:
@@ -167,11 +220,16 @@ def test_librdkafka_without_api_versions(broker: BrokerProcess, fallback: str) -
                 ConfluentPartition(topic, p), timeout=10, cached=False
             )
             assert low_high == (0, 5)
-        consumer.commit(offsets=[ConfluentPartition(topic, 1, 4)], asynchronous=False)
-        [committed] = consumer.committed([ConfluentPartition(topic, 1)], timeout=10)
-        assert committed.offset == 4
+        commit = [ConfluentPartition(topic, 0, 2), ConfluentPartition(topic, 1, 4)]
+        consumer.commit(offsets=commit, asynchronous=False)
+        committed = consumer.committed([ConfluentPartition(topic, p) for p in (0, 1)], timeout=10)
+        assert [c.offset for c in committed] == [2, 4]
+        consumer.poll(0)  # serves the log lines queued so far
     finally:
         consumer.close()
+        logger.removeHandler(requests)
+    assert requests.sent() == FALLBACK_REQUESTS[fallback]
+    assert committed_by_a_current_client(broker.bootstrap, "g-" + topic, topic) == 2
 
 
 def _produce_body(topic: str, records: bytes) -> dict[str, Any]:
