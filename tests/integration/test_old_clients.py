@@ -33,6 +33,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from conftest import (
+    FAST_GROUPS,
     BrokerProcess,
     RawConnection,
     Rec,
@@ -230,6 +231,47 @@ def test_librdkafka_without_api_versions(broker: BrokerProcess, fallback: str) -
         logger.removeHandler(requests)
     assert requests.sent() == FALLBACK_REQUESTS[fallback]
     assert committed_by_a_current_client(broker.bootstrap, "g-" + topic, topic) == 2
+
+
+def test_librdkafka_group_without_api_versions(broker_factory: Any) -> None:
+    """librdkafka at 0.9.0 as a group member: JoinGroup, SyncGroup, Heartbeat
+    and LeaveGroup v0, Fetch v1 (format v0), OffsetCommit v2 of what it read."""
+    broker = broker_factory(**FAST_GROUPS)
+    topic = "rdk-group"
+    _fill(broker, topic)
+    requests = _RequestLog()
+    logger = logging.getLogger(f"librdkafka.{topic}")
+    logger.addHandler(requests)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "g-" + topic,
+            **_old_librdkafka("0.9.0"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "heartbeat.interval.ms": 100,
+            "debug": "protocol",
+            "logger": logger,
+        }
+    )
+    read: list[bytes] = []
+    try:
+        consumer.subscribe([topic])
+
+        def consumed() -> bool:
+            read.extend(m.value() for m in consumer.consume(100, timeout=0.1) if not m.error())
+            return len(read) == 10 and ("Heartbeat", 0) in requests.sent()
+
+        wait_for(consumed, what="10 records and a Heartbeat")
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+        logger.removeHandler(requests)
+    assert sorted(read) == sorted(f"{p}-{i}".encode() for p in (0, 1) for i in range(5))
+    assert {("JoinGroup", 0), ("SyncGroup", 0), ("Fetch", 1), ("LeaveGroup", 0)} <= requests.sent()
+    assert committed_by_a_current_client(broker.bootstrap, "g-" + topic, topic) == 5
 
 
 def _produce_body(topic: str, records: bytes) -> dict[str, Any]:
