@@ -3,11 +3,13 @@
 ``sarama.NewConfig()`` still defaults to Kafka 0.8.2: Produce v0 with message
 format v0, Fetch v0, ListOffsets v0, OffsetCommit and OffsetFetch v1. With
 ``Version = V0_10_2_0`` it speaks Produce v2 (format v1, timestamps), Fetch v3,
-ListOffsets v1 and the group API. tests/clients/sarama/main.go is the client;
-it is built once per source and toolchain (GOPATH mode against Debian's
-/usr/share/gocode, cached in the temp directory) and run once per action,
-printing JSON. Without Go or sarama the tests skip, except in CI (``CI`` set),
-where scripts/setup.sh --test installs them and a skip would hide a failure.
+ListOffsets v1, the group API and (with an offset retention) OffsetCommit v2.
+
+tests/clients/sarama/main.go is the client; it is built once per source and
+toolchain (GOPATH mode against Debian's /usr/share/gocode, cached in the temp
+directory) and run once per action, printing JSON. Without Go or sarama the
+tests skip, except in CI (``CI`` set), where scripts/setup.sh --test installs
+them and a skip would hide a failure.
 """
 
 from __future__ import annotations
@@ -152,7 +154,8 @@ def test_current_records_read_by_sarama(sarama: Sarama) -> None:
 
 def test_sarama_offsets(sarama: Sarama) -> None:
     """ListOffsets (v0 by default, v1 at 0.10.2) and an OffsetManager's
-    commit, read back by sarama and by a current client."""
+    commit (OffsetCommit v1, v2 with a retention at 0.10.2; OffsetFetch v1),
+    read back by sarama and by a current client."""
     bootstrap = sarama.broker.bootstrap
     create_topic(bootstrap, "offsets", 1)
     assert sarama("offsets", topic="offsets") == {"oldest": 0, "newest": 0}
@@ -165,7 +168,7 @@ def test_sarama_offsets(sarama: Sarama) -> None:
 
 def test_sarama_consumer_group(sarama_client: Path, broker_factory: Any) -> None:
     """sarama's consumer group (0.10.2 on: JoinGroup v1, SyncGroup,
-    Heartbeat, OffsetCommit v2, LeaveGroup) reads and commits a partition."""
+    Heartbeat and LeaveGroup v0, OffsetCommit v2) reads and commits a partition."""
     broker = broker_factory(**FAST_GROUPS)
     sarama = Sarama(sarama_client, broker, "0.10.2")
     create_topic(broker.bootstrap, "grouped", 1)

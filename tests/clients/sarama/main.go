@@ -8,8 +8,9 @@
 // sarama.NewConfig()'s (0.8.2: Produce v0 with message format v0, Fetch v0,
 // ListOffsets v0, OffsetCommit v1, OffsetFetch v1); "0.10.2" is
 // sarama.V0_10_2_0 (Produce v2 with format v1, Fetch v3, ListOffsets v1,
-// and the consumer group API: JoinGroup v1, SyncGroup/Heartbeat v0,
-// OffsetCommit v2).
+// and the consumer group API: JoinGroup v1, SyncGroup/Heartbeat v0), with an
+// offset retention set so that commits go out as OffsetCommit v2 (sarama
+// sends v1 when none is set, at any version).
 //
 // Actions:
 //
@@ -90,6 +91,7 @@ func main() {
 	case "default":
 	case "0.10.2":
 		config.Version = sarama.V0_10_2_0
+		config.Consumer.Offsets.Retention = 24 * time.Hour
 	default:
 		fail(fmt.Errorf("unknown version %q", *version))
 	}
