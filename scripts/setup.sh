@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv and install moldau into it. With --test, also everything the
-# test suite needs: the test extra from PyPI, and kcat and ZooKeeper from
-# Debian (when running as root on a machine with apt).
+# test suite needs: the test extra from PyPI, and from Debian (when running
+# as root on a machine with apt) kcat, ZooKeeper, and the old clients' tools:
+# Go with sarama (tests/clients/sarama) and Burrow.
 #
 # Says what it is doing on stderr. Runs pip only when needed: a stamp in .venv
 # records what was installed (the install mode and a hash of pyproject.toml,
@@ -20,6 +21,10 @@ if [[ $want_test == 1 ]] && command -v apt-get >/dev/null; then
     missing=()
     command -v kcat >/dev/null || missing+=(kcat)
     [[ -x /usr/share/zookeeper/bin/zkServer.sh ]] || missing+=(zookeeper)
+    command -v go >/dev/null || missing+=(golang-go)
+    [[ -d /usr/share/gocode/src/github.com/Shopify/sarama ]] \
+        || missing+=(golang-github-shopify-sarama-dev)
+    command -v Burrow >/dev/null || missing+=(burrow)
     if (( ${#missing[@]} )); then
         step "installing ${missing[*]} from Debian (apt-get)"
         SUDO=""; [[ $(id -u) == 0 ]] || SUDO="sudo"

@@ -10,14 +10,16 @@ OffsetCommit v0-v2, OffsetFetch v0-v1. All of that works against moldau.
 These clients produce message formats v0/v1 (Produce v0-v2), which the
 broker up-converts to v2 batches, and fetch at v0-v3, which it answers with
 its v2 batches down-converted: each codec each format allows, read back by
-old and current clients alike. Not covered here: sarama and Burrow (Debian's
-Go packages are not installed on the test machines).
+old and current clients alike. sarama and Burrow (Debian's Go packages)
+have their own modules: test_sarama.py and test_burrow.py.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import math
+import re
 import struct
 import time
 import zlib
@@ -31,6 +33,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from conftest import (
+    FAST_GROUPS,
     BrokerProcess,
     RawConnection,
     Rec,
@@ -61,7 +64,7 @@ def _fill(broker: BrokerProcess, topic: str, partitions: int = 2, per_partition:
     assert producer.flush(15) == 0
 
 
-def _committed_by_a_current_client(bootstrap: str, group: str, topic: str) -> int:
+def committed_by_a_current_client(bootstrap: str, group: str, topic: str) -> int:
     """The group's offset of partition 0 as confluent-kafka (OffsetFetch v9) reads it."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
@@ -105,7 +108,7 @@ def test_kafka_python_old_protocol(broker: BrokerProcess, api_version: tuple[int
 
         consumer.commit({partitions[0]: OffsetAndMetadata(3, "", -1)})
         assert consumer.committed(partitions[0]) == 3
-        assert _committed_by_a_current_client(broker.bootstrap, group, topic) == 3
+        assert committed_by_a_current_client(broker.bootstrap, group, topic) == 3
 
         wait_for(lambda: joined() and len(fetched) == 10, what="Fetch v1/v3 answered")
         assert sorted(fetched) == sorted(f"{p}-{i}".encode() for p in (0, 1) for i in range(5))
@@ -142,22 +145,73 @@ def test_kafka_python_offset_commit_v0_v1(
         assert consumer.committed(partition) == 7
     finally:
         consumer.close()
-    assert _committed_by_a_current_client(broker.bootstrap, group, topic) == 7
+    assert committed_by_a_current_client(broker.bootstrap, group, topic) == 7
 
 
-@pytest.mark.parametrize("fallback", ["0.9.0", "0.8.2"])
+class _RequestLog(logging.Handler):
+    """librdkafka's protocol debug lines: which request went out at which version."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def sent(self) -> set[tuple[str, int]]:
+        found = re.findall(r"Sent (\w+)Request \(v(\d+)", "\n".join(self.lines))
+        return {(name, int(version)) for name, version in found}
+
+
+#: The requests librdkafka sends for metadata, watermarks, a commit and its
+#: read-back, per ``broker.version.fallback``. From 0.10 on it asks
+#: ApiVersions whatever ``api.version.request`` says (its configuration
+#: documents this) and speaks current versions.
+FALLBACK_REQUESTS = {
+    "0.10.0": {
+        ("ApiVersion", 3),
+        ("Metadata", 13),
+        ("ListOffsets", 7),
+        ("FindCoordinator", 2),
+        ("OffsetCommit", 9),
+        ("OffsetFetch", 9),
+    },
+    "0.9.0": {
+        ("Metadata", 0),
+        ("ListOffsets", 0),
+        ("FindCoordinator", 0),
+        ("OffsetCommit", 2),
+        ("OffsetFetch", 1),
+    },
+    "0.8.2": {
+        ("Metadata", 0),
+        ("ListOffsets", 0),
+        ("FindCoordinator", 0),
+        ("OffsetCommit", 1),
+        ("OffsetFetch", 1),
+    },
+}
+
+
+@pytest.mark.parametrize("fallback", list(FALLBACK_REQUESTS))
 def test_librdkafka_without_api_versions(broker: BrokerProcess, fallback: str) -> None:
-    """Metadata v0, ListOffsets v0, FindCoordinator v0, OffsetCommit v1/v2."""
+    """Metadata, ListOffsets, FindCoordinator, OffsetCommit and OffsetFetch at
+    the versions of ``fallback``; the commit reads back through a current client."""
     topic = "rdk-" + fallback.replace(".", "")
     _fill(broker, topic)
+    requests = _RequestLog()
+    logger = logging.getLogger(f"librdkafka.{topic}")
+    logger.addHandler(requests)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
     consumer = Consumer(
         {
             "bootstrap.servers": broker.bootstrap,
             "group.id": "g-" + topic,
-            "api.version.request": False,
-            "broker.version.fallback": fallback,
+            **_old_librdkafka(fallback),
             "enable.auto.commit": False,
-            "log_level": 3,
+            "debug": "protocol",
+            "logger": logger,
         }
     )
     try:
@@ -167,11 +221,57 @@ def test_librdkafka_without_api_versions(broker: BrokerProcess, fallback: str) -
                 ConfluentPartition(topic, p), timeout=10, cached=False
             )
             assert low_high == (0, 5)
-        consumer.commit(offsets=[ConfluentPartition(topic, 1, 4)], asynchronous=False)
-        [committed] = consumer.committed([ConfluentPartition(topic, 1)], timeout=10)
-        assert committed.offset == 4
+        commit = [ConfluentPartition(topic, 0, 2), ConfluentPartition(topic, 1, 4)]
+        consumer.commit(offsets=commit, asynchronous=False)
+        committed = consumer.committed([ConfluentPartition(topic, p) for p in (0, 1)], timeout=10)
+        assert [c.offset for c in committed] == [2, 4]
+        consumer.poll(0)  # serves the log lines queued so far
     finally:
         consumer.close()
+        logger.removeHandler(requests)
+    assert requests.sent() == FALLBACK_REQUESTS[fallback]
+    assert committed_by_a_current_client(broker.bootstrap, "g-" + topic, topic) == 2
+
+
+def test_librdkafka_group_without_api_versions(broker_factory: Any) -> None:
+    """librdkafka at 0.9.0 as a group member: JoinGroup, SyncGroup, Heartbeat
+    and LeaveGroup v0, Fetch v1 (format v0), OffsetCommit v2 of what it read."""
+    broker = broker_factory(**FAST_GROUPS)
+    topic = "rdk-group"
+    _fill(broker, topic)
+    requests = _RequestLog()
+    logger = logging.getLogger(f"librdkafka.{topic}")
+    logger.addHandler(requests)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "g-" + topic,
+            **_old_librdkafka("0.9.0"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "heartbeat.interval.ms": 100,
+            "debug": "protocol",
+            "logger": logger,
+        }
+    )
+    read: list[bytes] = []
+    try:
+        consumer.subscribe([topic])
+
+        def consumed() -> bool:
+            read.extend(m.value() for m in consumer.consume(100, timeout=0.1) if not m.error())
+            return len(read) == 10 and ("Heartbeat", 0) in requests.sent()
+
+        wait_for(consumed, what="10 records and a Heartbeat")
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+        logger.removeHandler(requests)
+    assert sorted(read) == sorted(f"{p}-{i}".encode() for p in (0, 1) for i in range(5))
+    assert {("JoinGroup", 0), ("SyncGroup", 0), ("Fetch", 1), ("LeaveGroup", 0)} <= requests.sent()
+    assert committed_by_a_current_client(broker.bootstrap, "g-" + topic, topic) == 5
 
 
 def _produce_body(topic: str, records: bytes) -> dict[str, Any]:
@@ -420,7 +520,7 @@ Seen = tuple[int, bytes | None, bytes | None, int]
 """(offset, key, value, timestamp or -1) of one record as a consumer saw it."""
 
 
-def _records(topic: str, count: int) -> list[Rec]:
+def records_for(topic: str, count: int) -> list[Rec]:
     return [Rec(b"k%d" % i if i % 2 else None, f"{topic}-{i}".encode()) for i in range(count)]
 
 
@@ -470,7 +570,7 @@ def _librdkafka_read(bootstrap: str, topic: str, fallback: str, count: int) -> l
     return got
 
 
-def _current_read(bootstrap: str, topic: str) -> list[Seen]:
+def current_read(bootstrap: str, topic: str) -> list[Seen]:
     return [(r.offset, r.key, r.value, r.timestamp) for r in confluent_read_all(bootstrap, topic)]
 
 
@@ -496,7 +596,7 @@ def test_kafka_python_old_formats_round_trip(
         linger_ms=20,
     )
     try:
-        records = _records(topic, 6)
+        records = records_for(topic, 6)
         futures = [
             producer.send(
                 topic, key=r.key, value=r.value, partition=0, timestamp_ms=1000 + i if v1 else None
@@ -508,7 +608,7 @@ def test_kafka_python_old_formats_round_trip(
         producer.close()
     expected = [(i, r.key, r.value, 1000 + i if v1 else -1) for i, r in enumerate(records)]
     assert _kafka_python_read(broker.bootstrap, topic, api_version, 6) == expected
-    assert _current_read(broker.bootstrap, topic) == expected
+    assert current_read(broker.bootstrap, topic) == expected
 
 
 def test_librdkafka_old_formats_round_trip(broker: BrokerProcess) -> None:
@@ -521,13 +621,13 @@ def test_librdkafka_old_formats_round_trip(broker: BrokerProcess) -> None:
         topic = f"rdk-{fallback}-{codec}"
         create_topic(broker.bootstrap, topic, 1)
         records = [
-            replace(r, partition=0, timestamp=1000 + i) for i, r in enumerate(_records(topic, 6))
+            replace(r, partition=0, timestamp=1000 + i) for i, r in enumerate(records_for(topic, 6))
         ]
         config = {**_old_librdkafka(fallback), "compression.codec": codec}
         confluent_produce(broker.bootstrap, topic, records, **config)
         expected = [(i, r.key, r.value, -1) for i, r in enumerate(records)]
         assert _librdkafka_read(broker.bootstrap, topic, fallback, 6) == expected, codec
-        assert _current_read(broker.bootstrap, topic) == expected, codec
+        assert current_read(broker.bootstrap, topic) == expected, codec
 
 
 def test_current_records_read_by_old_clients(broker: BrokerProcess) -> None:
@@ -538,7 +638,7 @@ def test_current_records_read_by_old_clients(broker: BrokerProcess) -> None:
         create_topic(broker.bootstrap, topic, 1)
         records = [
             replace(r, partition=0, timestamp=5000 + i, headers=(("h", b"x"),))
-            for i, r in enumerate(_records(topic, 6))
+            for i, r in enumerate(records_for(topic, 6))
         ]
         confluent_produce(broker.bootstrap, topic, records, **{"compression.codec": codec})
         v0 = [(i, r.key, r.value, -1) for i, r in enumerate(records)]
@@ -559,7 +659,7 @@ def test_log_append_time_stamps_old_formats(broker: BrokerProcess) -> None:
     [(offset, _, value, stamp)] = _kafka_python_read(broker.bootstrap, "lat", (0, 10, 1), 1)
     assert (offset, value) == (0, b"old")
     assert before <= stamp <= int(time.time() * 1000)
-    assert _current_read(broker.bootstrap, "lat")[0][3] == stamp
+    assert current_read(broker.bootstrap, "lat")[0][3] == stamp
 
 
 def test_api_versions_advertise_kafka_3_9_floors(broker: BrokerProcess) -> None:
