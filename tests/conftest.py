@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from support.zookeeper import ZooKeeper, ZooKeeperServer
+from moldau.cluster.local_zookeeper import ZooKeeperServer
+from support.zookeeper import ZooKeeper
 
 if TYPE_CHECKING:
     from moldau.group.history import RebalanceRecord
@@ -463,14 +464,10 @@ def rebalances(bootstrap: str, group: str) -> list[RebalanceRecord]:
 
 
 @pytest.fixture(scope="session")
-def zookeeper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
-    """One real ZooKeeper for the session (it starts in about a second)."""
-    server = ZooKeeperServer(Path(tmp_path_factory.mktemp("zookeeper")))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def zookeeper_server(moldau_zookeeper: ZooKeeperServer) -> ZooKeeperServer:
+    """The session's one real ZooKeeper: the plugin's, which ``moldau_cluster``
+    uses too, so the suite starts one server, not two."""
+    return moldau_zookeeper
 
 
 @pytest.fixture

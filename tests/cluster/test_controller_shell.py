@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import pytest
 
+from moldau.cluster import wire
 from moldau.cluster.channels import BrokerChannels
 from moldau.cluster.controller.alter_partition import AlterPartitionItem
 from moldau.cluster.controller.commands import (
@@ -24,12 +25,11 @@ from moldau.cluster.controller.commands import (
     UpdateMetadata,
 )
 from moldau.cluster.controller.context import LiveBroker
-from moldau.cluster.controller.events import AlterPartition, StopReplicaResult
+from moldau.cluster.controller.events import AlterPartition
 from moldau.cluster.controller_shell import ControllerShell
 from moldau.cluster.zk import paths as zp
 from moldau.cluster.zk.client import ZkClient
 from moldau.cluster.zk.store import ZkStore
-from moldau.protocol.api_keys import ApiKey
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import Message
 from support.zookeeper import ZooKeeper, expire_session
@@ -64,7 +64,7 @@ async def until(
         await asyncio.sleep(0.02)
 
 
-# -- a recording transport and codec ---------------------------------------------
+# -- a recording transport ---------------------------------------------
 
 
 @dataclass
@@ -83,13 +83,7 @@ class Recorder:
             if isinstance(request, StopReplica):
                 if self.hold_stops:
                     await self._released.wait()
-                return {
-                    "error_code": 0,
-                    "partition_errors": [
-                        {"topic_name": p.topic, "partition_index": p.partition, "error_code": 0}
-                        for p in request.partitions
-                    ],
-                }
+                return wire.stop_replica_response(request, {})
             return {"error_code": 0}
 
         return send
@@ -99,24 +93,6 @@ class Recorder:
 
     def of(self, kind: type[T], sender: int | None = None) -> list[T]:
         return [r for s, r in self.sent if isinstance(r, kind) and (sender is None or s == sender)]
-
-
-class TestCodec:
-    """Kafka's StopReplica response shape, read back into the event."""
-
-    def encode_broker_request(self, request: BrokerRequest) -> tuple[ApiKey, int, Message]:
-        raise AssertionError("the recording transport encodes nothing")
-
-    def stop_replica_result(self, request: StopReplica, response: Message) -> StopReplicaResult:
-        done = frozenset(
-            (e["topic_name"], e["partition_index"]) for e in response["partition_errors"]
-        )
-        failed = frozenset(
-            (e["topic_name"], e["partition_index"])
-            for e in response["partition_errors"]
-            if e["error_code"]
-        )
-        return StopReplicaResult(request.broker_id, done, failed)
 
 
 # -- brokers ---------------------------------------------------------------------
@@ -165,7 +141,7 @@ async def cluster(
                     broker_id, (zp.Endpoint("PLAINTEXT", "127.0.0.1", 9000 + broker_id),)
                 )
             )
-            channels = BrokerChannels(transport=recorder.transport(broker_id), codec=TestCodec())
+            channels = BrokerChannels(transport=recorder.transport(broker_id))
             shell = ControllerShell(store, broker_id, channels, clock=clock)
             nodes[broker_id] = Node(broker_id, client, store, shell, epoch)
         for node in nodes.values():

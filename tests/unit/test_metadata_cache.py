@@ -86,7 +86,9 @@ def test_later_updates_replace_a_partition_and_keep_the_others() -> None:
 def test_configs_are_set_apart_and_seen_in_the_topic() -> None:
     cache = _cache()
     cache.apply(_update(_state(0, 1)))
+    assert cache.configs_of("t") is None
     cache.set_configs("t", {"retention.ms": "1000"})
+    assert cache.configs_of("t") == {"retention.ms": "1000"}
     info = cache.topic("t")
     assert info is not None and info.configs == {"retention.ms": "1000"}
 

@@ -36,6 +36,8 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ..client.connection import connect
+from ..cluster import wire
 from ..cluster.channels import BrokerChannels
 from ..cluster.controller.commands import LeaderAndIsr, StopReplica, UpdateMetadata
 from ..cluster.controller_shell import ControllerShell
@@ -182,7 +184,10 @@ class ClusterNode:
             log.error("broker %d could not register again: %s", self.broker_id, exc)
 
     async def leave(self) -> None:
-        """Resign as controller, end the session (the registration goes with it)."""
+        """Hand leaderships away (controlled shutdown), resign as controller,
+        end the session (the registration goes with it)."""
+        if self.broker_epoch != -1 and self.config.get("controlled.shutdown.enable"):
+            await self._controlled_shutdown()
         self._leaving = True
         if self.controller is not None:
             try:
@@ -192,6 +197,51 @@ class ClusterNode:
         for task in list(self._tasks):
             task.cancel()
         await self.zk.close()
+
+    async def _controlled_shutdown(self) -> None:
+        """Kafka's controlled shutdown: ask the controller to move every
+        leadership this broker holds to another in-sync replica, and retry
+        (``controlled.shutdown.max.retries``, with
+        ``controlled.shutdown.retry.backoff.ms`` between attempts) while it
+        answers that some remain or cannot be reached. Then stop anyway: a
+        broker that cannot hand over its leaderships still stops, as in Kafka."""
+        attempts = int(self.config.get("controlled.shutdown.max.retries")) + 1
+        backoff_s = int(self.config.get("controlled.shutdown.retry.backoff.ms")) / 1000
+        timeout_ms = int(self.config.get("controller.socket.timeout.ms"))
+        outcome = "no controller"
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(backoff_s)
+            target = None
+            if self._cache is not None:
+                target = self._cache.broker(self._cache.controller_id())
+            if target is None:
+                outcome = "no controller"
+                continue
+            try:
+                connection = await connect(target.host, target.port, request_timeout_ms=timeout_ms)
+                try:
+                    api_key, version, body = wire.controlled_shutdown_request(
+                        self.broker_id, self.broker_epoch
+                    )
+                    answer = await connection.request(api_key, body, version=version)
+                finally:
+                    connection.close()
+                error, remaining = wire.decode_controlled_shutdown_response(answer)
+            except Exception as exc:  # the controller moved or went away: ask again
+                outcome = f"{type(exc).__name__}: {exc}"
+                continue
+            if error == ErrorCode.NONE and not remaining:
+                log.info("controlled shutdown of broker %d done", self.broker_id)
+                return
+            outcome = f"{error.name}, {len(remaining)} leaderships left"
+        log.warning(
+            "controlled shutdown of broker %d did not complete after %d attempts (%s): "
+            "stopping anyway",
+            self.broker_id,
+            attempts,
+            outcome,
+        )
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -224,8 +274,9 @@ class ClusterNode:
         core, cache = self._parts()
         configs: dict[str, LogConfig] = {}
         for name in {p.topic for p in request.partitions}:
-            info = cache.topic(name)
-            overrides = info.configs if info is not None else await self.store.topic_config(name)
+            overrides = cache.configs_of(name)
+            if overrides is None:  # a topic new to this broker: read them first
+                overrides = await self.store.topic_config(name)
             configs[name] = log_config(overrides, self.config)
         # The request may have waited on ZooKeeper: a newer one may have come.
         self.check_epochs(request.controller_epoch, request.broker_epoch)

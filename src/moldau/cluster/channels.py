@@ -12,26 +12,22 @@ A response is handed to the request's ``on_response`` callback on the event
 loop; an error inside the response (say STALE_CONTROLLER_EPOCH) is the
 caller's business and is not retried.
 
-Encoding is ``moldau.cluster.wire`` (``encode_broker_request`` and
-``stop_replica_result``), reached through ``WireCodec`` so tests and the
-shell can use another codec.
+Encoding is ``moldau.cluster.wire``'s; tests replace the transport (what
+sends a request and returns the response), not the encoding.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, cast
 
 from moldau.client.connection import BrokerConnection, connect
-from moldau.cluster.controller.commands import BrokerRequest, StopReplica
+from moldau.cluster import wire
+from moldau.cluster.controller.commands import BrokerRequest
 from moldau.cluster.controller.context import LiveBroker
-from moldau.cluster.controller.events import StopReplicaResult
-from moldau.protocol.api_keys import ApiKey
 from moldau.protocol.errors import ErrorCode, KafkaError
 from moldau.protocol.messages import Message
 
@@ -41,32 +37,18 @@ Transport = Callable[[LiveBroker, BrokerRequest], Awaitable[Message]]
 ResponseHandler = Callable[[Message], None]
 
 
-class WireCodec(Protocol):
-    """What the channels and the shell need of ``moldau.cluster.wire``."""
-
-    def encode_broker_request(self, request: BrokerRequest) -> tuple[ApiKey, int, Message]: ...
-
-    def stop_replica_result(self, request: StopReplica, response: Message) -> StopReplicaResult: ...
-
-
-def wire_codec() -> WireCodec:
-    """The module ``moldau.cluster.wire`` (imported when first needed)."""
-    return cast(WireCodec, importlib.import_module("moldau.cluster.wire"))
-
-
 class ConnectionTransport:
     """The default transport: moldau's client connection to the broker's
     endpoint on the inter-broker listener, kept open between requests and
     replaced after a failure."""
 
-    def __init__(self, listener: str, codec: WireCodec, request_timeout_ms: int) -> None:
+    def __init__(self, listener: str, request_timeout_ms: int) -> None:
         self.listener = listener
-        self.codec = codec
         self.request_timeout_ms = request_timeout_ms
         self._connections: dict[tuple[int, int], BrokerConnection] = {}
 
     async def __call__(self, broker: LiveBroker, request: BrokerRequest) -> Message:
-        api_key, version, body = self.codec.encode_broker_request(request)
+        api_key, version, body = wire.encode_broker_request(request)
         key = (broker.broker_id, broker.epoch)
         conn = self._connections.get(key)
         if conn is None or conn.closed:
@@ -122,28 +104,20 @@ class BrokerChannels:
         listener: str = "PLAINTEXT",
         *,
         transport: Transport | None = None,
-        codec: WireCodec | None = None,
         retry_backoff_ms: int = 100,
         retry_backoff_max_ms: int = 1000,
         request_timeout_ms: int = 30_000,
     ) -> None:
         """``listener`` is ``inter.broker.listener.name``; ``transport`` replaces
         the connection to the broker (tests record requests with it)."""
-        self._codec = codec
         self._default_transport: ConnectionTransport | None = None
         if transport is None:
-            self._default_transport = ConnectionTransport(listener, self.codec, request_timeout_ms)
+            self._default_transport = ConnectionTransport(listener, request_timeout_ms)
             transport = self._default_transport
         self._transport = transport
         self.retry_backoff = retry_backoff_ms / 1000
         self.retry_backoff_max = retry_backoff_max_ms / 1000
         self._channels: dict[int, _Channel] = {}
-
-    @property
-    def codec(self) -> WireCodec:
-        if self._codec is None:
-            self._codec = wire_codec()
-        return self._codec
 
     def brokers(self) -> dict[int, LiveBroker]:
         """The brokers that have a channel now."""

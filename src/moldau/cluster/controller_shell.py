@@ -48,6 +48,7 @@ from enum import Enum
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.protocol.states import WatchedEvent
 
+from moldau.cluster import wire
 from moldau.cluster.channels import BrokerChannels
 from moldau.cluster.controller.commands import (
     AlterPartitionReply,
@@ -557,7 +558,7 @@ class ControllerShell:
         if isinstance(request, StopReplica) and any(p.delete for p in request.partitions):
 
             def answered(response: Message) -> None:
-                result = self.channels.codec.stop_replica_result(request, response)
+                result = wire.stop_replica_result(request, response)
                 self._queue.put_nowait(_Feed(result))
 
             self.channels.send(request, answered)

@@ -126,6 +126,11 @@ class MetadataCache:
         self._infos.pop(name, None)
         self._changed()
 
+    def configs_of(self, name: str) -> dict[str, str] | None:
+        """A topic's overrides, None until they have been read from ZooKeeper."""
+        found = self._configs.get(name)
+        return None if found is None else dict(found)
+
     def _changed(self) -> None:
         for listener in list(self.listeners):
             listener()

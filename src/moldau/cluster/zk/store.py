@@ -475,6 +475,13 @@ class ZkStore:
                 continue
             return block
 
+    # -- reads for tools (moldau cluster status) ------------------------------
+
+    async def cluster_id(self) -> str | None:
+        """The cluster's id, None before the first broker wrote it (never writes)."""
+        found = await self._get(zp.CLUSTER_ID)
+        return None if found is None else zp.decode_cluster_id(found[0])
+
 
 def _failure(results: Sequence[Any]) -> Exception | None:
     """The exception of the op that failed a multi-op, or None if it succeeded."""
