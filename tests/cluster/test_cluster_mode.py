@@ -639,3 +639,19 @@ def test_a_generated_broker_id_is_kept_across_restarts(
         broker.kill()
         client.stop()
         client.close()
+
+
+def test_a_stopping_broker_hands_its_leaderships_over_first(own_cluster: LocalCluster) -> None:
+    cluster = own_cluster
+    create_topic(cluster, "handover", 3, rf=3)
+    produce_confluent(cluster.address(0), "handover", 90, "h")
+    leaders = _leaders(cluster.address(0), "handover", 3)
+    assert leaders is not None
+    leaving = leaders[0]
+    assert cluster.stop_broker(leaving) == 0
+    assert f"controlled shutdown of broker {leaving} done" in cluster.log_path(leaving).read_text()
+    staying = next(b for b in cluster.broker_ids if b != leaving)
+    now = wait_for(lambda: _leaders(cluster.address(staying), "handover", 3), 10, "leaders")
+    assert leaving not in now.values()
+    values = consume_confluent(cluster.address(staying), "handover", 3, 90)
+    assert sorted(values) == sorted(f"h-{i}" for i in range(90))

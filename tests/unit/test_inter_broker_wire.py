@@ -648,3 +648,13 @@ def test_update_metadata_decodes_every_grouped_version(version: int) -> None:
         is_new=False,
     )
     assert decoded == dataclasses.replace(command, partitions=(expected,))
+
+
+def test_the_handlers_serve_the_versions_wire_decodes() -> None:
+    from moldau.broker.handlers import controller_requests as handlers
+
+    assert handlers.LEADER_AND_ISR_VERSIONS == wire.LEADER_AND_ISR_DECODABLE
+    assert handlers.STOP_REPLICA_VERSIONS == wire.STOP_REPLICA_DECODABLE
+    assert handlers.UPDATE_METADATA_VERSIONS == wire.UPDATE_METADATA_DECODABLE
+    assert handlers.CONTROLLED_SHUTDOWN_VERSIONS == wire.CONTROLLED_SHUTDOWN_DECODABLE
+    assert handlers.ALTER_PARTITION_VERSIONS == wire.ALTER_PARTITION_DECODABLE

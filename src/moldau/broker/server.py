@@ -15,16 +15,12 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..cluster.metadata import BrokerInfo, LocalMetadataStore
-from ..cluster.metadata_cache import MetadataCache
-from ..cluster.zk.paths import Endpoint
 from ..log.cleaner import CleanerConfig
 from ..log.manager import LogManager
 from . import handlers  # noqa: F401  (registers every API handler)
-from .cluster_node import ClusterNode
-from .cluster_topics import ClusterTopicAdmin
 from .config import LONG_MAX, BrokerConfig
 from .connection import Connection
 from .connection_limits import ConnectionLimits
@@ -36,6 +32,10 @@ from .producer_ids import local_allocator
 from .request_memory import RequestMemory
 from .topic_config import log_config
 from .topics import TopicAdmin
+
+if TYPE_CHECKING:
+    from ..cluster.zk.paths import Endpoint
+    from .cluster_node import ClusterNode
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,9 @@ class BrokerServer:
         self._bind()
         node: ClusterNode | None = None
         if self.config.cluster_mode:
+            # Imported here: a single node loads no ZooKeeper or controller code.
+            from .cluster_node import ClusterNode
+
             node = await ClusterNode.join(self.config)
             if node.broker_id != self.config.broker_id:  # generated or remembered
                 self.config = self.config.with_overrides({"broker.id": str(node.broker_id)})
@@ -142,6 +145,9 @@ class BrokerServer:
         the controller's LeaderAndIsr requests decide (and a replica of a
         topic deleted while this broker was down is deleted when the
         controller sees it return)."""
+        from ..cluster.metadata_cache import MetadataCache
+        from .cluster_topics import ClusterTopicAdmin
+
         config = self.config
         cache = MetadataCache(
             node.cluster_id, advertised, config.listeners[0][0], is_internal_topic
@@ -165,6 +171,8 @@ class BrokerServer:
     def _endpoints(self) -> tuple[Endpoint, ...]:
         """The registration's endpoints: every advertised listener with its
         bound port where it asked for port 0, the inter-broker one first."""
+        from ..cluster.zk.paths import Endpoint
+
         config = self.config
         protocols = config.security_protocols
         bound = {

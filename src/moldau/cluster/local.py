@@ -11,6 +11,10 @@ directory::
     DIR/zookeeper/            the ZooKeeper started here: data, zoo.cfg, log
     DIR/broker-N/data/        broker N's log.dirs
     DIR/broker-N/broker.log   its stdout and stderr (appended across restarts)
+    DIR/broker-N/pid          the pid of its process while it runs, so that a
+                              tool that does not own the cluster (``moldau
+                              verify --dir``) can signal it and start it again;
+                              ``stop`` stops such a restarted broker too
 
 Brokers are ``python -m moldau broker`` with Kafka's keys, ids 0..N-1, each
 listening on its own port of 127.0.0.1; they run in sessions of their own, so
@@ -58,6 +62,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LOCK_FILE = "cluster.lock"
+PID_FILE = "pid"
 #: Kafka's zookeeper.session.timeout.ms default.
 DEFAULT_SESSION_TIMEOUT_MS = 18_000
 
@@ -108,6 +113,21 @@ def wait_until(
         if time.monotonic() >= deadline:
             raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
+
+
+def broker_pid(directory: Path, broker_id: int) -> int | None:
+    """The pid in ``DIR/broker-N/pid`` if that process is alive and is broker
+    N of a local cluster (a pid is reused once its process is gone)."""
+    try:
+        pid = int((directory / f"broker-{broker_id}" / PID_FILE).read_text())
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rpartition(b")")[2].split()[0]
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            args = cmdline.read().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    alive = state not in (b"Z", b"X")
+    return pid if alive and f"broker.id={broker_id}".encode() in args else None
 
 
 class LocalCluster:
@@ -223,6 +243,8 @@ class LocalCluster:
                     log.warning("broker %d did not stop in %gs: killed", broker_id, timeout)
                     process.kill()
                     process.wait()
+            for broker_id in self.broker_ids:
+                self._stop_restarted_elsewhere(broker_id, deadline)
             self._processes.clear()
             self._paused.clear()
         finally:
@@ -240,6 +262,25 @@ class LocalCluster:
                     if self._lock is not None:
                         self._lock.close()
                         self._lock = None
+
+    def _stop_restarted_elsewhere(self, broker_id: int, deadline: float) -> None:
+        """SIGTERM (SIGKILL at ``deadline``) broker ``broker_id`` if another
+        process started it again (``spawn_broker``); remove its pid file."""
+        pid = broker_pid(self.directory, broker_id)
+        if pid is not None and (self.pid(broker_id) != pid or not self.running(broker_id)):
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            try:
+                wait_until(
+                    lambda: broker_pid(self.directory, broker_id) is None,
+                    max(0.0, deadline - time.monotonic()),
+                    f"broker {broker_id} to stop",
+                )
+            except WaitTimeout:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        (self.broker_dir(broker_id) / PID_FILE).unlink(missing_ok=True)
 
     def _take_lock(self) -> None:
         """One owner per directory: a second ``up`` on it fails at once."""
@@ -283,10 +324,19 @@ class LocalCluster:
         for key, value in config.items():
             args += ["--override", f"{key}={value}"]
         with self.log_path(broker_id).open("ab") as output:
-            self._processes[broker_id] = subprocess.Popen(
+            process = subprocess.Popen(
                 args, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
             )
+        self._processes[broker_id] = process
+        (self.broker_dir(broker_id) / PID_FILE).write_text(f"{process.pid}\n")
         self._paused.discard(broker_id)
+
+    def spawn_broker(self, broker_id: int) -> subprocess.Popen[bytes]:
+        """Start broker ``broker_id``'s process and return at once: for a tool
+        that does not own the cluster (``moldau verify`` restarting a broker it
+        killed). The owner's ``stop`` finds it by its pid file."""
+        self._spawn(broker_id)
+        return self._processes[broker_id]
 
     def running(self, broker_id: int) -> bool:
         """True while the broker's process exists (paused or not)."""

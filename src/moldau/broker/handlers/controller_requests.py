@@ -3,7 +3,9 @@ UpdateMetadata (6); and the brokers' requests to the controller:
 ControlledShutdown (7), AlterPartition (56). Cluster mode only.
 
 Decoding and encoding are ``cluster/wire.py``'s (the controller's typed
-commands and events); fencing and applying are ``ClusterNode``'s and
+commands and events), imported on first use so that a single node loads no
+cluster code; the version ranges below are the ones it decodes (a unit test
+holds them equal). Fencing and applying are ``ClusterNode``'s and
 ``ControllerShell``'s. A request the broker refuses as a whole (an older
 controller epoch, an earlier broker epoch) is answered with that error in
 its top-level field, as Kafka does.
@@ -11,13 +13,22 @@ its top-level field, as Kafka does.
 
 from __future__ import annotations
 
-from ...cluster import wire
-from ...cluster.controller.commands import AlterPartitionReply, ControlledShutdownReply
+from typing import TYPE_CHECKING
+
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
-from ..cluster_node import ClusterNode
 from ..dispatch import RequestContext, handles
+
+if TYPE_CHECKING:
+    from ..cluster_node import ClusterNode
+
+#: What ``cluster/wire.py`` decodes (``*_DECODABLE``).
+LEADER_AND_ISR_VERSIONS = range(2, 8)
+STOP_REPLICA_VERSIONS = range(3, 5)
+UPDATE_METADATA_VERSIONS = range(5, 9)
+CONTROLLED_SHUTDOWN_VERSIONS = range(1, 4)
+ALTER_PARTITION_VERSIONS = range(2, 4)
 
 
 def _node(context: RequestContext) -> ClusterNode:
@@ -26,8 +37,10 @@ def _node(context: RequestContext) -> ClusterNode:
     return node
 
 
-@handles(ApiKey.LEADER_AND_ISR, wire.LEADER_AND_ISR_DECODABLE, cluster_only=True)
+@handles(ApiKey.LEADER_AND_ISR, LEADER_AND_ISR_VERSIONS, cluster_only=True)
 async def leader_and_isr(context: RequestContext, request: Message) -> Message:
+    from ...cluster import wire
+
     node = _node(context)
     command = wire.decode_leader_and_isr(request, node.broker_id)
     try:
@@ -37,8 +50,10 @@ async def leader_and_isr(context: RequestContext, request: Message) -> Message:
     return wire.leader_and_isr_response(command, errors)
 
 
-@handles(ApiKey.STOP_REPLICA, wire.STOP_REPLICA_DECODABLE, cluster_only=True)
+@handles(ApiKey.STOP_REPLICA, STOP_REPLICA_VERSIONS, cluster_only=True)
 def stop_replica(context: RequestContext, request: Message) -> Message:
+    from ...cluster import wire
+
     node = _node(context)
     command = wire.decode_stop_replica(request, node.broker_id)
     try:
@@ -48,8 +63,10 @@ def stop_replica(context: RequestContext, request: Message) -> Message:
     return wire.stop_replica_response(command, errors)
 
 
-@handles(ApiKey.UPDATE_METADATA, wire.UPDATE_METADATA_DECODABLE, cluster_only=True)
+@handles(ApiKey.UPDATE_METADATA, UPDATE_METADATA_VERSIONS, cluster_only=True)
 def update_metadata(context: RequestContext, request: Message) -> Message:
+    from ...cluster import wire
+
     node = _node(context)
     try:
         node.update_metadata(wire.decode_update_metadata(request, node.broker_id))
@@ -58,8 +75,11 @@ def update_metadata(context: RequestContext, request: Message) -> Message:
     return wire.update_metadata_response(ErrorCode.NONE)
 
 
-@handles(ApiKey.CONTROLLED_SHUTDOWN, wire.CONTROLLED_SHUTDOWN_DECODABLE, cluster_only=True)
+@handles(ApiKey.CONTROLLED_SHUTDOWN, CONTROLLED_SHUTDOWN_VERSIONS, cluster_only=True)
 async def controlled_shutdown(context: RequestContext, request: Message) -> Message:
+    from ...cluster import wire
+    from ...cluster.controller.commands import ControlledShutdownReply
+
     event = wire.decode_controlled_shutdown(request)
     shell = _node(context).controller
     if shell is None or not shell.is_active:
@@ -70,8 +90,11 @@ async def controlled_shutdown(context: RequestContext, request: Message) -> Mess
     return wire.controlled_shutdown_response(answer)
 
 
-@handles(ApiKey.ALTER_PARTITION, wire.ALTER_PARTITION_DECODABLE, cluster_only=True)
+@handles(ApiKey.ALTER_PARTITION, ALTER_PARTITION_VERSIONS, cluster_only=True)
 async def alter_partition(context: RequestContext, request: Message) -> Message:
+    from ...cluster import wire
+    from ...cluster.controller.commands import AlterPartitionReply
+
     shell = _node(context).controller
     metadata = context.core.metadata
     topic_ids = {name: info.topic_id for name, info in metadata.topics().items()}
