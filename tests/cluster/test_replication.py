@@ -380,3 +380,43 @@ def test_a_replaced_leader_acknowledges_nothing_and_rejoins_as_follower(
     assert b"stale" not in log and b"b-19" in log
     got = {r.value for r in confluent_read_all(others_bootstrap, "s")}
     assert got == {r.value for r in records("a", 20) + records("b", 20)}
+
+
+def test_an_idempotent_producer_keeps_going_across_a_leader_kill(cluster: Cluster) -> None:
+    """One idempotent acks=all producer sends on while its leader is killed:
+    it retries its unanswered batches at the new leader, whose producer
+    state came from the batches it copied as a follower, so every
+    acknowledged record is there exactly once, and no record twice."""
+    from confluent_kafka import Producer
+
+    cluster.create_topic("i", 1, 3, **{"min.insync.replicas": "2"})
+    wait_for(lambda: len(cluster.partition("i", 0).isrs) == 3, 20, what="ISR of 3")
+    leader = cluster.partition("i", 0).leader
+    producer = Producer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "retry.backoff.ms": 100,
+        }
+    )
+    acked: list[bytes] = []
+    failed: list[Any] = []
+
+    def report(error: Any, message: Any) -> None:
+        (failed if error is not None else acked).append(error or message.value())
+
+    total = 3000
+    for i in range(total):
+        producer.produce("i", f"v-{i}".encode(), on_delivery=report)
+        producer.poll(0)
+        if i == total // 2:
+            # Some answered, some in flight: kill the leader mid-stream.
+            wait_for(lambda: producer.poll(0.01) >= 0 and len(acked) >= total // 4, 15)
+            cluster.brokers[leader].kill()
+    assert producer.flush(60) == 0
+    assert failed == []
+    got = [r.value for r in confluent_read_all(cluster.live_bootstrap(), "i")]
+    assert len(got) == len(set(got)), "a record was written twice"
+    assert set(got) == set(acked) and len(acked) == total

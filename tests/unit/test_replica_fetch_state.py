@@ -309,3 +309,84 @@ def written_epochs(partition: Partition) -> list[tuple[int, int]]:
     """The epoch entries with batches (a leader's entry at its log end has none yet)."""
     end = partition.log_end_offset
     return [(e, start) for e, start in partition.log.leader_epochs.entries if start < end]
+
+
+# -- the ISR: shrink, expand, and the high watermark while a change is pending -------------
+
+
+def leading(tmp_path: Path, clock: Clock, isr: list[int]) -> Partition:
+    leader = make(tmp_path, 1, clock, [1, 2, 3])
+    leader.become_leader(epoch=1, isr=isr, now_ms=clock())
+    return leader
+
+
+def test_a_follower_that_has_not_caught_up_for_the_lag_leaves(tmp_path: Path) -> None:
+    clock = Clock(10_000)
+    leader = leading(tmp_path, clock, [1, 2, 3])
+    leader.append_as_leader(batch(b"a"))
+    leader.update_follower_fetch(2, 1, 1, clock())
+    leader.update_follower_fetch(3, 0, 1, clock())  # behind
+    clock.now += 1000
+    assert leader.isr_shrink(clock(), max_lag_ms=1000) is None  # not longer than the lag
+    clock.now += 1
+    assert leader.isr_shrink(clock(), max_lag_ms=1000) == [1, 2]
+    # One at the log end is in sync however long ago it fetched.
+    clock.now += 60_000
+    assert leader.lagging_followers(clock(), 1000) == [3]
+
+
+def test_nothing_is_proposed_while_a_change_is_pending(tmp_path: Path) -> None:
+    clock = Clock(10_000)
+    leader = leading(tmp_path, clock, [1, 2, 3])
+    leader.append_as_leader(batch(b"a"))
+    clock.now += 5000
+    leader.pending_isr = [1, 2]
+    assert leader.isr_shrink(clock(), 1000) is None
+    assert leader.isr_expand(2) is None
+
+
+def test_a_caught_up_follower_rejoins(tmp_path: Path) -> None:
+    clock = Clock()
+    leader = leading(tmp_path, clock, [1, 2])
+    leader.append_as_leader(batch(b"a", b"b"))
+    leader.update_follower_fetch(2, 2, 2, clock())
+    assert leader.high_watermark == 2
+    leader.update_follower_fetch(3, 1, 2, clock())
+    assert leader.isr_expand(3) is None  # below the high watermark
+    leader.update_follower_fetch(3, 2, 2, clock())
+    assert leader.isr_expand(3) == [1, 2, 3]
+    assert leader.isr_expand(2) is None  # a member already
+
+
+def test_a_rejoining_follower_needs_the_start_of_the_leaders_epoch(tmp_path: Path) -> None:
+    """The high watermark may lag the new leader's epoch start; a follower
+    must also have everything up to where this leader's epoch began."""
+    clock = Clock()
+    leader = make(tmp_path, 1, clock, [1, 2, 3])
+    leader.become_follower(2, 1)
+    leader.log.append_as_follower(batch(b"a", b"b", b"c"))
+    leader.become_leader(epoch=2, isr=[1, 2], now_ms=clock())  # 2 has not fetched yet
+    assert leader.leader_epoch_start_offset == 3 and leader.high_watermark == 0
+    leader.update_follower_fetch(3, 2, 3, clock())
+    assert leader.isr_expand(3) is None
+    leader.update_follower_fetch(3, 3, 3, clock())
+    assert leader.isr_expand(3) == [1, 2, 3]
+
+
+def test_the_high_watermark_waits_for_the_larger_isr_until_the_controller_answers(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    leader = leading(tmp_path, clock, [1, 2, 3])
+    leader.append_as_leader(batch(b"a", b"b"))
+    leader.update_follower_fetch(2, 2, 2, clock())
+    assert leader.high_watermark == 0  # 3 has nothing
+    leader.pending_isr = [1, 2]  # asked to drop 3: not written yet
+    leader.update_follower_fetch(2, 2, 2, clock())
+    assert leader.high_watermark == 0
+    woken: list[Partition] = []
+    leader.on_append = woken.append
+    leader.isr_changed([1, 2], partition_epoch=7)
+    assert leader.high_watermark == 2 and leader.isr == [1, 2]
+    assert leader.partition_epoch == 7 and leader.pending_isr is None
+    assert woken == [leader]

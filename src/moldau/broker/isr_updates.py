@@ -26,14 +26,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ..client.connection import BrokerConnection, connect
-from ..cluster import wire
-from ..cluster.controller.alter_partition import AlterPartitionItem
 from ..protocol.errors import ErrorCode
 from ..protocol.messages import Message
 from ..replication.partition import Partition
 from .replica_fetcher import LeaderEndpoint
+
+if TYPE_CHECKING:  # imported when a request is sent: a single node loads no cluster code
+    from ..cluster.controller.alter_partition import AlterPartitionItem
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,8 @@ class IsrUpdater:
         self._queue.clear()
         if not batch:
             return
+        from ..cluster.controller.alter_partition import AlterPartitionItem
+
         items = {
             tp: AlterPartitionItem(
                 p.topic, p.index, p.leader_epoch, tuple(p.pending_isr or ()), p.partition_epoch
@@ -177,6 +181,8 @@ class IsrUpdater:
                 request_timeout_ms=self.request_timeout_ms,
             )
             self._connected_to = controller
+        from ..cluster import wire
+
         api_key, version, body = wire.alter_partition_request(
             self.broker_id,
             self._broker_epoch(),

@@ -32,9 +32,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-from ..cluster.controller.commands import LeaderAndIsr, PartitionLeadership, StopReplica
-from ..cluster.controller.context import LiveBroker
 from ..cluster.metadata import MetadataStore, TopicInfo
 from ..log.config import LogConfig
 from ..log.manager import ZERO_UUID, LogManager
@@ -48,6 +47,10 @@ from .isr_updates import IsrUpdater
 from .purgatory import TopicPartition
 from .replica_fetcher import LeaderEndpoint, ReplicaFetcherManager
 from .topic_config import log_config
+
+if TYPE_CHECKING:  # a single node loads no controller code
+    from ..cluster.controller.commands import LeaderAndIsr, PartitionLeadership, StopReplica
+    from ..cluster.controller.context import LiveBroker
 
 log = logging.getLogger(__name__)
 

@@ -319,8 +319,11 @@ class Partition:
         NOT_ENOUGH_REPLICAS_AFTER_APPEND if it is but the ISR shrank below
         ``min_insync`` meanwhile; NOT_LEADER_OR_FOLLOWER if this replica no
         longer leads, or its log no longer holds the write (a truncation
-        while it followed replaced it)."""
-        if not self.is_leader or self.offline:
+        while it followed replaced it); KAFKA_STORAGE_ERROR if its storage
+        failed."""
+        if self.offline:
+            return ErrorCode.KAFKA_STORAGE_ERROR
+        if not self.is_leader:
             return ErrorCode.NOT_LEADER_OR_FOLLOWER
         if self.high_watermark <= last_offset:
             return None
