@@ -189,8 +189,12 @@ class LocalCluster:
         return self.broker_dir(broker_id) / "broker.log"
 
     def pid(self, broker_id: int) -> int | None:
+        """The broker's live process: started here, or again by another
+        process (its pid file); None when it runs nowhere."""
         process = self._processes.get(broker_id)
-        return process.pid if process is not None else None
+        if process is not None and process.poll() is None:
+            return process.pid
+        return broker_pid(self.directory, broker_id)
 
     @property
     def session_timeout(self) -> float:
@@ -339,9 +343,13 @@ class LocalCluster:
         return self._processes[broker_id]
 
     def running(self, broker_id: int) -> bool:
-        """True while the broker's process exists (paused or not)."""
+        """True while the broker's process exists (paused or not): the one
+        started here, or one another process (``moldau verify``) started
+        again on its pid file."""
         process = self._processes.get(broker_id)
-        return process is not None and process.poll() is None
+        if process is not None and process.poll() is None:
+            return True
+        return broker_pid(self.directory, broker_id) is not None
 
     def start_broker(self, broker_id: int, timeout: float = 60.0) -> None:
         """Start a stopped or killed broker again on its port and data; return
@@ -363,6 +371,15 @@ class LocalCluster:
             process.kill()
             return process.wait()
 
+    def restart_zookeeper(self, timeout: float = 30.0) -> None:
+        """kill -9 the ZooKeeper this cluster started and start it again on the
+        same port and data (its sessions survive if it is back within their
+        timeout, as with a real ZooKeeper restart)."""
+        if self._zookeeper is None:
+            raise LocalClusterError("this cluster uses a ZooKeeper it did not start")
+        self._zookeeper.stop()
+        self._zookeeper.start(timeout)
+
     def kill(self, broker_id: int, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the broker: SIGKILL (waited for), SIGSTOP, SIGCONT, SIGTERM."""
         if not self.running(broker_id):
@@ -371,11 +388,17 @@ class LocalCluster:
             self._signal(broker_id, signal.SIGCONT)  # a stopped process handles no SIGTERM
         self._signal(broker_id, sig)
         if sig == signal.SIGKILL:
-            self._processes[broker_id].wait()
+            process = self._processes.get(broker_id)
+            if process is not None and process.poll() is None:
+                process.wait()
+            else:  # another process's child: wait until it is gone
+                wait_until(lambda: not self.running(broker_id), 10, f"broker {broker_id} dead")
 
     def _signal(self, broker_id: int, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):  # it died in between
-            os.kill(self._processes[broker_id].pid, sig)
+        pid = self.pid(broker_id)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):  # it died in between
+                os.kill(pid, sig)
         if sig == signal.SIGSTOP:
             self._paused.add(broker_id)
         elif sig == signal.SIGCONT:
@@ -429,7 +452,7 @@ class LocalCluster:
         """Running, answering ApiVersions, registered in ZooKeeper. Raises
         LocalClusterError if the process has exited."""
         process = self._processes.get(broker_id)
-        if process is None or process.poll() is not None:
+        if not self.running(broker_id):
             code = None if process is None else process.returncode
             line = last_line(self.log_path(broker_id)) or "no output"
             raise LocalClusterError(
