@@ -27,9 +27,9 @@ ask again: Metadata answers LEADER_NOT_AVAILABLE meanwhile, as Kafka does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
 
 from kazoo.exceptions import KazooException
 
@@ -132,7 +132,7 @@ class ClusterTopicAdmin:
         )
         self.rules.creating.add(info.name)
         try:
-            async with _zookeeper(f"create topic {info.name}"):
+            with _zookeeper(f"create topic {info.name}"):
                 await self.store.create_topic(info.name, assignment, info.configs)
         except TopicExists as exc:
             raise KafkaError(ErrorCode.TOPIC_ALREADY_EXISTS, str(exc)) from None
@@ -185,7 +185,7 @@ class ClusterTopicAdmin:
 
     async def delete_topic_request(self, name: str, timeout_ms: int = 0) -> None:
         self.rules.deletable(name)
-        async with _zookeeper(f"delete topic {name}"):
+        with _zookeeper(f"delete topic {name}"):
             await self.store.mark_topic_for_deletion(name)
         log.info("marked topic %s for deletion", name)
         await self._visible(
@@ -209,7 +209,7 @@ class ClusterTopicAdmin:
         added = self.rules.new_partitions(name, count, assignments)
         if validate_only:
             return
-        async with _zookeeper(f"add partitions to {name}"):
+        with _zookeeper(f"add partitions to {name}"):
             found = await self.store.topic_with_version(name)
             if found is None:
                 raise KafkaError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' not found")
@@ -241,27 +241,21 @@ class ClusterTopicAdmin:
         checked, new_log_config = self.rules.log_config_of(configs)
         if validate_only:
             return
-        async with _zookeeper(f"alter the configs of {name}"):
+        with _zookeeper(f"alter the configs of {name}"):
             await self.store.set_topic_config(name, checked)
         self.cache.set_configs(name, checked)
         self.replicas.set_log_config(info, new_log_config)
         log.info("topic %s configs now %s", name, checked)
 
 
-class _zookeeper:
+@contextlib.contextmanager
+def _zookeeper(what: str) -> Iterator[None]:
     """ZooKeeper unreachable or the session gone: a retriable error to the
     client (REQUEST_TIMED_OUT), and one line in the log."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        if isinstance(exc, KazooException):
-            log.warning("could not %s: ZooKeeper: %r", self._what, exc)
-            raise KafkaError(
-                ErrorCode.REQUEST_TIMED_OUT, f"Could not {self._what}: ZooKeeper is unavailable"
-            ) from None
-        return False
+    try:
+        yield
+    except KazooException as exc:
+        log.warning("could not %s: ZooKeeper: %r", what, exc)
+        raise KafkaError(
+            ErrorCode.REQUEST_TIMED_OUT, f"Could not {what}: ZooKeeper is unavailable"
+        ) from None
