@@ -10,18 +10,23 @@ controller's auto rebalance (Kafka's, here checked every 2 s).
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import ElectionType, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import wait_for
+from moldau.client.connection import connect
 from moldau.cluster.local import LocalCluster
+from moldau.protocol.api_keys import ApiKey
+from moldau.protocol.errors import ErrorCode
 
 pytestmark = pytest.mark.cluster
 
@@ -102,6 +107,28 @@ def set_up_and_bounce(cluster: LocalCluster) -> tuple[int, list[int]]:
     return victim, prefers
 
 
+def elect_raw(cluster: LocalCluster, broker_id: int, version: int) -> dict[int, int]:
+    """ElectLeaders (preferred) for the whole topic straight to one broker:
+    per partition the error code."""
+    body = {
+        "election_type": 0,
+        "topic_partitions": [{"topic": TOPIC, "partitions": list(range(PARTITIONS))}],
+        "timeout_ms": 10_000,
+    }
+
+    async def send() -> dict[str, Any]:
+        conn = await connect("127.0.0.1", cluster.port(broker_id), request_timeout_ms=20_000)
+        try:
+            return await conn.request(ApiKey.ELECT_LEADERS, body, version=version)
+        finally:
+            conn.close()
+
+    response = asyncio.run(send())
+    assert response.get("error_code", 0) == 0
+    [topic] = response["replica_election_results"]
+    return {p["partition_id"]: p["error_code"] for p in topic["partition_result"]}
+
+
 def elect_cli(cluster: LocalCluster, partition: int) -> subprocess.CompletedProcess[str]:
     """``moldau cluster elect-leaders`` for one partition of the topic."""
     where = ["--dir", str(cluster.directory), "--topic", TOPIC, "--partition", str(partition)]
@@ -140,6 +167,14 @@ def test_elect_leaders_gives_leadership_back(manual: LocalCluster) -> None:
         kafka_python.elect_leaders(0, {TOPIC: list(range(PARTITIONS))})
     finally:
         kafka_python.close()
+
+    controller = cluster.wait_until_controller()
+    other_broker = next(b for b in cluster.broker_ids if b != controller)
+    for version in (0, 1, 2):
+        assert set(elect_raw(cluster, controller, version).values()) == {
+            ErrorCode.ELECTION_NOT_NEEDED
+        }
+        assert set(elect_raw(cluster, other_broker, version).values()) == {ErrorCode.NOT_CONTROLLER}
 
     unknown = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition(TOPIC, 99)]).result(30)
     [error] = unknown.values()
