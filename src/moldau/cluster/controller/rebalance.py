@@ -10,7 +10,9 @@ leader yet count as balanced, as in Kafka.
 
 The check runs ``FIRST_CHECK_DELAY_MS`` after a controller takes office and
 then every ``leader.imbalance.check.interval.seconds`` (Kafka schedules the
-same); the controller keeps the deadline, the shell only wakes it.
+same); the controller keeps the deadline, the shell only wakes it. An
+election of the check whose write loses to a newer state is not retried
+(the next check decides again); one an operator asked for is.
 """
 
 from __future__ import annotations
