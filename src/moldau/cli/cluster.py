@@ -258,12 +258,13 @@ def _status(args: argparse.Namespace) -> int:
 def _connect_of(directory: Path | None) -> str:
     """The ``zookeeper.connect`` of the cluster ``up`` ran in ``directory``
     (default: the last one it started)."""
-    return _plan_of(directory).zookeeper_connect
+    return _plan_of(directory, "--zookeeper HOST:PORT/CHROOT").zookeeper_connect
 
 
-def _plan_of(directory: Path | None) -> ClusterPlan:
+def _plan_of(directory: Path | None, instead: str) -> ClusterPlan:
     """The plan of the cluster ``up`` ran in ``directory`` (default: the
-    last one it started)."""
+    last one it started); ``instead`` is the flag that names a cluster
+    otherwise."""
     from moldau.cluster.local_plan import PlanError, read_plan
 
     if directory is None:
@@ -271,8 +272,7 @@ def _plan_of(directory: Path | None) -> ClusterPlan:
             directory = Path(last_cluster_note().read_text().strip())
         except OSError:
             raise CliError(
-                "which cluster? give --zookeeper HOST:PORT/CHROOT or --dir DIR "
-                "(no `moldau cluster up` noted here)"
+                f"which cluster? give {instead} or --dir DIR (no `moldau cluster up` noted here)"
             ) from None
     try:
         plan = read_plan(directory)
@@ -292,7 +292,7 @@ def _elect_leaders(args: argparse.Namespace) -> int:
     if args.partition is not None and args.topic is None:
         raise CliError("--partition needs --topic")
     bootstrap = args.bootstrap_server or ",".join(
-        f"127.0.0.1:{b.port}" for b in _plan_of(args.dir).brokers
+        f"127.0.0.1:{b.port}" for b in _plan_of(args.dir, "--bootstrap-server HOST:PORT").brokers
     )
     try:
         outcomes = run_async(_elect(bootstrap, args))
