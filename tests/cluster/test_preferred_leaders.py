@@ -145,7 +145,13 @@ def test_elect_leaders_gives_leadership_back(manual: LocalCluster) -> None:
 
     cli = elect_cli(cluster, one)
     assert cli.returncode == 0, cli.stderr
-    assert cli.stdout.strip() == f"{TOPIC}-{one}  elected, leader {victim}"
+    assert cli.stdout.strip() == f"{TOPIC}-{one}  elected"
+
+    def led_by_victim() -> bool:
+        seen = partitions(cluster.address(victim))
+        return seen is not None and seen[one][0] == victim
+
+    wait_for(led_by_victim, 10, what=f"partition {one} led by broker {victim} again")
 
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
     results = admin.elect_leaders(ElectionType.PREFERRED, None).result(60)

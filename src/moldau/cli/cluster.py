@@ -299,9 +299,9 @@ def _elect_leaders(args: argparse.Namespace) -> int:
     except KafkaError as exc:
         raise CliError(f"leader election failed: {exc}") from None
     failed = 0
-    for (topic, partition), (code, message, leader) in sorted(outcomes.items()):
+    for (topic, partition), (code, message) in sorted(outcomes.items()):
         if code == 0:
-            text = f"elected, leader {leader}"
+            text = "elected"
         elif code == ErrorCode.ELECTION_NOT_NEEDED:
             text = "not needed, the leader is already the one wanted"
         else:
@@ -324,9 +324,10 @@ def _error_name(code: int) -> str:
 
 async def _elect(
     bootstrap: str, args: argparse.Namespace
-) -> dict[tuple[str, int], tuple[int, str | None, int]]:
-    """Ask the controller (again wherever it moved) and read the leaders
-    that resulted: per partition its error code, message and leader."""
+) -> dict[tuple[str, int], tuple[int, str | None]]:
+    """Ask the controller (again wherever it moved): per partition its error
+    code and message. (The new leaders are not shown: the controller knows
+    them, other brokers' metadata a moment later.)"""
     from moldau.client.admin import Admin
     from moldau.client.errors import make_error
     from moldau.protocol.api_keys import ApiKey
@@ -358,14 +359,7 @@ async def _elect(
                 raise make_error(ErrorCode.NOT_CONTROLLER)  # retried after a refresh
             return answers
 
-        answers = await admin.cluster.retry(attempt, timeout_ms=args.timeout_ms)
-        meta = await admin.cluster.refresh(sorted({t for t, _ in answers}))
-    out = {}
-    for (topic, partition), (code, message) in answers.items():
-        described = meta.topics.get(topic)
-        found = None if described is None else described.partitions.get(partition)
-        out[(topic, partition)] = (code, message, -1 if found is None else found.leader)
-    return out
+        return await admin.cluster.retry(attempt, timeout_ms=args.timeout_ms)
 
 
 def render_status(status: ClusterStatus) -> list[str]:
