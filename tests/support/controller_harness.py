@@ -22,6 +22,7 @@ from moldau.cluster.controller.commands import (
     ControlledShutdownReply,
     CreatePartitionStates,
     DeleteTopic,
+    ElectLeadersReply,
     LeaderAndIsr,
     PartitionLeadership,
     RemoveDeletionMarks,
@@ -105,7 +106,7 @@ class Harness:
         self.controller = Controller(controller_id)
         self.ack_deletes = True
         self.commands: list[Command] = []
-        self.replies: list[ControlledShutdownReply | AlterPartitionReply] = []
+        self.replies: list[ControlledShutdownReply | AlterPartitionReply | ElectLeadersReply] = []
 
     def _register(self, broker_id: int) -> LiveBroker:
         self.next_epoch += 1
@@ -142,7 +143,9 @@ class Harness:
             return [PartitionStatesStale(stale)]
         follow_up: list[Event] = []
         for command in commands:
-            if isinstance(command, ControlledShutdownReply | AlterPartitionReply):
+            if isinstance(
+                command, ControlledShutdownReply | AlterPartitionReply | ElectLeadersReply
+            ):
                 self.replies.append(command)
             elif not isinstance(command, ZK_WRITES) and command.broker_id in self.up:
                 deleted = self.brokers[command.broker_id].accept(command)

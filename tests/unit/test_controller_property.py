@@ -1,11 +1,11 @@
 """Random histories of brokers and topics keep the controller's invariants.
 
 Hypothesis drives a cluster of five brokers through random sequences of
-broker crashes, restarts, controlled shutdowns, leader-side ISR changes
+broker crashes, restarts (and both at once), controlled shutdowns, leader-side ISR changes
 (AlterPartition, and the older direct write with a notification),
-topic creation, partition increase, topic deletion and controller failover,
-and after every step checks what ZooKeeper holds and what the brokers
-believe:
+topic creation, partition increase, topic deletion, controller failover,
+preferred and unclean elections asked for and auto-rebalance checks, and
+after every step checks what ZooKeeper holds and what the brokers believe:
 
 - a partition's leader is live and in its ISR (or there is none: -1), except
   in a topic being deleted, whose state the controller no longer changes;
@@ -24,12 +24,19 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from moldau.cluster.controller.alter_partition import AlterPartitionItem
-from moldau.cluster.controller.commands import AlterPartitionReply
+from moldau.cluster.controller.commands import (
+    AlterPartitionReply,
+    ElectLeadersReply,
+    UpdatePartitionState,
+)
 from moldau.cluster.controller.events import (
     AlterPartition,
     BrokerChange,
     ControlledShutdown,
+    ElectionType,
+    ElectLeaders,
     IsrChangeNotification,
+    LeaderImbalanceCheck,
 )
 from moldau.cluster.zk.paths import NO_LEADER
 from moldau.protocol.errors import ErrorCode
@@ -55,6 +62,10 @@ steps = st.lists(
         st.tuples(st.just("expand"), st.sampled_from(TOPICS), replica_lists),
         st.tuples(st.just("delete"), st.sampled_from(TOPICS)),
         st.tuples(st.just("failover"), st.sampled_from(BROKERS)),
+        st.tuples(st.just("elect"), st.sampled_from(ElectionType), st.booleans()),
+        st.tuples(st.just("rebalance")),
+        st.tuples(st.just("catchup")),
+        st.tuples(st.just("bounce"), st.sampled_from(BROKERS)),
     ),
     min_size=5,
     max_size=50,
@@ -82,7 +93,12 @@ class World:
         elif kind == "shrink":
             self._leader_shrinks(op[1])
         elif kind == "alter":
-            self._leader_alters(op[1], op[2])
+            self._leader_alters((op[1], 0), op[2])
+        elif kind == "catchup":
+            self._followers_catch_up()
+        elif kind == "bounce" and op[1] in h.up and len(h.up) > 1:
+            h.stop(op[1])
+            h.start(op[1])
         elif kind == "create" and op[1] not in self.view.topics():
             if op[1] not in self.view.marks():
                 self.seen = {tp: v for tp, v in self.seen.items() if tp[0] != op[1]}
@@ -95,6 +111,34 @@ class World:
             self.deleted.add(op[1])
         elif kind == "failover" and op[1] in h.up:
             self._failover(op[1])
+        elif kind == "elect":
+            if op[2]:
+                self._followers_catch_up()
+            self._elect(op[1])
+        elif kind == "rebalance":
+            h.now_ms += 600_000  # past any check's deadline
+            moved = [
+                c for c in h.feed(LeaderImbalanceCheck()) if isinstance(c, UpdatePartitionState)
+            ]
+            event(f"auto rebalance: {'moved leaders' if moved else 'nothing to do'}")
+
+    def _elect(self, kind: ElectionType) -> None:
+        """An operator's election over every partition: each one elected is
+        led as the rule says (preferred: by its first replica)."""
+        self.h.feed(ElectLeaders(None, kind))
+        reply = self.h.replies[-1]
+        assert isinstance(reply, ElectLeadersReply)
+        assignments = {
+            (topic, p): a.replicas
+            for topic, t in self.view.topics().items()
+            for p, a in t.partitions.items()
+        }
+        for outcome in reply.results:
+            event(f"ElectLeaders {kind.name}: {outcome.error.name}")
+            state = self.view.state((outcome.topic, outcome.partition))
+            if outcome.error is ErrorCode.NONE and kind is ElectionType.PREFERRED:
+                assert state is not None
+                assert state.leader == assignments[(outcome.topic, outcome.partition)][0]
 
     def _leader_shrinks(self, topic: str) -> None:
         """The leader of the topic's first partition drops its followers."""
@@ -108,10 +152,18 @@ class World:
         self.seen[tp] = (new.leader_epoch, new.leader, new.isr)
         self.h.feed(IsrChangeNotification({tp: new}))
 
-    def _leader_alters(self, topic: str, followers: set[int]) -> None:
-        """The leader of the topic's first partition asks for an ISR of itself
-        and ``followers`` (dead or unassigned ones included: to be refused)."""
-        tp = (topic, 0)
+    def _followers_catch_up(self) -> None:
+        """Every live replica catches up: the leaders ask for it in their ISRs
+        (what gives preferred elections something to do)."""
+        topics = self.view.topics()
+        for tp in sorted(self.view.states()):
+            if tp[0] not in self.view.marks():
+                replicas = topics[tp[0]].partitions[tp[1]].replicas
+                self._leader_alters(tp, set(replicas) & set(self.h.up))
+
+    def _leader_alters(self, tp: tuple[str, int], followers: set[int]) -> None:
+        """The leader of the partition asks for an ISR of itself and
+        ``followers`` (dead or unassigned ones included: to be refused)."""
         state = self.view.state(tp)
         if state is None or state.leader not in self.h.up:
             return

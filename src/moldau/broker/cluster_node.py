@@ -40,6 +40,7 @@ from ..client.connection import connect
 from ..cluster import wire
 from ..cluster.channels import BrokerChannels
 from ..cluster.controller.commands import LeaderAndIsr, StopReplica, UpdateMetadata
+from ..cluster.controller.rebalance import RebalanceConfig
 from ..cluster.controller_shell import ControllerShell
 from ..cluster.metadata import _new_cluster_id
 from ..cluster.metadata_cache import MetadataCache
@@ -148,6 +149,11 @@ class ClusterNode:
             channels,
             clock=lambda: int(time.time() * 1000),
             unclean_default=bool(self.config.get("unclean.leader.election.enable")),
+            rebalance=RebalanceConfig(
+                bool(self.config.get("auto.leader.rebalance.enable")),
+                int(self.config.get("leader.imbalance.check.interval.seconds")) * 1000,
+                int(self.config.get("leader.imbalance.per.broker.percentage")),
+            ),
         )
         await self.controller.start()
 

@@ -266,6 +266,26 @@ BROKER_KEYS: dict[str, ConfigKey] = {
         _key("controlled.shutdown.retry.backoff.ms", "long", 5000, "Wait between attempts.", 0),
         _key("controller.socket.timeout.ms", "int", 30000, "Controller request timeout.", 0),
         _key(
+            "auto.leader.rebalance.enable",
+            "boolean",
+            True,
+            "The controller moves leadership back to preferred replicas.",
+        ),
+        _key(
+            "leader.imbalance.check.interval.seconds",
+            "long",
+            300,
+            "How often the controller checks the leader balance.",
+            1,
+        ),
+        _key(
+            "leader.imbalance.per.broker.percentage",
+            "int",
+            10,
+            "Share of a broker's preferred leaderships held elsewhere before a rebalance.",
+            0,
+        ),
+        _key(
             "unclean.leader.election.enable",
             "boolean",
             False,

@@ -1,5 +1,6 @@
-"""``moldau cluster``: run a cluster on this machine (``up``) and show any
-cluster's state from its ZooKeeper (``status``).
+"""``moldau cluster``: run a cluster on this machine (``up``), show any
+cluster's state from its ZooKeeper (``status``), move leadership back to the
+preferred replicas (``elect-leaders``).
 
 ``up`` starts a ZooKeeper (Debian's ``zookeeper`` package) and N brokers
 (``moldau.cluster.local``), prints the addresses, and stays in the
@@ -10,6 +11,10 @@ it again restarts the same cluster. ``status`` reads ZooKeeper only
 (``moldau.cluster.status``), so it works while brokers are down; with no
 ``--zookeeper`` or ``--dir`` it shows the cluster last started by ``up``
 (whose directory ``up`` notes in ``$XDG_CACHE_HOME/moldau/last-cluster``).
+``elect-leaders`` sends ElectLeaders (API key 43) to the controller, found
+from ``--bootstrap-server`` or the brokers of ``--dir`` (or of the last
+``up``), and prints each partition's outcome; it exits 1 if any election
+failed (one not needed is no failure, as in Kafka's kafka-leader-election.sh).
 """
 
 from __future__ import annotations
@@ -28,8 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from .common import CliError, key_value, run_async
 
+#: What ``--type`` names (Kafka's ElectionType on the wire).
+ELECTION_TYPES = {"preferred": 0, "unclean": 1}
+
 if TYPE_CHECKING:
     from moldau.cluster.local import LocalCluster
+    from moldau.cluster.local_plan import ClusterPlan
     from moldau.cluster.status import ClusterStatus
 
 
@@ -81,6 +90,31 @@ def register(commands: Any) -> None:
     where.add_argument("--dir", type=Path, help="the directory of a `moldau cluster up`")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(run=_status)
+
+    elect = actions.add_parser(
+        "elect-leaders",
+        help="move leadership to the preferred replicas (or elect uncleanly)",
+        description="Ask the controller for leader elections (ElectLeaders): every "
+        "partition, a topic's, or one; prints each outcome and exits 1 if any failed.",
+    )
+    found = elect.add_mutually_exclusive_group()
+    found.add_argument(
+        "--bootstrap-server", metavar="HOST:PORT[,HOST:PORT...]", help="brokers to ask first"
+    )
+    found.add_argument("--dir", type=Path, help="the directory of a `moldau cluster up`")
+    elect.add_argument("--topic", help="only this topic's partitions")
+    elect.add_argument("--partition", type=int, help="only this partition (needs --topic)")
+    elect.add_argument(
+        "--type",
+        choices=sorted(ELECTION_TYPES),
+        default="preferred",
+        help="preferred (default): back to the first replica; unclean: "
+        "partitions without a leader may elect an out-of-sync replica",
+    )
+    elect.add_argument(
+        "--timeout-ms", type=int, default=30_000, help="how long to wait (default 30000)"
+    )
+    elect.set_defaults(run=_elect_leaders)
 
 
 def _positive(text: str) -> int:
@@ -224,6 +258,13 @@ def _status(args: argparse.Namespace) -> int:
 def _connect_of(directory: Path | None) -> str:
     """The ``zookeeper.connect`` of the cluster ``up`` ran in ``directory``
     (default: the last one it started)."""
+    return _plan_of(directory, "--zookeeper HOST:PORT/CHROOT").zookeeper_connect
+
+
+def _plan_of(directory: Path | None, instead: str) -> ClusterPlan:
+    """The plan of the cluster ``up`` ran in ``directory`` (default: the
+    last one it started); ``instead`` is the flag that names a cluster
+    otherwise."""
     from moldau.cluster.local_plan import PlanError, read_plan
 
     if directory is None:
@@ -231,8 +272,7 @@ def _connect_of(directory: Path | None) -> str:
             directory = Path(last_cluster_note().read_text().strip())
         except OSError:
             raise CliError(
-                "which cluster? give --zookeeper HOST:PORT/CHROOT or --dir DIR "
-                "(no `moldau cluster up` noted here)"
+                f"which cluster? give {instead} or --dir DIR (no `moldau cluster up` noted here)"
             ) from None
     try:
         plan = read_plan(directory)
@@ -240,7 +280,86 @@ def _connect_of(directory: Path | None) -> str:
         raise CliError(str(exc)) from None
     if plan is None:
         raise CliError(f"no cluster in {directory} (it has no cluster.json)")
-    return plan.zookeeper_connect
+    return plan
+
+
+# -- elect-leaders -------------------------------------------------------------
+
+
+def _elect_leaders(args: argparse.Namespace) -> int:
+    from moldau.protocol.errors import ErrorCode, KafkaError
+
+    if args.partition is not None and args.topic is None:
+        raise CliError("--partition needs --topic")
+    bootstrap = args.bootstrap_server or ",".join(
+        f"127.0.0.1:{b.port}" for b in _plan_of(args.dir, "--bootstrap-server HOST:PORT").brokers
+    )
+    try:
+        outcomes = run_async(_elect(bootstrap, args))
+    except KafkaError as exc:
+        raise CliError(f"leader election failed: {exc}") from None
+    failed = 0
+    for (topic, partition), (code, message) in sorted(outcomes.items()):
+        if code == 0:
+            text = "elected"
+        elif code == ErrorCode.ELECTION_NOT_NEEDED:
+            text = "not needed, the leader is already the one wanted"
+        else:
+            failed += 1
+            text = f"failed: {_error_name(code)}" + (f" ({message})" if message else "")
+        print(f"{topic}-{partition}  {text}")
+    if failed:
+        print(f"{failed} of {len(outcomes)} elections failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _error_name(code: int) -> str:
+    from moldau.protocol.errors import ErrorCode
+
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error {code}"
+
+
+async def _elect(
+    bootstrap: str, args: argparse.Namespace
+) -> dict[tuple[str, int], tuple[int, str | None]]:
+    """Ask the controller (again wherever it moved): per partition its error
+    code and message. (The new leaders are not shown: the controller knows
+    them, other brokers' metadata a moment later.)"""
+    from moldau.client.admin import Admin
+    from moldau.client.errors import make_error
+    from moldau.protocol.api_keys import ApiKey
+    from moldau.protocol.errors import ErrorCode
+
+    async with Admin(bootstrap, request_timeout_ms=args.timeout_ms) as admin:
+        wanted: list[dict[str, Any]] | None = None
+        if args.topic is not None:
+            (info,) = await admin.describe_topics([args.topic])
+            partitions = sorted(info.partitions) if args.partition is None else [args.partition]
+            wanted = [{"topic": args.topic, "partitions": partitions}]
+        body = {
+            "election_type": ELECTION_TYPES[args.type],
+            "topic_partitions": wanted,
+            "timeout_ms": args.timeout_ms,
+        }
+
+        async def attempt() -> dict[tuple[str, int], tuple[int, str | None]]:
+            conn = await admin.cluster.controller()
+            response = await conn.request(ApiKey.ELECT_LEADERS, body)
+            if response.get("error_code"):
+                raise make_error(response["error_code"])
+            answers = {
+                (t["topic"], p["partition_id"]): (p["error_code"], p["error_message"])
+                for t in response["replica_election_results"]
+                for p in t["partition_result"]
+            }
+            if any(code == ErrorCode.NOT_CONTROLLER for code, _ in answers.values()):
+                raise make_error(ErrorCode.NOT_CONTROLLER)  # retried after a refresh
+            return answers
+
+        return await admin.cluster.retry(attempt, timeout_ms=args.timeout_ms)
 
 
 def render_status(status: ClusterStatus) -> list[str]:

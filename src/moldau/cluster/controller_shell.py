@@ -26,6 +26,10 @@ KafkaController's ZooKeeper side and its ControllerEventManager):
   and it campaigns again a moment later: the next term reads everything
   afresh, so nothing rests on a guess.
 
+- The auto-rebalance timer: after each event the shell (re)arms one timer
+  for ``Controller.next_check_ms`` that queues ``LeaderImbalanceCheck``;
+  the controller decides whether it is due.
+
 Each event and each batch of commands is logged at INFO in one line.
 
 Where moldau departs from Kafka: topic config changes are followed only
@@ -56,6 +60,7 @@ from moldau.cluster.controller.commands import (
     ControlledShutdownReply,
     CreatePartitionStates,
     DeleteTopic,
+    ElectLeadersReply,
     Fence,
     LeaderAndIsr,
     RemoveDeletionMarks,
@@ -72,8 +77,10 @@ from moldau.cluster.controller.events import (
     ControlledShutdown,
     ControllerElected,
     ControllerMoved,
+    ElectLeaders,
     Event,
     IsrChangeNotification,
+    LeaderImbalanceCheck,
     PartitionModification,
     PartitionStatesStale,
     StopReplicaResult,
@@ -81,6 +88,7 @@ from moldau.cluster.controller.events import (
     TopicDeletion,
     UncleanLeaderElectionEnable,
 )
+from moldau.cluster.controller.rebalance import RebalanceConfig
 from moldau.cluster.zk.client import SessionState
 from moldau.cluster.zk.paths import PartitionState, TopicAssignment
 from moldau.cluster.zk.store import ControllerLease, StaleVersion, ZkStore, ZkStoreError
@@ -125,15 +133,18 @@ class _SessionLost:
     pass
 
 
+Request = ControlledShutdown | AlterPartition | ElectLeaders
+
+
 @dataclass(frozen=True)
 class _Submit:
-    event: ControlledShutdown | AlterPartition
+    event: Request
     reply: asyncio.Future[Reply]
 
 
 @dataclass(frozen=True)
 class _Feed:
-    event: StopReplicaResult
+    event: StopReplicaResult | LeaderImbalanceCheck
 
 
 _Item = _Fired | _Campaign | _SessionLost | _Submit | _Feed
@@ -161,15 +172,19 @@ class ControllerShell:
         *,
         clock: Callable[[], int],
         unclean_default: bool = False,
+        rebalance: RebalanceConfig | None = None,
     ) -> None:
         """``clock`` gives milliseconds (the controller's ``now_ms`` and the
         timestamp in /controller); ``unclean_default`` is the broker's
-        unclean.leader.election.enable."""
+        unclean.leader.election.enable, ``rebalance`` its auto leader
+        rebalance keys (Kafka's defaults when None)."""
         self.store = store
         self.broker_id = broker_id
         self.channels = channels
         self.clock = clock
-        self.controller = Controller(broker_id, unclean_default=unclean_default)
+        self.controller = Controller(
+            broker_id, unclean_default=unclean_default, rebalance_config=rebalance
+        )
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._term: _Term | None = None
@@ -177,6 +192,7 @@ class ControllerShell:
         self._controller_watch_armed = False
         self._session_lost = False
         self._recampaign: asyncio.TimerHandle | None = None
+        self._check_timer: tuple[int, asyncio.TimerHandle] | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -196,6 +212,7 @@ class ControllerShell:
         active, and close the channels."""
         if self._recampaign is not None:
             self._recampaign.cancel()
+        self._arm_check_timer(None)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -225,10 +242,11 @@ class ControllerShell:
         """The controller epoch of the current term, -1 when not controller."""
         return -1 if self._term is None else self._term.lease.epoch
 
-    async def submit(self, event: ControlledShutdown | AlterPartition) -> Reply:
-        """Handle a broker's ControlledShutdown or AlterPartition in turn with
-        every other event; NOT_CONTROLLER if this broker is not (or stops
-        being) the controller before it is handled."""
+    async def submit(self, event: Request) -> Reply:
+        """Handle a broker's ControlledShutdown or AlterPartition, or an
+        operator's ElectLeaders, in turn with every other event;
+        NOT_CONTROLLER if this broker is not (or stops being) the controller
+        before it is handled."""
         if not self.is_active:
             raise KafkaError(ErrorCode.NOT_CONTROLLER)
         reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
@@ -387,6 +405,7 @@ class ControllerShell:
             return
         self._term = None
         self.controller.handle(ControllerMoved(), self.clock())
+        self._arm_check_timer(None)
         self.channels.update_brokers({})
         log.info(
             "controller %d epoch %d: no longer controller (%s)",
@@ -500,7 +519,25 @@ class ControllerShell:
             log.info("%s: decided %s", prefix, describe_commands(commands, leaders_before))
         if self.controller.context is not None:
             self.channels.update_brokers(self.controller.context.brokers)
+        self._arm_check_timer(self.controller.next_check_ms)
         await self._execute(term, commands, reply)
+
+    def _arm_check_timer(self, due_ms: int | None) -> None:
+        """One timer, for the controller's next imbalance check (none: None)."""
+        if self._check_timer is not None:
+            if self._check_timer[0] == due_ms:
+                return
+            self._check_timer[1].cancel()
+            self._check_timer = None
+        if due_ms is None:
+            return
+        delay_s = max(0, due_ms - self.clock()) / 1000
+        handle = asyncio.get_running_loop().call_later(delay_s, self._check_due)
+        self._check_timer = (due_ms, handle)
+
+    def _check_due(self) -> None:
+        self._check_timer = None  # re-armed after the check, even if it was early
+        self._queue.put_nowait(_Feed(LeaderImbalanceCheck()))
 
     async def _execute(
         self, term: _Term, commands: list[Command], reply: asyncio.Future[Reply] | None
@@ -632,6 +669,11 @@ def describe_event(event: Event) -> str:
         )
     if isinstance(event, UncleanLeaderElectionEnable):
         return f"topic {event.topic}: {UNCLEAN_KEY}={event.enabled}"
+    if isinstance(event, ElectLeaders):
+        which = "all" if event.partitions is None else str(len(event.partitions))
+        return f"{event.election_type.name.lower()} leader election asked for {which} partitions"
+    if isinstance(event, LeaderImbalanceCheck):
+        return "leader imbalance check"
     return type(event).__name__
 
 
@@ -662,4 +704,6 @@ def describe_commands(
     replies = [c for c in commands if isinstance(c, ControlledShutdownReply | AlterPartitionReply)]
     if replies:
         parts.append(f"answered broker {_ids(r.broker_id for r in replies)}")
+    if any(isinstance(c, ElectLeadersReply) for c in commands):
+        parts.append("answered the election request")
     return "; ".join(parts) or "nothing to do"

@@ -8,6 +8,8 @@
   ControllerBrokerRequestBatch);
 - ``events`` in, ``commands`` out (the shell's contract is in ``commands``);
 - ``election`` and ``alter_partition``: the rules, as pure functions;
+- ``rebalance``: which partitions the auto leader rebalance hands back to
+  their preferred replica (Kafka: checkAndTriggerAutoLeaderRebalance);
 - ``states``: the state tables with Kafka's legal moves.
 
 Nothing here imports asyncio or kazoo (tests/unit/test_pure_imports.py).

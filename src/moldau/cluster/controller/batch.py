@@ -19,6 +19,8 @@ from moldau.cluster.controller.commands import (
     Command,
     ControlledShutdownReply,
     CreatePartitionStates,
+    ElectionOutcome,
+    ElectLeadersReply,
     Fence,
     LeaderAndIsr,
     PartitionLeadership,
@@ -28,6 +30,7 @@ from moldau.cluster.controller.commands import (
     ZkWrite,
 )
 from moldau.cluster.controller.context import ControllerContext, TopicPartition
+from moldau.cluster.controller.events import ElectionType
 from moldau.cluster.zk.paths import LEADER_DURING_DELETE, PartitionState
 from moldau.protocol.errors import ErrorCode
 
@@ -40,6 +43,16 @@ class AlterReply:
     broker_id: int
     error: ErrorCode
     items: tuple[tuple[alter_partition.AlterPartitionItem, ErrorCode], ...] = ()
+
+
+@dataclass
+class ElectReply:
+    """An ElectLeaders answer to render: per partition its error and message.
+    Mutable: after a lost write the controller elects those partitions again
+    and replaces their outcome."""
+
+    election_type: ElectionType
+    outcomes: dict[TopicPartition, tuple[ErrorCode, str | None]]
 
 
 @dataclass
@@ -57,6 +70,7 @@ class Batch:
     stop: dict[int, dict[TopicPartition, bool]] = field(default_factory=dict)
     shutdown_replies: dict[int, ErrorCode] = field(default_factory=dict)
     alter_replies: list[AlterReply] = field(default_factory=list)
+    elect_replies: list[ElectReply] = field(default_factory=list)
 
     def lead_or_follow(self, broker_id: int, tp: TopicPartition, is_new: bool = False) -> None:
         wanted = self.leader_and_isr.setdefault(broker_id, {})
@@ -74,6 +88,7 @@ class Batch:
             self.stop.setdefault(broker_id, {}).update(stops)
         self.shutdown_replies = {**other.shutdown_replies, **self.shutdown_replies}
         self.alter_replies = [*other.alter_replies, *self.alter_replies]
+        self.elect_replies = [*other.elect_replies, *self.elect_replies]
 
 
 def fence(ctx: ControllerContext) -> Fence:
@@ -137,6 +152,7 @@ def render(ctx: ControllerContext, controller_id: int, batch: Batch) -> list[Com
         )
         out.append(ControlledShutdownReply(broker_id, error, remaining))
     out.extend(_alter_reply(ctx, reply) for reply in batch.alter_replies)
+    out.extend(_elect_reply(ctx, reply) for reply in batch.elect_replies)
     return out
 
 
@@ -186,6 +202,18 @@ def _alter_reply(ctx: ControllerContext, reply: AlterReply) -> AlterPartitionRep
             error = ErrorCode.INVALID_UPDATE_VERSION
         results.append(AlterPartitionResult(item.topic, item.partition, error))
     return AlterPartitionReply(reply.broker_id, reply.error, tuple(results))
+
+
+def _elect_reply(ctx: ControllerContext, reply: ElectReply) -> ElectLeadersReply:
+    """A partition elected is answered with the leader it has now, which the
+    handler waits to see in its metadata cache (Kafka's DelayedElectLeader)."""
+    results = []
+    for tp, (error, message) in sorted(reply.outcomes.items()):
+        leader = ctx.leader_of(tp) if error is ErrorCode.NONE else None
+        results.append(
+            ElectionOutcome(tp[0], tp[1], error, message, -1 if leader is None else leader)
+        )
+    return ElectLeadersReply(tuple(results))
 
 
 def _stop(ctx: ControllerContext, tp: TopicPartition, delete: bool) -> StopReplicaPartition:

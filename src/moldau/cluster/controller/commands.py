@@ -185,7 +185,26 @@ class AlterPartitionReply:
     partitions: tuple[AlterPartitionResult, ...]
 
 
+@dataclass(frozen=True)
+class ElectionOutcome:
+    """One partition of the answer to ElectLeaders: NONE with the leader now
+    in ZooKeeper, or why nothing was elected (Kafka's ApiError per partition)."""
+
+    topic: str
+    partition: int
+    error: ErrorCode
+    message: str | None = None
+    leader: int = -1
+
+
+@dataclass(frozen=True)
+class ElectLeadersReply:
+    """The answer to ElectLeaders, one outcome per partition asked about."""
+
+    results: tuple[ElectionOutcome, ...]
+
+
 ZkWrite = CreatePartitionStates | UpdatePartitionState | DeleteTopic | RemoveDeletionMarks
 BrokerRequest = LeaderAndIsr | UpdateMetadata | StopReplica
-Reply = ControlledShutdownReply | AlterPartitionReply
+Reply = ControlledShutdownReply | AlterPartitionReply | ElectLeadersReply
 Command = ZkWrite | BrokerRequest | Reply

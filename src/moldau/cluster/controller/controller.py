@@ -32,8 +32,14 @@ Where moldau departs from Kafka:
   left, the ISR keeps the old leader if it was in it, else its first member.
 - A replica deletion is one StopReplica with delete (Kafka first sends one
   without delete, then one with).
-- No reassignment, preferred-leader election or auto rebalance yet; ``now_ms``
-  is taken for the timers those need and read by no rule today.
+- No reassignment yet.
+
+Leader elections an operator asks for (ElectLeaders; Kafka's
+onReplicaElection) and the auto rebalance (``rebalance``) write and announce
+their state as ``_reconcile`` does. The auto-rebalance timer is the one rule
+that reads ``now_ms``: the controller keeps the deadline
+(``next_check_ms``) and the shell feeds ``LeaderImbalanceCheck`` when it
+is due.
 """
 
 from __future__ import annotations
@@ -41,8 +47,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from moldau.cluster.controller import alter_partition, deletion, election
-from moldau.cluster.controller.batch import AlterReply, Batch, fence, render
+from moldau.cluster.controller import alter_partition, deletion, election, rebalance
+from moldau.cluster.controller.batch import AlterReply, Batch, ElectReply, fence, render
 from moldau.cluster.controller.commands import (
     Command,
     Fence,
@@ -61,8 +67,11 @@ from moldau.cluster.controller.events import (
     ControlledShutdown,
     ControllerElected,
     ControllerMoved,
+    ElectionType,
+    ElectLeaders,
     Event,
     IsrChangeNotification,
+    LeaderImbalanceCheck,
     PartitionModification,
     PartitionStatesStale,
     StopReplicaResult,
@@ -88,11 +97,25 @@ class Controller:
     """One broker's controller: inactive until ``ControllerElected``, inactive
     again (issuing nothing) once it learns it was deposed."""
 
-    def __init__(self, broker_id: int, *, unclean_default: bool = False) -> None:
+    def __init__(
+        self,
+        broker_id: int,
+        *,
+        unclean_default: bool = False,
+        rebalance_config: rebalance.RebalanceConfig | None = None,
+    ) -> None:
         self.broker_id = broker_id
         self.unclean_default = unclean_default
+        self.rebalance = rebalance_config or rebalance.RebalanceConfig()
         self.context: ControllerContext | None = None
         self._last = Batch()
+        self._next_check_ms: int | None = None
+
+    @property
+    def next_check_ms(self) -> int | None:
+        """When the shell should feed ``LeaderImbalanceCheck`` next; None while
+        inactive or with the auto rebalance disabled."""
+        return self._next_check_ms
 
     @property
     def active(self) -> bool:
@@ -115,10 +138,18 @@ class Controller:
                 event.unclean_topics,
                 self.unclean_default,
             )
+            if self.rebalance.enabled:
+                self._next_check_ms = now_ms + rebalance.FIRST_CHECK_DELAY_MS
         elif isinstance(event, ControllerMoved):
             self.context = None
         if self.context is None:
+            self._next_check_ms = None
             return []
+        if isinstance(event, LeaderImbalanceCheck):
+            due = self._next_check_ms
+            if due is None or now_ms < due:
+                return []
+            self._next_check_ms = now_ms + self.rebalance.interval_ms
         batch = Batch()
         self._dispatch(self.context, event, batch)
         self._last = batch
@@ -153,6 +184,10 @@ class Controller:
                 ctx.unclean_topics[event.topic] = event.enabled
             for tp in ctx.partitions_of(event.topic):
                 self._reconcile(ctx, tp, batch)
+        elif isinstance(event, ElectLeaders):
+            self._on_elect_leaders(ctx, event, batch)
+        elif isinstance(event, LeaderImbalanceCheck):
+            self._on_imbalance_check(ctx, batch)
 
     # -- events ----------------------------------------------------------------
 
@@ -336,6 +371,72 @@ class Controller:
             self._reconcile(ctx, tp, batch)
             batch.metadata_partitions.add(tp)
         batch.merge_requests(self._last)
+        for reply in batch.elect_replies:  # Kafka retries an election whose write lost
+            for tp in sorted(event.states.keys() & reply.outcomes.keys()):
+                if reply.outcomes[tp][0] is ErrorCode.NONE:
+                    reply.outcomes[tp] = self._elect(ctx, tp, reply.election_type, batch)
+
+    def _on_elect_leaders(self, ctx: ControllerContext, event: ElectLeaders, batch: Batch) -> None:
+        """Kafka's processReplicaLeaderElection: every partition asked about
+        (None: every partition not being deleted) gets an outcome."""
+        wanted = event.partitions
+        if wanted is None:
+            wanted = frozenset(tp for tp in ctx.assignments if not ctx.is_deleting(tp))
+        outcomes = {tp: self._elect(ctx, tp, event.election_type, batch) for tp in sorted(wanted)}
+        batch.elect_replies.append(ElectReply(event.election_type, outcomes))
+
+    def _on_imbalance_check(self, ctx: ControllerContext, batch: Batch) -> None:
+        """Kafka's checkAndTriggerAutoLeaderRebalance (see ``rebalance``)."""
+        assignments = {tp: r for tp, r in ctx.assignments.items() if not ctx.is_deleting(tp)}
+        leaders = {tp: s.leader for tp, s in ctx.leadership.items()}
+
+        def can_lead(tp: TopicPartition) -> bool:
+            state = ctx.leadership[tp]
+            chosen = election.preferred(
+                ctx.assignments[tp], to_leader_and_isr(state), ctx.live_ids()
+            )
+            return chosen.leader_and_isr is not None
+
+        for tp in rebalance.partitions_to_rebalance(
+            assignments, leaders, can_lead, self.rebalance.imbalance_percentage
+        ):
+            self._elect(ctx, tp, ElectionType.PREFERRED, batch)
+
+    def _elect(
+        self, ctx: ControllerContext, tp: TopicPartition, kind: ElectionType, batch: Batch
+    ) -> tuple[ErrorCode, str | None]:
+        """One partition's election as ElectLeaders asks (Kafka's errors).
+
+        PREFERRED: needed unless the first replica leads; it must be live and
+        in the ISR. UNCLEAN: needed only without a live leader; the offline
+        rule with unclean elections allowed (a clean choice first)."""
+        if tp not in ctx.assignments:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The partition does not exist."
+        if ctx.is_deleting(tp):
+            return ErrorCode.INVALID_TOPIC_EXCEPTION, "The topic is being deleted."
+        replicas, state, live = ctx.assignments[tp], ctx.leadership.get(tp), ctx.live_ids()
+        if kind is ElectionType.PREFERRED:
+            if state is not None and state.leader == replicas[0]:
+                return ErrorCode.ELECTION_NOT_NEEDED, None
+            failed = (
+                ErrorCode.PREFERRED_LEADER_NOT_AVAILABLE,
+                (f"preferred replica {replicas[0]} is not live or not in the ISR"),
+            )
+            if state is None:
+                return failed
+            result = election.preferred(replicas, to_leader_and_isr(state), live)
+        else:
+            if state is not None and state.leader in live:
+                return ErrorCode.ELECTION_NOT_NEEDED, None
+            failed = ErrorCode.ELIGIBLE_LEADERS_NOT_AVAILABLE, "no replica of the partition is live"
+            if state is None:
+                return failed
+            current = to_leader_and_isr(state)
+            result = election.offline(replicas, current, live, unclean_allowed=True)
+        if result.leader_and_isr is None:
+            return failed
+        self._write(ctx, tp, state, result.leader_and_isr, batch)
+        return ErrorCode.NONE, None
 
     # -- one partition ---------------------------------------------------------
 
@@ -357,17 +458,30 @@ class Controller:
         else:
             target = _next_state(ctx, tp, to_leader_and_isr(current))
             if target is not None:
-                state = PartitionState(
-                    target.leader,
-                    target.leader_epoch,
-                    target.isr,
-                    ctx.epoch,
-                    target.leader_recovery_state,
-                    current.zk_version,
-                )
-                batch.writes.append(UpdatePartitionState(fence(ctx), tp[0], tp[1], state))
-                ctx.leadership[tp] = replace(state, zk_version=current.zk_version + 1)
-                self._announce(ctx, tp, batch)
+                self._write(ctx, tp, current, target, batch)
+        ctx.partitions.move(tp, ctx.phase_for(tp))
+
+    def _write(
+        self,
+        ctx: ControllerContext,
+        tp: TopicPartition,
+        current: PartitionState,
+        target: election.LeaderAndIsr,
+        batch: Batch,
+    ) -> None:
+        """Write ``target`` conditionally on the znode version read, predict
+        the new version, and announce it to the replicas and every broker."""
+        state = PartitionState(
+            target.leader,
+            target.leader_epoch,
+            target.isr,
+            ctx.epoch,
+            target.leader_recovery_state,
+            current.zk_version,
+        )
+        batch.writes.append(UpdatePartitionState(fence(ctx), tp[0], tp[1], state))
+        ctx.leadership[tp] = replace(state, zk_version=current.zk_version + 1)
+        self._announce(ctx, tp, batch)
         ctx.partitions.move(tp, ctx.phase_for(tp))
 
     def _announce(

@@ -13,6 +13,7 @@ before any other event (see ``commands``).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -137,6 +138,31 @@ class UncleanLeaderElectionEnable:
     enabled: bool | None
 
 
+class ElectionType(enum.IntEnum):
+    """Kafka's ElectionType, as ElectLeaders carries it on the wire."""
+
+    PREFERRED = 0
+    UNCLEAN = 1
+
+
+@dataclass(frozen=True)
+class ElectLeaders:
+    """An operator asks for leader elections (ElectLeaders request, API key
+    43; Kafka: ReplicaLeaderElection); ``partitions`` None means every
+    partition. Answered by ``ElectLeadersReply``."""
+
+    partitions: frozenset[TopicPartition] | None
+    election_type: ElectionType = ElectionType.PREFERRED
+
+
+@dataclass(frozen=True)
+class LeaderImbalanceCheck:
+    """The auto-rebalance timer fired (Kafka: AutoPreferredReplicaLeaderElection).
+    The shell feeds it when ``Controller.next_check_ms`` is due; the
+    controller checks ``now_ms`` itself, so an early or repeated one does
+    nothing."""
+
+
 Event = (
     ControllerElected
     | ControllerMoved
@@ -150,4 +176,6 @@ Event = (
     | PartitionStatesStale
     | StopReplicaResult
     | UncleanLeaderElectionEnable
+    | ElectLeaders
+    | LeaderImbalanceCheck
 )
