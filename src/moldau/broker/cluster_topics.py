@@ -39,6 +39,7 @@ from ..cluster.zk import paths as zp
 from ..cluster.zk.store import StaleVersion, TopicExists, ZkStore
 from ..log.manager import LogManager
 from ..protocol.errors import ErrorCode, KafkaError
+from . import metadata_wait
 from .config import BrokerConfig
 from .internal_topics import is_internal_topic
 from .replica_manager import ReplicaManager
@@ -73,23 +74,12 @@ class ClusterTopicAdmin:
     async def _visible(self, done: Callable[[], bool], timeout_ms: int, what: str) -> None:
         """Return once ``done()`` holds in the cache; REQUEST_TIMED_OUT after
         ``timeout_ms`` (0: do not wait)."""
-        if timeout_ms <= 0 or done():
+        if timeout_ms <= 0 or await metadata_wait.shown(self.cache, done, timeout_ms):
             return
-        changed = asyncio.Event()
-        listener = changed.set
-        self.cache.listeners.append(listener)
-        try:
-            async with asyncio.timeout(timeout_ms / 1000):
-                while not done():
-                    changed.clear()
-                    await changed.wait()
-        except TimeoutError:
-            raise KafkaError(
-                ErrorCode.REQUEST_TIMED_OUT,
-                f"{what}: written to ZooKeeper, not yet visible after {timeout_ms} ms",
-            ) from None
-        finally:
-            self.cache.listeners.remove(listener)
+        raise KafkaError(
+            ErrorCode.REQUEST_TIMED_OUT,
+            f"{what}: written to ZooKeeper, not yet visible after {timeout_ms} ms",
+        )
 
     def _led(self, name: str, count: int) -> bool:
         """The topic has ``count`` partitions here, each with a leader."""

@@ -21,12 +21,13 @@ controller in step with itself).
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
+from .. import metadata_wait
 from ..dispatch import RequestContext, handles
 
 if TYPE_CHECKING:
@@ -85,23 +86,11 @@ async def _visible(
     """Wait until this broker's metadata shows every elected leader (Kafka's
     DelayedElectLeader); those still not shown after ``timeout_ms`` become
     REQUEST_TIMED_OUT."""
-    from dataclasses import replace
 
     def waiting() -> list[ElectionOutcome]:
         return [r for r in results if r.error is ErrorCode.NONE and not _shown(cache, r)]
 
-    if timeout_ms > 0 and waiting():
-        changed = asyncio.Event()
-        cache.listeners.append(changed.set)
-        try:
-            async with asyncio.timeout(timeout_ms / 1000):
-                while waiting():
-                    changed.clear()
-                    await changed.wait()
-        except TimeoutError:
-            pass
-        finally:
-            cache.listeners.remove(changed.set)
+    await metadata_wait.shown(cache, lambda: not waiting(), timeout_ms)
     late = set(waiting())
     return [
         replace(r, error=ErrorCode.REQUEST_TIMED_OUT, message="not yet visible") if r in late else r
