@@ -12,18 +12,42 @@ The coordinator remembers a group's recent rebalances only in memory. So that
 broker, and after a restart, the shell also appends each rebalance as it ends
 to ``__moldau_group_history``: one JSON record keyed by the group id, kept
 for a week (a plain delete-policy topic, created on first use).
+
+Failover (Kafka 3.9's behaviour). A broker that becomes leader of an
+offsets partition replays it in slices (``moldau.group.loading``), letting
+the event loop run between them; its groups answer
+COORDINATOR_LOAD_IN_PROGRESS meanwhile, and a load whose leadership goes
+away stops and is forgotten (NOT_COORDINATOR). Every write the coordinator
+makes is appended as leader and an answer that depends on it goes out only
+once the partition's high watermark has passed it, i.e. every ISR member has
+it (Kafka: ``offsets.commit.required.acks`` -1; the coordinator runtime
+releases answers at the high watermark): :meth:`GroupService.release`. It
+waits in the purgatory, woken by the partition's appends, high-watermark
+moves and leadership changes, for ``offsets.commit.timeout.ms``, and fails
+with the runtime's errors (:func:`coordinator_error`). A single node's high
+watermark moves with each append, so it answers at once.
+
+Where moldau departs from Kafka: the pure coordinator applies a change to
+its memory when it writes it, not when the write is replicated (Kafka's
+runtime keeps uncommitted state in a timeline and reverts it when the write
+fails). A write that fails is answered with the error, and its records stay
+in the log of a leader that goes on leading (they are replicated later with
+the next write) or are truncated away with the leadership.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
 
 from ..cluster.metadata import MetadataStore
 from ..group.config import GroupConfig
 from ..group.coordinator import GroupCoordinator
 from ..group.history import HISTORY_TOPIC, RebalanceRecord
+from ..group.loading import PartitionLoad
 from ..group.placement import partition_for_group
 from ..protocol.batch import RecordBatchError, iter_batches
 from ..protocol.errors import ErrorCode, KafkaError
@@ -31,6 +55,7 @@ from ..protocol.records import Record, build_batch, decode_batch
 from ..replication.partition import Partition
 from .config import BrokerConfig
 from .internal_topics import OFFSETS_TOPIC
+from .purgatory import FetchPurgatory
 from .replica_manager import ReplicaManager
 from .topics import TopicAdminApi
 
@@ -38,6 +63,49 @@ log = logging.getLogger(__name__)
 
 HISTORY_RETENTION_MS = 7 * 24 * 60 * 60 * 1000
 _READ_CHUNK = 4 * 1024 * 1024
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Written:
+    """Records the coordinator appended to an offsets partition: the last
+    one's offset and the leader epoch that wrote them."""
+
+    partition: Partition
+    last_offset: int
+    epoch: int
+
+
+def coordinator_error(code: ErrorCode) -> ErrorCode:
+    """The error a client gets for a group write the log refused or did not
+    replicate in time (Kafka 3.9's ``GroupCoordinatorService``: a lost
+    leadership sends the client to find the coordinator again; too few
+    replicas or a timeout make it retry)."""
+    if code in (ErrorCode.NOT_LEADER_OR_FOLLOWER, ErrorCode.KAFKA_STORAGE_ERROR):
+        return ErrorCode.NOT_COORDINATOR
+    if code in (
+        ErrorCode.NOT_ENOUGH_REPLICAS,
+        ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        ErrorCode.REQUEST_TIMED_OUT,
+        ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    ):
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE
+    return code
+
+
+def replication_status(writes: Iterable[Written], min_insync: int) -> ErrorCode | None:
+    """Where answers that depend on ``writes`` stand: None while the high
+    watermark of some partition is not past its write, NONE once every one
+    is, else the client's error (:func:`coordinator_error`)."""
+    status: ErrorCode | None = ErrorCode.NONE
+    for written in writes:
+        outcome = written.partition.check_replicated(written.last_offset, written.epoch, min_insync)
+        if outcome is None:
+            status = None
+        elif outcome != ErrorCode.NONE:
+            return coordinator_error(outcome)
+    return status
 
 
 class GroupService:
@@ -84,6 +152,13 @@ class GroupService:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due: int | None = None
         self._last_warning = ""
+        self.commit_timeout_ms = int(config.get("offsets.commit.timeout.ms"))
+        #: Per offsets partition led here: the leader epoch its groups were
+        #: loaded (or are being loaded) at, the load still running, and the
+        #: last write appended under that leadership.
+        self._led_epochs: dict[int, int] = {}
+        self._loads: dict[int, asyncio.Task[None]] = {}
+        self._written: dict[int, Written] = {}
 
     # -- startup ------------------------------------------------------------
 
@@ -138,22 +213,72 @@ class GroupService:
             log.warning("%s", message)
 
     def leadership_changed(self, partition: Partition) -> None:
-        """Load the groups of an offsets partition this broker now leads (it
-        starts empty when just created), and drop those of one it no longer
-        leads: their requests then get NOT_COORDINATOR and find the leader."""
+        """Load the groups of an offsets partition this broker now leads, and
+        drop those of one it no longer leads: their requests then get
+        NOT_COORDINATOR and find the leader.
+
+        An empty partition (a new topic) is served at once; any other is
+        replayed in slices by a task while its groups wait
+        (COORDINATOR_LOAD_IN_PROGRESS). The same leadership told again (a
+        LeaderAndIsr at the same epoch) changes nothing; a new epoch reloads,
+        since another leader may have written meanwhile."""
         if partition.topic != OFFSETS_TOPIC:
             return
+        index = partition.index
+        if partition.is_leader and self._led_epochs.get(index) == partition.leader_epoch:
+            return
+        self._stop_leading(index)
         if partition.is_leader:
-            skipped = self.coordinator.load_partition(partition.index, _records_of(partition))
-            if skipped:
-                log.warning(
-                    "skipped %d unreadable records in %s-%d",
-                    skipped,
-                    OFFSETS_TOPIC,
-                    partition.index,
+            self._led_epochs[index] = partition.leader_epoch
+            load = PartitionLoad(self.coordinator, index, _records_of(partition), self.clock)
+            load.start()
+            if partition.log_start_offset == partition.log_end_offset:
+                load.run_slice()
+            else:
+                self._loads[index] = asyncio.get_running_loop().create_task(
+                    self._load_in_slices(load), name=f"load {OFFSETS_TOPIC}-{index}"
                 )
-        elif partition.index in self.coordinator.owned_partitions:
-            self.coordinator.unload_partition(partition.index)
+        self.after_call()
+
+    def _stop_leading(self, index: int) -> None:
+        """Forget the partition's groups, its writes and any load under way."""
+        self._led_epochs.pop(index, None)
+        self._written.pop(index, None)
+        task = self._loads.pop(index, None)
+        if task is not None:
+            task.cancel()
+        if index in self.coordinator.owned_partitions | self.coordinator.loading_partitions:
+            self.coordinator.unload_partition(index)
+
+    async def _load_in_slices(self, load: PartitionLoad) -> None:
+        """Replay ``load`` one slice at a time, letting the loop run between
+        slices. ``leadership_changed`` cancels it when the leadership goes
+        (always between two slices: the loop runs one thing at a time)."""
+        started = self.clock()
+        try:
+            while not load.run_slice():
+                await asyncio.sleep(0)
+        except Exception:
+            # As Kafka does: a load that fails is logged, and the partition
+            # is served with what was read rather than refused forever.
+            log.exception("loading %s-%d failed", OFFSETS_TOPIC, load.partition)
+            self.coordinator.finish_loading(load.partition)
+        finally:
+            self._loads.pop(load.partition, None)
+        if load.skipped:
+            log.warning(
+                "skipped %d unreadable records in %s-%d",
+                load.skipped,
+                OFFSETS_TOPIC,
+                load.partition,
+            )
+        log.info(
+            "loaded %d records of %s-%d in %d ms",
+            load.replayed,
+            OFFSETS_TOPIC,
+            load.partition,
+            self.clock() - started,
+        )
         self.after_call()
 
     def coordinator_for(self, group_id: str) -> int:
@@ -191,7 +316,51 @@ class GroupService:
             [Record(i, 0, key, value) for i, (key, value) in enumerate(records)],
             base_timestamp=now,
         )
-        partition.append_as_leader(batch)
+        try:
+            result = partition.append_as_leader(batch)
+        except KafkaError as exc:
+            raise KafkaError(coordinator_error(exc.code), exc.message) from None
+        self._written[index] = Written(partition, result.last_offset, partition.leader_epoch)
+
+    # -- answers released at the high watermark ------------------------------
+
+    def writes_for(self, group_ids: Iterable[str]) -> list[Written]:
+        """The last write to each of the groups' partitions: an answer given
+        now depends on them (and on nothing later)."""
+        indexes = {partition_for_group(g, self.num_partitions) for g in group_ids}
+        return [self._written[i] for i in sorted(indexes) if i in self._written]
+
+    def release(
+        self,
+        purgatory: FetchPurgatory,
+        group_ids: Iterable[str],
+        answer: Callable[[ErrorCode], T],
+    ) -> T | Awaitable[T]:
+        """``answer(NONE)`` once the groups' writes so far are on every ISR
+        member, else ``answer(error)`` (:func:`replication_status`; a timeout
+        after ``offsets.commit.timeout.ms`` is COORDINATOR_NOT_AVAILABLE).
+        At once when nothing is pending, as on a single node."""
+        writes = self.writes_for(group_ids)
+        min_insync = self._min_insync()
+        status = replication_status(writes, min_insync)
+        if status is not None:
+            return answer(status)
+        keys = [(w.partition.topic, w.partition.index) for w in writes]
+
+        def read() -> tuple[T, bool]:
+            code = replication_status(writes, min_insync)
+            if code is None:
+                return answer(coordinator_error(ErrorCode.REQUEST_TIMED_OUT)), False
+            return answer(code), True
+
+        return purgatory.read_when_ready(keys, read, self.commit_timeout_ms)
+
+    def _min_insync(self) -> int:
+        """The offsets topic's ``min.insync.replicas``, else the broker's (as
+        for any acks=all append)."""
+        info = self.metadata.topic(OFFSETS_TOPIC)
+        configured = info.configs.get("min.insync.replicas") if info is not None else None
+        return int(configured or self.config.get("min.insync.replicas"))
 
     def _record_rebalance(self, group_id: str, record: RebalanceRecord) -> None:
         """Appends an ended rebalance to the history topic.
@@ -256,6 +425,9 @@ class GroupService:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for task in self._loads.values():
+            task.cancel()
+        self._loads.clear()
 
 
 def _records_of(partition: Partition) -> Iterator[tuple[bytes, bytes | None]]:
