@@ -108,6 +108,31 @@ def replication_status(writes: Iterable[Written], min_insync: int) -> ErrorCode 
     return status
 
 
+def release_when_replicated(
+    purgatory: FetchPurgatory,
+    writes: list[Written],
+    min_insync: int,
+    timeout_ms: int,
+    answer: Callable[[ErrorCode], T],
+) -> T | Awaitable[T]:
+    """``answer`` with :func:`replication_status` of ``writes``: at once if it
+    is settled, else once it is (the purgatory wakes on the partitions'
+    appends, high-watermark moves and leadership changes), or with
+    REQUEST_TIMED_OUT's client error after ``timeout_ms``."""
+    status = replication_status(writes, min_insync)
+    if status is not None:
+        return answer(status)
+    keys = [(w.partition.topic, w.partition.index) for w in writes]
+
+    def read() -> tuple[T, bool]:
+        code = replication_status(writes, min_insync)
+        if code is None:
+            return answer(coordinator_error(ErrorCode.REQUEST_TIMED_OUT)), False
+        return answer(code), True
+
+    return purgatory.read_when_ready(keys, read, timeout_ms)
+
+
 class GroupService:
     """Owns the coordinator, its timer and its topic on this broker.
 
@@ -340,20 +365,13 @@ class GroupService:
         member, else ``answer(error)`` (:func:`replication_status`; a timeout
         after ``offsets.commit.timeout.ms`` is COORDINATOR_NOT_AVAILABLE).
         At once when nothing is pending, as on a single node."""
-        writes = self.writes_for(group_ids)
-        min_insync = self._min_insync()
-        status = replication_status(writes, min_insync)
-        if status is not None:
-            return answer(status)
-        keys = [(w.partition.topic, w.partition.index) for w in writes]
-
-        def read() -> tuple[T, bool]:
-            code = replication_status(writes, min_insync)
-            if code is None:
-                return answer(coordinator_error(ErrorCode.REQUEST_TIMED_OUT)), False
-            return answer(code), True
-
-        return purgatory.read_when_ready(keys, read, self.commit_timeout_ms)
+        return release_when_replicated(
+            purgatory,
+            self.writes_for(group_ids),
+            self._min_insync(),
+            self.commit_timeout_ms,
+            answer,
+        )
 
     def _min_insync(self) -> int:
         """The offsets topic's ``min.insync.replicas``, else the broker's (as
