@@ -6,6 +6,8 @@
   partition has two owners (``double_owned``), nothing is skipped or lost;
   and every partition's committed offset after the kill is at least what it
   was before.
+- The rebalance history is kept for groups of every coordinator, also of
+  those that do not lead the history topic's partition (they send it there).
 - SIGSTOP of the coordinator past its ZooKeeper session: once replaced, a
   commit it takes after SIGCONT is not acknowledged (its high watermark
   cannot move: the ISR follows the new leader), and the group's offset is
@@ -24,11 +26,14 @@ from typing import Any
 
 import pytest
 
-from conftest import RawConnection, wait_for
+from conftest import RawConnection, rebalances, wait_for
 from moldau.cluster.local import LocalCluster
+from moldau.cluster.local_zookeeper import ZooKeeperServer
+from moldau.group.history import HISTORY_TOPIC
 from moldau.group.placement import partition_for_group
 from moldau.protocol.api_keys import ApiKey
 from moldau.protocol.errors import ErrorCode
+from moldau.testing import CLUSTER_TEST_DEFAULTS
 
 pytestmark = pytest.mark.cluster
 
@@ -147,20 +152,27 @@ def verify(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProce
 
 
 def test_a_group_consumes_on_across_a_coordinator_kill(
-    moldau_cluster: LocalCluster, tmp_path: Path
+    moldau_zookeeper: ZooKeeperServer, tmp_path: Path
 ) -> None:
+    """A cluster of its own: the broker verify starts again after the kill
+    is not the fixture's, and only ``LocalCluster.stop`` stops it too."""
     path = tmp_path / "history.json"
-    session = moldau_cluster.session_timeout
-    done = verify(
-        "--dir", moldau_cluster.directory,
-        "--duration", str(session + 8), "--partitions", "3", "--consumers", "2",
-        "--rate", "300", "--faults", "kill", "--target", "coordinator",
-        "--interval", "4", "--fault-time", str(session + 2), "--seed", "1",
-        "--history", path,
-    )  # fmt: skip
+    with LocalCluster(
+        tmp_path / "cluster",
+        3,
+        zookeeper_connect=f"{moldau_zookeeper.connect}/moldau-{uuid.uuid4().hex[:12]}",
+        broker_config=CLUSTER_TEST_DEFAULTS,
+    ) as cluster:
+        session = cluster.session_timeout
+        done = verify(
+            "--dir", cluster.directory,
+            "--duration", str(session + 8), "--partitions", "3", "--consumers", "2",
+            "--rate", "300", "--faults", "kill", "--target", "coordinator",
+            "--interval", "4", "--fault-time", str(session + 2), "--seed", "1",
+            "--history", path,
+        )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "VERDICT: clean" in done.stdout, done.stdout
-    print(done.stdout)
     history = json.loads(path.read_text())
     kills = [f for f in history["info"]["faults"] if f["kind"] == "kill" and f["injected"]]
     assert kills, history["info"]["faults"]
@@ -178,3 +190,46 @@ def test_a_group_consumes_on_across_a_coordinator_kill(
         final[c["partition"]] = c["offset"]
     for partition, offset in before.items():
         assert final.get(partition, offset) >= offset, (partition, offset, final)
+
+
+def test_every_coordinator_keeps_the_rebalance_history(moldau_cluster: LocalCluster) -> None:
+    from confluent_kafka import Consumer
+    from confluent_kafka.admin import NewTopic
+
+    cluster = moldau_cluster
+    topic = f"h-{uuid.uuid4().hex[:8]}"
+    client = admin(cluster.bootstrap_servers)
+    client.create_topics([NewTopic(topic, 1, 3)])[topic].result(20)
+    port = cluster.port(cluster.broker_ids[0])
+    groups: dict[int, str] = {}
+    for n in range(100):  # a group per coordinator (a broker back from a fault leads none)
+        group = f"{topic}-g{n}"
+        (coordinator,) = wait_for(lambda g=group: find_coordinator(port, g), 30, what="coordinator")
+        groups.setdefault(coordinator, group)
+    assert len(groups) >= 2, groups
+    consumers = [
+        Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": g, "log_level": 2})
+        for g in groups.values()
+    ]
+    try:
+        for consumer in consumers:
+            consumer.subscribe([topic])
+        wait_for(
+            lambda: all(c.poll(0.05) is None and c.assignment() for c in consumers),
+            30,
+            what="every group stable",
+        )
+    finally:
+        for consumer in consumers:
+            consumer.close()
+    for group in groups.values():
+        wait_for(
+            lambda g=group: any(
+                r.outcome == "empty" for r in rebalances(cluster.bootstrap_servers, g)
+            ),
+            20,
+            what=f"the history of {group}: joined, then empty",
+        )
+    history = admin(cluster.bootstrap_servers).list_topics(HISTORY_TOPIC, timeout=5)
+    leader = history.topics[HISTORY_TOPIC].partitions[0].leader
+    assert set(groups) - {leader}, "every group's coordinator leads the history"

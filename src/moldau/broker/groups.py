@@ -38,6 +38,8 @@ the next write) or are truncated away with the leadership.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -184,6 +186,7 @@ class GroupService:
         self._led_epochs: dict[int, int] = {}
         self._loads: dict[int, asyncio.Task[None]] = {}
         self._written: dict[int, Written] = {}
+        self._history_forwarder: HistoryForwarder | None = None
 
     # -- startup ------------------------------------------------------------
 
@@ -381,26 +384,33 @@ class GroupService:
         return int(configured or self.config.get("min.insync.replicas"))
 
     def _record_rebalance(self, group_id: str, record: RebalanceRecord) -> None:
-        """Appends an ended rebalance to the history topic.
+        """Appends an ended rebalance to the history topic: here when this
+        broker leads its partition, else (cluster mode) through the
+        partition's leader (:class:`HistoryForwarder`), so that the history
+        of every group is kept, replicated, whichever broker coordinates it.
 
         The history is for people; failing to keep it must not fail the
         group, so errors are logged, not raised into the coordinator.
         """
         try:
-            partition = self._history_partition()
-            if partition is None:
-                return
             value = record.to_json(group_id)
-            batch = build_batch(
-                [Record(0, 0, group_id.encode(), value)], base_timestamp=self.clock()
-            )
-            partition.append_as_leader(batch)
+            partition = self._history_partition()
+            if partition is not None and partition.is_leader:
+                batch = build_batch(
+                    [Record(0, 0, group_id.encode(), value)], base_timestamp=self.clock()
+                )
+                partition.append_as_leader(batch)
+            elif self.config.cluster_mode:
+                if self._history_forwarder is None:
+                    self._history_forwarder = HistoryForwarder(self.config)
+                self._history_forwarder.send(group_id, value)
         except Exception:
             log.exception("could not record a rebalance of group %s", group_id)
 
     def _history_partition(self) -> Partition | None:
-        """The history topic's partition, created on first use; None if
-        another broker leads it."""
+        """The history topic's partition hosted here, the topic created on
+        first use; None while it is being created (cluster mode) or when this
+        broker holds no replica of it."""
         if self.metadata.topic(HISTORY_TOPIC) is None:
             brokers = len(self.metadata.brokers())
             replication = min(int(self.config.get("offsets.topic.replication.factor")), brokers)
@@ -410,10 +420,9 @@ class GroupService:
                 replication,
                 {"cleanup.policy": "delete", "retention.ms": str(HISTORY_RETENTION_MS)},
             )
-            if created is None:  # being created (cluster mode): the next rebalance
+            if created is None:
                 return None
-        partition = self.replicas.get(HISTORY_TOPIC, 0)
-        return partition if partition is not None and partition.is_leader else None
+        return self.replicas.get(HISTORY_TOPIC, 0)
 
     def after_call(self) -> None:
         """Re-arm the timer for the coordinator's next deadline."""
@@ -439,13 +448,86 @@ class GroupService:
             log.exception("group coordinator tick failed")
         self.after_call()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         for task in self._loads.values():
             task.cancel()
         self._loads.clear()
+        if self._history_forwarder is not None:
+            await self._history_forwarder.close()
+
+
+class HistoryForwarder:
+    """Sends rebalance records to the leader of the history partition when
+    it is another broker (cluster mode), as a producer with acks=all and
+    Kafka's admin client id (which may write internal topics).
+
+    One task sends them in order; it starts with the first record, with this
+    broker's own listener as bootstrap (the producer finds the leader).
+    Records beyond ``QUEUE_LIMIT`` waiting are dropped with a warning: the
+    history is for people and must not hold a broker's memory.
+    """
+
+    QUEUE_LIMIT = 10_000
+    #: How long closing waits for records still being sent.
+    CLOSE_TIMEOUT_S = 2.0
+
+    def __init__(self, config: BrokerConfig) -> None:
+        _, host, port = config.advertised_listeners[0]
+        self.bootstrap = f"{host or '127.0.0.1'}:{port}"
+        self._queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(self.QUEUE_LIMIT)
+        self._task: asyncio.Task[None] | None = None
+
+    def send(self, group_id: str, value: bytes) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="rebalance history forwarder"
+            )
+        try:
+            self._queue.put_nowait((group_id, value))
+        except asyncio.QueueFull:
+            log.warning("dropped a rebalance of group %s: the history is behind", group_id)
+
+    async def _run(self) -> None:
+        # Only cluster mode gets here: a single node loads no client code.
+        from ..client.producer import Producer
+        from .handlers.produce import ADMIN_CLIENT_ID
+
+        producer = Producer(
+            self.bootstrap, client_id=ADMIN_CLIENT_ID, acks=-1, allow_auto_create_topics=False
+        )
+        try:
+            await producer.start()
+            while (item := await self._queue.get()) is not None:
+                group_id, value = item
+                try:
+                    sent = await producer.send(HISTORY_TOPIC, value, group_id.encode(), partition=0)
+                except KafkaError as exc:  # e.g. the topic is not there yet
+                    log.warning("could not record a rebalance of group %s: %s", group_id, exc)
+                    continue
+                sent.add_done_callback(functools.partial(_history_sent, group_id))
+        except Exception:
+            log.exception("the rebalance history forwarder stopped")
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.close(), self.CLOSE_TIMEOUT_S)
+
+    async def close(self) -> None:
+        if self._task is None or self._task.done():
+            return
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), self.CLOSE_TIMEOUT_S * 2)
+        except TimeoutError:
+            self._task.cancel()
+
+
+def _history_sent(group_id: str, sent: asyncio.Future[object]) -> None:
+    if not sent.cancelled() and sent.exception() is not None:
+        log.warning("could not record a rebalance of group %s: %s", group_id, sent.exception())
 
 
 def _records_of(partition: Partition) -> Iterator[tuple[bytes, bytes | None]]:
