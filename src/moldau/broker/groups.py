@@ -258,6 +258,7 @@ class GroupService:
         self._stop_leading(index)
         if partition.is_leader:
             self._led_epochs[index] = partition.leader_epoch
+            self._written_up_to_log_end(partition)
             load = PartitionLoad(self.coordinator, index, _records_of(partition), self.clock)
             load.start()
             if partition.log_start_offset == partition.log_end_offset:
@@ -268,10 +269,22 @@ class GroupService:
                 )
         self.after_call()
 
+    def _written_up_to_log_end(self, partition: Partition) -> None:
+        """A new leader loads its groups from the whole log, also from records
+        its high watermark has not passed yet (as Kafka does): answers that
+        depend on them wait for them as for its own writes."""
+        end = partition.log_end_offset
+        if end == partition.log_start_offset:
+            self._written.pop(partition.index, None)
+            return
+        epoch = partition.log.leader_epochs.epoch_for_offset(end - 1)
+        self._written[partition.index] = Written(partition, end - 1, epoch)
+
     def _stop_leading(self, index: int) -> None:
-        """Forget the partition's groups, its writes and any load under way."""
+        """Forget the partition's groups and any load under way. Its last
+        write stays: an answer still waiting for it now fails
+        (NOT_COORDINATOR), as one about to wait for it must."""
         self._led_epochs.pop(index, None)
-        self._written.pop(index, None)
         task = self._loads.pop(index, None)
         if task is not None:
             task.cancel()
@@ -292,7 +305,8 @@ class GroupService:
             log.exception("loading %s-%d failed", OFFSETS_TOPIC, load.partition)
             self.coordinator.finish_loading(load.partition)
         finally:
-            self._loads.pop(load.partition, None)
+            if self._loads.get(load.partition) is asyncio.current_task():
+                self._loads.pop(load.partition)
         if load.skipped:
             log.warning(
                 "skipped %d unreadable records in %s-%d",
