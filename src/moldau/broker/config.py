@@ -190,6 +190,13 @@ BROKER_KEYS: dict[str, ConfigKey] = {
             "How often expired offsets are removed.",
             1,
         ),
+        _key(
+            "offsets.commit.timeout.ms",
+            "int",
+            5000,
+            "Wait this long for the ISR to have a group write before failing it.",
+            1,
+        ),
         _key("offset.metadata.max.bytes", "int", 4096, "Largest commit metadata string.", 0),
         _key("group.initial.rebalance.delay.ms", "int", 3000, "Wait for a new group.", 0),
         _key("group.min.session.timeout.ms", "int", 6000, "Smallest session timeout.", 0),

@@ -369,7 +369,7 @@ class BrokerServer:
         self._listeners.clear()
         await self._close_connections()
         if self.core is not None and self.core.groups is not None:
-            self.core.groups.close()
+            await self.core.groups.close()
         if self.logs is not None:
             self.stop_problems = self.logs.close()
             self.logs = None

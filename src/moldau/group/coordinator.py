@@ -99,32 +99,48 @@ class GroupCoordinator:
         """The loaded partitions of __consumer_offsets whose groups this coordinator serves."""
         return frozenset(self._rt.owned)
 
-    def mark_loading(self, partition: int) -> None:
-        """This broker became leader of ``partition``; its groups are being read."""
-        self._rt.loading.add(partition)
+    @property
+    def loading_partitions(self) -> frozenset[int]:
+        """The partitions being read: their groups wait (COORDINATOR_LOAD_IN_PROGRESS)."""
+        return frozenset(self._rt.loading)
 
     @_delivers_answers
-    def load_partition(self, partition: int, records: Iterable[Record]) -> int:
-        """Replays ``partition``'s records, in log order, and starts serving its groups.
-
-        ``records`` may be a generator reading the log. Members of loaded
-        groups must heartbeat within their session timeout from now. Returns
-        how many records were skipped as unreadable.
-        """
+    def mark_loading(self, partition: int) -> None:
+        """This broker became leader of ``partition``; its groups are being
+        read (:meth:`replay`), and their requests get
+        COORDINATOR_LOAD_IN_PROGRESS until :meth:`finish_loading`. Groups
+        loaded before (an earlier leadership) are dropped first."""
         if partition in self._rt.owned:
             self._drop_groups_of(partition)
+            self._rt.owned.discard(partition)
         self._rt.loading.add(partition)
+
+    def finish_loading(self, partition: int) -> None:
+        """Every record of ``partition`` was replayed: serve its groups.
+
+        Members of loaded groups must heartbeat within their session timeout
+        from now."""
+        self._rt.loading.discard(partition)
+        self._rt.owned.add(partition)
+        for group in self._groups_of(partition):
+            for member in group.members.values():
+                self._rt.schedule_session(group, member)
+
+    def load_partition(self, partition: int, records: Iterable[Record]) -> int:
+        """Replays ``partition``'s records, in log order, at once, and starts
+        serving its groups (:meth:`mark_loading`, :meth:`replay`,
+        :meth:`finish_loading`; ``moldau.group.loading`` does it in slices).
+
+        Returns how many records were skipped as unreadable.
+        """
+        self.mark_loading(partition)
         skipped = 0
         for key, value in records:
             try:
                 self.replay(key, value)
             except DecodeError:
                 skipped += 1
-        self._rt.loading.discard(partition)
-        self._rt.owned.add(partition)
-        for group in self._groups_of(partition):
-            for member in group.members.values():
-                self._rt.schedule_session(group, member)
+        self.finish_loading(partition)
         return skipped
 
     def replay(self, key: bytes, value: bytes | None) -> None:

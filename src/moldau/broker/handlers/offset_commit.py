@@ -11,6 +11,11 @@ governs). v3: throttle time. v5: no retention time. v6: leader epoch per
 partition. v7: group instance id. v8: flexible. v9: member epoch for the new
 consumer protocol (a classic group reads it as the generation).
 Offsets of topics or partitions that do not exist are refused per partition.
+
+The answer goes out once the offsets partition's high watermark has passed
+the commit's records (``GroupService.release``), so an acknowledged commit
+survives the coordinator's death; partitions whose commit was not
+replicated get the write's error instead.
 """
 
 from __future__ import annotations
@@ -21,12 +26,12 @@ from ...group.results import OffsetCommitPartition
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode
 from ...protocol.messages import Message
-from ..dispatch import RequestContext, handles
+from ..dispatch import HandlerResult, RequestContext, handles
 from ._groups import group_service
 
 
 @handles(ApiKey.OFFSET_COMMIT, range(0, 10))
-def offset_commit(context: RequestContext, request: Message) -> Message:
+def offset_commit(context: RequestContext, request: Message) -> HandlerResult:
     service = group_service(context)
     metadata = context.core.metadata
     accepted: list[OffsetCommitPartition] = []
@@ -64,14 +69,19 @@ def offset_commit(context: RequestContext, request: Message) -> Message:
         for p in accepted:
             codes.setdefault((p.topic, p.partition), result.error_code)
     service.after_call()
-    topics: list[dict[str, Any]] = []
-    for topic in request["topics"]:
-        partitions = [
-            {
-                "partition_index": p["partition_index"],
-                "error_code": codes[(topic["name"], p["partition_index"])],
-            }
-            for p in topic["partitions"]
-        ]
-        topics.append({"name": topic["name"], "partitions": partitions})
-    return {"throttle_time_ms": 0, "topics": topics}
+    written = {tp for tp, code in codes.items() if code == ErrorCode.NONE and tp not in refused}
+
+    def answer(write_error: ErrorCode) -> Message:
+        topics: list[dict[str, Any]] = []
+        for topic in request["topics"]:
+            partitions = []
+            for p in topic["partitions"]:
+                tp = (topic["name"], p["partition_index"])
+                code = write_error if tp in written else codes[tp]
+                partitions.append({"partition_index": p["partition_index"], "error_code": code})
+            topics.append({"name": topic["name"], "partitions": partitions})
+        return {"throttle_time_ms": 0, "topics": topics}
+
+    if not written:
+        return answer(ErrorCode.NONE)
+    return service.release(context.core.purgatory, [request["group_id"]], answer)
