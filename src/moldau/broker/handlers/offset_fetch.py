@@ -9,14 +9,22 @@ v2: a null topic list means every partition, top-level error code.
 v3: throttle time. v5: leader epoch. v6: flexible. v7: require_stable
 (moldau has no transactions, so every offset is stable). v8: several groups
 in one request.
+
+Only replicated commits are answered: a commit still waiting for the ISR
+(``GroupService.release``) makes the fetch wait for it too, so a coordinator
+never shows an offset its successor might not have. Kafka instead answers at
+once with the last replicated offset (its pending commits are kept apart);
+both never show an unreplicated offset.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from ...group.results import FetchedOffset, OffsetFetchResult
 from ...protocol.api_keys import ApiKey
+from ...protocol.errors import ErrorCode
 from ...protocol.messages import Message
 from ..dispatch import RequestContext, handles
 from ..groups import GroupService
@@ -24,12 +32,26 @@ from ._groups import group_service
 
 
 @handles(ApiKey.OFFSET_FETCH, range(0, 10))
-def offset_fetch(context: RequestContext, request: Message) -> Message:
+def offset_fetch(context: RequestContext, request: Message) -> Message | Awaitable[Message]:
     service = group_service(context)
     if context.version >= 8:
+        group_ids = [group["group_id"] for group in request["groups"]]
+    else:
+        group_ids = [request["group_id"]]
+
+    def answer(error: ErrorCode) -> Message:
+        return _answer(context.version, service, request, error)
+
+    return service.release(context.core.purgatory, group_ids, answer)
+
+
+def _answer(version: int, service: GroupService, request: Message, error: ErrorCode) -> Message:
+    """The response as the coordinator knows it now, or ``error`` for every
+    group when their pending commits could not be replicated."""
+    if version >= 8:
         groups = []
         for group in request["groups"]:
-            result = _fetch(service, group["group_id"], group["topics"])
+            result = _fetch(service, group["group_id"], group["topics"], error)
             groups.append(
                 {
                     "group_id": group["group_id"],
@@ -38,13 +60,17 @@ def offset_fetch(context: RequestContext, request: Message) -> Message:
                 }
             )
         return {"throttle_time_ms": 0, "groups": groups}
-    result = _fetch(service, request["group_id"], request["topics"])
-    if context.version < 2 and result.error_code:
+    result = _fetch(service, request["group_id"], request["topics"], error)
+    if version < 2 and result.error_code:
         result = _error_per_partition(result.error_code, request["topics"])
     return {"throttle_time_ms": 0, "topics": _topics(result), "error_code": result.error_code}
 
 
-def _fetch(service: GroupService, group_id: str, topics: list[Message] | None) -> OffsetFetchResult:
+def _fetch(
+    service: GroupService, group_id: str, topics: list[Message] | None, error: ErrorCode
+) -> OffsetFetchResult:
+    if error != ErrorCode.NONE:
+        return OffsetFetchResult(error, ())
     wanted = None if topics is None else [(t["name"], t["partition_indexes"]) for t in topics]
     return service.coordinator.fetch_offsets(group_id, wanted)
 
