@@ -205,6 +205,9 @@ def returning_leader_truncates(cluster: Cluster) -> None:
     assert b"lost-" not in log and b"b-29" in log
     got = {r.value for r in confluent_read_all(cluster.bootstrap, "t")}
     assert got == {r.value for r in records("a", 50) + records("b", 30)}
+    # The controller says the loss: a leader elected from outside the ISR.
+    said = "".join(b.log_path.read_text() for b in cluster.brokers.values())
+    assert "unclean leader election of t-0" in said
 
 
 def test_acks_all_times_out_while_a_follower_is_missing_and_min_isr_refuses(

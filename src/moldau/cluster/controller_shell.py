@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -512,11 +512,14 @@ class ControllerShell:
             else ({} if context is None else context.leadership)
         )
         leaders_before = {tp: s.leader for tp, s in known.items()}
+        isr_before = {tp: s.isr for tp, s in known.items()}
         commands = self.controller.handle(event, self.clock())
         prefix = f"controller {self.broker_id} epoch {term.lease.epoch}"
         log.info("%s: %s", prefix, describe_event(event))
         if commands:
             log.info("%s: decided %s", prefix, describe_commands(commands, leaders_before))
+        for line in unclean_elections(commands, isr_before):
+            log.warning("%s: %s", prefix, line)
         if self.controller.context is not None:
             self.channels.update_brokers(self.controller.context.brokers)
         self._arm_check_timer(self.controller.next_check_ms)
@@ -675,6 +678,25 @@ def describe_event(event: Event) -> str:
     if isinstance(event, LeaderImbalanceCheck):
         return "leader imbalance check"
     return type(event).__name__
+
+
+def unclean_elections(
+    commands: Sequence[Command], isr_before: Mapping[TopicPartition, Sequence[int]]
+) -> list[str]:
+    """A line per leader elected from outside the ISR: what it did not have
+    is lost (its followers log the offsets they truncate)."""
+    lines = []
+    for c in commands:
+        if not isinstance(c, UpdatePartitionState) or c.state.leader < 0:
+            continue
+        before = isr_before.get((c.topic, c.partition))
+        if before and c.state.leader not in before:
+            lines.append(
+                f"unclean leader election of {c.topic}-{c.partition}: broker {c.state.leader} "
+                f"leads at epoch {c.state.leader_epoch} but was not in the ISR "
+                f"[{_ids(before)}]; records only they had are lost"
+            )
+    return lines
 
 
 def describe_commands(
