@@ -51,6 +51,7 @@ from ..log.config import LogConfig
 from ..protocol.errors import ErrorCode, KafkaError
 from . import meta_properties
 from .config import BrokerConfig
+from .join_error import ClusterJoinError
 from .purgatory import TopicPartition
 from .topic_config import log_config
 
@@ -58,11 +59,6 @@ if TYPE_CHECKING:
     from .core import BrokerCore
 
 log = logging.getLogger(__name__)
-
-
-class ClusterJoinError(Exception):
-    """The broker cannot join its cluster (one line: ZooKeeper unreachable,
-    a log dir of another cluster or broker, a broker id already taken)."""
 
 
 class ClusterNode:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ..cluster.metadata_cache import MetadataCache
+if TYPE_CHECKING:
+    from ..cluster.metadata_cache import MetadataCache
 
 
 async def shown(cache: MetadataCache, done: Callable[[], bool], timeout_ms: int) -> bool:

@@ -39,18 +39,17 @@ from ..log.config import LogConfig
 from ..log.manager import ZERO_UUID, LogManager
 from ..log.partition_log import PartitionLog
 from ..protocol.errors import ErrorCode, KafkaError
-from ..replication.fetch_state import FetchLimits
 from ..replication.partition import Partition
 from .capacity import warn_if_files_short
 from .config import BrokerConfig
-from .isr_updates import IsrUpdater
 from .purgatory import TopicPartition
-from .replica_fetcher import LeaderEndpoint, ReplicaFetcherManager
 from .topic_config import log_config
 
-if TYPE_CHECKING:  # a single node loads no controller code
+if TYPE_CHECKING:  # a single node loads no controller or replication code
     from ..cluster.controller.commands import LeaderAndIsr, PartitionLeadership, StopReplica
     from ..cluster.controller.context import LiveBroker
+    from .isr_updates import IsrUpdater
+    from .replica_fetcher import LeaderEndpoint, ReplicaFetcherManager
 
 log = logging.getLogger(__name__)
 
@@ -75,29 +74,56 @@ class ReplicaManager:
         #: Called with a partition that started or stopped leading here
         #: (``is_leader`` says which; a stopped one is no longer hosted).
         self.leadership_listeners: list[Callable[[Partition], None]] = []
-        self.fetchers = ReplicaFetcherManager(
-            broker_id,
-            self.partitions.get,
-            FetchLimits(
-                max_wait_ms=int(config.get("replica.fetch.wait.max.ms")),
-                min_bytes=int(config.get("replica.fetch.min.bytes")),
-                partition_max_bytes=int(config.get("replica.fetch.max.bytes")),
-                max_bytes=int(config.get("replica.fetch.response.max.bytes")),
-            ),
-            backoff_ms=int(config.get("replica.fetch.backoff.ms")),
-            request_timeout_ms=int(config.get("replica.socket.timeout.ms")),
-        )
         #: This broker's epoch (its registration's czxid; cluster mode sets it).
         self.broker_epoch: Callable[[], int] = lambda: -1
-        self.isr_updates = IsrUpdater(
-            broker_id,
-            self._led_with_followers,
-            self._controller_endpoint,
-            lambda: self.broker_epoch(),
-            _now_ms,
-            max_lag_ms=int(config.get("replica.lag.time.max.ms")),
-            request_timeout_ms=int(config.get("controller.socket.timeout.ms")),
-        )
+        # The replica fetchers and ISR updates exist in cluster mode only:
+        # made on first use, so a single node never loads their modules.
+        self._fetchers: ReplicaFetcherManager | None = None
+        self._isr_updates: IsrUpdater | None = None
+
+    @property
+    def fetchers(self) -> ReplicaFetcherManager:
+        """The replica fetchers (cluster mode), made on first use."""
+        if self._fetchers is None:
+            from ..replication.fetch_state import FetchLimits
+            from .replica_fetcher import ReplicaFetcherManager
+
+            config = self.config
+            self._fetchers = ReplicaFetcherManager(
+                self.broker_id,
+                self.partitions.get,
+                FetchLimits(
+                    max_wait_ms=int(config.get("replica.fetch.wait.max.ms")),
+                    min_bytes=int(config.get("replica.fetch.min.bytes")),
+                    partition_max_bytes=int(config.get("replica.fetch.max.bytes")),
+                    max_bytes=int(config.get("replica.fetch.response.max.bytes")),
+                ),
+                backoff_ms=int(config.get("replica.fetch.backoff.ms")),
+                request_timeout_ms=int(config.get("replica.socket.timeout.ms")),
+            )
+        return self._fetchers
+
+    @property
+    def isr_updates(self) -> IsrUpdater:
+        """The leader's ISR changes through the controller (cluster mode),
+        made on first use."""
+        if self._isr_updates is None:
+            from .isr_updates import IsrUpdater
+
+            self._isr_updates = IsrUpdater(
+                self.broker_id,
+                self._led_with_followers,
+                self._controller_endpoint,
+                lambda: self.broker_epoch(),
+                _now_ms,
+                max_lag_ms=int(self.config.get("replica.lag.time.max.ms")),
+                request_timeout_ms=int(self.config.get("controller.socket.timeout.ms")),
+            )
+        return self._isr_updates
+
+    def _unfollow(self, tp: TopicPartition) -> None:
+        if self._fetchers is not None:
+            self._fetchers.unfollow(tp)
 
     # -- startup ------------------------------------------------------------
 
@@ -233,7 +259,7 @@ class ReplicaManager:
         was_leader = partition.is_leader
         partition.partition_epoch = state.partition_epoch
         if state.leader == self.broker_id:
-            self.fetchers.unfollow(tp)
+            self._unfollow(tp)
             partition.become_leader(epoch=state.leader_epoch, isr=list(state.isr), now_ms=_now_ms())
             if len(partition.replicas) > 1:
                 self.isr_updates.start()
@@ -263,11 +289,13 @@ class ReplicaManager:
         if endpoint is None:
             if leader_id >= 0:
                 log.warning("%s-%d: no endpoint for its leader %d", tp[0], tp[1], leader_id)
-            self.fetchers.unfollow(tp)
+            self._unfollow(tp)
             return
         self.fetchers.follow(tp, endpoint, epoch)
 
     def _endpoint(self, broker_id: int, leaders: Mapping[int, LiveBroker]) -> LeaderEndpoint | None:
+        from .replica_fetcher import LeaderEndpoint
+
         # LeaderAndIsr's live leaders carry the inter-broker endpoint only,
         # without its listener name (decoded as "").
         listener = self.config.inter_broker_listener
@@ -283,6 +311,8 @@ class ReplicaManager:
         return [p for p in self.partitions.values() if p.is_leader and p.followers]
 
     def _controller_endpoint(self) -> LeaderEndpoint | None:
+        from .replica_fetcher import LeaderEndpoint
+
         controller_id = self.metadata.controller_id()
         info = self.metadata.broker(controller_id) if controller_id >= 0 else None
         return None if info is None else LeaderEndpoint(controller_id, info.host, info.port)
@@ -304,8 +334,10 @@ class ReplicaManager:
 
     async def close(self) -> None:
         """Stop the replica fetchers and the ISR updates, and wait for them."""
-        await self.fetchers.close()
-        await self.isr_updates.close()
+        if self._fetchers is not None:
+            await self._fetchers.close()
+        if self._isr_updates is not None:
+            await self._isr_updates.close()
 
     def stop_replicas(self, request: StopReplica) -> dict[TopicPartition, ErrorCode]:
         """Apply a StopReplica request: stop hosting, and with ``delete``
@@ -326,7 +358,7 @@ class ReplicaManager:
         return errors
 
     def _stop(self, topic: str, index: int) -> Partition | None:
-        self.fetchers.unfollow((topic, index))
+        self._unfollow((topic, index))
         partition = self.partitions.pop((topic, index), None)
         if partition is not None:
             partition.leader_id = -1

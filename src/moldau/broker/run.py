@@ -19,8 +19,8 @@ from typing import Any
 
 from ..log.manager import LogDirLockedError
 from .capacity import raise_open_file_limit
-from .cluster_node import ClusterJoinError
 from .config import ConfigError, load_config
+from .join_error import ClusterJoinError
 from .server import BrokerServer
 
 
