@@ -97,3 +97,30 @@ def test_the_blocker_catches_the_shells() -> None:
     failures = import_blocked(list(SHELLS))
     assert set(failures) == set(SHELLS)
     assert all("pure module imported" in why for why in failures.values())
+
+
+def test_a_single_node_loads_no_cluster_code() -> None:
+    """``moldau broker`` without zookeeper.connect imports neither kazoo nor the
+    controller, the replica fetchers or the client's producer and consumer:
+    they cost start-up time a single node never needs back."""
+    code = (
+        "import json, sys\n"
+        "import moldau.cli.main, moldau.broker.run, moldau.broker.server\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = set(json.loads(done.stdout))
+    for module in (
+        "kazoo",
+        "moldau.broker.cluster_node",
+        "moldau.cluster.controller_shell",
+        "moldau.cluster.controller.controller",
+        "moldau.cluster.metadata_cache",
+        "moldau.broker.replica_fetcher",
+        "moldau.broker.isr_updates",
+        "moldau.client.producer",
+        "moldau.client.consumer",
+    ):
+        assert module not in loaded, f"{module} is loaded by a single node"
