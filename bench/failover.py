@@ -20,6 +20,7 @@ backoff (`retry.backoff.ms` 100 ms doubling up to `retry.backoff.max.ms`
 
 from __future__ import annotations
 
+import logging
 import signal
 import struct
 import threading
@@ -32,10 +33,9 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
 
 from load import PRODUCER_CONFIG
-from moldau.cluster.local import LocalCluster, wait_until
+from moldau.cluster.local import LocalCluster, LocalClusterError, wait_until
 from moldau.cluster.zk import paths as zp
 
 #: Records per second the failover producer sends.
@@ -61,7 +61,14 @@ class AckClock:
     def __init__(self, bootstrap: str, topic: str, rate: int = RATE) -> None:
         self.topic = topic
         self.rate = rate
-        self.producer = Producer({"bootstrap.servers": bootstrap, **FAILOVER_PRODUCER_CONFIG})
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                **FAILOVER_PRODUCER_CONFIG,
+                # librdkafka's connection-refused lines go to the harness log.
+                "logger": logging.getLogger("failover.librdkafka"),
+            }
+        )
         self.acked = 0
         self.errors: list[str] = []
         self._since: float | None = None
@@ -127,33 +134,56 @@ class AckClock:
 
 @dataclass(frozen=True)
 class Kill:
-    """One leader kill: whom, whether it was the controller too, and the failover time."""
+    """One leader kill: whom, whether it was the controller too, and how long
+    until the controller's new leader was in ZooKeeper and until the next
+    acknowledgement (None: not within the wait)."""
 
     broker: int
     was_controller: bool
-    seconds: float | None  # None: no acknowledgement within the wait
     new_leader: int | None
+    elected_seconds: float | None
+    seconds: float | None
+
+    def describe(self) -> str:
+        role = " (also the controller)" if self.was_controller else ""
+        elected = "" if self.elected_seconds is None else f" in {self.elected_seconds:.2f} s"
+        acked = "none" if self.seconds is None else f"{self.seconds:.2f} s"
+        return f"leader {self.broker}{role} -> {self.new_leader}{elected}; next ack: {acked}"
 
 
 class PartitionWatch:
-    """The partition's state as the controller wrote it in ZooKeeper."""
+    """The partition's state as the controller writes it in ZooKeeper, and when
+    each change was seen (a kazoo data watch, on this process's clock)."""
 
     def __init__(self, cluster: LocalCluster, topic: str) -> None:
-        self.path = zp.partition_state_path(topic, 0)
         self.zk = KazooClient(hosts=cluster.zookeeper_connect, timeout=10.0)
         self.zk.start(timeout=30)
+        self._lock = threading.Lock()
+        self._changes: list[tuple[float, zp.PartitionState]] = []
+        self.zk.DataWatch(zp.partition_state_path(topic, 0), self._changed)
+
+    def _changed(self, data: bytes | None, _stat: object) -> None:
+        if data is not None:
+            state = zp.decode_partition_state(data)
+            with self._lock:
+                self._changes.append((time.monotonic(), state))
 
     def state(self) -> zp.PartitionState | None:
-        try:
-            data, _ = self.zk.get(self.path)
-        except NoNodeError:
-            return None
-        return zp.decode_partition_state(data)
+        with self._lock:
+            return self._changes[-1][1] if self._changes else None
 
     def with_isr(self, brokers: set[int]) -> zp.PartitionState | None:
         """The state if its ISR is exactly ``brokers``, else None."""
         state = self.state()
         return state if state is not None and set(state.isr) == brokers else None
+
+    def elected(self, since: float, old_leader: int) -> tuple[float, int] | None:
+        """When a leader other than ``old_leader`` was first seen after ``since``, and whom."""
+        with self._lock:
+            for seen, state in self._changes:
+                if seen > since and state.leader not in (old_leader, zp.NO_LEADER):
+                    return seen, state.leader
+        return None
 
     def close(self) -> None:
         self.zk.stop()
@@ -166,6 +196,53 @@ def create_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> None:
     admin.create_topics([new], operation_timeout=timeout)[topic].result(timeout)
 
 
+class _Failovers:
+    """The cluster, the watched partition and the producer of one failover measurement."""
+
+    def __init__(self, cluster: LocalCluster, settle_timeout: float) -> None:
+        self.cluster = cluster
+        self.settle_timeout = settle_timeout
+        self.everyone = set(cluster.broker_ids)
+        topic = f"bench-failover-{uuid.uuid4().hex[:8]}"
+        create_topic(cluster.bootstrap_servers, topic)
+        self.watch = PartitionWatch(cluster, topic)
+        self.clock = AckClock(cluster.bootstrap_servers, topic)
+
+    def settle(self) -> zp.PartitionState:
+        """Until every replica is in the ISR and a produce was acknowledged since."""
+        full = wait_until(
+            lambda: self.watch.with_isr(self.everyone), self.settle_timeout, "a full ISR"
+        )
+        self.clock.arm(time.monotonic())
+        if self.clock.wait_armed(self.settle_timeout) is None:
+            raise TimeoutError("no acknowledgement with the full ISR")
+        return self.watch.state() or full
+
+    def kill_leader(self) -> Kill:
+        """SIGKILL the leader, time the failover, start the broker again."""
+        leader = self.settle().leader
+        was_controller = self.cluster.controller_id() == leader
+        killed_at = time.monotonic()
+        self.clock.arm(killed_at)
+        self.cluster.kill(leader, signal.SIGKILL)
+        acked_at = self.clock.wait_armed(self.cluster.session_timeout + self.settle_timeout)
+        elected = self.watch.elected(killed_at, leader)
+        self.cluster.start_broker(leader, timeout=self.settle_timeout)
+        return Kill(
+            broker=leader,
+            was_controller=was_controller,
+            new_leader=None if elected is None else elected[1],
+            elected_seconds=None if elected is None else elected[0] - killed_at,
+            seconds=None if acked_at is None else acked_at - killed_at,
+        )
+
+    def close(self) -> None:
+        try:
+            self.clock.stop()
+        finally:
+            self.watch.close()
+
+
 def measure(
     cluster: LocalCluster,
     kills: int,
@@ -173,44 +250,23 @@ def measure(
     settle_timeout: float = 90.0,
 ) -> tuple[list[Kill], list[str]]:
     """Kill the leader ``kills`` times; the kills and any problems (one line each)."""
-    topic = f"bench-failover-{uuid.uuid4().hex[:8]}"
-    create_topic(cluster.bootstrap_servers, topic)
-    watch = PartitionWatch(cluster, topic)
-    clock = AckClock(cluster.bootstrap_servers, topic)
-    everyone = set(cluster.broker_ids)
+    failovers = _Failovers(cluster, settle_timeout)
     results: list[Kill] = []
     problems: list[str] = []
     try:
-        clock.start()
+        failovers.clock.start()
         for n in range(kills):
-            # Steady state first: every replica in the ISR and acks flowing.
-            full = wait_until(lambda: watch.with_isr(everyone), settle_timeout, "a full ISR")
-            clock.arm(time.monotonic())
-            if clock.wait_armed(settle_timeout) is None:
-                problems.append(f"kill {n + 1}: no acknowledgement before the kill")
-                break
-            leader = (watch.state() or full).leader
-            was_controller = cluster.controller_id() == leader
-            killed_at = time.monotonic()
-            clock.arm(killed_at)
-            cluster.kill(leader, signal.SIGKILL)
-            acked_at = clock.wait_armed(cluster.session_timeout + settle_timeout)
-            seconds = None if acked_at is None else acked_at - killed_at
-            after = watch.state()
-            new_leader = after.leader if after is not None else None
-            results.append(Kill(leader, was_controller, seconds, new_leader))
-            role = " (also the controller)" if was_controller else ""
-            shown = "no acknowledgement" if seconds is None else f"{seconds:.2f} s"
-            say(f"  kill {n + 1}/{kills}: leader {leader}{role} -> {new_leader}: {shown}")
-            if seconds is None:
-                problems.append(f"kill {n + 1}: no acknowledgement after killing {leader}")
-            cluster.start_broker(leader, timeout=settle_timeout)
-        wait_until(lambda: watch.with_isr(everyone), settle_timeout, "a full ISR")
+            kill = failovers.kill_leader()
+            results.append(kill)
+            say(f"  kill {n + 1}/{kills}: {kill.describe()}")
+            if kill.seconds is None:
+                problems.append(f"kill {n + 1}: no acknowledgement after killing {kill.broker}")
+        failovers.settle()
+    except (TimeoutError, LocalClusterError) as exc:
+        problems.append(f"failover stopped after {len(results)} kills: {exc}")
     finally:
-        clock.stop()
-        watch.close()
-    if clock.errors:
-        problems.append(
-            f"failover producer: {len(clock.errors)} failed deliveries (first: {clock.errors[0]})"
-        )
+        failovers.close()
+    errors = failovers.clock.errors
+    if errors:
+        problems.append(f"failover producer: {len(errors)} failed deliveries (first: {errors[0]})")
     return results, problems
