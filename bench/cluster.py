@@ -211,7 +211,10 @@ def measure(
     load.note("after latency")
     _check_cluster(cluster, samples)
     _say(f"[failover, {kills} kills]")
-    results, problems = failover.measure(cluster, kills, _say)
+    try:
+        results, problems = failover.measure(cluster, kills, _say)
+    except Exception as exc:  # e.g. the topic could not be made: report it, keep the rest
+        results, problems = [], [f"failover: {type(exc).__name__}: {exc}"]
     for line in problems:
         run.problem(samples, line)
     load.note("after failover")
