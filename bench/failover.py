@@ -12,10 +12,14 @@ broker is started again, and the next kill waits until it is back in the ISR
 and the producer has been acknowledged since.
 
 What the figure contains: the ZooKeeper session timeout of the dead broker
-(the only way a kill -9 is noticed), the controller's election and its
-LeaderAndIsr/UpdateMetadata requests, and librdkafka's own metadata refresh
-backoff (`retry.backoff.ms` 100 ms doubling up to `retry.backoff.max.ms`
-1 s, its defaults) before it sends to the new leader.
+(the only way a kill -9 is noticed) and ZooKeeper's expiry tick, the
+controller's election (after a controller election of its own when the
+leader was the controller too) and its LeaderAndIsr/UpdateMetadata
+requests, and librdkafka's own delay in moving to the new leader: it asks
+for the metadata of a topic whose leader is down once a second. A kazoo
+watch on the partition-state znode splits the figure in two: kill to new
+leader written (the brokers' part), and from there to the acknowledgement
+(the client's part).
 """
 
 from __future__ import annotations
@@ -69,7 +73,6 @@ class AckClock:
                 "logger": logging.getLogger("failover.librdkafka"),
             }
         )
-        self.acked = 0
         self.errors: list[str] = []
         self._since: float | None = None
         self._first: float | None = None
@@ -92,7 +95,6 @@ class AckClock:
             if err is not None:
                 self.errors.append(str(err))
                 return
-            self.acked += 1
             (queued,) = _STAMP.unpack_from(message.value() or b"")
             if self._first is None and self._since is not None and queued > self._since:
                 self._first = now
