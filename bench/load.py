@@ -10,6 +10,11 @@ exactly around the measured part:
     RESULT {json}         the measurement
     ERROR message         the phase could not run
 librdkafka's own log lines go to stderr.
+
+Optional spec keys, for bench/cluster.py (run.py leaves them out):
+    replication_factor    of the topic the phase creates (default 1)
+    topic_config          its configs, e.g. {"min.insync.replicas": "2"}
+    producer_config       overrides of PRODUCER_CONFIG, e.g. {"acks": "all"}
 """
 
 from __future__ import annotations
@@ -59,12 +64,15 @@ def _ready_and_wait_for_go() -> None:
         raise SystemExit("harness went away")
 
 
-def _create_topic(bootstrap: str, topic: str, partitions: int, deadline: float) -> None:
+def _create_topic(
+    bootstrap: str, topic: str, partitions: int, deadline: float, spec: dict[str, Any]
+) -> None:
     """Create `topic` and wait until metadata shows a leader for every partition."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics(
-        [NewTopic(topic, partitions, 1)], operation_timeout=_remaining(deadline)
+    new_topic = NewTopic(
+        topic, partitions, spec.get("replication_factor", 1), config=spec.get("topic_config", {})
     )
+    futures = admin.create_topics([new_topic], operation_timeout=_remaining(deadline))
     try:
         futures[topic].result(timeout=_remaining(deadline))
     except TimeoutError as exc:  # concurrent.futures raises it without a message
@@ -97,7 +105,7 @@ def _settle_group_coordinator(consumer: Consumer, topic: str, deadline: float) -
         consumer.committed([TopicPartition(topic, 0)], timeout=max(0.1, _remaining(deadline)))
 
 
-def _new_producer(bootstrap: str, errors: list[str]) -> Producer:
+def _new_producer(bootstrap: str, errors: list[str], spec: dict[str, Any]) -> Producer:
     def on_delivery(err: KafkaError | None, _msg: object) -> None:
         if err is not None:
             errors.append(str(err))
@@ -106,6 +114,7 @@ def _new_producer(bootstrap: str, errors: list[str]) -> Producer:
         {
             "bootstrap.servers": bootstrap,
             **PRODUCER_CONFIG,
+            **spec.get("producer_config", {}),
             # Only failures call back, so a million successes cost no Python calls.
             "delivery.report.only.error": True,
             "on_delivery": on_delivery,
@@ -139,9 +148,9 @@ def _enqueue(producer: Producer, topic: str, value: bytes, n: int, deadline: flo
 def produce(spec: dict[str, Any]) -> dict[str, Any]:
     deadline = time.monotonic() + spec["setup_timeout"]
     bootstrap, topic = spec["bootstrap"], spec["topic"]
-    _create_topic(bootstrap, topic, spec["partitions"], deadline)
+    _create_topic(bootstrap, topic, spec["partitions"], deadline, spec)
     errors: list[str] = []
-    producer = _new_producer(bootstrap, errors)
+    producer = _new_producer(bootstrap, errors, spec)
     producer.list_topics(topic, timeout=_remaining(deadline))
     _ready_and_wait_for_go()
 
@@ -219,9 +228,9 @@ def latency(spec: dict[str, Any]) -> dict[str, Any]:
     """
     deadline = time.monotonic() + spec["setup_timeout"]
     bootstrap, topic = spec["bootstrap"], spec["topic"]
-    _create_topic(bootstrap, topic, 1, deadline)
+    _create_topic(bootstrap, topic, 1, deadline, spec)
     errors: list[str] = []
-    producer = _new_producer(bootstrap, errors)
+    producer = _new_producer(bootstrap, errors, spec)
     producer.list_topics(topic, timeout=_remaining(deadline))
     consumer = Consumer({"bootstrap.servers": bootstrap, **CONSUMER_CONFIG})
     consumer.list_topics(topic, timeout=_remaining(deadline))

@@ -38,12 +38,12 @@ class Samples:
         ]
 
 
-def _median(values: Iterable[float]) -> float | None:
+def median(values: Iterable[float]) -> float | None:
     values = list(values)
     return statistics.median(values) if values else None
 
 
-def _fmt(value: float | None, digits: int = 0, unit: str = "") -> str:
+def fmt(value: float | None, digits: int = 0, unit: str = "") -> str:
     if value is None:
         return "failed"
     return f"{value:,.{digits}f}{unit}"
@@ -60,24 +60,25 @@ def _has_ratio(samples: Samples) -> bool:
     return {"moldau", "tansu"} <= set(samples.brokers)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def _throughput(
+def median_rate(
     samples: Samples, broker: str, workload: str, phase: str
 ) -> tuple[float | None, float | None]:
+    """Median records/s and MB/s of one broker (or setting), workload and phase."""
     runs = samples.select("throughput", broker, workload=workload, phase=phase)
     return (
-        _median(r["records"] / r["elapsed"] for r in runs),
-        _median(r["bytes"] / r["elapsed"] / MB for r in runs),
+        median(r["records"] / r["elapsed"] for r in runs),
+        median(r["bytes"] / r["elapsed"] / MB for r in runs),
     )
 
 
 def _cpu_per_gb(runs: list[dict[str, Any]]) -> float | None:
-    return _median(r["cpu_seconds"] / (r["bytes"] / GB) for r in runs if r["bytes"])
+    return median(r["cpu_seconds"] / (r["bytes"] / GB) for r in runs if r["bytes"])
 
 
 def _cpu_per_gb_overall(samples: Samples, broker: str, phase: str) -> float | None:
@@ -99,12 +100,12 @@ def throughput_table(samples: Samples) -> str:
             row = [workload, phase]
             rates: dict[str, float | None] = {}
             for b in samples.brokers:
-                rates[b], mbps = _throughput(samples, b, workload, phase)
-                row += [_fmt(rates[b]), _fmt(mbps, 1)]
+                rates[b], mbps = median_rate(samples, b, workload, phase)
+                row += [fmt(rates[b]), fmt(mbps, 1)]
             if _has_ratio(samples):
                 row.append(_ratio(rates))
             rows.append(row)
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def cpu_table(samples: Samples) -> str:
@@ -124,15 +125,15 @@ def cpu_table(samples: Samples) -> str:
         overall = {b: _cpu_per_gb_overall(samples, b, phase) for b in samples.brokers}
         cells.append(("**all workloads**", phase, overall))
     for workload, phase, values in cells:
-        row = [workload, phase, *(_fmt(values[b], 1) for b in samples.brokers)]
+        row = [workload, phase, *(fmt(values[b], 1) for b in samples.brokers)]
         if _has_ratio(samples):
             row.append(_ratio(values))
         rows.append(row)
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def _scalar(samples: Samples, kind: str, key: str, broker: str, scale: float = 1.0) -> float | None:
-    return _median(r[key] * scale for r in samples.select(kind, broker))
+    return median(r[key] * scale for r in samples.select(kind, broker))
 
 
 _SCALARS = [
@@ -152,18 +153,18 @@ def scalar_table(samples: Samples) -> str:
     rows = []
     for title, kind, key, scale, digits in _SCALARS:
         values = {b: _scalar(samples, kind, key, b, scale) for b in samples.brokers}
-        row = [title, *(_fmt(values[b], digits) for b in samples.brokers)]
+        row = [title, *(fmt(values[b], digits) for b in samples.brokers)]
         if _has_ratio(samples):
             row.append(_ratio(values))
         rows.append(row)
-    return _table(header, rows)
+    return table(header, rows)
 
 
 def _worst_ratio(samples: Samples, phase: str) -> float | None:
     ratios = []
     for workload in samples.workloads:
-        mine, _ = _throughput(samples, "moldau", workload, phase)
-        peer, _ = _throughput(samples, "tansu", workload, phase)
+        mine, _ = median_rate(samples, "moldau", workload, phase)
+        peer, _ = median_rate(samples, "tansu", workload, phase)
         if mine is None or not peer:
             return None
         ratios.append(mine / peer)
@@ -177,7 +178,9 @@ def _cpu_ratio(samples: Samples, phase: str) -> float | None:
 
 
 @dataclass(frozen=True)
-class _Target:
+class Target:
+    """One of an issue's targets, judged on a run's figure."""
+
     title: str
     value: float | None
     unit: str
@@ -193,28 +196,28 @@ class _Target:
 
 def targets_table(samples: Samples) -> str:
     """The issue's targets, judged on this run's numbers."""
-    targets: list[_Target] = []
+    targets: list[Target] = []
     if _has_ratio(samples):
         targets += [
-            _Target("Produce throughput >= Tansu (worst workload)",
+            Target("Produce throughput >= Tansu (worst workload)",
                     _worst_ratio(samples, "produce"), "x", 1.0, True),
-            _Target("Consume throughput >= Tansu (worst workload)",
+            Target("Consume throughput >= Tansu (worst workload)",
                     _worst_ratio(samples, "consume"), "x", 1.0, True),
-            _Target("Broker CPU per GB produced <= 0.5x Tansu",
+            Target("Broker CPU per GB produced <= 0.5x Tansu",
                     _cpu_ratio(samples, "produce"), "x", 0.5, False),
-            _Target("Broker CPU per GB consumed <= 0.3x Tansu",
+            Target("Broker CPU per GB consumed <= 0.3x Tansu",
                     _cpu_ratio(samples, "consume"), "x", 0.3, False),
         ]  # fmt: skip
     if "moldau" in samples.brokers:
         targets += [
-            _Target("End-to-end p99 <= 10 ms",
+            Target("End-to-end p99 <= 10 ms",
                     _scalar(samples, "latency", "p99_ms", "moldau"), " ms", 10.0, False),
-            _Target("Start <= 0.5 s",
+            Target("Start <= 0.5 s",
                     _scalar(samples, "start", "seconds", "moldau"), " s", 0.5, False),
-            _Target("Idle RSS <= 60 MB",
+            Target("Idle RSS <= 60 MB",
                     _scalar(samples, "idle_rss", "bytes", "moldau", 1 / MB), " MB", 60.0, False),
         ]  # fmt: skip
-    return _table(["Target (moldau)", "Measured", "Met"], [t.row() for t in targets])
+    return table(["Target (moldau)", "Measured", "Met"], [t.row() for t in targets])
 
 
 def markdown(samples: Samples, preamble: list[str]) -> str:

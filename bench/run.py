@@ -266,7 +266,7 @@ def preamble(
         "",
         f"Command: `{shlex.join(['python', 'bench/run.py', *argv])}`",
         "",
-        f"- Machine: {platform.machine()}, {_cpu_model()}, {_cores()} cores; "
+        f"- Machine: {platform.machine()}, {cpu_model()}, {cores()} cores; "
         f"Python {platform.python_version()}",
         "- Brokers: " + "; ".join(f"{k.label} {k.version}" for k in kinds),
         f"- Client: confluent-kafka {confluent_kafka.version()} "
@@ -278,7 +278,7 @@ def preamble(
     ]
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -288,7 +288,7 @@ def _cpu_model() -> str:
     return "unknown CPU"
 
 
-def _cores() -> int:
+def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
