@@ -48,19 +48,42 @@ def all_processed(members: Sequence[Member], sent: set[tuple[int, int]]) -> Call
     return lambda: sent <= set(positions(processed(members)))
 
 
+def refused_commits(member: Member) -> set[tuple[int, int]]:
+    """The records whose commit right after them failed, by the member's reports."""
+    last: dict[int, int] = {}
+    refused = set()
+    for event in member.snapshot():
+        if event.event == "record":
+            last[event.partition] = event.offset
+        elif event.event == "commit_failed" and event.partition in last:
+            refused.add((event.partition, last[event.partition]))
+    return refused
+
+
 def assert_once_unless_owner_died(
     members: Sequence[Member], sent: set[tuple[int, int]], died: Sequence[Member] = ()
 ) -> None:
     """Nothing lost; a record seen twice was first seen by a member that died
-    before it could commit it (at most one record per partition it owned)."""
+    before it could commit it, or whose commit of it was refused (a commit
+    during a rebalance gets REBALANCE_IN_PROGRESS, as in Kafka: the record is
+    processed again by its next owner); at most one such record per
+    partition."""
     events = processed(members)
     seen = positions(events)
     assert sent <= set(seen), f"lost: {sorted(sent - set(seen))[:10]}"
     twice = {pos for pos, n in seen.items() if n > 1}
     dead = {m.name for m in died}
+    uncommitted = {pos: m.name for m in members for pos in refused_commits(m)}
     for pos in twice:
         who = [e.member for e in events if (e.partition, e.offset) == pos]
-        assert len(who) == 2 and who[0] in dead, f"{pos} processed by {who}"
+        excused = who[0] in dead or uncommitted.get(pos) == who[0]
+        story = [
+            (m.name, e.event, e.partition, e.offset, e.partitions, e.error)
+            for m in members
+            for e in m.snapshot()
+            if e.partition == pos[0] or e.event in ("assigned", "revoked", "closing")
+        ]
+        assert len(who) == 2 and excused, f"{pos} processed by {who}: {story}"
     per_partition = Counter(p for p, _ in twice)
     assert all(n <= 1 for n in per_partition.values()), f"duplicates: {sorted(twice)}"
 
