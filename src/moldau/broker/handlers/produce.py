@@ -143,8 +143,9 @@ def _append(
         return _error(index, ErrorCode.UNKNOWN_TOPIC_ID, None)
     try:
         partition = core.replicas.leader_partition(name, index)
-        min_insync = _min_insync(core, name)
-        if acks == -1 and len(partition.isr) < min_insync:
+        # Only acks=all reads it: acks=1 and 0 stay off the topic's configs.
+        min_insync = _min_insync(core, name) if acks == -1 else 0
+        if len(partition.isr) < min_insync:
             raise KafkaError(
                 ErrorCode.NOT_ENOUGH_REPLICAS,
                 f"{len(partition.isr)} in-sync replicas, min.insync.replicas is {min_insync}",
