@@ -46,7 +46,8 @@ def verify(cluster: LocalCluster, *args: str, duration: int = 10) -> str:
         [
             *MOLDAU, "verify", "--dir", str(cluster.directory),
             "--duration", str(duration), "--partitions", "3", "--consumers", "2",
-            "--rate", "400", "--seed", "7", *args,
+            "--rate", "400", "--seed", "7",
+            "--history", str(cluster.directory / "history.json"), *args,
         ],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
