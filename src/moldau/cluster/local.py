@@ -21,10 +21,11 @@ listening on its own port of 127.0.0.1; they run in sessions of their own, so
 a Ctrl-C at the terminal reaches only the process that owns the cluster, which
 stops brokers first (they leave ZooKeeper cleanly) and ZooKeeper last.
 
-A broker is ready when its process runs, its port answers ApiVersions and its
-ephemeral /brokers/ids/N exists. A broker started on an id whose registration
-from a killed process is still in ZooKeeper would be refused, so a start first
-waits for that registration to expire (at most the session timeout).
+A broker is ready when its process runs, its port answers ApiVersions, its
+ephemeral /brokers/ids/N exists and its Metadata lists every registered
+broker. A broker started on an id whose registration from a killed process is
+still in ZooKeeper would be refused, so a start first waits for that
+registration to expire (at most the session timeout).
 
 Where this departs from Kafka, which has no such tool: the brokers of one
 cluster share one machine and one ZooKeeper under the chroot ``/moldau``, and
@@ -48,7 +49,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
@@ -77,16 +78,31 @@ class WaitTimeout(LocalClusterError):
 
 def answers_api_versions(port: int, timeout: float = 1.0) -> bool:
     """True if something on 127.0.0.1:``port`` answers ApiVersions v0 without error."""
+    body = _ask(port, 18, 0, {}, timeout)
+    return body is not None and body["error_code"] == 0
+
+
+def metadata_broker_ids(port: int, timeout: float = 1.0) -> set[int] | None:
+    """The broker ids the broker on ``port`` lists in Metadata (no topics asked);
+    None if it does not answer."""
+    body = _ask(port, 3, 1, {"topics": []}, timeout)
+    return None if body is None else {int(b["node_id"]) for b in body["brokers"]}
+
+
+def _ask(
+    port: int, api_key: int, version: int, request: dict[str, object], timeout: float
+) -> dict[str, Any] | None:
+    """One request to 127.0.0.1:``port``; its decoded body, None if it failed."""
     from moldau.protocol.messages import decode_response, encode_request
 
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(encode_request(18, 0, 1, "moldau-cluster", {}))
+            sock.sendall(encode_request(api_key, version, 1, "moldau-cluster", request))
             size = int.from_bytes(_read(sock, 4), "big")
-            _, body = decode_response(18, 0, _read(sock, size))
+            _, body = decode_response(api_key, version, _read(sock, size))
     except (OSError, ValueError):
-        return False
-    return bool(body["error_code"] == 0)
+        return None
+    return dict(body)
 
 
 def _read(sock: socket.socket, count: int) -> bytes:
@@ -449,8 +465,11 @@ class LocalCluster:
         return wait_until(condition, timeout, what)
 
     def ready(self, broker_id: int) -> bool:
-        """Running, answering ApiVersions, registered in ZooKeeper. Raises
-        LocalClusterError if the process has exited."""
+        """Running, answering ApiVersions, registered in ZooKeeper, and told of
+        the cluster: its Metadata lists every registered broker (the
+        controller's UpdateMetadata has reached it, so a client bootstrapping
+        from it sees the whole cluster). Raises LocalClusterError if the
+        process has exited."""
         process = self._processes.get(broker_id)
         if not self.running(broker_id):
             code = None if process is None else process.returncode
@@ -458,11 +477,13 @@ class LocalCluster:
             raise LocalClusterError(
                 f"broker {broker_id} exited ({code}): {line} (log: {self.log_path(broker_id)})"
             )
-        return (
-            broker_id not in self._paused
-            and answers_api_versions(self.port(broker_id))
-            and self._client().exists(self._chroot + zp.broker_path(broker_id)) is not None
-        )
+        if broker_id in self._paused or not answers_api_versions(self.port(broker_id)):
+            return False
+        registered = self.registered_broker_ids()
+        if broker_id not in registered:
+            return False
+        listed = metadata_broker_ids(self.port(broker_id))
+        return listed is not None and registered <= listed
 
     def wait_until_ready(
         self, broker_ids: Iterable[int] | None = None, timeout: float = 60.0
