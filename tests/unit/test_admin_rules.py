@@ -79,7 +79,7 @@ def test_deletion_dir_names_stay_within_255_characters(partition: int) -> None:
 
 
 def test_a_failed_metadata_write_changes_nothing(tmp_path: Path) -> None:
-    store = LocalMetadataStore(str(tmp_path), BROKER)
+    store = LocalMetadataStore(str(tmp_path), {"PLAINTEXT": BROKER})
     topic = TopicInfo("t", uuid.uuid4(), [[0]], {"retention.ms": "1"})
     store.create_topic(topic)
     first_ids = store.allocate_producer_ids(10)
@@ -101,7 +101,7 @@ def test_a_failed_metadata_write_changes_nothing(tmp_path: Path) -> None:
     assert store.topic_by_id(topic.topic_id) is kept
     (tmp_path / f"{LocalMetadataStore.FILE_NAME}.tmp").rmdir()
     assert store.allocate_producer_ids(10) == first_ids + 10
-    reopened = LocalMetadataStore(str(tmp_path), BROKER)
+    reopened = LocalMetadataStore(str(tmp_path), {"PLAINTEXT": BROKER})
     assert set(reopened.topics()) == {"t"} and reopened.restored
 
 

@@ -63,7 +63,8 @@ def test_the_partition_reads_the_high_watermark_the_log_keeps(tmp_path: Path) ->
 
 def test_single_node_placement_puts_every_replica_on_the_node(tmp_path: Path) -> None:
     config = BrokerConfig({"log.dirs": [str(tmp_path)], "broker.id": 7})
-    assigner = ReplicaAssigner(config, LocalMetadataStore(str(tmp_path), BrokerInfo(7, "h", 1)))
+    store = LocalMetadataStore(str(tmp_path), {"PLAINTEXT": BrokerInfo(7, "h", 1)})
+    assigner = ReplicaAssigner(config, store)
     for start in (0, 1, 13):
         assert assigner.assign(4, 1, start) == [[7]] * 4
     assert assigner.automatic(-1, -1, 5) == [[7]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from moldau.cluster.controller.commands import PartitionLeadership, UpdateMetadata
 from moldau.cluster.controller.context import LiveBroker
@@ -11,6 +12,7 @@ from moldau.cluster.metadata_cache import MetadataCache
 from moldau.cluster.zk.paths import LEADER_DURING_DELETE, Endpoint
 
 ME = BrokerInfo(1, "127.0.0.1", 9091)
+ME_INTERNAL = BrokerInfo(1, "10.0.0.1", 9001)
 TOPIC_ID = uuid.uuid4()
 
 
@@ -49,12 +51,17 @@ def _update(*states: PartitionLeadership, brokers: tuple[int, ...] = (1, 2, 3)) 
 
 
 def _cache() -> MetadataCache:
-    return MetadataCache("cid", ME, "PLAINTEXT", lambda name: name.startswith("__"))
+    return MetadataCache(
+        "cid", {"PLAINTEXT": ME, "INTERNAL": ME_INTERNAL}, lambda name: name.startswith("__")
+    )
 
 
 def test_before_the_first_update_the_broker_knows_only_itself() -> None:
     cache = _cache()
     assert cache.brokers() == [ME]
+    assert cache.brokers("INTERNAL") == [ME_INTERNAL]
+    assert cache.broker(1, "INTERNAL") == ME_INTERNAL
+    assert cache.brokers("EXTERNAL") == []
     assert cache.controller_id() == -1
     assert cache.topics() == {}
 
@@ -72,6 +79,23 @@ def test_an_update_gives_brokers_of_the_client_listener_topics_and_partitions() 
     assert cache.partition_leader("t", 1) == (3, 4)
     view = cache.partition("t", 1)
     assert view is not None and view.isr == (3, 3)
+
+
+def test_each_listener_gets_its_own_addresses_and_brokers_without_it_are_left_out() -> None:
+    cache = _cache()
+    lonely = LiveBroker(4, 104, (Endpoint("INTERNAL", "10.0.0.1", 9004),), None)
+    update = _update(_state(0, 1))
+    cache.apply(replace(update, brokers=(*update.brokers, lonely)))
+    assert [b.node_id for b in cache.brokers()] == [1, 2, 3]
+    assert cache.brokers("INTERNAL") == [
+        *(BrokerInfo(b, "10.0.0.1", 9000 + b, f"r{b}") for b in (1, 2, 3)),
+        BrokerInfo(4, "10.0.0.1", 9004, None),
+    ]
+    assert cache.broker(4) is None
+    assert cache.broker(4, "INTERNAL") == BrokerInfo(4, "10.0.0.1", 9004, None)
+    assert cache.broker(2, "PLAINTEXT") == BrokerInfo(2, "127.0.0.1", 9092, "r2")
+    cache.apply(_update(_state(0, 1), brokers=(1,)))  # a later update replaces them all
+    assert cache.brokers("INTERNAL") == [BrokerInfo(1, "10.0.0.1", 9001, "r1")]
 
 
 def test_later_updates_replace_a_partition_and_keep_the_others() -> None:

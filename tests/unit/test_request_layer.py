@@ -28,6 +28,7 @@ INVALID_REQUEST = 42
 class _Peer:
     peer = "test:1"
     client_host = "test"
+    listener = None
 
 
 def _serve(dispatcher: Dispatcher, api_key: int, version: int, body: dict[str, Any]) -> Any:

@@ -61,6 +61,8 @@ class ReplicaAssigner:
     def __init__(self, config: BrokerConfig, metadata: MetadataStore) -> None:
         self.config = config
         self.metadata = metadata
+        #: Every broker has it, so its brokers are all the live ones.
+        self._inter_broker = config.inter_broker_listener
 
     def automatic(
         self, num_partitions: int, replication_factor: int, start: int
@@ -86,7 +88,7 @@ class ReplicaAssigner:
     def assign(self, num_partitions: int, replication_factor: int, start: int) -> list[list[int]]:
         """Spread partitions and their leaders evenly over the live brokers,
         the round robin starting at ``start``."""
-        brokers = [BrokerSlot(b.node_id, b.rack) for b in self.metadata.brokers()]
+        brokers = [BrokerSlot(b.node_id, b.rack) for b in self.metadata.brokers(self._inter_broker)]
         try:
             placed = place(brokers, num_partitions, replication_factor, start_index=start)
         except PlacementError as exc:
@@ -117,4 +119,4 @@ class ReplicaAssigner:
         return [by_index[i] for i in range(len(by_index))]
 
     def broker_ids(self) -> set[int]:
-        return {b.node_id for b in self.metadata.brokers()}
+        return {b.node_id for b in self.metadata.brokers(self._inter_broker)}

@@ -216,7 +216,9 @@ class ClusterNode:
                 await asyncio.sleep(backoff_s)
             target = None
             if self._cache is not None:
-                target = self._cache.broker(self._cache.controller_id())
+                target = self._cache.broker(
+                    self._cache.controller_id(), self.config.inter_broker_listener
+                )
             if target is None:
                 outcome = "no controller"
                 continue

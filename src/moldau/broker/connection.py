@@ -110,6 +110,9 @@ class Connection:
             host, port = "?", 0
         self.peer = f"{host}:{port}"
         self.client_host = host
+        #: The listener it came in on (its name, as ``listeners`` gives it):
+        #: the addresses a client is told are the ones of that listener.
+        self.listener: str | None = None
         self._handler = handler
         self._max_request_bytes = max_request_bytes
         self._on_close = on_close

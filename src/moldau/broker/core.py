@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..cluster.metadata import BrokerInfo, MetadataStore
+from ..cluster.metadata import MetadataStore
 from ..log.manager import LogManager
 from .config import BrokerConfig
 from .groups import GroupService
@@ -46,7 +46,6 @@ class BrokerCore:
         config: BrokerConfig,
         metadata: MetadataStore,
         logs: LogManager,
-        advertised: BrokerInfo,
         *,
         topic_admin: TopicAdminFactory,
         producer_id_blocks: Allocator,
@@ -55,7 +54,6 @@ class BrokerCore:
         self.config = config
         self.metadata = metadata
         self.logs = logs
-        self.advertised = advertised
         self.broker_id = config.broker_id
         self.clock = clock
         self.purgatory = FetchPurgatory()

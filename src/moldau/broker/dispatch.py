@@ -52,6 +52,9 @@ class RequestContext:
     core: BrokerCore
     header: RequestHeader
     client_host: str
+    #: The listener the request came in on, whose addresses the client is
+    #: given (None: the first listener).
+    listener: str | None = None
 
     @property
     def version(self) -> int:
@@ -134,7 +137,7 @@ class Dispatcher:
             reason = f"{null} is null where Kafka's schema forbids it"
             self.warnings.warning(f"answered {what} with INVALID_REQUEST: {reason}")
             return _error(header, body, ErrorCode.INVALID_REQUEST, reason)
-        context = RequestContext(self.core, header, connection.client_host)
+        context = RequestContext(self.core, header, connection.client_host, connection.listener)
         try:
             result = handler.func(context, body)
         except Exception as exc:

@@ -212,7 +212,7 @@ class GroupService:
         """
         if self.metadata.topic(OFFSETS_TOPIC) is not None:
             return
-        brokers = len(self.metadata.brokers())
+        brokers = len(self.metadata.brokers(self.config.inter_broker_listener))
         wanted = int(self.config.get("offsets.topic.replication.factor"))
         if self.config.cluster_mode and brokers < wanted:
             message = (
@@ -426,7 +426,7 @@ class GroupService:
         first use; None while it is being created (cluster mode) or when this
         broker holds no replica of it."""
         if self.metadata.topic(HISTORY_TOPIC) is None:
-            brokers = len(self.metadata.brokers())
+            brokers = len(self.metadata.brokers(self.config.inter_broker_listener))
             replication = min(int(self.config.get("offsets.topic.replication.factor")), brokers)
             created = self.topics.create_internal_topic(
                 HISTORY_TOPIC,
@@ -489,7 +489,8 @@ class HistoryForwarder:
     CLOSE_TIMEOUT_S = 2.0
 
     def __init__(self, config: BrokerConfig) -> None:
-        _, host, port = config.advertised_listeners[0]
+        inter = config.inter_broker_listener
+        _, host, port = next(a for a in config.advertised_listeners if a[0] == inter)
         self.bootstrap = f"{host or '127.0.0.1'}:{port}"
         self._queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(self.QUEUE_LIMIT)
         self._task: asyncio.Task[None] | None = None

@@ -70,6 +70,8 @@ class ReplicaManager:
         self.metadata = metadata
         self.logs = logs
         self._on_change = on_change
+        #: Followers fetch from their leaders, and ask the controller, on it.
+        self._inter_broker = config.inter_broker_listener
         self.partitions: dict[TopicPartition, Partition] = {}
         #: Called with a partition that started or stopped leading here
         #: (``is_leader`` says which; a stopped one is no longer hosted).
@@ -304,7 +306,7 @@ class ReplicaManager:
             for endpoint in live.endpoints:
                 if endpoint.listener in (listener, ""):
                     return LeaderEndpoint(broker_id, endpoint.host, endpoint.port)
-        info = self.metadata.broker(broker_id) if broker_id >= 0 else None
+        info = self.metadata.broker(broker_id, self._inter_broker) if broker_id >= 0 else None
         return None if info is None else LeaderEndpoint(broker_id, info.host, info.port)
 
     def _led_with_followers(self) -> list[Partition]:
@@ -314,7 +316,9 @@ class ReplicaManager:
         from .replica_fetcher import LeaderEndpoint
 
         controller_id = self.metadata.controller_id()
-        info = self.metadata.broker(controller_id) if controller_id >= 0 else None
+        if controller_id < 0:
+            return None
+        info = self.metadata.broker(controller_id, self._inter_broker)
         return None if info is None else LeaderEndpoint(controller_id, info.host, info.port)
 
     # -- followers' fetches ----------------------------------------------------------

@@ -46,12 +46,15 @@ def leader_entry(core: BrokerCore, topic: str, index: int) -> Message:
     return {"leader_id": leader[0], "leader_epoch": leader[1]}
 
 
-def node_endpoints(core: BrokerCore, leader_ids: Iterable[int]) -> list[Message]:
+def node_endpoints(
+    core: BrokerCore, leader_ids: Iterable[int], listener: str | None
+) -> list[Message]:
     """The ``node_endpoints`` of a response: each distinct known leader once,
-    in id order; unknown ids and -1 are left out, as in Kafka."""
+    in id order, with its address on ``listener`` (the request's); unknown
+    ids and -1 are left out, as in Kafka."""
     endpoints = []
     for node_id in sorted({i for i in leader_ids if i >= 0}):
-        broker = core.metadata.broker(node_id)
+        broker = core.metadata.broker(node_id, listener)
         if broker is not None:
             endpoints.append(
                 {

@@ -56,6 +56,8 @@ class BrokerServer:
         self.logs: LogManager | None = None
         self.bound: list[tuple[str, int]] = []
         self._listeners: list[socket.socket] = []
+        #: Each listening socket's listener name.
+        self._listener_names: dict[socket.socket, str] = {}
         self._connections: set[Connection] = set()
         self._limits = ConnectionLimits.from_config(config)
         self._accepting = False
@@ -119,7 +121,7 @@ class BrokerServer:
             "" if node is None else f" in cluster {node.cluster_id}",
         )
 
-    def _single_node_core(self, advertised: BrokerInfo, logs: LogManager) -> BrokerCore:
+    def _single_node_core(self, advertised: dict[str, BrokerInfo], logs: LogManager) -> BrokerCore:
         """The embedded default: metadata in a file next to the logs."""
         config = self.config
         metadata = LocalMetadataStore(config.log_dirs[0], advertised)
@@ -127,7 +129,6 @@ class BrokerServer:
             config,
             metadata,
             logs,
-            advertised,
             topic_admin=lambda replicas: TopicAdmin(config, metadata, logs, replicas),
             producer_id_blocks=local_allocator(metadata),
         )
@@ -138,7 +139,7 @@ class BrokerServer:
         return core
 
     def _cluster_core(
-        self, node: ClusterNode, advertised: BrokerInfo, logs: LogManager
+        self, node: ClusterNode, advertised: dict[str, BrokerInfo], logs: LogManager
     ) -> BrokerCore:
         """Cluster mode: metadata from the controller, topics through
         ZooKeeper. Every log on disk is loaded; which are hosted, and how,
@@ -149,14 +150,11 @@ class BrokerServer:
         from .cluster_topics import ClusterTopicAdmin
 
         config = self.config
-        cache = MetadataCache(
-            node.cluster_id, advertised, config.listeners[0][0], is_internal_topic
-        )
+        cache = MetadataCache(node.cluster_id, advertised, is_internal_topic)
         core = BrokerCore(
             config,
             cache,
             logs,
-            advertised,
             topic_admin=lambda replicas: ClusterTopicAdmin(
                 config, cache, logs, replicas, node.store
             ),
@@ -169,25 +167,35 @@ class BrokerServer:
         return core
 
     def _endpoints(self) -> tuple[Endpoint, ...]:
-        """The registration's endpoints: every advertised listener with its
-        bound port where it asked for port 0, the inter-broker one first."""
+        """The registration's endpoints: every advertised listener, the
+        inter-broker one first."""
         from ..cluster.zk.paths import Endpoint
 
-        config = self.config
-        protocols = config.security_protocols
+        protocols = self.config.security_protocols
+        endpoints = [
+            Endpoint(name, host, port, protocols.get(name, "PLAINTEXT"))
+            for name, host, port in self._advertised_addresses()
+        ]
+        inter = self.config.inter_broker_listener
+        endpoints.sort(key=lambda e: e.listener != inter)
+        return tuple(endpoints)
+
+    def _advertised_addresses(self) -> list[tuple[str, str, int]]:
+        """Every advertised listener as (name, host, port), in configured
+        order: port 0 resolved to the port its listener was bound to, a
+        wildcard host to this machine's name."""
         bound = {
-            name: port for (name, _, _), (_, port) in zip(config.listeners, self.bound, strict=True)
+            name: port
+            for (name, _, _), (_, port) in zip(self.config.listeners, self.bound, strict=True)
         }
-        endpoints = []
-        for name, host, port in config.advertised_listeners:
+        addresses = []
+        for name, host, port in self.config.advertised_listeners:
             if port == 0:
                 port = bound.get(name, port)
             if host in ("", "0.0.0.0", "::"):
                 host = socket.gethostname()
-            endpoints.append(Endpoint(name, host, port, protocols.get(name, "PLAINTEXT")))
-        inter = config.inter_broker_listener
-        endpoints.sort(key=lambda e: e.listener != inter)
-        return tuple(endpoints)
+            addresses.append((name, host, port))
+        return addresses
 
     def _start_jobs(self) -> None:
         assert self._loop is not None
@@ -207,7 +215,7 @@ class BrokerServer:
             self._jobs.append(self._loop.create_task(self._clean()))
 
     def _bind(self) -> None:
-        for _, host, port in self.config.listeners:
+        for name, host, port in self.config.listeners:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             listener = socket.socket(family, socket.SOCK_STREAM)
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -221,16 +229,17 @@ class BrokerServer:
             listener.listen(1024)
             listener.setblocking(False)
             self._listeners.append(listener)
+            self._listener_names[listener] = name
             self.bound.append((host or "0.0.0.0", listener.getsockname()[1]))
 
-    def _advertised(self) -> BrokerInfo:
-        """What clients are told to connect to: the first advertised listener."""
-        _, host, port = self.config.advertised_listeners[0]
-        if port == 0 or not self.config.get("advertised.listeners"):
-            port = self.bound[0][1]
-        if host in ("", "0.0.0.0", "::"):
-            host = socket.gethostname()
-        return BrokerInfo(self.config.broker_id, host, port)
+    def _advertised(self) -> dict[str, BrokerInfo]:
+        """What clients are told to connect to, per listener: a client is
+        given the addresses of the listener it came in on, as in Kafka. The
+        first is the default."""
+        return {
+            name: BrokerInfo(self.config.broker_id, host, port)
+            for name, host, port in self._advertised_addresses()
+        }
 
     def _accept_new(self, accepting: bool) -> None:
         """Listen for new connections, or leave them in the backlog (max.connections)."""
@@ -279,6 +288,7 @@ class BrokerServer:
                 warnings=self._warnings,
             )
             connection.client_host = host  # the key its per-address count was taken under
+            connection.listener = self._listener_names[listener]
             self._connections.add(connection)
             if len(self._connections) >= self._limits.max_connections:
                 self._warnings.warning(
@@ -367,6 +377,7 @@ class BrokerServer:
                 loop.remove_reader(listener.fileno())
             listener.close()
         self._listeners.clear()
+        self._listener_names.clear()
         await self._close_connections()
         if self.core is not None and self.core.groups is not None:
             await self.core.groups.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -60,7 +61,11 @@ class MetadataStore(Protocol):
 
     cluster_id: str
 
-    def brokers(self) -> list[BrokerInfo]: ...
+    def brokers(self, listener: str | None = None) -> list[BrokerInfo]:
+        """The live brokers with their addresses on ``listener`` (None: the
+        first listener); a broker without that listener is left out, as
+        Kafka leaves it out of a Metadata answer."""
+        ...
 
     def controller_id(self) -> int: ...
 
@@ -83,8 +88,9 @@ class MetadataStore(Protocol):
         NOT_LEADER_OR_FOLLOWER answers name (KIP-951)."""
         ...
 
-    def broker(self, node_id: int) -> BrokerInfo | None:
-        """The live broker ``node_id`` with its advertised endpoint, or None."""
+    def broker(self, node_id: int, listener: str | None = None) -> BrokerInfo | None:
+        """The live broker ``node_id`` with its address on ``listener`` (None:
+        the first listener), or None."""
         ...
 
 
@@ -99,10 +105,12 @@ class LocalMetadataStore:
 
     FILE_NAME = "moldau-metadata.json"
 
-    def __init__(self, directory: str, broker: BrokerInfo) -> None:
+    def __init__(self, directory: str, listeners: Mapping[str, BrokerInfo]) -> None:
         os.makedirs(directory, exist_ok=True)
         self._path = os.path.join(directory, self.FILE_NAME)
-        self._broker = broker
+        #: This broker on each of its listeners; the first is the default.
+        self._listeners = dict(listeners)
+        self._broker = next(iter(self._listeners.values()))
         self._topics: dict[str, TopicInfo] = {}
         #: The same topics by id: fetches from v13 on look a topic up by id
         #: on every request.
@@ -163,8 +171,9 @@ class LocalMetadataStore:
             os.fsync(handle.fileno())
         os.replace(temporary, self._path)
 
-    def brokers(self) -> list[BrokerInfo]:
-        return [self._broker]
+    def brokers(self, listener: str | None = None) -> list[BrokerInfo]:
+        found = self.broker(self._broker.node_id, listener)
+        return [] if found is None else [found]
 
     def controller_id(self) -> int:
         return self._broker.node_id
@@ -191,8 +200,10 @@ class LocalMetadataStore:
             return None
         return self._broker.node_id, 0
 
-    def broker(self, node_id: int) -> BrokerInfo | None:
-        return self._broker if node_id == self._broker.node_id else None
+    def broker(self, node_id: int, listener: str | None = None) -> BrokerInfo | None:
+        if node_id != self._broker.node_id:
+            return None
+        return self._broker if listener is None else self._listeners.get(listener)
 
     # Every change below writes the changed state first and applies it in
     # memory only once the write succeeded.

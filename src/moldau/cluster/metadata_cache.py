@@ -19,7 +19,7 @@ last partition does.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from moldau.cluster.controller.commands import PartitionLeadership, UpdateMetadata
@@ -42,18 +42,19 @@ class MetadataCache:
     def __init__(
         self,
         cluster_id: str,
-        me: BrokerInfo,
-        listener: str,
+        me: Mapping[str, BrokerInfo],
         is_internal: Callable[[str], bool],
     ) -> None:
         self.cluster_id = cluster_id
-        #: This broker, listed until the first UpdateMetadata names the live ones.
-        self._me = me
-        #: The listener whose endpoints clients are given (Kafka answers with
-        #: the listener a request came on; moldau gives the first one's).
-        self._listener = listener
+        #: This broker on each of its listeners (the first is the default,
+        #: given when no listener is named), listed until the first
+        #: UpdateMetadata names the live brokers.
+        self._me = dict(me)
+        self._default_listener = next(iter(self._me))
         self._is_internal = is_internal
-        self._brokers: dict[int, BrokerInfo] = {}
+        self._live: dict[int, LiveBroker] = {}
+        #: The live brokers' addresses per listener, built when first asked.
+        self._addresses: dict[str, dict[int, BrokerInfo]] = {}
         self._controller_id = -1
         self._topics: dict[str, _Topic] = {}
         self._configs: dict[str, dict[str, str]] = {}
@@ -70,9 +71,8 @@ class MetadataCache:
         """Take in an UpdateMetadata; returns the topics it introduced (the
         shell reads their configs)."""
         self._controller_id = update.controller_id
-        self._brokers = {
-            b.broker_id: info for b in update.brokers if (info := self._broker_info(b)) is not None
-        }
+        self._live = {b.broker_id: b for b in update.brokers}
+        self._addresses.clear()
         added: list[str] = []
         deleted: list[str] = []
         for state in update.partitions:
@@ -135,25 +135,31 @@ class MetadataCache:
         for listener in list(self.listeners):
             listener()
 
-    def _broker_info(self, broker: LiveBroker) -> BrokerInfo | None:
-        endpoint = next((e for e in broker.endpoints if e.listener == self._listener), None)
-        if endpoint is None:
-            endpoint = broker.endpoints[0] if broker.endpoints else None
-        if endpoint is None:
-            return None
-        return BrokerInfo(broker.broker_id, endpoint.host, endpoint.port, broker.rack)
+    def _on(self, listener: str | None) -> dict[int, BrokerInfo]:
+        """The live brokers that have ``listener``, with their address on it;
+        before the first UpdateMetadata, only this broker."""
+        name = self._default_listener if listener is None else listener
+        if not self._live:
+            me = self._me.get(name)
+            return {} if me is None else {me.node_id: me}
+        found = self._addresses.get(name)
+        if found is None:
+            found = self._addresses[name] = {
+                b.broker_id: BrokerInfo(b.broker_id, e.host, e.port, b.rack)
+                for b in self._live.values()
+                for e in b.endpoints
+                if e.listener == name
+            }
+        return found
 
     # -- reads (the MetadataStore protocol) ------------------------------------
 
-    def brokers(self) -> list[BrokerInfo]:
-        if not self._brokers:
-            return [self._me]
-        return [self._brokers[i] for i in sorted(self._brokers)]
+    def brokers(self, listener: str | None = None) -> list[BrokerInfo]:
+        on = self._on(listener)
+        return [on[i] for i in sorted(on)]
 
-    def broker(self, node_id: int) -> BrokerInfo | None:
-        if not self._brokers and node_id == self._me.node_id:
-            return self._me
-        return self._brokers.get(node_id)
+    def broker(self, node_id: int, listener: str | None = None) -> BrokerInfo | None:
+        return self._on(listener).get(node_id)
 
     def controller_id(self) -> int:
         return self._controller_id

@@ -22,7 +22,7 @@ def describe_cluster(context: RequestContext, request: Message) -> Message:
         "controller_id": metadata.controller_id(),
         "brokers": [
             {"broker_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
-            for b in metadata.brokers()
+            for b in metadata.brokers(context.listener)
         ],
         "cluster_authorized_operations": -2147483648,
     }

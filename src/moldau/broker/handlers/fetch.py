@@ -60,14 +60,15 @@ def fetch(context: RequestContext, request: Message) -> HandlerResult:
         return fetch_v0_to_v3(core, request, context.version)
     by_id = context.version >= 13
     wanted = _wanted_partitions(core, request, by_id)
-    response, size, errors = _read_all(core, request, wanted, by_id, record_follower=True)
+    listener = context.listener
+    response, size, errors = _read_all(core, request, wanted, by_id, listener, record_follower=True)
     max_wait_ms = request["max_wait_ms"]
     if size >= request["min_bytes"] or max_wait_ms <= 0 or errors:
         return response
     keys = [(name, p["partition"]) for _, name, p in wanted if name is not None]
 
     def read() -> tuple[Message, bool]:
-        response, size, errors = _read_all(core, request, wanted, by_id)
+        response, size, errors = _read_all(core, request, wanted, by_id, listener)
         return response, size >= request["min_bytes"] or errors
 
     return core.purgatory.read_when_ready(keys, read, max_wait_ms)
@@ -94,11 +95,13 @@ def _read_all(
     request: Message,
     wanted: list[tuple[Message, str | None, Message]],
     by_id: bool,
+    listener: str | None,
     record_follower: bool = False,
 ) -> tuple[Message, int, bool]:
     """Read every partition once: (response, bytes of records, whether to
     answer now: an error or a divergence, as in Kafka). ``record_follower``:
-    a follower's fetch offsets are its log ends (the request's first read)."""
+    a follower's fetch offsets are its log ends (the request's first read).
+    ``listener``: the one the request came on, whose addresses it is given."""
     budget = request.get("max_bytes", 0x7FFFFFFF)
     replica_id = _replica_id(request)
     follower = replica_id >= 0
@@ -174,7 +177,7 @@ def _read_all(
         del entry["_topic"]
     response = {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
     if leaders:
-        response["node_endpoints"] = node_endpoints(core, leaders)
+        response["node_endpoints"] = node_endpoints(core, leaders, listener)
     return response, total, errors
 
 

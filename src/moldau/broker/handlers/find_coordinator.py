@@ -48,9 +48,9 @@ def _find(context: RequestContext, key: str, key_type: int) -> dict[str, Any]:
         answer["error_code"] = exc.code
         answer["error_message"] = exc.message
         return answer
-    for broker in context.core.metadata.brokers():
-        if broker.node_id == node_id:
-            answer.update(node_id=node_id, host=broker.host, port=broker.port, error_code=0)
-            return answer
-    answer["error_code"] = ErrorCode.COORDINATOR_NOT_AVAILABLE
+    broker = context.core.metadata.broker(node_id, context.listener)
+    if broker is None:
+        answer["error_code"] = ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return answer
+    answer.update(node_id=node_id, host=broker.host, port=broker.port, error_code=0)
     return answer

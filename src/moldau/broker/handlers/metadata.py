@@ -42,7 +42,7 @@ def metadata(context: RequestContext, request: Message) -> Message:
         "throttle_time_ms": 0,
         "brokers": [
             {"node_id": b.node_id, "host": b.host, "port": b.port, "rack": b.rack}
-            for b in core.metadata.brokers()
+            for b in core.metadata.brokers(context.listener)
         ],
         "cluster_id": core.metadata.cluster_id,
         "controller_id": core.metadata.controller_id(),

@@ -100,7 +100,7 @@ def produce(context: RequestContext, request: Message) -> HandlerResult:
         return None
     response = {"responses": responses, "throttle_time_ms": 0}
     if leaders:
-        response["node_endpoints"] = node_endpoints(core, leaders)
+        response["node_endpoints"] = node_endpoints(core, leaders, context.listener)
     if not replicating:
         return response
 
