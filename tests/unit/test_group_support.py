@@ -13,6 +13,7 @@ from moldau.group import GroupConfig, GroupCoordinator, errors
 from moldau.group.consumer_protocol import Subscription, encode_subscription
 from moldau.group.history import RebalanceRecord
 from moldau.group.results import JoinResult, LeavingMember, SyncResult
+from moldau.group.runtime import LoggedRecord, TxnMarker, TxnProducer, TxnRecord
 
 T = TypeVar("T")
 
@@ -73,7 +74,11 @@ class Harness:
     def __init__(self, **config: int) -> None:
         self.clock = Clock()
         self.config = GroupConfig(**config)
+        #: The plain records written, as (partition, key, value).
         self.records: list[tuple[int, bytes, bytes | None]] = []
+        #: Everything written, in log order: plain records, records of
+        #: transactions and their markers (what a restart replays).
+        self.log: list[tuple[int, LoggedRecord]] = []
         #: (group id, record) as the coordinator's rebalance listener heard them.
         self.ended: list[tuple[str, RebalanceRecord]] = []
         self.coord = self.new_coordinator()
@@ -81,8 +86,17 @@ class Harness:
             self.coord.load_partition(p, [])
 
     def new_coordinator(self) -> GroupCoordinator:
-        def persist(partition: int, records: list[tuple[bytes, bytes | None]]) -> None:
-            self.records.extend((partition, k, v) for k, v in records)
+        def persist(
+            partition: int,
+            records: list[tuple[bytes, bytes | None]],
+            producer: TxnProducer | None = None,
+        ) -> None:
+            if producer is None:
+                self.records.extend((partition, k, v) for k, v in records)
+                self.log.extend((partition, (k, v)) for k, v in records)
+            else:
+                pid = producer.producer_id
+                self.log.extend((partition, TxnRecord(k, v, pid)) for k, v in records)
 
         def on_rebalance_end(group_id: str, record: RebalanceRecord) -> None:
             self.ended.append((group_id, record))
@@ -95,8 +109,14 @@ class Harness:
         for p in range(self.config.offsets_topic_num_partitions):
             self.coord.load_partition(p, self.records_of(p))
 
-    def records_of(self, partition: int) -> list[tuple[bytes, bytes | None]]:
-        return [(k, v) for p, k, v in self.records if p == partition]
+    def records_of(self, partition: int) -> list[LoggedRecord]:
+        return [record for p, record in self.log if p == partition]
+
+    def end_transaction(self, partition: int, producer_id: int, committed: bool) -> None:
+        """The transaction coordinator's marker lands in offsets partition
+        ``partition``: logged, and told to the coordinator."""
+        self.log.append((partition, TxnMarker(producer_id, committed)))
+        self.coord.complete_transaction(partition, producer_id, committed)
 
     def advance(self, ms: int) -> None:
         """Moves time on by ``ms``, stopping at every deadline on the way to run

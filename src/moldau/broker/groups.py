@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -51,6 +51,7 @@ from ..group.coordinator import GroupCoordinator
 from ..group.history import HISTORY_TOPIC, RebalanceRecord
 from ..group.loading import PartitionLoad
 from ..group.placement import partition_for_group
+from ..group.runtime import LoggedRecord, TxnMarker, TxnProducer, TxnRecord
 from ..protocol.batch import RecordBatchError, iter_batches
 from ..protocol.errors import ErrorCode, KafkaError
 from ..protocol.records import Record, build_batch, decode_batch
@@ -342,6 +343,15 @@ class GroupService:
             raise KafkaError(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         return leader
 
+    def transaction_completed(
+        self, topic: str, index: int, producer_id: int, producer_epoch: int, committed: bool
+    ) -> None:
+        """A transaction marker was appended here as leader: in an offsets
+        partition, the offsets the transaction committed there apply or go."""
+        if topic == OFFSETS_TOPIC:
+            self.coordinator.complete_transaction(index, producer_id, committed)
+            self.after_call()
+
     def topic_deleted(self, topic: str) -> None:
         """Committed offsets of a deleted topic go with it, as in Kafka."""
         self.coordinator.forget_topic(topic)
@@ -349,14 +359,24 @@ class GroupService:
 
     # -- persistence and time -----------------------------------------------
 
-    def _persist(self, index: int, records: list[tuple[bytes, bytes | None]]) -> None:
+    def _persist(
+        self,
+        index: int,
+        records: list[tuple[bytes, bytes | None]],
+        producer: TxnProducer | None = None,
+    ) -> None:
         partition = self.replicas.get(OFFSETS_TOPIC, index)
         if partition is None:
             raise KafkaError(ErrorCode.NOT_COORDINATOR)
-        now = self.clock()
+        producer_id, epoch = producer if producer is not None else (-1, -1)
         batch = build_batch(
             [Record(i, 0, key, value) for i, (key, value) in enumerate(records)],
-            base_timestamp=now,
+            base_timestamp=self.clock(),
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            # Sequence 0 in a transaction, as Kafka's coordinator writes them.
+            base_sequence=0 if producer is not None else -1,
+            is_transactional=producer is not None,
         )
         try:
             result = partition.append_as_leader(batch)
@@ -545,8 +565,10 @@ def _history_sent(group_id: str, sent: asyncio.Future[object]) -> None:
         log.warning("could not record a rebalance of group %s: %s", group_id, sent.exception())
 
 
-def _records_of(partition: Partition) -> Iterator[tuple[bytes, bytes | None]]:
-    """Every (key, value) of an offsets partition, in log order."""
+def _records_of(partition: Partition) -> Iterator[LoggedRecord]:
+    """Every entry of an offsets partition, in log order: its records (those
+    of transactional batches with their producer id) and its transaction
+    markers."""
     offset = partition.log_start_offset
     end = partition.log_end_offset
     while offset < end:
@@ -559,8 +581,6 @@ def _records_of(partition: Partition) -> Iterator[tuple[bytes, bytes | None]]:
             if header.next_offset <= offset:
                 continue
             last = header.next_offset
-            if header.is_control:
-                continue
             try:
                 _, records = decode_batch(view)
             except RecordBatchError as exc:
@@ -574,9 +594,28 @@ def _records_of(partition: Partition) -> Iterator[tuple[bytes, bytes | None]]:
                     exc,
                 )
                 continue
+            if header.is_control:
+                marker = _marker(header.producer_id, records)
+                if marker is not None:
+                    yield marker
+                continue
             for record in records:
                 if record.key is not None and header.base_offset + record.offset_delta >= offset:
-                    yield record.key, record.value
+                    if header.is_transactional:
+                        yield TxnRecord(record.key, record.value, header.producer_id)
+                    else:
+                        yield record.key, record.value
         if last <= offset:
             return
         offset = last
+
+
+def _marker(producer_id: int, records: Sequence[Record]) -> TxnMarker | None:
+    """The transaction end a control batch holds: its one record's key is
+    version (int16) and type (int16: 0 abort, 1 commit); other control
+    types are not transaction ends."""
+    key = records[0].key if records else None
+    if key is None or len(key) < 4:
+        return None
+    kind = int.from_bytes(key[2:4], "big", signed=True)
+    return TxnMarker(producer_id, kind == 1) if kind in (0, 1) else None

@@ -38,7 +38,7 @@ from moldau.group.config import GroupConfig
 from moldau.group.history import RebalanceRecord
 from moldau.group.membership import JoinCallback, JoinRequest, Membership, SyncCallback
 from moldau.group.model import Group, GroupState, TopicPartition
-from moldau.group.offsets import Offsets
+from moldau.group.offsets import Offsets, refused_commit
 from moldau.group.persistence import group_tombstone, offset_tombstone, replay
 from moldau.group.results import (
     DeleteGroupResult,
@@ -54,10 +54,18 @@ from moldau.group.results import (
     OffsetCommitResult,
     OffsetDeleteResult,
     OffsetFetchResult,
-    PartitionResult,
     SyncResult,
 )
-from moldau.group.runtime import Deadline, Persist, RebalanceListener, Record, Runtime
+from moldau.group.runtime import (
+    Deadline,
+    LoggedRecord,
+    Persist,
+    RebalanceListener,
+    Runtime,
+    TxnMarker,
+    TxnProducer,
+    TxnRecord,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -126,7 +134,7 @@ class GroupCoordinator:
             for member in group.members.values():
                 self._rt.schedule_session(group, member)
 
-    def load_partition(self, partition: int, records: Iterable[Record]) -> int:
+    def load_partition(self, partition: int, records: Iterable[LoggedRecord]) -> int:
         """Replays ``partition``'s records, in log order, at once, and starts
         serving its groups (:meth:`mark_loading`, :meth:`replay`,
         :meth:`finish_loading`; ``moldau.group.loading`` does it in slices).
@@ -135,17 +143,26 @@ class GroupCoordinator:
         """
         self.mark_loading(partition)
         skipped = 0
-        for key, value in records:
+        for record in records:
             try:
-                self.replay(key, value)
+                self.replay(partition, record)
             except DecodeError:
                 skipped += 1
         self.finish_loading(partition)
         return skipped
 
-    def replay(self, key: bytes, value: bytes | None) -> None:
-        """Applies one ``__consumer_offsets`` record (``value`` None: a tombstone)."""
-        replay(self._rt, key, value)
+    def replay(self, partition: int, record: LoggedRecord) -> None:
+        """Applies one entry of offsets partition ``partition``: a record
+        (``value`` None: a tombstone), one written in a transaction, or a
+        transaction's end."""
+        if isinstance(record, TxnMarker):
+            self._offsets.complete_transaction(
+                self._groups_of(partition), record.producer_id, record.committed
+            )
+        elif isinstance(record, TxnRecord):
+            replay(self._rt, record.key, record.value, record.producer_id)
+        else:
+            replay(self._rt, *record)
 
     @_delivers_answers
     def unload_partition(self, partition: int) -> None:
@@ -277,21 +294,45 @@ class GroupCoordinator:
         """OffsetCommit; ``generation_id`` -1 (and no member) for standalone consumers."""
         error = self._route(group_id)
         if error:
-            return OffsetCommitResult(
-                error, tuple(PartitionResult(p.topic, p.partition, error) for p in partitions)
-            )
+            return refused_commit(partitions, error)
         return self._offsets.commit(
             group_id, member_id, group_instance_id, generation_id, partitions
         )
 
+    def commit_offsets_in_transaction(
+        self,
+        group_id: str,
+        producer: TxnProducer,
+        member_id: str,
+        group_instance_id: str | None,
+        generation_id: int,
+        partitions: list[OffsetCommitPartition],
+    ) -> OffsetCommitResult:
+        """TxnOffsetCommit: applied when the producer's transaction commits."""
+        error = self._route(group_id)
+        if error:
+            return refused_commit(partitions, error)
+        return self._offsets.commit_in_transaction(
+            group_id, producer, member_id, group_instance_id, generation_id, partitions
+        )
+
+    def complete_transaction(self, partition: int, producer_id: int, committed: bool) -> None:
+        """A transaction's marker was written to offsets partition
+        ``partition``: the offsets it committed to the partition's groups
+        apply (``committed``) or are dropped."""
+        self._offsets.complete_transaction(self._groups_of(partition), producer_id, committed)
+
     def fetch_offsets(
-        self, group_id: str, topics: list[tuple[str, list[int]]] | None
+        self,
+        group_id: str,
+        topics: list[tuple[str, list[int]]] | None,
+        require_stable: bool = False,
     ) -> OffsetFetchResult:
         """OffsetFetch for one group (v8+ requests name several: one call each)."""
         error = self._route(group_id)
         if error:
             return OffsetFetchResult(error)
-        return self._offsets.fetch(group_id, topics)
+        return self._offsets.fetch(group_id, topics, require_stable)
 
     def delete_offsets(self, group_id: str, partitions: list[TopicPartition]) -> OffsetDeleteResult:
         error = self._route(group_id)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 from moldau.group._codec import DecodeError
 from moldau.group.coordinator import GroupCoordinator
-from moldau.group.runtime import Record
+from moldau.group.runtime import LoggedRecord
 
 #: How long one slice may hold the event loop (as topic creation's slices).
 SLICE_MS = 20
@@ -29,7 +29,7 @@ class PartitionLoad:
         self,
         coordinator: GroupCoordinator,
         partition: int,
-        records: Iterator[Record],
+        records: Iterator[LoggedRecord],
         clock: Callable[[], int],
         slice_ms: int = SLICE_MS,
     ) -> None:
@@ -53,9 +53,9 @@ class PartitionLoad:
         if self.done:
             return True
         deadline = self.clock() + self.slice_ms
-        for key, value in self.records:
+        for record in self.records:
             try:
-                self.coordinator.replay(key, value)
+                self.coordinator.replay(self.partition, record)
             except DecodeError:
                 self.skipped += 1
             self.replayed += 1

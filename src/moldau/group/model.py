@@ -70,6 +70,15 @@ class Member:
         return self.protocols == list(protocols)
 
 
+@dataclass
+class PendingTxnOffset:
+    """An offset committed in an open transaction."""
+
+    value: OffsetCommitValue
+    #: A plain commit of the partition came after it, so it will not apply.
+    superseded: bool = False
+
+
 @dataclass(eq=False)
 class Group:
     group_id: str
@@ -90,6 +99,13 @@ class Group:
     #: Members of the current generation expected to send SyncGroup.
     pending_sync: set[str] = field(default_factory=set)
     offsets: dict[TopicPartition, OffsetCommitValue] = field(default_factory=dict)
+    #: Offsets committed inside open transactions (TxnOffsetCommit), per
+    #: producer id: applied when the transaction commits, dropped when it
+    #: aborts, and meanwhile "unstable" to an OffsetFetch that requires
+    #: stable offsets.
+    pending_txn_offsets: dict[int, dict[TopicPartition, PendingTxnOffset]] = field(
+        default_factory=dict
+    )
     #: First rebalance of an Empty group: still inside group.initial.rebalance.delay.ms.
     in_initial_delay: bool = False
     new_member_added: bool = False
@@ -98,6 +114,44 @@ class Group:
     generation_members: tuple[str, ...] = ()
     rebalance: RebalanceRecord | None = None
     history: deque[RebalanceRecord] = field(default_factory=deque)
+
+    # --- offsets --------------------------------------------------------------
+
+    def set_offset(self, tp: TopicPartition, value: OffsetCommitValue) -> None:
+        """A plain commit. It wins over transactional commits of ``tp``
+        written before it, whenever their transactions end (Kafka compares
+        the commits' log offsets; writes here are in log order)."""
+        self.offsets[tp] = value
+        for staged in self.pending_txn_offsets.values():
+            if tp in staged:
+                staged[tp].superseded = True
+
+    def stage_txn_offset(
+        self, producer_id: int, tp: TopicPartition, value: OffsetCommitValue
+    ) -> None:
+        """A commit inside ``producer_id``'s open transaction."""
+        self.pending_txn_offsets.setdefault(producer_id, {})[tp] = PendingTxnOffset(value)
+
+    def complete_txn(self, producer_id: int, committed: bool) -> bool:
+        """``producer_id``'s transaction ended: its offsets become the
+        group's (where no later plain commit superseded them) or are
+        dropped. Whether it had any here."""
+        staged = self.pending_txn_offsets.pop(producer_id, None)
+        if staged is None:
+            return False
+        if committed:
+            for tp, pending in staged.items():
+                if not pending.superseded:
+                    self.offsets[tp] = pending.value
+        return True
+
+    def has_pending_txn_offset(self, tp: TopicPartition) -> bool:
+        return any(tp in staged for staged in self.pending_txn_offsets.values())
+
+    @property
+    def has_offsets(self) -> bool:
+        """Committed or pending in a transaction: an Empty group with either stays."""
+        return bool(self.offsets or self.pending_txn_offsets)
 
     # --- membership -----------------------------------------------------------
 

@@ -28,7 +28,7 @@ from moldau.group.results import (
     OffsetFetchResult,
     PartitionResult,
 )
-from moldau.group.runtime import Record, Runtime
+from moldau.group.runtime import Record, Runtime, TxnProducer
 
 
 class Offsets:
@@ -48,16 +48,60 @@ class Offsets:
             # Only a standalone consumer may create a group by committing; a
             # member of a generation the coordinator does not know is stale.
             if generation_id >= 0:
-                return _fail_commit(partitions, errors.ILLEGAL_GENERATION)
+                return refused_commit(partitions, errors.ILLEGAL_GENERATION)
             group = self.rt.groups[group_id] = self.rt.new_group(group_id)
         elif not (generation_id < 0 and group.state is GroupState.EMPTY):
-            error = self._check_committer(group, member_id, group_instance_id, generation_id)
+            if group.state is GroupState.COMPLETING_REBALANCE:
+                # The member knows the new generation but has no assignment
+                # yet; Kafka clients retry after the rebalance.
+                return refused_commit(partitions, errors.REBALANCE_IN_PROGRESS)
+            error = _check_member(group, member_id, group_instance_id, generation_id)
             if error:
-                return _fail_commit(partitions, error)
+                return refused_commit(partitions, error)
             self.rt.schedule_session(group, group.members[member_id])
+        return self._store(group, partitions)
 
+    def commit_in_transaction(
+        self,
+        group_id: str,
+        producer: TxnProducer,
+        member_id: str,
+        group_instance_id: str | None,
+        generation_id: int,
+        partitions: list[OffsetCommitPartition],
+    ) -> OffsetCommitResult:
+        """TxnOffsetCommit: offsets written inside the producer's transaction,
+        the group's once its commit marker arrives (:meth:`complete_transaction`).
+
+        As Kafka's: a commit naming a member or generation (v3+, KIP-447) is
+        checked like a member's plain commit, but a rebalance in progress does
+        not refuse it; one naming neither (older clients) needs no member,
+        even in a group that has some. A group it names that does not exist
+        is created, as a standalone consumer's commit creates one.
+        """
+        group = self.rt.groups.get(group_id) or self.rt.new_group(group_id)
+        if generation_id >= 0 or member_id or group_instance_id is not None:
+            error = _check_member(group, member_id, group_instance_id, generation_id)
+            if error:
+                return refused_commit(partitions, error)
+        self.rt.groups.setdefault(group_id, group)
+        return self._store(group, partitions, producer)
+
+    def complete_transaction(self, groups: list[Group], producer_id: int, committed: bool) -> None:
+        """The producer's transaction ended with its marker in the groups'
+        offsets partition: its offsets there apply, or are dropped."""
+        for group in groups:
+            group.complete_txn(producer_id, committed)
+
+    def _store(
+        self,
+        group: Group,
+        partitions: list[OffsetCommitPartition],
+        producer: TxnProducer | None = None,
+    ) -> OffsetCommitResult:
         now = self.rt.clock()
         limit = self.rt.config.offset_metadata_max_bytes
+        group_id = group.group_id
         results = []
         records: list[Record] = []
         committed: dict[TopicPartition, OffsetCommitValue] = {}
@@ -73,25 +117,24 @@ class Offsets:
             committed[tp] = OffsetCommitValue(p.offset, p.leader_epoch, metadata, when)
             records.append(offset_record(group_id, tp, committed[tp]))
             results.append(PartitionResult(p.topic, p.partition, errors.NONE))
-        self.rt.write(group_id, records)
-        group.offsets.update(committed)
+        self.rt.write(group_id, records, producer)
+        for tp, value in committed.items():
+            if producer is None:
+                group.set_offset(tp, value)
+            else:
+                group.stage_txn_offset(producer.producer_id, tp, value)
         return OffsetCommitResult(errors.NONE, tuple(results))
 
-    @staticmethod
-    def _check_committer(
-        group: Group, member_id: str, group_instance_id: str | None, generation_id: int
-    ) -> int:
-        if group.state is GroupState.COMPLETING_REBALANCE:
-            # The member knows the new generation but has no assignment yet;
-            # Kafka clients handle this answer by retrying after the rebalance.
-            return errors.REBALANCE_IN_PROGRESS
-        error = group.validate_member(member_id, group_instance_id)
-        if not error and generation_id != group.generation:
-            error = errors.ILLEGAL_GENERATION
-        return error
-
-    def fetch(self, group_id: str, topics: list[tuple[str, list[int]]] | None) -> OffsetFetchResult:
-        """The committed offsets of the given partitions, or of all (``topics`` None)."""
+    def fetch(
+        self,
+        group_id: str,
+        topics: list[tuple[str, list[int]]] | None,
+        require_stable: bool = False,
+    ) -> OffsetFetchResult:
+        """The committed offsets of the given partitions, or of all (``topics``
+        None). With ``require_stable`` (KIP-447), a partition with an offset
+        committed in a transaction still open is UNSTABLE_OFFSET_COMMIT: the
+        client asks again once the transaction has ended."""
         group = self.rt.groups.get(group_id)
         offsets = group.offsets if group is not None else {}
         if topics is None:
@@ -101,7 +144,9 @@ class Offsets:
         found = []
         for topic, p in wanted:
             value = offsets.get((topic, p))
-            if value is None:
+            if require_stable and group is not None and group.has_pending_txn_offset((topic, p)):
+                found.append(FetchedOffset(topic, p, error_code=errors.UNSTABLE_OFFSET_COMMIT))
+            elif value is None:
                 found.append(FetchedOffset(topic, p))
             else:
                 found.append(
@@ -154,7 +199,9 @@ class Offsets:
         records = [offset_tombstone(group.group_id, tp) for tp in partitions]
         for tp in partitions:
             del group.offsets[tp]
-        gone = group.state is GroupState.EMPTY and not group.offsets and not group.pending_members
+        gone = (
+            group.state is GroupState.EMPTY and not group.has_offsets and not group.pending_members
+        )
         if gone:
             records.append(group_tombstone(group.group_id))
         self.rt.write(group.group_id, records)
@@ -179,7 +226,18 @@ class Offsets:
         return False
 
 
-def _fail_commit(partitions: list[OffsetCommitPartition], error: int) -> OffsetCommitResult:
+def _check_member(
+    group: Group, member_id: str, group_instance_id: str | None, generation_id: int
+) -> int:
+    """A committer that names a member must be one, of this generation."""
+    error = group.validate_member(member_id, group_instance_id)
+    if not error and generation_id != group.generation:
+        error = errors.ILLEGAL_GENERATION
+    return error
+
+
+def refused_commit(partitions: list[OffsetCommitPartition], error: int) -> OffsetCommitResult:
+    """Every partition of a commit answered ``error``."""
     return OffsetCommitResult(
         error, tuple(PartitionResult(p.topic, p.partition, error) for p in partitions)
     )

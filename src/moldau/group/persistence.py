@@ -69,8 +69,10 @@ def offset_tombstone(group_id: str, tp: TopicPartition) -> Record:
     return encode_key(OffsetCommitKey(group_id, *tp)), None
 
 
-def replay(rt: Runtime, key: bytes, value: bytes | None) -> None:
-    """Applies one record of ``__consumer_offsets`` to the groups of ``rt``.
+def replay(rt: Runtime, key: bytes, value: bytes | None, producer_id: int = -1) -> None:
+    """Applies one record of ``__consumer_offsets`` to the groups of ``rt``;
+    ``producer_id`` names the transaction it was written in (-1: none), whose
+    marker later applies or drops it.
 
     Records of Kafka's newer group types are skipped; a malformed record
     raises :class:`moldau.group._codec.DecodeError`. No timers are started:
@@ -92,7 +94,10 @@ def replay(rt: Runtime, key: bytes, value: bytes | None) -> None:
         assert isinstance(committed, OffsetCommitValue)
         if group is None:
             group = rt.groups[gid] = rt.new_group(gid)
-        group.offsets[tp] = committed
+        if producer_id >= 0:
+            group.stage_txn_offset(producer_id, tp, committed)
+        else:
+            group.set_offset(tp, committed)
         return
     if value is None:
         if group is not None:
@@ -107,9 +112,10 @@ def replay(rt: Runtime, key: bytes, value: bytes | None) -> None:
 
 def _forget_metadata(rt: Runtime, group: Group) -> None:
     """A group tombstone: the group is gone, though offsets written after it stay."""
-    if group.offsets:
+    if group.has_offsets:
         fresh = rt.new_group(group.group_id)
         fresh.offsets = group.offsets
+        fresh.pending_txn_offsets = group.pending_txn_offsets
         rt.groups[group.group_id] = fresh
     else:
         del rt.groups[group.group_id]

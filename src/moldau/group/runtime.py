@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from moldau.group.config import GroupConfig
 from moldau.group.history import RebalanceRecord
@@ -24,7 +24,44 @@ from moldau.group.timers import Timers
 R = TypeVar("R")
 
 Record = tuple[bytes, bytes | None]
-Persist = Callable[[int, list[Record]], None]
+
+
+class TxnProducer(NamedTuple):
+    """The transactional producer a TxnOffsetCommit writes for: its records
+    go into the offsets log inside that producer's transaction."""
+
+    producer_id: int
+    producer_epoch: int
+
+
+class TxnRecord(NamedTuple):
+    """A record of the offsets log written inside a transaction."""
+
+    key: bytes
+    value: bytes | None
+    producer_id: int
+
+
+class TxnMarker(NamedTuple):
+    """A transaction's end in the offsets log (its commit or abort marker)."""
+
+    producer_id: int
+    committed: bool
+
+
+#: What loading an offsets partition replays, in log order.
+LoggedRecord = Record | TxnRecord | TxnMarker
+
+
+class Persist(Protocol):
+    """Appends records to an offsets partition (inside ``producer``'s
+    transaction when given); raises the write's KafkaError."""
+
+    def __call__(
+        self, partition: int, records: list[Record], producer: TxnProducer | None = None, /
+    ) -> None: ...
+
+
 #: Told (group id, record) when a rebalance has ended, however it ended.
 RebalanceListener = Callable[[str, RebalanceRecord], None]
 
@@ -77,10 +114,12 @@ class Runtime:
         """A group object, not yet registered (a failed request leaves no trace)."""
         return Group(group_id, history=deque(maxlen=self.config.rebalance_history_size))
 
-    def write(self, group_id: str, records: list[Record]) -> None:
+    def write(
+        self, group_id: str, records: list[Record], producer: TxnProducer | None = None
+    ) -> None:
         """Appends records to the group's partition; returns once they are handed over."""
         if records:
-            self._persist(self.partition_of(group_id), records)
+            self._persist(self.partition_of(group_id), records, producer)
 
     def end_rebalance(self, group: Group, record: RebalanceRecord) -> None:
         """Keeps an ended rebalance in the group's history and tells the listener."""

@@ -7,7 +7,8 @@ group error (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS...) goes to each
 requested partition, as Kafka does.
 v2: a null topic list means every partition, top-level error code.
 v3: throttle time. v5: leader epoch. v6: flexible. v7: require_stable
-(moldau has no transactions, so every offset is stable). v8: several groups
+(KIP-447): a partition with an offset committed in a transaction still open
+answers UNSTABLE_OFFSET_COMMIT, and the client asks again. v8: several groups
 in one request.
 
 Only replicated commits are answered: a commit still waiting for the ISR
@@ -51,7 +52,7 @@ def _answer(version: int, service: GroupService, request: Message, error: ErrorC
     if version >= 8:
         groups = []
         for group in request["groups"]:
-            result = _fetch(service, group["group_id"], group["topics"], error)
+            result = _fetch(service, request, group["group_id"], group["topics"], error)
             groups.append(
                 {
                     "group_id": group["group_id"],
@@ -60,19 +61,24 @@ def _answer(version: int, service: GroupService, request: Message, error: ErrorC
                 }
             )
         return {"throttle_time_ms": 0, "groups": groups}
-    result = _fetch(service, request["group_id"], request["topics"], error)
+    result = _fetch(service, request, request["group_id"], request["topics"], error)
     if version < 2 and result.error_code:
         result = _error_per_partition(result.error_code, request["topics"])
     return {"throttle_time_ms": 0, "topics": _topics(result), "error_code": result.error_code}
 
 
 def _fetch(
-    service: GroupService, group_id: str, topics: list[Message] | None, error: ErrorCode
+    service: GroupService,
+    request: Message,
+    group_id: str,
+    topics: list[Message] | None,
+    error: ErrorCode,
 ) -> OffsetFetchResult:
     if error != ErrorCode.NONE:
         return OffsetFetchResult(error, ())
     wanted = None if topics is None else [(t["name"], t["partition_indexes"]) for t in topics]
-    return service.coordinator.fetch_offsets(group_id, wanted)
+    stable = bool(request.get("require_stable", False))
+    return service.coordinator.fetch_offsets(group_id, wanted, stable)
 
 
 def _error_per_partition(error_code: int, topics: list[Message]) -> OffsetFetchResult:
