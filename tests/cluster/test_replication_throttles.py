@@ -288,6 +288,21 @@ def test_dynamic_configs_live_in_zookeeper_and_describe_with_their_sources(
     assert mine["broker.id"].value == "2"  # with its static configs
 
 
+@pytest.mark.usefixtures("unthrottled")
+def test_alter_configs_replaces_a_brokers_whole_set_of_dynamic_configs(
+    cluster: LocalCluster,
+) -> None:
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    alter(cluster, [broker_configs("1", **{LEADER_RATE: "1000000", FOLLOWER_RATE: "2000000"})])
+    resource = ConfigResource(ResourceType.BROKER, "1", set_config={FOLLOWER_RATE: "3000000"})
+    client = admin(cluster)
+    client.alter_configs([resource])[resource].result(20)
+    configs = describe(cluster, "1")
+    assert LEADER_RATE not in configs  # left out: gone, as AlterConfigs does
+    assert configs[FOLLOWER_RATE].value == "3000000"
+
+
 def test_a_single_node_refuses_throttles_it_would_have_nothing_to_apply_to(
     broker: BrokerProcess,
 ) -> None:
