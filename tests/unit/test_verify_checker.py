@@ -357,3 +357,114 @@ def test_fault_targets_that_cannot_play_the_role_or_the_kind() -> None:
     for bad in ("k:kill", "k=kill=x", "k:explode=x", ":kill=x"):
         with pytest.raises(ValueError):
             parse_fault_commands([bad])
+
+
+# -- transactional runs ---------------------------------------------------------
+
+
+def transactional_history() -> History:
+    """One partition: transaction 0 aborted (offsets 0-1, marker at 2),
+    transaction 1 committed (offsets 3-4, marker at 5). A member reads the
+    committed values from the start (the first at offset 3) and commits;
+    the final read sees them."""
+    tick = Clock()
+    h = History(topic="t", partitions=1)
+    for seq, (txn, outcome, offset) in enumerate(
+        [(0, "aborted", 0), (0, "aborted", 1), (1, "ok", 3), (1, "ok", 4)]
+    ):
+        h.sends.append(Send("p", seq, f"v{seq}", 0, None, tick(), outcome, offset, tick(), txn=txn))
+    h.assignments.append(Assignment("a", tick(), (0,)))
+    for offset, value in ((3, "v2"), (4, "v3")):
+        h.reads.append(Read("a", 0, offset, value, tick()))
+    h.commits.append(Commit("a", 0, 6, tick(), tick(), True))
+    for offset, value in ((3, "v2"), (4, "v3")):
+        h.reads.append(Read(FINAL_READER, 0, offset, value, tick()))
+    h.final.append(FinalRead(0, 6, True))
+    return h
+
+
+def test_a_clean_transactional_history_passes_despite_its_offset_gaps() -> None:
+    verdict = check(transactional_history())
+    assert verdict.ok, verdict.examples
+    assert (verdict.stats["aborted"], verdict.stats["transactions"]) == (2, 2)
+
+
+def test_a_read_of_an_aborted_value_is_caught() -> None:
+    h = transactional_history()
+    h.reads.append(Read("x", 0, 0, "v0", 100.0))
+    # (the member, which began at offset 3, now also skipped what x saw at 0)
+    assert kinds(h) == {"aborted_read": 1, "skipped": 1}
+
+
+def test_a_committed_transaction_seen_in_part_is_torn_and_lost() -> None:
+    h = transactional_history()
+    h.reads = [r for r in h.reads if not (r.consumer == FINAL_READER and r.value == "v3")]
+    assert kinds(h) == {"torn_transaction": 1, "lost": 1}
+
+
+def test_a_transaction_of_unknown_outcome_must_still_be_whole() -> None:
+    h = transactional_history()
+    h.sends = [replace(s, outcome="failed") if s.txn == 1 else s for s in h.sends]
+    assert kinds(h) == {}  # seen whole: it committed
+    h.reads = [r for r in h.reads if not (r.consumer == FINAL_READER and r.value == "v3")]
+    assert kinds(h) == {"torn_transaction": 1}
+
+
+def test_a_member_that_jumps_over_a_committed_value_is_still_caught() -> None:
+    h = transactional_history()
+    h.reads = [r for r in h.reads if not (r.consumer == "a" and r.value == "v2")]
+    assert kinds(h) == {"skipped": 1}
+
+
+@st.composite
+def correct_transactional_runs(draw: st.DrawFn) -> History:
+    """What a correct cluster gives a transactional producer and a
+    read_committed member: every value takes an offset, every transaction
+    ends with a marker in each partition it wrote; only committed values are
+    read (the member resumes at its commits), and the final read sees them."""
+    partitions = draw(st.integers(1, 3))
+    tick = Clock()
+    h = History(topic="t", partitions=partitions)
+    next_offset = [0] * partitions
+    readable: list[list[tuple[int, str]]] = [[] for _ in range(partitions)]
+    seqs = itertools.count()
+    for txn in range(draw(st.integers(0, 8))):
+        outcome = draw(st.sampled_from(["ok", "ok", "aborted", "failed"]))
+        committed = outcome == "ok" or (outcome == "failed" and draw(st.booleans()))
+        touched = set()
+        for _ in range(draw(st.integers(1, 3))):
+            partition = draw(st.integers(0, partitions - 1))
+            seq = next(seqs)
+            offset = next_offset[partition]
+            next_offset[partition] += 1
+            touched.add(partition)
+            if committed:
+                readable[partition].append((offset, f"v{seq}"))
+            h.sends.append(
+                Send("p", seq, f"v{seq}", partition, None, tick(), outcome, offset, tick(), txn=txn)
+            )
+        for partition in touched:  # the markers
+            next_offset[partition] += 1
+    h.assignments.append(Assignment("m", tick(), tuple(range(partitions))))
+    for partition in range(partitions):
+        cut = draw(st.integers(0, len(readable[partition])))
+        for offset, value in readable[partition][:cut]:
+            h.reads.append(Read("m", partition, offset, value, tick()))
+        if cut:
+            h.commits.append(
+                Commit("m", partition, readable[partition][cut - 1][0] + 1, tick(), tick(), True)
+            )
+    h.assignments.append(Assignment("m", tick(), ()))
+    h.assignments.append(Assignment("n", tick(), tuple(range(partitions))))
+    for partition in range(partitions):
+        for offset, value in readable[partition]:
+            h.reads.append(Read(FINAL_READER, partition, offset, value, tick()))
+        h.final.append(FinalRead(partition, next_offset[partition], True))
+    return h
+
+
+@settings(max_examples=200, deadline=None)
+@given(correct_transactional_runs())
+def test_random_correct_transactional_runs_are_clean(history: History) -> None:
+    verdict = check(history)
+    assert verdict.ok, verdict.examples

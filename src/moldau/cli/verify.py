@@ -80,6 +80,16 @@ def register(commands: Any) -> None:
         help="a shell command for ACTION (kill, stop, start, pause, resume) on target NAME "
         "(repeatable; name targets by broker id to use roles)",
     )
+    parser.add_argument(
+        "--transactional",
+        action="store_true",
+        help="send in transactions, abort some, and check that read_committed consumers "
+        "see committed ones whole and exactly once and aborted ones never",
+    )
+    parser.add_argument("--txn-size", type=int, default=10, help="values per transaction")
+    parser.add_argument(
+        "--abort-every", type=int, default=5, help="abort every Nth transaction (0: none)"
+    )
     parser.add_argument("--history", type=Path, help="where to write the history (JSON)")
     parser.add_argument("--seed", type=int, help="seed of the fault schedule")
     parser.add_argument(
@@ -132,6 +142,9 @@ def _verify(args: argparse.Namespace) -> int:
         consumers=args.consumers,
         duration=args.duration,
         rate=args.rate,
+        transactional=args.transactional,
+        txn_size=args.txn_size,
+        abort_every=args.abort_every,
     )
     workload = Workload(config)
     nemesis = _nemesis(args, workload)
@@ -139,6 +152,11 @@ def _verify(args: argparse.Namespace) -> int:
         f"moldau verify: topic {config.topic} on {bootstrap}: {config.partitions} partitions, "
         f"RF {config.replication_factor}, min.insync.replicas {config.min_insync_replicas}, "
         f"{config.consumers} consumers, {config.duration:g}s"
+        + (
+            f", transactions of {config.txn_size} (every {config.abort_every}th aborted)"
+            if config.transactional
+            else ""
+        )
         + (f", faults {args.faults} every {args.interval:g}s on {args.target}" if nemesis else ""),
         flush=True,
     )
@@ -166,9 +184,12 @@ def _validate(args: argparse.Namespace) -> None:
     for name in ("duration", "interval"):
         if getattr(args, name) <= 0:
             raise _BadArguments(f"--{name} must be above 0")
-    for name in ("partitions", "consumers", "replication_factor", "min_insync_replicas"):
+    counts = ("partitions", "consumers", "replication_factor", "min_insync_replicas", "txn_size")
+    for name in counts:
         if getattr(args, name) < 1:
             raise _BadArguments(f"--{name.replace('_', '-')} must be at least 1")
+    if args.abort_every < 0:
+        raise _BadArguments("--abort-every must be 0 (no aborts) or more")
     unknown = sorted(set(_kinds(args)) - set(KINDS))
     if unknown:
         raise _BadArguments(f"unknown fault {unknown[0]!r}: --faults takes {', '.join(KINDS)}")
@@ -253,6 +274,13 @@ def render(history: History, verdict: Verdict, replicas: ReplicaReport | None) -
     lines = [
         f"  sent {stats['sent']}, acknowledged {stats['acknowledged']}, failed "
         f"{stats['failed']}, unknown {stats['unknown']}{rate}",
+    ]
+    if stats.get("transactions"):
+        lines.append(
+            f"  transactions {stats['transactions']}: values committed {stats['acknowledged']}, "
+            f"aborted {stats['aborted']}, of unknown outcome {stats['failed']}"
+        )
+    lines += [
         f"  read by the group {stats['group_reads']} ({stats['commits']} commits, "
         f"{stats['rebalances']} assignment changes); final read {stats['final_reads']} "
         f"({stats['partitions_fully_read']}/{history.partitions} partitions complete)",

@@ -13,9 +13,12 @@ proves, never on timing guesses:
 - ``offset_conflict``: one offset read with two different values, or read
   with a value other than the one acknowledged there.
 - ``skipped``: a group member that, newly assigned a partition, first reads
-  it above every offset committed before the assignment (or above 0 with no
-  commit: the topic is fresh and the group resets to the earliest), or that
-  jumps over offsets the log holds while it keeps the partition.
+  it above a value the log holds at or above every offset committed before
+  the assignment (or above 0 with no commit: the topic is fresh and the
+  group resets to the earliest), or that jumps over a value the log holds
+  while it keeps the partition. The log holds a value where someone read
+  one or a send was acknowledged (offsets of aborted transactions and of
+  transaction markers hold none a read_committed consumer sees).
 - ``commit_lost``: a group member that, newly assigned a partition, first
   reads it below an offset whose commit the coordinator had accepted before
   the assignment: the group forgot a committed offset (re-reading is allowed
@@ -25,6 +28,15 @@ proves, never on timing guesses:
   coordinator took commits for one partition from two owners of one
   generation (a commit is accepted only from the current generation, and A
   never gave the partition up in between).
+
+Transactional runs (sends with a ``txn``; consumers read_committed) add:
+
+- ``aborted_read``: a value of an aborted transaction was read.
+- ``torn_transaction``: the complete final read holds some values of a
+  transaction and not others (judged where every partition it wrote was
+  read completely): a transaction is seen whole or not at all, whatever its
+  outcome. Values of committed transactions are ``ok`` sends, so one that is
+  missing is also ``lost``, and one read twice ``duplicated``.
 
 A ``failed`` or ``unknown`` send may be present or absent: neither is a
 violation (a timed-out write may have been appended).
@@ -49,6 +61,8 @@ KINDS = (
     "skipped",
     "commit_lost",
     "double_owned",
+    "aborted_read",
+    "torn_transaction",
 )
 #: How many examples of each kind a verdict keeps.
 EXAMPLES = 5
@@ -88,6 +102,8 @@ def check(history: History) -> Verdict:
         ("skipped", _skipped),
         ("commit_lost", _commit_lost),
         ("double_owned", _double_owned),
+        ("aborted_read", _aborted_read),
+        ("torn_transaction", _torn_transactions),
     ):
         for example in finder(history, index):
             verdict.add(kind, example)
@@ -122,6 +138,9 @@ class _Index:
                 self.reads_by[(read.consumer, read.partition)].append(read)
         for reads in self.reads_by.values():
             reads.sort(key=lambda r: r.time)
+        #: (partition, offset) where the log holds a value consumers see
+        self.holds: set[tuple[int, int]] = set(self.values_at)
+        self.holds.update((s.partition, s.offset) for s in self.acked if s.offset is not None)
 
 
 def _lost(history: History, index: _Index) -> Iterator[dict[str, Any]]:
@@ -228,7 +247,7 @@ def _skipped(history: History, index: _Index) -> Iterator[dict[str, Any]]:
     for holding, reads, before in _resumptions(history, index):
         committed = max((c.offset for c in before), default=0)
         first = reads[0]
-        if first.offset > committed:
+        if any((holding.partition, o) in index.holds for o in range(committed, first.offset)):
             yield {
                 "member": holding.member,
                 "partition": holding.partition,
@@ -237,7 +256,7 @@ def _skipped(history: History, index: _Index) -> Iterator[dict[str, Any]]:
             }
         for previous, read in itertools.pairwise(reads):
             jumped = range(previous.offset + 1, read.offset)
-            if any((holding.partition, offset) in index.values_at for offset in jumped):
+            if any((holding.partition, offset) in index.holds for offset in jumped):
                 yield {
                     "member": holding.member,
                     "partition": holding.partition,
@@ -298,8 +317,30 @@ def _double_owned(history: History, index: _Index) -> Iterator[dict[str, Any]]:
                 break
 
 
+def _aborted_read(history: History, index: _Index) -> Iterator[dict[str, Any]]:
+    for send in history.sends:
+        if send.outcome == "aborted" and send.value in index.read_at:
+            places = sorted(index.read_at[send.value])
+            yield {"value": send.value, "txn": send.txn, "read_at": places}
+
+
+def _torn_transactions(history: History, index: _Index) -> Iterator[dict[str, Any]]:
+    by_txn: dict[int, list[Send]] = defaultdict(list)
+    for send in history.sends:
+        if send.txn is not None:
+            by_txn[send.txn].append(send)
+    for txn, sends in sorted(by_txn.items()):
+        if not all(s.partition in index.complete for s in sends):
+            continue
+        seen = [s.value for s in sends if s.value in index.final_values[s.partition]]
+        if seen and len(seen) < len(sends):
+            missing = [s.value for s in sends if s.value not in seen]
+            outcome = sends[0].outcome
+            yield {"txn": txn, "outcome": outcome, "seen": seen[:5], "missing": missing[:5]}
+
+
 def _stats(history: History, index: _Index) -> dict[str, Any]:
-    outcomes = {"ok": 0, "failed": 0, "unknown": 0}
+    outcomes = {"ok": 0, "failed": 0, "unknown": 0, "aborted": 0}
     for send in history.sends:
         outcomes[send.outcome] += 1
     group_reads = sum(len(r) for r in index.reads_by.values())
@@ -311,6 +352,8 @@ def _stats(history: History, index: _Index) -> dict[str, Any]:
         "acknowledged": outcomes["ok"],
         "failed": outcomes["failed"],
         "unknown": outcomes["unknown"],
+        "aborted": outcomes["aborted"],
+        "transactions": len({s.txn for s in history.sends if s.txn is not None}),
         "group_reads": group_reads,
         "final_reads": len(history.reads) - group_reads,
         "distinct_values_read": len(index.read_at),

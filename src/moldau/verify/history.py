@@ -2,9 +2,12 @@
 
 Times are ``time.monotonic()`` seconds of the recording process: only their
 order matters. A send's ``outcome`` is ``ok`` (acknowledged, with its
-offset), ``failed`` (the client gave up: the value may or may not be stored,
-as a timed-out write may have been appended) or ``unknown`` (no answer before
-the run ended). A commit's ``offset`` is Kafka's: the next offset to read.
+offset; in a transactional run, its transaction committed), ``failed`` (the
+client gave up: the value may or may not be stored, as a timed-out write may
+have been appended; in a transactional run, whether its transaction committed
+is not known), ``unknown`` (no answer before the run ended) or ``aborted``
+(its transaction was aborted: no read_committed consumer may see it). A
+commit's ``offset`` is Kafka's: the next offset to read.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Outcome = Literal["ok", "failed", "unknown"]
+Outcome = Literal["ok", "failed", "unknown", "aborted"]
 
 #: The ``consumer`` of the reads made by the final full read.
 FINAL_READER = "final"
@@ -33,6 +36,8 @@ class Send:
     offset: int | None = None
     done: float | None = None
     error: str | None = None
+    #: The transaction it was sent in (transactional runs), numbered from 0.
+    txn: int | None = None
 
 
 @dataclass(frozen=True)

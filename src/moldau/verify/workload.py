@@ -17,6 +17,15 @@ asyncio: librdkafka's calls block and call back on the calling thread.
    watermark (or ``drain`` seconds pass), then leaves.
 5. A fresh consumer outside the group reads every partition from offset 0 to
    the high watermark: the final full read.
+
+With ``transactional``, the producer sends its values in transactions of
+``txn_size`` (over every partition), aborting every ``abort_every``-th, and
+every consumer reads committed records only (librdkafka's default
+isolation.level): the checker then also proves that aborted values are never
+read and that every transaction is seen whole or not at all. A transaction
+whose end the producer could not learn (its commit failed without a clear
+answer) has outcome ``failed``; the producer is then replaced under the same
+transactional.id, which fences the old one, as an application would.
 """
 
 from __future__ import annotations
@@ -29,10 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .history import FINAL_READER, Assignment, Commit, FinalRead, History, Read, Send
+from .history import FINAL_READER, Assignment, Commit, FinalRead, History, Outcome, Read, Send
 
 if TYPE_CHECKING:
-    from confluent_kafka import Message
+    from confluent_kafka import KafkaError, Message, Producer
 
 Clock = Callable[[], float]
 
@@ -58,6 +67,12 @@ class WorkloadConfig:
     message_timeout_ms: int = 30_000
     #: extra librdkafka settings for every client (security, debug)
     client_config: dict[str, str] = field(default_factory=dict)
+    #: send in transactions (see the module doc)
+    transactional: bool = False
+    #: values per transaction
+    txn_size: int = 10
+    #: abort every this many transactions (0: commit them all)
+    abort_every: int = 5
 
     @property
     def group(self) -> str:
@@ -129,7 +144,10 @@ class Workload:
             member.start()
         try:
             with nemesis if nemesis is not None else contextlib.nullcontext():
-                produce_end, unknown = self._produce()
+                if config.transactional:
+                    produce_end, unknown = self._produce_transactions()
+                else:
+                    produce_end, unknown = self._produce()
             self._wait_group_caught_up(self.clock() + config.drain)
         finally:
             self._stop_group.set()
@@ -170,7 +188,7 @@ class Workload:
     def _produce(self) -> tuple[float, int]:
         """Send for ``duration`` seconds; the time sending stopped and how
         many sends were left unanswered."""
-        from confluent_kafka import KafkaError, KafkaException, Producer
+        from confluent_kafka import KafkaException, Producer
 
         config, recorder = self.config, self._recorder
         producer = Producer(
@@ -230,6 +248,118 @@ class Workload:
         produce_end = self.clock()
         unknown = producer.flush(config.drain)
         return produce_end, unknown
+
+    def _produce_transactions(self) -> tuple[float, int]:
+        """Send in transactions for ``duration`` seconds; the time sending
+        stopped (every transaction is ended, so none is left unanswered)."""
+        config, recorder = self.config, self._recorder
+        producer = self._transactional_producer()
+
+        def delivered(seq: int) -> Callable[[KafkaError | None, Message], None]:
+            def callback(error: KafkaError | None, message: Message) -> None:
+                send = recorder.sends[seq]
+                send["done"] = self.clock()
+                if error is None:
+                    send["offset"] = message.offset()
+                else:
+                    send["error"] = str(error)
+
+            return callback
+
+        start = self.clock()
+        end = start + config.duration
+        seq = txn = 0
+        while self.clock() < end:
+            first = seq
+            producer.begin_transaction()
+            for _ in range(config.txn_size):
+                while config.rate and seq >= (self.clock() - start) * config.rate:
+                    producer.poll(0.01)
+                partition = seq % config.partitions
+                value = f"v{seq}"
+                with recorder.lock:
+                    recorder.sends.append(
+                        {
+                            "seq": seq,
+                            "value": value,
+                            "partition": partition,
+                            "sent": self.clock(),
+                            "txn": txn,
+                        }
+                    )
+                self._produce_one(producer, value.encode(), partition, delivered(seq))
+                seq += 1
+            abort = config.abort_every > 0 and txn % config.abort_every == config.abort_every - 1
+            outcome = self._end_transaction(producer, abort)
+            with recorder.lock:
+                for send in recorder.sends[first:seq]:
+                    send["outcome"] = outcome
+            if outcome == "failed":  # the producer is unusable: a new one fences it
+                producer = self._transactional_producer()
+            txn += 1
+        return self.clock(), 0
+
+    def _transactional_producer(self) -> Producer:
+        from confluent_kafka import KafkaException, Producer
+
+        config, recorder = self.config, self._recorder
+        producer = Producer(
+            self._client(
+                **{
+                    "transactional.id": f"{config.topic}-producer",
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "message.timeout.ms": config.message_timeout_ms,
+                    "error_cb": lambda error: recorder.error("producer", error),
+                }
+            )
+        )
+        try:
+            producer.init_transactions(config.drain)
+        except KafkaException as exc:
+            raise WorkloadError(f"cannot start a transactional producer: {exc.args[0]}") from None
+        return producer
+
+    def _produce_one(
+        self,
+        producer: Producer,
+        value: bytes,
+        partition: int,
+        on_delivery: Callable[[KafkaError | None, Message], None],
+    ) -> None:
+        """Hands one value to the producer, waiting while its queue is full."""
+        topic = self.config.topic
+        while True:
+            try:
+                producer.produce(topic, value, partition=partition, on_delivery=on_delivery)
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    def _end_transaction(self, producer: Producer, abort: bool) -> Outcome:
+        """Commit (or abort) the open transaction: ``ok``, ``aborted``, or
+        ``failed`` when its outcome could not be learnt. A retriable error is
+        retried; one that requires an abort aborts, as librdkafka asks."""
+        from confluent_kafka import KafkaException
+
+        deadline = self.clock() + self.config.drain
+        while True:
+            remaining = max(0.1, deadline - self.clock())
+            try:
+                if abort:
+                    producer.abort_transaction(remaining)
+                    return "aborted"
+                producer.commit_transaction(remaining)
+                return "ok"
+            except KafkaException as exc:
+                error = exc.args[0]
+                self._recorder.error("transaction", error)
+                if self.clock() >= deadline or error.fatal():
+                    return "failed"
+                if error.txn_requires_abort():
+                    abort = True
+                elif not error.retriable():
+                    return "failed"
 
     # -- the group -------------------------------------------------------------
 
@@ -387,6 +517,7 @@ class Workload:
                 offset=s.get("offset"),
                 done=s.get("done"),
                 error=s.get("error"),
+                txn=s.get("txn"),
             )
             for s in recorder.sends
         ]
@@ -400,6 +531,7 @@ class Workload:
             "min_insync_replicas": config.min_insync_replicas,
             "consumers": config.consumers,
             "rate": config.rate,
+            "transactional": config.transactional,
             "started": started,
             "produce_seconds": produce_end - started,
             "ended": self.clock(),
