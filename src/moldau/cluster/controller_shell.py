@@ -56,6 +56,8 @@ from moldau.cluster import wire
 from moldau.cluster.channels import BrokerChannels
 from moldau.cluster.controller.commands import (
     AlterPartitionReply,
+    AlterReassignmentsReply,
+    CheckReassignments,
     Command,
     ControlledShutdownReply,
     CreatePartitionStates,
@@ -68,11 +70,13 @@ from moldau.cluster.controller.commands import (
     StopReplica,
     UpdateMetadata,
     UpdatePartitionState,
+    UpdateTopicAssignment,
 )
 from moldau.cluster.controller.context import TopicPartition
 from moldau.cluster.controller.controller import Controller
 from moldau.cluster.controller.events import (
     AlterPartition,
+    AlterReassignments,
     BrokerChange,
     ControlledShutdown,
     ControllerElected,
@@ -81,8 +85,10 @@ from moldau.cluster.controller.events import (
     Event,
     IsrChangeNotification,
     LeaderImbalanceCheck,
+    ListReassignments,
     PartitionModification,
     PartitionStatesStale,
+    ReassignmentIsrChange,
     StopReplicaResult,
     TopicChange,
     TopicDeletion,
@@ -133,7 +139,9 @@ class _SessionLost:
     pass
 
 
-Request = ControlledShutdown | AlterPartition | ElectLeaders
+Request = (
+    ControlledShutdown | AlterPartition | ElectLeaders | AlterReassignments | ListReassignments
+)
 
 
 @dataclass(frozen=True)
@@ -144,7 +152,7 @@ class _Submit:
 
 @dataclass(frozen=True)
 class _Feed:
-    event: StopReplicaResult | LeaderImbalanceCheck
+    event: StopReplicaResult | LeaderImbalanceCheck | ReassignmentIsrChange
 
 
 _Item = _Fired | _Campaign | _SessionLost | _Submit | _Feed
@@ -549,7 +557,11 @@ class ControllerShell:
         for command in commands:
             if isinstance(
                 command,
-                CreatePartitionStates | UpdatePartitionState | DeleteTopic | RemoveDeletionMarks,
+                CreatePartitionStates
+                | UpdatePartitionState
+                | UpdateTopicAssignment
+                | DeleteTopic
+                | RemoveDeletionMarks,
             ):
                 try:
                     await self._write(command)
@@ -558,13 +570,15 @@ class ControllerShell:
                     self._queue.put_nowait(_Campaign())
                     return
                 except (StaleVersion, NodeExistsError, NoNodeError):
-                    if isinstance(command, DeleteTopic | RemoveDeletionMarks):
+                    if not isinstance(command, CreatePartitionStates | UpdatePartitionState):
                         raise
                     stale |= _partitions(command)
             elif stale or self._term is not term or self._session_lost:
                 continue  # the batch assumed every write succeeded
             elif isinstance(command, LeaderAndIsr | UpdateMetadata | StopReplica):
                 self._send(command)
+            elif isinstance(command, CheckReassignments):
+                self._queue.put_nowait(_Feed(ReassignmentIsrChange(command.partitions)))
             elif reply is not None and not reply.done():
                 reply.set_result(command)
         if stale:
@@ -580,7 +594,11 @@ class ControllerShell:
 
     async def _write(
         self,
-        command: CreatePartitionStates | UpdatePartitionState | DeleteTopic | RemoveDeletionMarks,
+        command: CreatePartitionStates
+        | UpdatePartitionState
+        | UpdateTopicAssignment
+        | DeleteTopic
+        | RemoveDeletionMarks,
     ) -> None:
         lease = _lease(self.broker_id, command.fence)
         if isinstance(command, CreatePartitionStates):
@@ -589,6 +607,8 @@ class ControllerShell:
             await self.store.update_partition_state(
                 command.topic, command.partition, command.state, lease
             )
+        elif isinstance(command, UpdateTopicAssignment):
+            await self.store.update_topic_partitions(command.topic, command.partitions, lease)
         elif isinstance(command, DeleteTopic):
             await self.store.delete_topic(command.topic, lease)
         else:
@@ -677,6 +697,16 @@ def describe_event(event: Event) -> str:
         return f"{event.election_type.name.lower()} leader election asked for {which} partitions"
     if isinstance(event, LeaderImbalanceCheck):
         return "leader imbalance check"
+    if isinstance(event, AlterReassignments):
+        cancels = sum(1 for t in event.targets.values() if t is None)
+        return (
+            f"reassignment asked for {len(event.targets) - cancels} partitions, "
+            f"cancel for {cancels}"
+        )
+    if isinstance(event, ListReassignments):
+        return "reassignments listed"
+    if isinstance(event, ReassignmentIsrChange):
+        return f"ISR changed for {len(event.partitions)} partitions being reassigned"
     return type(event).__name__
 
 
@@ -716,6 +746,9 @@ def describe_commands(
         parts.append(f"{created} new partition states to write")
     if updates:
         parts.append(f"{len(updates)} partition states to write ({moved} move leader)")
+    moved_topics = [c.topic for c in commands if isinstance(c, UpdateTopicAssignment)]
+    if moved_topics:
+        parts.append(f"replica assignments to write for [{', '.join(moved_topics)}]")
     deleted = [c.topic for c in commands if isinstance(c, DeleteTopic)]
     if deleted:
         parts.append(f"topics to delete [{', '.join(deleted)}]")
@@ -728,4 +761,6 @@ def describe_commands(
         parts.append(f"answered broker {_ids(r.broker_id for r in replies)}")
     if any(isinstance(c, ElectLeadersReply) for c in commands):
         parts.append("answered the election request")
+    if any(isinstance(c, AlterReassignmentsReply) for c in commands):
+        parts.append("answered the reassignment request")
     return "; ".join(parts) or "nothing to do"

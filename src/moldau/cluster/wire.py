@@ -117,8 +117,8 @@ def _leader_and_isr_body(command: LeaderAndIsr) -> Message:
                         "isr": list(p.isr),
                         "partition_epoch": p.partition_epoch,
                         "replicas": list(p.replicas),
-                        "adding_replicas": [],
-                        "removing_replicas": [],
+                        "adding_replicas": list(p.adding_replicas),
+                        "removing_replicas": list(p.removing_replicas),
                         "is_new": p.is_new,
                         "leader_recovery_state": p.leader_recovery_state,
                     }
@@ -223,6 +223,8 @@ def decode_leader_and_isr(body: Message, broker_id: int) -> LeaderAndIsr:
             leader_recovery_state=p.get("leader_recovery_state", 0),
             is_new=p["is_new"],
             topic_id=_topic_id(topic.get("topic_id")),
+            adding_replicas=tuple(p.get("adding_replicas") or ()),
+            removing_replicas=tuple(p.get("removing_replicas") or ()),
         )
         for topic in body["topic_states"]
         for p in topic["partition_states"]

@@ -163,6 +163,35 @@ class LeaderImbalanceCheck:
     nothing."""
 
 
+@dataclass(frozen=True)
+class AlterReassignments:
+    """An operator moves partitions to new replicas (AlterPartitionReassignments,
+    API key 45; Kafka: ApiPartitionReassignment): per partition the target
+    replicas, None to cancel its reassignment. Answered by
+    ``AlterReassignmentsReply``."""
+
+    targets: Mapping[TopicPartition, tuple[int, ...] | None]
+
+
+@dataclass(frozen=True)
+class ListReassignments:
+    """An operator asks which reassignments run (ListPartitionReassignments,
+    API key 46; Kafka: ListPartitionReassignments); ``partitions`` None means
+    all. Answered by ``ListReassignmentsReply``."""
+
+    partitions: frozenset[TopicPartition] | None = None
+
+
+@dataclass(frozen=True)
+class ReassignmentIsrChange:
+    """The ISRs of partitions being reassigned changed: is any reassignment
+    complete now? (Kafka: PartitionReassignmentIsrChange.) The controller
+    asks for it with ``CheckReassignments``; the shell feeds it after the
+    batch that asked."""
+
+    partitions: frozenset[TopicPartition]
+
+
 Event = (
     ControllerElected
     | ControllerMoved
@@ -178,4 +207,7 @@ Event = (
     | UncleanLeaderElectionEnable
     | ElectLeaders
     | LeaderImbalanceCheck
+    | AlterReassignments
+    | ListReassignments
+    | ReassignmentIsrChange
 )

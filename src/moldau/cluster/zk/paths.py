@@ -383,6 +383,14 @@ class ReplicaAssignment:
         """Where the partition ends up once a reassignment completes."""
         return tuple(r for r in self.replicas if r not in self.removing)
 
+    def origin_replicas(self) -> tuple[int, ...]:
+        """Where the partition was before the reassignment (where a cancel returns it)."""
+        return tuple(r for r in self.replicas if r not in self.adding)
+
+    @property
+    def is_reassigning(self) -> bool:
+        return bool(self.adding or self.removing)
+
 
 @dataclass(frozen=True)
 class TopicAssignment:

@@ -303,6 +303,35 @@ class ZkStore:
             raise StaleVersion(f"topic {topic} changed since version {expected_version}") from None
         return int(stat.version)
 
+    async def update_topic_partitions(
+        self,
+        topic: str,
+        partitions: Mapping[int, zp.ReplicaAssignment],
+        lease: ControllerLease,
+    ) -> None:
+        """The controller's rewrite of some partitions' replicas (a
+        reassignment), fenced; the topic's other partitions stay as the znode
+        has them. Read, change, write conditionally on the version read, and
+        again if someone wrote in between (CreatePartitions). A topic gone
+        meanwhile is left alone.
+
+        Where moldau departs from Kafka: Kafka writes the whole assignment it
+        holds in memory, so a partition added since it last read is lost."""
+        while True:
+            found = await self.topic_with_version(topic)
+            if found is None:
+                return
+            current, version = found
+            assignment = zp.TopicAssignment(current.topic_id, {**current.partitions, **partitions})
+            try:
+                await self._fenced(
+                    lease,
+                    [Op.set(zp.topic_path(topic), zp.encode_topic(assignment), version)],
+                )
+            except (BadVersionError, NoNodeError):
+                continue
+            return
+
     async def topics_marked_for_deletion(self, watch: WatchHandler | None = None) -> list[str]:
         return sorted(await self.client.children(zp.DELETE_TOPICS, watch))
 
