@@ -18,6 +18,7 @@ from moldau.cluster.controller.commands import (
     Fence,
     RemoveDeletionMarks,
     UpdatePartitionState,
+    UpdateTopicAssignment,
     ZkWrite,
 )
 from moldau.cluster.controller.context import LiveBroker, TopicPartition
@@ -132,6 +133,12 @@ class FakeZkView:
             if found is None or found[1] != write.state.zk_version:
                 return Outcome.STALE
             self.nodes[path] = (zp.encode_partition_state(write.state), found[1] + 1)
+        elif isinstance(write, UpdateTopicAssignment):
+            path = zp.topic_path(write.topic)
+            data, version = self.nodes[path]
+            old = zp.decode_topic(write.topic, data)
+            new = zp.TopicAssignment(old.topic_id, {**old.partitions, **write.partitions})
+            self.nodes[path] = (zp.encode_topic(new), version + 1)
         elif isinstance(write, DeleteTopic):
             base = zp.topic_path(write.topic)
             for path in [p for p in self.nodes if p == base or p.startswith(base + "/")]:

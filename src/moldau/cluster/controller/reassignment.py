@@ -11,7 +11,9 @@ ReplicaAssignment.reassignTo) keeps, per partition being reassigned:
 
 A reassignment is complete when every TRS member is in the ISR; then the
 partition's replicas become TRS and the removed ones are deleted. A cancel
-is a reassignment back to ORS; a new target for a partition already being
+is a reassignment back to ORS, which the znode holds only as RS without the
+adding replicas, in RS's order (Kafka's originReplicas): cancelling [1, 2]
+-> [2, 3] leaves [2, 1], whose preferred leader is 2; a new target for a partition already being
 reassigned is taken relative to its ORS (the replicas it had before the
 first target), so the replicas only the old target added are removed.
 
