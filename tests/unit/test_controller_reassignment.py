@@ -23,6 +23,7 @@ from moldau.cluster.controller.commands import (
     AlterReassignmentsReply,
     LeaderAndIsr,
     ListReassignmentsReply,
+    ReassignmentOutcome,
     StopReplica,
     UpdateTopicAssignment,
 )
@@ -329,3 +330,13 @@ def test_one_request_answers_every_partition() -> None:
         ("t", 5): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
         ("u", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
     }
+
+
+def test_v1_may_forbid_changing_the_replication_factor() -> None:
+    h = cluster([1, 2])
+    h.feed(AlterReassignments({TP: (1, 2, 3)}, allow_replication_factor_change=False))
+    reply = h.replies[-1]
+    assert isinstance(reply, AlterReassignmentsReply)
+    assert reply.results[0].error is ErrorCode.INVALID_REPLICATION_FACTOR
+    h.feed(AlterReassignments({TP: (2, 3)}, allow_replication_factor_change=False))
+    assert h.replies[-1] == AlterReassignmentsReply((ReassignmentOutcome("t", 0, ErrorCode.NONE),))

@@ -492,6 +492,8 @@ class Controller:
                 target = current.origin_replicas()
             else:
                 refusal = reassignment.validate(target, current, ctx.live_ids())
+                if refusal is None and not event.allow_replication_factor_change:
+                    refusal = reassignment.same_size(target, current)
                 if refusal is not None:
                     outcomes[tp] = refusal
                     continue

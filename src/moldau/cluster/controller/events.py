@@ -168,9 +168,12 @@ class AlterReassignments:
     """An operator moves partitions to new replicas (AlterPartitionReassignments,
     API key 45; Kafka: ApiPartitionReassignment): per partition the target
     replicas, None to cancel its reassignment. Answered by
-    ``AlterReassignmentsReply``."""
+    ``AlterReassignmentsReply``. Without ``allow_replication_factor_change``
+    (v1, KIP-860) a target of another size than the partition's replicas is
+    refused."""
 
     targets: Mapping[TopicPartition, tuple[int, ...] | None]
+    allow_replication_factor_change: bool = True
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,18 @@ def validate(
     return None
 
 
+def same_size(target: Sequence[int], current: ReplicaAssignment) -> Refusal | None:
+    """AlterPartitionReassignments v1 without allow_replication_factor_change
+    (KIP-860): the target must have as many replicas as the origin."""
+    origin = current.origin_replicas()
+    if len(target) == len(origin):
+        return None
+    return (
+        ErrorCode.INVALID_REPLICATION_FACTOR,
+        f"The replication factor is changed from {len(origin)} to {len(target)}",
+    )
+
+
 def is_complete(assignment: ReplicaAssignment, isr: Collection[int]) -> bool:
     """Kafka's isReassignmentComplete: nothing to do, or every target
     replica in the ISR."""
