@@ -340,3 +340,13 @@ def test_v1_may_forbid_changing_the_replication_factor() -> None:
     assert reply.results[0].error is ErrorCode.INVALID_REPLICATION_FACTOR
     h.feed(AlterReassignments({TP: (2, 3)}, allow_replication_factor_change=False))
     assert h.replies[-1] == AlterReassignmentsReply((ReassignmentOutcome("t", 0, ErrorCode.NONE),))
+
+
+def test_a_lost_leader_epoch_bump_is_made_again_after_the_re_read() -> None:
+    h = cluster([1, 2])
+    h.view.leader_sets_isr(TP, (1,))  # behind the controller's back: its bump will lose
+    assert reassign(h, [1, 3]) is ErrorCode.NONE
+    assert state(h) == (1, 1, (1,))  # the retry's bump, on the state re-read
+    told = h.brokers[1].partitions[TP]
+    assert (told.leader_epoch, told.replicas) == (1, (1, 3, 2))
+    assert h.brokers[3].partitions[TP].is_new

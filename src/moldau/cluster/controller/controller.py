@@ -404,6 +404,8 @@ class Controller:
                 ctx.leadership[tp] = state
             self._reconcile(ctx, tp, batch)
             batch.metadata_partitions.add(tp)
+            if tp in ctx.reassigning:  # the lost write may have been its new leader epoch
+                self._reassign(ctx, tp, ctx.reassigning[tp], batch)
         batch.merge_requests(self._last)
         for reply in batch.elect_replies:  # Kafka retries an election whose write lost
             for tp in sorted(event.states.keys() & reply.outcomes.keys()):
