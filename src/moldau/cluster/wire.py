@@ -22,8 +22,9 @@ What the wire does not carry, and so comes back different from a decode:
   (its registration lists the inter-broker listener first; the lead may
   change this). The decoded endpoint has no listener name, and a broker
   without endpoints is sent as host "" port -1 and decoded without one;
-- of a partition, the offline replicas in LeaderAndIsr, and ``is_new`` and
-  the leader recovery state in UpdateMetadata (Kafka's messages have none).
+- of a partition, the offline replicas in LeaderAndIsr, and ``is_new``, the
+  leader recovery state and the adding and removing replicas in
+  UpdateMetadata (Kafka's messages have none).
 
 Where moldau departs from Kafka: AlterPartition names topics by id (v2+);
 partitions of a topic id the controller does not know are left out of the
