@@ -400,6 +400,19 @@ class TopicAssignment:
     partitions: Mapping[int, ReplicaAssignment]
 
 
+def reassignments_in_progress(
+    assignments: Mapping[str, TopicAssignment],
+) -> dict[tuple[str, int], ReplicaAssignment]:
+    """The partitions being reassigned (adding or removing replicas), as the
+    topic znodes tell them (for tools: ``moldau cluster status``)."""
+    return {
+        (topic, partition): replicas
+        for topic, assignment in sorted(assignments.items())
+        for partition, replicas in sorted(assignment.partitions.items())
+        if replicas.is_reassigning
+    }
+
+
 def encode_topic(assignment: TopicAssignment) -> bytes:
     """Version 3; ``adding_replicas``/``removing_replicas`` list only the
     partitions that have some, as Kafka does."""
