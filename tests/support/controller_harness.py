@@ -29,6 +29,7 @@ from moldau.cluster.controller.commands import (
     ListReassignmentsReply,
     PartitionLeadership,
     RemoveDeletionMarks,
+    RemoveZkReassignments,
     Reply,
     StopReplica,
     UpdateMetadata,
@@ -56,6 +57,7 @@ ZK_WRITES = (
     CreatePartitionStates,
     UpdatePartitionState,
     UpdateTopicAssignment,
+    RemoveZkReassignments,
     DeleteTopic,
     RemoveDeletionMarks,
 )

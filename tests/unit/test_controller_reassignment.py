@@ -32,6 +32,7 @@ from moldau.cluster.controller.events import (
     AlterReassignments,
     IsrChangeNotification,
     ListReassignments,
+    ZkPartitionReassignment,
 )
 from moldau.cluster.controller.states import ReplicaState
 from moldau.cluster.zk.paths import ReplicaAssignment
@@ -350,3 +351,38 @@ def test_a_lost_leader_epoch_bump_is_made_again_after_the_re_read() -> None:
     told = h.brokers[1].partitions[TP]
     assert (told.leader_epoch, told.replicas) == (1, (1, 3, 2))
     assert h.brokers[3].partitions[TP].is_new
+
+
+# -- the legacy znode ----------------------------------------------------------
+
+
+def test_the_legacy_znode_starts_reassignments_and_goes_once_they_are_done() -> None:
+    h = cluster([1, 2])
+    h.create_topic("u", [[1, 2]])
+    h.feed(ZkPartitionReassignment(h.view.request_reassignment({TP: (2, 3), ("u", 0): (1, 3)})))
+    assert znode(h) == ReplicaAssignment((2, 3, 1), (3,), (1,))
+    in_sync(h, (1, 2, 3))
+    assert znode(h) == ReplicaAssignment((2, 3))
+    assert h.view.reassignment_requested() == {("u", 0): (1, 3)}  # t-0 is done
+    state_u = h.view.state(("u", 0))
+    assert state_u is not None
+    item = AlterPartitionItem("u", 0, state_u.leader_epoch, (1, 2, 3), state_u.zk_version)
+    h.feed(AlterPartition(1, h.up[1].epoch, (item,)))
+    assert h.view.reassignment_requested() is None  # all done: deleted
+
+
+def test_an_operators_request_takes_a_partition_out_of_the_legacy_znode() -> None:
+    h = cluster([1, 2])
+    h.create_topic("u", [[1, 2]])
+    h.feed(ZkPartitionReassignment(h.view.request_reassignment({TP: (2, 3), ("u", 0): (1, 3)})))
+    assert reassign(h, [1, 4]) is ErrorCode.NONE
+    assert h.view.reassignment_requested() == {("u", 0): (1, 3)}
+    assert znode(h) == ReplicaAssignment((1, 4, 2), (4,), (2,))
+
+
+def test_refused_targets_leave_the_legacy_znode() -> None:
+    h = cluster([1, 2])
+    targets = {TP: (2, 3), ("t", 9): (1, 2), ("t", 1): ()}
+    h.feed(ZkPartitionReassignment(h.view.request_reassignment(targets)))
+    assert h.view.reassignment_requested() == {TP: (2, 3)}
+    assert znode(h) == ReplicaAssignment((2, 3, 1), (3,), (1,))

@@ -66,6 +66,7 @@ from moldau.cluster.controller.commands import (
     Fence,
     LeaderAndIsr,
     RemoveDeletionMarks,
+    RemoveZkReassignments,
     Reply,
     StopReplica,
     UpdateMetadata,
@@ -93,10 +94,16 @@ from moldau.cluster.controller.events import (
     TopicChange,
     TopicDeletion,
     UncleanLeaderElectionEnable,
+    ZkPartitionReassignment,
 )
 from moldau.cluster.controller.rebalance import RebalanceConfig
 from moldau.cluster.zk.client import SessionState
-from moldau.cluster.zk.paths import PartitionState, TopicAssignment
+from moldau.cluster.zk.paths import (
+    REASSIGN_PARTITIONS,
+    PartitionState,
+    TopicAssignment,
+    ZkDataError,
+)
 from moldau.cluster.zk.store import ControllerLease, StaleVersion, ZkStore, ZkStoreError
 from moldau.cluster.zk.store import ControllerMoved as FenceFailed
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -120,6 +127,7 @@ class Watch(Enum):
     DELETIONS = "deletions"
     ISR_CHANGES = "isr changes"
     CONFIG_CHANGES = "config changes"
+    REASSIGNMENT = "reassign partitions"
 
 
 @dataclass(frozen=True)
@@ -167,6 +175,7 @@ class _Term:
     topic_watches: set[str] = field(default_factory=set)
     unclean: dict[str, bool | None] = field(default_factory=dict)
     config_seen: str = ""
+    reassignment_seen: int | None = None
 
 
 class ControllerShell:
@@ -385,6 +394,7 @@ class ControllerShell:
         changes = await store.config_changes(self._watch(term, Watch.CONFIG_CHANGES))
         term.config_seen = changes[-1] if changes else ""
         await store.take_isr_changes(self._watch(term, Watch.ISR_CHANGES))  # states read above
+        legacy = await self._read_reassignment(term)
         if self._term is not term:
             return
         log.info(
@@ -404,6 +414,9 @@ class ControllerShell:
                 {t: v for t, v in unclean.items() if v is not None},
             )
         )
+        for event in legacy:
+            if self._term is term:
+                await self._feed(event)
 
     def _depose(self, reason: str) -> None:
         """End the term: the controller forgets everything, no more requests
@@ -453,6 +466,20 @@ class ControllerShell:
         term.unclean.update(found)
         return found
 
+    async def _read_reassignment(self, term: _Term) -> list[Event]:
+        """/admin/reassign_partitions if it was created since last read (our
+        own rewrites of it change its data, not its czxid), re-arming the
+        watch; a znode that cannot be read is logged and left to the operator."""
+        try:
+            found = await self.store.partition_reassignment(self._watch(term, Watch.REASSIGNMENT))
+        except ZkDataError as exc:
+            log.warning("controller %d: %s ignored: %s", self.broker_id, REASSIGN_PARTITIONS, exc)
+            return []
+        if found is None or found[0] == term.reassignment_seen:
+            return []
+        term.reassignment_seen = found[0]
+        return [ZkPartitionReassignment(found[1])]
+
     async def _read(self, term: _Term, fired: _Fired) -> list[Event]:
         """The event(s) a fired watch stands for, re-arming the watch."""
         store = self.store
@@ -477,6 +504,8 @@ class ControllerShell:
         if fired.watch is Watch.DELETIONS:
             marked = await store.topics_marked_for_deletion(self._watch(term, Watch.DELETIONS))
             return [TopicDeletion(frozenset(marked))]
+        if fired.watch is Watch.REASSIGNMENT:
+            return await self._read_reassignment(term)
         if fired.watch is Watch.ISR_CHANGES:
             changed = await store.take_isr_changes(self._watch(term, Watch.ISR_CHANGES))
             states = {}
@@ -560,6 +589,7 @@ class ControllerShell:
                 CreatePartitionStates
                 | UpdatePartitionState
                 | UpdateTopicAssignment
+                | RemoveZkReassignments
                 | DeleteTopic
                 | RemoveDeletionMarks,
             ):
@@ -597,6 +627,7 @@ class ControllerShell:
         command: CreatePartitionStates
         | UpdatePartitionState
         | UpdateTopicAssignment
+        | RemoveZkReassignments
         | DeleteTopic
         | RemoveDeletionMarks,
     ) -> None:
@@ -609,6 +640,8 @@ class ControllerShell:
             )
         elif isinstance(command, UpdateTopicAssignment):
             await self.store.update_topic_partitions(command.topic, command.partitions, lease)
+        elif isinstance(command, RemoveZkReassignments):
+            await self.store.remove_partition_reassignments(command.partitions, lease)
         elif isinstance(command, DeleteTopic):
             await self.store.delete_topic(command.topic, lease)
         else:
@@ -705,6 +738,8 @@ def describe_event(event: Event) -> str:
         )
     if isinstance(event, ListReassignments):
         return "reassignments listed"
+    if isinstance(event, ZkPartitionReassignment):
+        return f"{REASSIGN_PARTITIONS} created for {len(event.targets)} partitions"
     if isinstance(event, ReassignmentIsrChange):
         return f"ISR changed for {len(event.partitions)} partitions being reassigned"
     return type(event).__name__

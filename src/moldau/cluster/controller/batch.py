@@ -28,6 +28,7 @@ from moldau.cluster.controller.commands import (
     ListReassignmentsReply,
     PartitionLeadership,
     ReassignmentOutcome,
+    RemoveZkReassignments,
     StopReplica,
     StopReplicaPartition,
     UpdateMetadata,
@@ -82,6 +83,15 @@ class Batch:
     )
     list_replies: list[frozenset[TopicPartition] | None] = field(default_factory=list)
     reassignment_checks: set[TopicPartition] = field(default_factory=set)
+    zk_reassignment_removals: dict[TopicPartition, tuple[int, ...] | None] = field(
+        default_factory=dict
+    )
+
+    def zk_reassignment_done(self, tp: TopicPartition, target: tuple[int, ...] | None) -> None:
+        """Take ``tp`` out of /admin/reassign_partitions (if its target there is
+        ``target``; None: whatever it is)."""
+        if self.zk_reassignment_removals.get(tp, ()) is not None:
+            self.zk_reassignment_removals[tp] = target
 
     def lead_or_follow(self, broker_id: int, tp: TopicPartition, is_new: bool = False) -> None:
         wanted = self.leader_and_isr.setdefault(broker_id, {})
@@ -124,6 +134,9 @@ def render(ctx: ControllerContext, controller_id: int, batch: Batch) -> list[Com
         for topic, parts in sorted(batch.topic_updates.items())
     )
     out.extend(batch.writes)
+    removals = batch.zk_reassignment_removals
+    if removals:
+        out.append(RemoveZkReassignments(fence_, dict(sorted(removals.items()))))
     present = ctx.live_or_shutting_down()
     common = (controller_id, ctx.epoch)
     for broker_id, wanted in sorted(batch.leader_and_isr.items()):

@@ -94,6 +94,17 @@ class UpdateTopicAssignment:
     partitions: Mapping[int, ReplicaAssignment]
 
 
+@dataclass(frozen=True)
+class RemoveZkReassignments:
+    """Take partitions out of /admin/reassign_partitions, each only while the
+    znode's target for it is the one given (any target for None), deleting
+    the znode once it is empty (Kafka: maybeRemoveFromZkReassignment). A
+    missing znode is left alone."""
+
+    fence: Fence
+    partitions: Mapping[TopicPartition, tuple[int, ...] | None]
+
+
 # --------------------------------------------------------------------------- brokers
 
 
@@ -256,6 +267,7 @@ ZkWrite = (
     CreatePartitionStates
     | UpdatePartitionState
     | UpdateTopicAssignment
+    | RemoveZkReassignments
     | DeleteTopic
     | RemoveDeletionMarks
 )

@@ -45,11 +45,15 @@ the ISR and are stopped and deleted, the topic znode is rewritten. A cancel
 returns to the original replicas the same way; a new target replaces the
 old at once (replicas only the old one added are deleted). A new
 controller resumes every reassignment it finds in the topic znodes.
+Kafka's legacy /admin/reassign_partitions is served too: its targets start
+when it is created, each partition leaves it when its reassignment
+completes or an operator's request takes it over, and it is deleted once
+empty.
 Where moldau departs from Kafka: completing writes the partition state once
-(Kafka writes it for the leader move, then once per replica removed), and
-a topic marked for deletion mid-reassignment is deleted at once (Kafka
-waits for the reassignment); the legacy /admin/reassign_partitions znode is
-not read.
+(Kafka writes it for the leader move, then once per replica removed), a
+topic marked for deletion mid-reassignment is deleted at once (Kafka
+waits for the reassignment), and the targets of /admin/reassign_partitions
+are checked as an operator's request's are (Kafka takes an empty one).
 
 Leader elections an operator asks for (ElectLeaders; Kafka's
 onReplicaElection) and the auto rebalance (``rebalance``) write and announce
@@ -98,6 +102,7 @@ from moldau.cluster.controller.events import (
     TopicChange,
     TopicDeletion,
     UncleanLeaderElectionEnable,
+    ZkPartitionReassignment,
 )
 from moldau.cluster.controller.states import PartitionState as Phase
 from moldau.cluster.controller.states import ReplicaState
@@ -213,6 +218,11 @@ class Controller:
             self._on_alter_reassignments(ctx, event, batch)
         elif isinstance(event, ListReassignments):
             batch.list_replies.append(event.partitions)
+        elif isinstance(event, ZkPartitionReassignment):
+            outcomes = self._start_reassignments(ctx, event.targets, batch)
+            for tp, (error, _) in outcomes.items():
+                if error is not ErrorCode.NONE:
+                    batch.zk_reassignment_done(tp, None)
         elif isinstance(event, ReassignmentIsrChange):
             self._on_reassignment_isr_change(ctx, event, batch)
 
@@ -480,9 +490,26 @@ class Controller:
         self, ctx: ControllerContext, event: AlterReassignments, batch: Batch
     ) -> None:
         """Kafka's processApiPartitionReassignment: every partition asked
-        about gets an outcome; the accepted ones start (or cancel) now."""
+        about gets an outcome; the accepted ones start (or cancel) now, and
+        leave /admin/reassign_partitions (the latest request wins)."""
+        outcomes = self._start_reassignments(
+            ctx, event.targets, batch, event.allow_replication_factor_change
+        )
+        for tp, (error, _) in outcomes.items():
+            if error is ErrorCode.NONE:
+                batch.zk_reassignment_done(tp, None)
+        batch.reassign_replies.append(outcomes)
+
+    def _start_reassignments(
+        self,
+        ctx: ControllerContext,
+        targets: Mapping[TopicPartition, tuple[int, ...] | None],
+        batch: Batch,
+        allow_replication_factor_change: bool = True,
+    ) -> dict[TopicPartition, tuple[ErrorCode, str | None]]:
+        """Check each target (None: cancel) and start those accepted."""
         outcomes: dict[TopicPartition, tuple[ErrorCode, str | None]] = {}
-        for tp, target in sorted(event.targets.items()):
+        for tp, target in sorted(targets.items()):
             if tp not in ctx.assignments or ctx.is_deleting(tp):
                 outcomes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The partition does not exist."
                 continue
@@ -494,14 +521,14 @@ class Controller:
                 target = current.origin_replicas()
             else:
                 refusal = reassignment.validate(target, current, ctx.live_ids())
-                if refusal is None and not event.allow_replication_factor_change:
+                if refusal is None and not allow_replication_factor_change:
                     refusal = reassignment.same_size(target, current)
                 if refusal is not None:
                     outcomes[tp] = refusal
                     continue
             self._reassign(ctx, tp, reassignment.reassign_to(current, target), batch)
             outcomes[tp] = ErrorCode.NONE, None
-        batch.reassign_replies.append(outcomes)
+        return outcomes
 
     def _on_reassignment_isr_change(
         self, ctx: ControllerContext, event: ReassignmentIsrChange, batch: Batch
@@ -547,6 +574,7 @@ class Controller:
             )
         target = moving.target_replicas()
         self._set_assignment(ctx, tp, ReplicaAssignment(target), batch)  # B2, B6
+        batch.zk_reassignment_done(tp, target)  # B7
         if state is not None:  # B3, B4: the leader into the target, the removed out of the ISR
             current = to_leader_and_isr(state)
             leader = current.leader

@@ -186,6 +186,16 @@ class ListReassignments:
 
 
 @dataclass(frozen=True)
+class ZkPartitionReassignment:
+    """/admin/reassign_partitions was created (Kafka's legacy reassignment, as
+    kafka-reassign-partitions --zookeeper wrote it; Kafka:
+    ZkPartitionReassignment): the target replicas it holds. Fed too when a
+    new controller finds it."""
+
+    targets: Mapping[TopicPartition, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
 class ReassignmentIsrChange:
     """The ISRs of partitions being reassigned changed: is any reassignment
     complete now? (Kafka: PartitionReassignmentIsrChange.) The controller
@@ -212,5 +222,6 @@ Event = (
     | LeaderImbalanceCheck
     | AlterReassignments
     | ListReassignments
+    | ZkPartitionReassignment
     | ReassignmentIsrChange
 )
