@@ -432,7 +432,10 @@ class Controller:
         batch.elect_replies.append(ElectReply(event.election_type, outcomes))
 
     def _on_imbalance_check(self, ctx: ControllerContext, batch: Batch) -> None:
-        """Kafka's checkAndTriggerAutoLeaderRebalance (see ``rebalance``)."""
+        """Kafka's checkAndTriggerAutoLeaderRebalance (see ``rebalance``);
+        as in Kafka, nothing moves while any partition is being reassigned."""
+        if ctx.reassigning:
+            return
         assignments = {tp: r for tp, r in ctx.assignments.items() if not ctx.is_deleting(tp)}
         leaders = {tp: s.leader for tp, s in ctx.leadership.items()}
 
