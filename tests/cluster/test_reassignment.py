@@ -31,8 +31,11 @@ from kazoo.client import KazooClient
 
 from conftest import confluent_read_all, wait_for
 from moldau.client.admin import Admin, NewTopic, Reassignment
+from moldau.client.connection import connect
 from moldau.cluster.local import LocalCluster
 from moldau.cluster.zk import paths as zp
+from moldau.protocol.api_keys import ApiKey
+from moldau.protocol.errors import ErrorCode
 
 pytestmark = pytest.mark.cluster
 
@@ -293,3 +296,29 @@ def test_the_legacy_znode_moves_a_partition(cluster: LocalCluster) -> None:
     )
     wait_identical(cluster, topic, [1, 2])
     assert_every_acknowledged_record_read(cluster, producing)
+
+
+def test_a_broker_that_is_not_the_controller_says_so(cluster: LocalCluster) -> None:
+    controller, other, _ = roles(cluster)
+    cancel = {"name": "x", "partitions": [{"partition_index": 0, "replicas": None}]}
+    alter = {"timeout_ms": 1000, "topics": [cancel]}
+    requests = [
+        (ApiKey.ALTER_PARTITION_REASSIGNMENTS, 0, alter),
+        (ApiKey.ALTER_PARTITION_REASSIGNMENTS, 1, alter),
+        (ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, {"timeout_ms": 1000, "topics": None}),
+    ]
+
+    async def send(broker_id: int) -> list[dict[str, Any]]:
+        conn = await connect("127.0.0.1", cluster.port(broker_id), request_timeout_ms=10_000)
+        try:
+            return [await conn.request(k, b, version=v) for k, v, b in requests]
+        finally:
+            conn.close()
+
+    for response in asyncio.run(send(other)):
+        assert response["error_code"] == ErrorCode.NOT_CONTROLLER
+    answered = asyncio.run(send(controller))
+    assert [r["error_code"] for r in answered] == [0, 0, 0]
+    for response in answered[:2]:
+        [topic] = response["responses"]
+        assert topic["partitions"][0]["error_code"] == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
