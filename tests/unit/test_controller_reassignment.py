@@ -34,6 +34,7 @@ from moldau.cluster.controller.events import (
     IsrChangeNotification,
     LeaderImbalanceCheck,
     ListReassignments,
+    UncleanLeaderElectionEnable,
     ZkPartitionReassignment,
 )
 from moldau.cluster.controller.rebalance import RebalanceConfig
@@ -411,3 +412,14 @@ def test_no_auto_rebalance_while_a_partition_is_being_reassigned() -> None:
     h.now_ms += 10
     h.feed(LeaderImbalanceCheck())
     assert h.view.state(("u", 0)).leader == 3  # type: ignore[union-attr]
+
+
+def test_an_unclean_election_of_the_only_target_replica_completes_it() -> None:
+    h = cluster([1, 2])
+    h.feed(UncleanLeaderElectionEnable("t", True))
+    reassign(h, [3])
+    h.stop(1)
+    h.stop(2)  # no ISR member left: 3, live, is elected uncleanly
+    leader, _, isr = state(h)
+    assert (leader, isr) == (3, (3,))
+    assert znode(h) == ReplicaAssignment((3,))
