@@ -65,7 +65,7 @@ is due.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from moldau.cluster.controller import alter_partition, deletion, election, reassignment, rebalance
@@ -609,7 +609,7 @@ class Controller:
         self,
         ctx: ControllerContext,
         tp: TopicPartition,
-        removed: list[int] | tuple[int, ...],
+        removed: Sequence[int],
         batch: Batch,
     ) -> None:
         """Kafka's stopRemovedReplicasOfReassignedPartition: replicas no longer
