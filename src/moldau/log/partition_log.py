@@ -497,7 +497,8 @@ class PartitionLog:
             return -1
         last = result.slices[-1]
         end = last.position + last.length
-        for i, segment in enumerate(self._segments):
+        for i in range(len(self._segments) - 1, -1, -1):  # reads mostly end near the end
+            segment = self._segments[i]
             if segment.file is last.file:
                 if end < segment.size:
                     return segment.batch_at(end)[0]

@@ -165,6 +165,10 @@ class ProducerEntry:
     coordinator_epoch: int = -1
     #: First offset of the producer's open transaction, if one is open.
     txn_first_offset: int | None = None
+    #: Markers recorded since this broker loaded the entry: Produce's
+    #: transaction verification (KIP-890) compares it across its wait, as
+    #: Kafka's VerificationGuard, to catch a marker written meanwhile.
+    markers: int = 0
 
     @property
     def last_seq(self) -> int | None:
@@ -321,6 +325,7 @@ class ProducerStateManager:
         if entry is None:
             entry = self.producers[producer_id] = ProducerEntry(producer_id)
         entry._set_epoch(producer_epoch)
+        entry.markers += 1
         entry.coordinator_epoch = marker.coordinator_epoch
         entry.last_timestamp = timestamp
         first = entry.txn_first_offset
