@@ -477,8 +477,9 @@ class PartitionLog:
         """How far read_committed consumers may read: min(first unstable
         offset, ``high_watermark``), never below the log start."""
         first = self.producer_state.first_unstable_offset(high_watermark)
-        stable = high_watermark if first is None else min(first, high_watermark)
-        return max(stable, self.log_start_offset)
+        if first is None:  # the usual case, on every fetch: no transaction
+            return high_watermark
+        return max(min(first, high_watermark), self.log_start_offset)
 
     def aborted_transactions(self, start_offset: int, upper_offset: int) -> list[tuple[int, int]]:
         """(producer id, first offset) of the aborted transactions overlapping
