@@ -182,7 +182,7 @@ def test_recovery_drops_index_entries_of_markers_cut_off(tmp_path: Path) -> None
     assert os.path.getsize(os.path.join(log.directory, txn_files(log)[0])) == 34
 
 
-def test_truncation_retention_and_swaps_carry_the_index(tmp_path: Path) -> None:
+def test_truncation_and_retention_carry_the_index(tmp_path: Path) -> None:
     log = open_log(tmp_path, segment_bytes=300)
     log.append(txn(1, 0))  # 0-1
     log.append_control(1, 0, False, 0, leader_epoch=0)  # 2
@@ -201,25 +201,6 @@ def test_truncation_retention_and_swaps_carry_the_index(tmp_path: Path) -> None:
     log.high_watermark = log.log_end_offset
     log.delete_records_before(log.segments[1].base_offset)
     assert len(txn_files(log)) == first_files - 1
-    # a swap (compaction) keeps the entries of the segments it replaces
-    log.append(txn(5, 0, records=8))  # roll, so there are two closed segments
-    log.append(txn(6, 0, records=8))
-    group = list(log.segments[:-1])
-    before = log.aborted_transactions(group[0].base_offset, 100)
-    cleaned = type(group[0]).create(log.directory, group[0].base_offset, 0, ".cleaned")
-    for segment in group:
-        for _, header, raw in segment.iter_batches():
-            cleaned.append([raw], [_tracked(header)], 4096)
-    log.replace_segments(group, cleaned)
-    assert log.aborted_transactions(group[0].base_offset, 100) == before
-    log = reopen(log, clean=True)
-    assert log.aborted_transactions(group[0].base_offset, 100) == before
-
-
-def _tracked(header):  # type: ignore[no-untyped-def]
-    from moldau.log.segment import TrackedBatch
-
-    return TrackedBatch(header.last_offset, header.max_timestamp, header.size)
 
 
 def test_follower_tracks_markers_like_the_leader(tmp_path: Path) -> None:
