@@ -7,12 +7,14 @@ read_uncommitted consumers."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from test_clients_raw import answered_within
 
+import moldau
 from conftest import BrokerProcess, RawConnection, create_topic, wait_for
+from moldau.protocol.errors import ErrorCode
 from support.txn_wire import (
     FETCH,
     INVALID_PRODUCER_EPOCH,
@@ -26,6 +28,8 @@ from support.txn_wire import (
     list_latest,
     write_markers,
 )
+
+NOT_ENOUGH_REPLICAS = 19
 
 
 def read_values(
@@ -224,3 +228,53 @@ def test_transactions_survive_kill_9(broker_factory: Callable[..., BrokerProcess
         assert answer["aborted_transactions"] == [{"producer_id": aborted.pid, "first_offset": 0}]
         assert write_markers(conn, left_open.pid, 0, True, {"durable": [0]}) == {("durable", 0): 0}
         assert list_latest(conn, "durable", isolation=1) == 4
+
+
+class ScriptedCoordinator:
+    """The coordinator's side of KIP-890 verification, answering as told:
+    the one thing of the transaction coordinator this test needs (the
+    coordinator itself is another part's, tested there)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str, int], ErrorCode] = {}
+        self.asked: list[tuple[str, int, int, list[tuple[str, int]]]] = []
+
+    async def verify_transaction(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: Sequence[tuple[str, int]],
+    ) -> dict[tuple[str, int], ErrorCode]:
+        self.asked.append((transactional_id, producer_id, producer_epoch, list(partitions)))
+        return {p: self.answers.get(p, ErrorCode.NONE) for p in partitions}
+
+
+def test_produce_verifies_a_new_transaction_with_the_coordinator() -> None:
+    coordinator = ScriptedCoordinator()
+    with moldau.Broker() as broker:
+        core = broker.server.core
+        assert core is not None
+        core.transactions = coordinator
+        create_topic(broker.bootstrap_servers, "verified", 4)
+        port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
+        with RawConnection(port) as conn:
+            producer = TxnProducer(conn)
+            assert producer.send("verified", 0, [b"first"])["error_code"] == 0
+            assert coordinator.asked == [("txn", producer.pid, 0, [("verified", 0)])]
+            assert producer.send("verified", 0, [b"second"])["error_code"] == 0
+            assert len(coordinator.asked) == 1  # the transaction is open there: not asked
+
+            coordinator.answers = {
+                ("verified", 1): ErrorCode.INVALID_TXN_STATE,
+                ("verified", 2): ErrorCode.PRODUCER_FENCED,
+                ("verified", 3): ErrorCode.NOT_COORDINATOR,
+            }
+            expected = {1: INVALID_TXN_STATE, 2: INVALID_PRODUCER_EPOCH, 3: NOT_ENOUGH_REPLICAS}
+            for partition, code in expected.items():
+                assert producer.send("verified", partition, [b"x"])["error_code"] == code
+                assert list_latest(conn, "verified", isolation=0, partition=partition) == 0
+
+            assert producer.end(True, {"verified": [0]}) == {("verified", 0): 0}
+            assert producer.send("verified", 0, [b"next"])["error_code"] == 0
+            assert coordinator.asked[-1] == ("txn", producer.pid, 0, [("verified", 0)])

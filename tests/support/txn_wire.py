@@ -135,14 +135,16 @@ def committed_fetch(
     }  # fmt: skip
 
 
-def list_latest(conn: RawConnection, topic: str, isolation: int) -> int:
+def list_latest(conn: RawConnection, topic: str, isolation: int, partition: int = 0) -> int:
     request = {
         "replica_id": -1,
         "isolation_level": isolation,
         "topics": [
             {
                 "name": topic,
-                "partitions": [{"partition_index": 0, "current_leader_epoch": -1, "timestamp": -1}],
+                "partitions": [
+                    {"partition_index": partition, "current_leader_epoch": -1, "timestamp": -1}
+                ],
             }
         ],
     }
