@@ -499,6 +499,7 @@ class PartitionLog:
                 break
         return found
 
+    @_guarded
     def read_end_offset(self, result: ReadResult) -> int:
         """The offset just after what ``result`` (a read of this log) holds:
         the base offset of the batch that follows its last slice."""
