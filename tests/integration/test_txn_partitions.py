@@ -15,6 +15,7 @@ from test_clients_raw import answered_within
 import moldau
 from conftest import BrokerProcess, RawConnection, create_topic, wait_for
 from moldau.protocol.errors import ErrorCode
+from moldau.protocol.legacy_records import parse_message_set
 from support.txn_wire import (
     FETCH,
     INVALID_PRODUCER_EPOCH,
@@ -278,3 +279,24 @@ def test_produce_verifies_a_new_transaction_with_the_coordinator() -> None:
             assert producer.end(True, {"verified": [0]}) == {("verified", 0): 0}
             assert producer.send("verified", 0, [b"next"])["error_code"] == 0
             assert coordinator.asked[-1] == ("txn", producer.pid, 0, [("verified", 0)])
+
+
+def test_old_fetch_versions_never_see_markers(broker: BrokerProcess) -> None:
+    """Fetch v0-v3 down-converts to message sets, which have no control
+    records: markers are left out (``legacy_records.down_convert``), as
+    Kafka's down-conversion does."""
+    create_topic(broker.bootstrap, "old", 1)
+    with RawConnection(broker.port) as conn:
+        producer = TxnProducer(conn)
+        producer.send("old", 0, [b"v1", b"v2"])
+        producer.end(True, {"old": [0]})
+        producer.send("old", 0, [b"v3"])
+        producer.end(True, {"old": [0]})
+        request = {
+            "replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20,
+            "topics": [{"topic": "old", "partitions": [
+                {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}]}],
+        }  # fmt: skip
+        [answer] = conn.request(FETCH, 3, request)["responses"][0]["partitions"]
+    _, messages = parse_message_set(answer["records"])
+    assert [m.value for m in messages] == [b"v1", b"v2", b"v3"]
