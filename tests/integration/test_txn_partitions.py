@@ -300,3 +300,28 @@ def test_old_fetch_versions_never_see_markers(broker: BrokerProcess) -> None:
         [answer] = conn.request(FETCH, 3, request)["responses"][0]["partitions"]
     _, messages = parse_message_set(answer["records"])
     assert [m.value for m in messages] == [b"v1", b"v2", b"v3"]
+
+
+def test_marker_listeners_hear_of_every_marker_written_here() -> None:
+    heard: list[tuple[str, int, int, int, bool]] = []
+
+    def listener(topic: str, partition: int, pid: int, epoch: int, committed: bool) -> None:
+        if partition == 1:
+            raise RuntimeError("the group coordinator could not apply it")
+        heard.append((topic, partition, pid, epoch, committed))
+
+    with moldau.Broker() as broker:
+        core = broker.server.core
+        assert core is not None
+        core.txn_marker_listeners.append(listener)
+        create_topic(broker.bootstrap_servers, "heard", 2)
+        port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
+        with RawConnection(port) as conn:
+            producer = TxnProducer(conn)
+            answers = producer.end(True, {"heard": [0, 1], "nowhere": [0]})
+    assert answers == {
+        ("heard", 0): 0,
+        ("heard", 1): ErrorCode.UNKNOWN_SERVER_ERROR,  # the coordinator writes it again
+        ("nowhere", 0): UNKNOWN_TOPIC_OR_PARTITION,
+    }
+    assert heard == [("heard", 0, producer.pid, 0, True)]

@@ -4,13 +4,16 @@ kill -9, truncation, retention and compaction swaps."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 from test_log import Clock, open_log, reopen
 
+from moldau.log import fileops
 from moldau.log.control import read_marker
+from moldau.log.errors import KafkaStorageError
 from moldau.log.partition_log import PartitionLog
 from moldau.log.producer_state import (
     InvalidProducerEpochError,
@@ -228,3 +231,20 @@ def test_read_end_offset(tmp_path: Path) -> None:
     assert log.read_end_offset(one) == 2
     everything = log.read(0, 1 << 20)
     assert log.read_end_offset(everything) == log.log_end_offset
+
+
+def test_a_failed_index_write_takes_the_partition_offline_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    log = open_log(tmp_path)
+    log.append(txn(1, 0))
+    plan = fileops.FaultPlan(fail_at=1, error=errno.ENOSPC, suffixes=(".txnindex",))
+    with fileops.inject(plan), pytest.raises(KafkaStorageError):
+        log.append_control(1, 0, False, 0, leader_epoch=0)  # the marker is written, not indexed
+    assert plan.failed == 1 and log.offline is not None
+    with pytest.raises(KafkaStorageError):
+        log.append(txn(2, 0))
+    log.close()
+    log = reopen(log)  # the next start replays the marker into the index
+    assert log.aborted_transactions(0, 10) == [(1, 0)]
+    assert log.producer_state.ongoing == {}
