@@ -379,7 +379,7 @@ class GroupService:
             is_transactional=producer is not None,
         )
         try:
-            result = partition.append_as_leader(batch)
+            result = partition.append_as_leader(batch, from_coordinator=True)
         except KafkaError as exc:
             raise KafkaError(coordinator_error(exc.code), exc.message) from None
         self._written[index] = Written(partition, result.last_offset, partition.leader_epoch)

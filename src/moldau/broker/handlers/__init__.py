@@ -32,6 +32,7 @@ from . import (
     produce,
     sync_group,
     txn_offset_commit,
+    write_txn_markers,
 )
 
 __all__ = [
@@ -66,4 +67,5 @@ __all__ = [
     "produce",
     "sync_group",
     "txn_offset_commit",
+    "write_txn_markers",
 ]
