@@ -30,9 +30,14 @@ from .producer_ids import Allocator, ProducerIdBlocks
 from .purgatory import FetchPurgatory
 from .replica_manager import ReplicaManager
 from .topics import TopicAdminApi
+from .txn_verifier import TransactionVerifier
 
 if TYPE_CHECKING:
     from .cluster_node import ClusterNode
+
+#: Called after a transaction marker is appended as leader, with (topic,
+#: partition, producer id, producer epoch, committed).
+TxnMarkerListener = Callable[[str, int, int, int, bool], None]
 
 #: Builds the mode's topic admin over the hosted partitions.
 TopicAdminFactory = Callable[[ReplicaManager], TopicAdminApi]
@@ -68,6 +73,13 @@ class BrokerCore:
         self.groups: GroupService | None = None
         #: Cluster mode: the link to ZooKeeper and the controller.
         self.cluster: ClusterNode | None = None
+        #: The transaction coordinator, which Produce asks before a
+        #: transactional batch opens a transaction on a partition (KIP-890);
+        #: None: no coordinator, batches are appended unverified.
+        self.transactions: TransactionVerifier | None = None
+        #: Told of every marker appended here as leader (WriteTxnMarkers), so
+        #: the group coordinator can materialise transactional offset commits.
+        self.txn_marker_listeners: list[TxnMarkerListener] = []
 
     def start_groups(self) -> GroupService:
         """Start the group coordinator once the partitions are hosted: it

@@ -10,9 +10,10 @@ wakes fetches through one call, and so that a waiter's lifetime is the
 request's: the caller must ``forget_waiter`` it when done, also when
 cancelled, so nothing outlives a closed connection.
 
-The produce purgatory is the same: an acks=all produce waits here with
-``read_when_ready`` for its partitions' high watermarks (``handlers/produce.py``),
-woken by the same calls; Kafka keeps the two apart only because its
+The produce purgatory is the same: an acks=all write (a produce, or the
+transaction markers of WriteTxnMarkers, which Kafka appends with acks=-1)
+waits here for its partitions' high watermarks (:class:`ReplicatedWrite`,
+:func:`when_replicated`), woken by the same calls; Kafka keeps the two apart only because its
 delayed operations are objects with their own completion checks.
 
 Where moldau departs from Kafka: no timer wheel and no delayed-operation
@@ -24,11 +25,75 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from ..protocol.errors import ErrorCode
 
 TopicPartition = tuple[str, int]
 Answer = TypeVar("Answer")
+
+
+class ReplicaLeader(Protocol):
+    """What an acks=all write asks its partition (``replication.Partition``)."""
+
+    topic: str
+    index: int
+
+    def check_replicated(self, last_offset: int, epoch: int, min_insync: int) -> ErrorCode | None:
+        """None while waiting, NONE when replicated, else the error."""
+        ...
+
+
+@dataclass
+class ReplicatedWrite:
+    """An acks=all write waiting for the ISR: its ``answer`` (an entry of the
+    response) is edited in place, the success ``done`` once replicated, else
+    ``failed(code)`` (REQUEST_TIMED_OUT while still waiting)."""
+
+    partition: ReplicaLeader
+    answer: dict[str, Any]
+    done: dict[str, Any]
+    failed: Callable[[ErrorCode], dict[str, Any]]
+    last_offset: int
+    epoch: int
+    min_insync: int
+    outcome: ErrorCode | None = None
+
+    def settle(self) -> bool:
+        """Fill in the answer as things stand now; whether it is final."""
+        if self.outcome is None:
+            self.outcome = self.partition.check_replicated(
+                self.last_offset, self.epoch, self.min_insync
+            )
+        self.answer.clear()
+        if self.outcome == ErrorCode.NONE:
+            self.answer.update(self.done)
+        else:
+            code = ErrorCode.REQUEST_TIMED_OUT if self.outcome is None else self.outcome
+            self.answer.update(self.failed(code))
+        return self.outcome is not None
+
+
+def when_replicated(
+    purgatory: FetchPurgatory,
+    writes: Sequence[ReplicatedWrite],
+    response: Answer,
+    timeout_ms: int,
+) -> Answer | Awaitable[Answer]:
+    """``response`` (holding the writes' answers) once every write is
+    replicated or failed, or at ``timeout_ms``; at once if they all are."""
+
+    def replicated() -> tuple[Answer, bool]:
+        settled = [write.settle() for write in writes]
+        return response, all(settled)
+
+    answer, ready = replicated()
+    if ready:
+        return answer
+    keys = [(w.partition.topic, w.partition.index) for w in writes]
+    return purgatory.read_when_ready(keys, replicated, timeout_ms)
 
 
 class FetchPurgatory:

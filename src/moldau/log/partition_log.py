@@ -30,6 +30,16 @@ from the batch headers. The entry a new leader adds before it has data
 new partition costs no extra fsync; a restart forgets it, and the leader
 adds it again when it leads again.
 
+Transactions (KIP-98): a transactional batch opens its producer's
+transaction, a marker (``append_control`` as leader, or replicated) ends it,
+both tracked by the producer state; an ABORT marker also adds the aborted
+transaction to the ``.txnindex`` of the segment it lands in
+(``txn_index.py``). The last stable offset is min(first unstable offset,
+high watermark); ``aborted_transactions`` is Kafka's
+``collectAbortedTransactions``. Replay after a restart (from the producer
+snapshot) rebuilds the open transactions and the index entries of the
+markers it passes, so a kill -9 loses neither.
+
 Segments form a sorted list keyed by base offset, so retention (drop a
 prefix) and compaction (swap a run of segments for cleaned ones) are list
 edits plus file renames.
@@ -63,6 +73,7 @@ from moldau.log.checkpoint import (
     write_leader_epochs,
 )
 from moldau.log.config import LONG_MAX, LogConfig
+from moldau.log.control import build_marker_batch, read_marker
 from moldau.log.errors import (
     InvalidTimestampError,
     KafkaStorageError,
@@ -77,6 +88,7 @@ from moldau.log.recovery import load_segments
 from moldau.log.retention import deletable_prefix
 from moldau.log.segment import INT32_MAX, SWAP_SUFFIX, LogSegment, TrackedBatch
 from moldau.log.slices import FileSlice
+from moldau.log.txn_index import AbortedTxn
 from moldau.protocol.batch import (
     CRC_OFFSET,
     BatchHeader,
@@ -84,6 +96,7 @@ from moldau.protocol.batch import (
     iter_batches,
     patch_base_offset,
     patch_leader_epoch,
+    read_header,
     stamp_log_append_time,
     unchecked_prefix,
     validate,
@@ -370,11 +383,129 @@ class PartitionLog:
             self._assign_leader_epochs(new_epochs)
         now = self._clock()
         self._write(first_offset, [memoryview(records)[:total]], tracked, total, max_timestamp, now)
-        for header, _ in iter_batches(memoryview(records)[:total]):
-            if header.producer_id >= 0:
-                self.producer_state.record(header, header.base_offset, now)
+        segment = self._segments[-1]
+        try:
+            for header, batch in iter_batches(memoryview(records)[:total]):
+                if header.producer_id >= 0:
+                    self._track_producer(header, batch, header.base_offset, now, segment)
+        except OSError as exc:  # the data is written: only a restart can index it
+            raise self._take_offline(exc) from exc
         self._after_append(count, now)
         return AppendResult(first_offset, end - 1, -1, count, max_timestamp)
+
+    def append_control(
+        self,
+        producer_id: int,
+        producer_epoch: int,
+        commit: bool,
+        coordinator_epoch: int,
+        leader_epoch: int,
+    ) -> AppendResult:
+        """Write the COMMIT or ABORT marker of ``producer_id``'s transaction
+        as leader (WriteTxnMarkers). Refused with INVALID_PRODUCER_EPOCH
+        from an epoch older than the producer's, TRANSACTION_COORDINATOR_FENCED
+        from an older coordinator epoch, nothing written; a marker with no
+        open transaction is written all the same (Kafka does: the coordinator
+        may retry one already written). An ABORT adds its transaction to
+        the active segment's ``.txnindex``."""
+        if self.offline is not None:
+            raise self._offline_error()
+        self.producer_state.check_marker(producer_id, producer_epoch, coordinator_epoch)
+        now = self._clock()
+        offset = self.log_end_offset
+        batch = build_marker_batch(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            base_offset=offset,
+            timestamp=now,
+            leader_epoch=leader_epoch,
+        )
+        if leader_epoch != self._checkpointed_epoch:
+            self._assign_leader_epochs([(leader_epoch, offset)])
+        tracked = [TrackedBatch(offset, now, len(batch))]
+        self._write(offset, [batch], tracked, len(batch), now, now)
+        header = read_header(batch)
+        try:
+            self._track_producer(header, batch, offset, now, self._segments[-1])
+        except OSError as exc:
+            raise self._take_offline(exc) from exc
+        self._after_append(1, now)
+        return AppendResult(offset, offset, -1, 1, now)
+
+    def _track_producer(
+        self,
+        header: BatchHeader,
+        batch: bytes | memoryview,
+        first_offset: int,
+        timestamp: int,
+        segment: LogSegment,
+    ) -> None:
+        """Note a written batch of a producer in the producer state: data, or
+        a marker, whose aborted transaction goes to ``segment``'s index.
+        Raises ``OSError`` if the index cannot be written."""
+        if not header.is_control:
+            self.producer_state.record(header, first_offset, timestamp)
+            return
+        marker = read_marker(header, batch)
+        if marker is None:
+            return
+        completed = self.producer_state.record_marker(
+            header.producer_id, header.producer_epoch, marker, first_offset, timestamp
+        )
+        if completed is not None and completed.aborted:
+            segment.txn_index.add(
+                AbortedTxn(
+                    completed.producer_id,
+                    completed.first_offset,
+                    completed.last_offset,
+                    completed.last_stable_offset,
+                )
+            )
+
+    # -- transactions ----------------------------------------------------------
+
+    @property
+    def first_unstable_offset(self) -> int | None:
+        """The first offset of the oldest transaction not known to be
+        finished everywhere (open, or its marker not below the high
+        watermark yet); None if there is none."""
+        return self.producer_state.first_unstable_offset(self.high_watermark)
+
+    def last_stable_offset(self, high_watermark: int) -> int:
+        """How far read_committed consumers may read: min(first unstable
+        offset, ``high_watermark``), never below the log start."""
+        first = self.producer_state.first_unstable_offset(high_watermark)
+        stable = high_watermark if first is None else min(first, high_watermark)
+        return max(stable, self.log_start_offset)
+
+    def aborted_transactions(self, start_offset: int, upper_offset: int) -> list[tuple[int, int]]:
+        """(producer id, first offset) of the aborted transactions overlapping
+        [``start_offset``, ``upper_offset``), from the indexes of the segment
+        holding ``start_offset`` on (Kafka's collectAbortedTransactions)."""
+        found: list[AbortedTxn] = []
+        for segment in self._segments[self._segment_index(start_offset) :]:
+            if segment.txn_index.collect(start_offset, upper_offset, found):
+                break
+        return [(txn.producer_id, txn.first_offset) for txn in found]
+
+    def read_end_offset(self, result: ReadResult) -> int:
+        """The offset just after what ``result`` (a read of this log) holds:
+        the base offset of the batch that follows its last slice."""
+        if not result.slices:
+            return -1
+        last = result.slices[-1]
+        end = last.position + last.length
+        for i in range(len(self._segments) - 1, -1, -1):  # reads mostly end near the end
+            segment = self._segments[i]
+            if segment.file is last.file:
+                if end < segment.size:
+                    return segment.batch_at(end)[0]
+                if i + 1 < len(self._segments):
+                    return self._segments[i + 1].base_offset
+                return segment.next_offset
+        return self.log_end_offset
 
     def _write(
         self,
@@ -561,9 +692,15 @@ class PartitionLog:
         """Load the latest producer snapshot and replay the batch headers
         written after it (see ``producer_state.py``)."""
         start = self.producer_state.load(self.log_end_offset)
-        for header in self._headers_from(start):
-            if header.producer_id >= 0 and header.base_offset >= start:
-                self.producer_state.record(header, header.base_offset, header.max_timestamp)
+        for segment in self._segments[self._segment_index(start) :]:
+            position = segment.translate_offset(start)
+            if position is None:
+                continue
+            for _, header, batch in segment.iter_batches(position):
+                if header.producer_id >= 0 and header.base_offset >= start:
+                    self._track_producer(
+                        header, batch, header.base_offset, header.max_timestamp, segment
+                    )
 
     def expire_producers(self, now: int, expiration_ms: int) -> int:
         """Forget producers silent for ``producer.id.expiration.ms``."""
@@ -755,6 +892,7 @@ class PartitionLog:
             raise self._offline_error()
         mtime = max(os.stat(segment.path).st_mtime_ns for segment in old)
         try:
+            new.txn_index.extend(txn for segment in old for txn in segment.txn_index.entries)
             new.flush()
         except LogDamagedError as exc:
             raise OSError(exc.cause.errno, str(exc)) from exc  # the cleaner drops it

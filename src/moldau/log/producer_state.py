@@ -26,10 +26,27 @@ one entry per retained batch (up to five, oldest first, same entry layout),
 so that after a clean restart every batch a producer may still have in
 flight is recognised when it is retried.
 
+Transactions (KIP-98, Kafka's ``ProducerAppendInfo``): a transactional batch
+opens its producer's transaction at its first offset unless one is open; a
+marker (``control.py``) closes it, and is refused from a producer epoch
+older than the last seen (INVALID_PRODUCER_EPOCH) or from a coordinator
+epoch older than the last marker's (TRANSACTION_COORDINATOR_FENCED); a
+non-transactional batch while the producer's transaction is open is
+INVALID_TXN_STATE. The first unstable offset is the smallest first offset of
+the open transactions, and of the transactions whose marker the high
+watermark has not passed yet (Kafka's unreplicated transactions: until their
+marker is replicated, a consumer reading past their data could not know the
+outcome). Open transactions are kept in a dict in the order they opened,
+which is the order of their first offsets, so the smallest is the first. A
+snapshot entry carries its producer's coordinator epoch and open
+transaction's first offset; a producer with no batch retained (only a
+marker since its epoch began) is written as one entry with no batch
+(sequence -1, offset -1), as Kafka writes it.
+
 Producers silent for ``producer.id.expiration.ms`` are forgotten
-(:meth:`ProducerStateManager.expire`). Expiry is judged by the time of the
-producer's last append as this broker saw it (after a replay, by the
-batch's timestamp).
+(:meth:`ProducerStateManager.expire`), unless their transaction is open.
+Expiry is judged by the time of the producer's last append as this broker
+saw it (after a replay, by the batch's timestamp).
 """
 
 from __future__ import annotations
@@ -46,16 +63,20 @@ from crc32c import crc32c
 
 from moldau.log import fileops
 from moldau.log.checkpoint import write_atomically
+from moldau.log.control import TxnMarker
 from moldau.log.errors import LogError
 from moldau.protocol.batch import BatchHeader
 
 __all__ = [
     "BATCHES_TO_RETAIN",
     "BatchMetadata",
+    "CompletedTxn",
     "InvalidProducerEpochError",
+    "InvalidTxnStateError",
     "OutOfOrderSequenceError",
     "ProducerEntry",
     "ProducerStateManager",
+    "TransactionCoordinatorFencedError",
     "last_sequence",
 ]
 
@@ -85,6 +106,18 @@ class InvalidProducerEpochError(LogError):
     error_code = 47
 
 
+class InvalidTxnStateError(LogError):
+    """A non-transactional batch while the producer's transaction is open."""
+
+    error_code = 48
+
+
+class TransactionCoordinatorFencedError(LogError):
+    """A marker from an older coordinator epoch than the last (TRANSACTION_COORDINATOR_FENCED)."""
+
+    error_code = 52
+
+
 class CorruptSnapshotError(ValueError):
     """A snapshot file that does not parse or fails its CRC."""
 
@@ -95,12 +128,30 @@ def last_sequence(header: BatchHeader) -> int:
     return last - INT32_MAX - 1 if last > INT32_MAX else last
 
 
+class CompletedTxn(NamedTuple):
+    """A transaction a marker ended: its data from ``first_offset``, its marker
+    at ``last_offset``."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    aborted: bool
+    #: The first unstable offset once it ended (Kafka's AbortedTxn
+    #: lastStableOffset): the first offset of the next open transaction, or
+    #: the offset after the marker.
+    last_stable_offset: int
+
+
 class BatchMetadata(NamedTuple):
     first_seq: int
     last_seq: int
     first_offset: int
     last_offset: int
     timestamp: int
+
+
+#: The snapshot entry of a producer with no batch retained.
+_NO_BATCH = BatchMetadata(-1, -1, -1, -1, -1)
 
 
 @dataclass
@@ -111,6 +162,13 @@ class ProducerEntry:
     epoch: int = NO_EPOCH
     batches: deque[BatchMetadata] = field(default_factory=lambda: deque(maxlen=BATCHES_TO_RETAIN))
     last_timestamp: int = -1
+    coordinator_epoch: int = -1
+    #: First offset of the producer's open transaction, if one is open.
+    txn_first_offset: int | None = None
+    #: Markers recorded since this broker loaded the entry: Produce's
+    #: transaction verification (KIP-890) compares it across its wait, as
+    #: Kafka's VerificationGuard, to catch a marker written meanwhile.
+    markers: int = 0
 
     @property
     def last_seq(self) -> int | None:
@@ -144,10 +202,21 @@ class ProducerEntry:
                 f"producer {self.producer_id}: sequence {first} does not follow {last}"
             )
 
-    def add(self, header: BatchHeader, first_offset: int, timestamp: int) -> None:
-        if header.producer_epoch != self.epoch:
-            self.epoch = header.producer_epoch
+    def check_txn(self, header: BatchHeader) -> None:
+        """Raise if a non-transactional batch would interrupt the open transaction."""
+        if self.txn_first_offset is not None and not header.is_transactional:
+            raise InvalidTxnStateError(
+                f"producer {self.producer_id} wrote a non-transactional batch "
+                f"while its transaction from offset {self.txn_first_offset} is open"
+            )
+
+    def _set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
             self.batches.clear()
+
+    def add(self, header: BatchHeader, first_offset: int, timestamp: int) -> None:
+        self._set_epoch(header.producer_epoch)
         self.batches.append(
             BatchMetadata(
                 header.base_sequence,
@@ -166,6 +235,11 @@ class ProducerStateManager:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self.producers: dict[int, ProducerEntry] = {}
+        #: Open transactions: producer id -> first offset, in offset order.
+        self.ongoing: dict[int, int] = {}
+        #: Ended transactions whose marker may not be replicated yet, in
+        #: marker order (see :meth:`first_unstable_offset`).
+        self._unreplicated: deque[CompletedTxn] = deque()
         #: Offset of the snapshot that holds the current state, if any.
         self._snapshot_offset: int | None = None
 
@@ -184,6 +258,7 @@ class ProducerStateManager:
                 if duplicate is not None:
                     return duplicate
                 entry.check(header)
+                entry.check_txn(header)
             return None
         pending: dict[int, ProducerEntry] = {}
         for header in headers:
@@ -198,26 +273,95 @@ class ProducerStateManager:
             previous = previous or written
             if previous is not None:
                 previous.check(header)
+                previous.check_txn(header)
             staged = ProducerEntry(header.producer_id)
             if previous is not None:
                 staged.epoch = previous.epoch
                 staged.batches.extend(previous.batches)
+                staged.txn_first_offset = previous.txn_first_offset
             staged.add(header, 0, 0)
+            if header.is_transactional and staged.txn_first_offset is None:
+                staged.txn_first_offset = 0
             pending[header.producer_id] = staged
         return None
 
     def record(self, header: BatchHeader, first_offset: int, timestamp: int) -> None:
-        """Note a written batch (client append, replication, replay)."""
+        """Note a written data batch (client append, replication, replay); a
+        transactional one opens its producer's transaction if none is open."""
         self._snapshot_offset = None
         entry = self.producers.get(header.producer_id)
         if entry is None:
             entry = self.producers[header.producer_id] = ProducerEntry(header.producer_id)
         entry.add(header, first_offset, timestamp)
+        if header.is_transactional and entry.txn_first_offset is None:
+            entry.txn_first_offset = first_offset
+            self.ongoing[header.producer_id] = first_offset
+
+    def check_marker(self, producer_id: int, producer_epoch: int, coordinator_epoch: int) -> None:
+        """Raise unless a leader may write this marker (Kafka's
+        ``appendEndTxnMarker`` checks; a follower and replay take any)."""
+        entry = self.producers.get(producer_id)
+        if entry is None:
+            return
+        if producer_epoch < entry.epoch:
+            raise InvalidProducerEpochError(
+                f"marker of producer {producer_id} at epoch {producer_epoch}, "
+                f"older than {entry.epoch}"
+            )
+        if coordinator_epoch < entry.coordinator_epoch:
+            raise TransactionCoordinatorFencedError(
+                f"marker of producer {producer_id} from coordinator epoch {coordinator_epoch}, "
+                f"older than {entry.coordinator_epoch}"
+            )
+
+    def record_marker(
+        self, producer_id: int, producer_epoch: int, marker: TxnMarker, offset: int, timestamp: int
+    ) -> CompletedTxn | None:
+        """Note a written marker at ``offset``: it ends the producer's open
+        transaction, returned (None if none was open: an empty transaction
+        changes neither the stable offset nor the index, as in Kafka)."""
+        self._snapshot_offset = None
+        entry = self.producers.get(producer_id)
+        if entry is None:
+            entry = self.producers[producer_id] = ProducerEntry(producer_id)
+        entry._set_epoch(producer_epoch)
+        entry.markers += 1
+        entry.coordinator_epoch = marker.coordinator_epoch
+        entry.last_timestamp = timestamp
+        first = entry.txn_first_offset
+        if first is None:
+            return None
+        entry.txn_first_offset = None
+        del self.ongoing[producer_id]
+        next_open = next(iter(self.ongoing.values()), None)
+        completed = CompletedTxn(
+            producer_id,
+            first,
+            offset,
+            not marker.committed,
+            offset + 1 if next_open is None else next_open,
+        )
+        self._unreplicated.append(completed)
+        return completed
+
+    def first_unstable_offset(self, high_watermark: int) -> int | None:
+        """The smallest first offset of the open transactions and of those
+        whose marker is not below ``high_watermark`` yet; None if none."""
+        unreplicated = self._unreplicated
+        while unreplicated and unreplicated[0].last_offset < high_watermark:
+            unreplicated.popleft()
+        first = next(iter(self.ongoing.values()), None)
+        for txn in unreplicated:
+            if first is None or txn.first_offset < first:
+                first = txn.first_offset
+        return first
 
     def expire(self, now: int, expiration_ms: int) -> int:
         """Forget producers silent for ``expiration_ms``; returns how many."""
         doomed = [
-            pid for pid, e in self.producers.items() if now - e.last_timestamp >= expiration_ms
+            pid
+            for pid, e in self.producers.items()
+            if now - e.last_timestamp >= expiration_ms and e.txn_first_offset is None
         ]
         for pid in doomed:
             del self.producers[pid]
@@ -247,7 +391,8 @@ class ProducerStateManager:
             return
         body = bytearray(_COUNT.pack(0))
         for entry in self.producers.values():
-            for batch in entry.batches:
+            txn_first = -1 if entry.txn_first_offset is None else entry.txn_first_offset
+            for batch in entry.batches or [_NO_BATCH]:
                 body += _ENTRY.pack(
                     entry.producer_id,
                     entry.epoch,
@@ -255,8 +400,8 @@ class ProducerStateManager:
                     batch.last_offset,
                     batch.last_offset - batch.first_offset,
                     entry.last_timestamp,
-                    -1,
-                    -1,
+                    entry.coordinator_epoch,
+                    txn_first,
                 )
         _COUNT.pack_into(body, 0, (len(body) - _COUNT.size) // _ENTRY.size)
         write_atomically(self._path(offset), _PREFIX.pack(_SNAPSHOT_VERSION, crc32c(body)) + body)
@@ -268,8 +413,7 @@ class ProducerStateManager:
         """Load the newest readable snapshot at or below ``log_end_offset``
         (removing newer ones: a crash cut the log below them) and return its
         offset, from which the caller replays; 0 and an empty state if none."""
-        self.producers.clear()
-        self._snapshot_offset = None
+        self._clear()
         for offset in reversed(self.snapshot_offsets()):
             if offset > log_end_offset:
                 self._remove(offset)
@@ -279,16 +423,27 @@ class ProducerStateManager:
             except (CorruptSnapshotError, OSError):
                 self._remove(offset)
                 continue
+            open_txns = sorted(
+                (e.txn_first_offset, pid)
+                for pid, e in self.producers.items()
+                if e.txn_first_offset is not None
+            )
+            self.ongoing = {pid: first for first, pid in open_txns}
             self._snapshot_offset = offset
             return offset
         return 0
 
     def truncate(self) -> None:
         """Forget everything, snapshots included (the log was emptied)."""
-        self.producers.clear()
-        self._snapshot_offset = None
+        self._clear()
         for offset in self.snapshot_offsets():
             self._remove(offset)
+
+    def _clear(self) -> None:
+        self.producers = {}
+        self.ongoing = {}
+        self._unreplicated.clear()
+        self._snapshot_offset = None
 
     def _remove(self, offset: int) -> None:
         """Remove a snapshot. A failure is harmless (loading picks the newest
@@ -311,10 +466,27 @@ def _read_snapshot(path: str) -> dict[int, ProducerEntry]:
     except struct.error as exc:
         raise CorruptSnapshotError(f"{path}: {exc}") from exc
     producers: dict[int, ProducerEntry] = {}
-    for pid, epoch, last_seq, last_offset, delta, timestamp, _, _ in _entries(body):
+    for (
+        pid,
+        epoch,
+        last_seq,
+        last_offset,
+        delta,
+        timestamp,
+        coordinator_epoch,
+        txn_first,
+    ) in _entries(body):
         entry = producers.get(pid)
         if entry is None:
-            entry = producers[pid] = ProducerEntry(pid, epoch, last_timestamp=timestamp)
+            entry = producers[pid] = ProducerEntry(
+                pid,
+                epoch,
+                last_timestamp=timestamp,
+                coordinator_epoch=coordinator_epoch,
+                txn_first_offset=None if txn_first < 0 else txn_first,
+            )
+        if last_offset < 0:  # a producer with no batch retained
+            continue
         entry.batches.append(
             BatchMetadata(last_seq - delta, last_seq, last_offset - delta, last_offset, timestamp)
         )

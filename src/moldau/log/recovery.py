@@ -35,6 +35,7 @@ from moldau.log.segment import (
     LogSegment,
     segment_base_offset,
 )
+from moldau.log.txn_index import TXN_INDEX_SUFFIX
 
 __all__ = ["load_segments"]
 
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # Left behind by an interrupted deletion, cleaning or checkpoint write.
 _LEFTOVER_SUFFIXES = (".deleted", ".cleaned", ".tmp", SWAP_SUFFIX)
-_INDEX_SUFFIXES = (INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+_INDEX_SUFFIXES = (INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX)
 
 
 def load_segments(

@@ -1,4 +1,7 @@
-"""One log segment: a ``.log`` file of batches plus its two indexes.
+"""One log segment: a ``.log`` file of batches plus its indexes.
+
+The offset and time indexes always exist; the aborted-transaction index
+(``txn_index.py``) only once the segment holds an ABORT marker.
 
 Files are named by the segment's base offset, zero-padded to 20 digits, as
 Kafka names them. The log file is written with ``pwritev`` at the
@@ -25,6 +28,7 @@ from typing import NamedTuple
 from moldau.log import fileops
 from moldau.log.errors import LogDamagedError
 from moldau.log.index import CorruptIndexError, OffsetIndex, TimeIndex
+from moldau.log.txn_index import TXN_INDEX_SUFFIX, TransactionIndex
 from moldau.protocol.batch import (
     HEADER_SIZE,
     OFFSET_RANGE_SIZE,
@@ -83,6 +87,7 @@ class LogSegment:
         self._fd = fd
         self.offset_index = OffsetIndex(self._sibling(INDEX_SUFFIX), base_offset)
         self.time_index = TimeIndex(self._sibling(TIME_INDEX_SUFFIX), base_offset)
+        self.txn_index = TransactionIndex(self._sibling(TXN_INDEX_SUFFIX))
         self.size = os.fstat(self._fd).st_size
         self.next_offset = base_offset
         self.max_timestamp = -1
@@ -111,6 +116,7 @@ class LogSegment:
         try:
             segment.offset_index.reset()
             segment.time_index.reset()
+            segment.txn_index.reset()
         except OSError:
             segment.file.close()
             with contextlib.suppress(OSError):
@@ -265,6 +271,7 @@ class LogSegment:
         self._replay(0, file_size, interval)
         self.offset_index.write_pending()
         self.time_index.write_pending()
+        self.txn_index.truncate_to(self.next_offset)
         cut = file_size - self.size
         if cut:
             fileops.ftruncate(self._fd, self.size)
@@ -289,9 +296,12 @@ class LogSegment:
         if last_time is not None:
             self.max_timestamp, self.offset_of_max_timestamp = last_time
         self._replay(self.size, file_size, interval)
-        return self.size == file_size and (
+        loaded = self.size == file_size and (
             last_time is None or self.base_offset <= last_time[1] < self.next_offset
         )
+        if loaded:
+            self.txn_index.truncate_to(self.next_offset)
+        return loaded
 
     def _reset_state(self) -> None:
         self.size = 0
@@ -331,6 +341,7 @@ class LogSegment:
         self._dirty = True
         self.offset_index.truncate_to(offset)
         self.time_index.truncate_to(offset)
+        self.txn_index.truncate_to(offset)
         if not self.load(interval):
             self.recover(interval)
 
@@ -353,6 +364,10 @@ class LogSegment:
         self._dirty = False
         self.offset_index.write_pending(fsync=dirty)
         self.time_index.write_pending(fsync=dirty)
+        try:
+            self.txn_index.flush()
+        except OSError as exc:
+            raise LogDamagedError(self.txn_index.path, exc) from exc
 
     def removed(self) -> bool:
         """Whether the log file was unlinked while open (by hand: the broker
@@ -365,13 +380,15 @@ class LogSegment:
         if write_indexes:
             self.offset_index.write_pending()
             self.time_index.write_pending()
+        self.txn_index.close()
         self.file.close()
 
     def rename(self, suffix: str) -> None:
-        """Give the three files a new suffix (indexes first, the log last: the
+        """Give the files a new suffix (indexes first, the log last: the
         log file's name is what recovery goes by). Open files stay valid."""
         old = [self.offset_index.path, self.time_index.path, self.path]
         self.suffix = suffix
+        self.txn_index.rename(self._sibling(TXN_INDEX_SUFFIX))
         self.path = self._sibling(LOG_SUFFIX)
         self.offset_index.path = self._sibling(INDEX_SUFFIX)
         self.time_index.path = self._sibling(TIME_INDEX_SUFFIX)
@@ -408,6 +425,7 @@ class LogSegment:
         collector so that slices still being sent stay readable."""
         self.offset_index.discard()
         self.time_index.discard()
+        self.txn_index.delete()
         for path in (self.path, self.offset_index.path, self.time_index.path):
             with contextlib.suppress(FileNotFoundError):
                 fileops.unlink(path)

@@ -397,11 +397,45 @@ class Partition:
             self.on_append(self)
         return result
 
+    def append_control(
+        self, producer_id: int, producer_epoch: int, commit: bool, coordinator_epoch: int
+    ) -> AppendResult:
+        """Write a transaction marker as leader (WriteTxnMarkers); wakes the
+        waiting fetches like any append (the last stable offset may move)."""
+        if not self.is_leader:
+            raise KafkaError(ErrorCode.NOT_LEADER_OR_FOLLOWER)
+        result = self.log.append_control(
+            producer_id, producer_epoch, commit, coordinator_epoch, self.leader_epoch
+        )
+        self._advance_high_watermark()
+        if self.on_append is not None:
+            self.on_append(self)
+        return result
+
+    @property
+    def last_stable_offset(self) -> int:
+        """How far read_committed consumers may read (Kafka's LSO): the high
+        watermark, or the start of the oldest unfinished transaction below it.
+        It moves only with an append (a marker) or a high-watermark move, both
+        of which call ``on_append``: a read_committed fetch waiting in the
+        purgatory is woken by them."""
+        return self.log.last_stable_offset(self.log.high_watermark)
+
     def read(
-        self, offset: int, max_bytes: int, *, committed_only: bool, min_one_batch: bool = True
+        self,
+        offset: int,
+        max_bytes: int,
+        *,
+        committed_only: bool,
+        min_one_batch: bool = True,
+        read_committed: bool = False,
     ) -> ReadResult:
-        """Read from ``offset``: consumers up to the high watermark, followers to the end."""
-        limit = self.high_watermark if committed_only else None
+        """Read from ``offset``: consumers up to the high watermark (the last
+        stable offset for ``read_committed`` ones), followers to the end."""
+        if read_committed:
+            limit: int | None = self.last_stable_offset
+        else:
+            limit = self.high_watermark if committed_only else None
         return self.log.read(offset, max_bytes, max_offset=limit, min_one_batch=min_one_batch)
 
     def _advance_high_watermark(self) -> bool:

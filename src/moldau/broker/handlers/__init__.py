@@ -29,6 +29,7 @@ from . import (
     offset_for_leader_epoch,
     produce,
     sync_group,
+    write_txn_markers,
 )
 
 __all__ = [
@@ -60,4 +61,5 @@ __all__ = [
     "offset_for_leader_epoch",
     "produce",
     "sync_group",
+    "write_txn_markers",
 ]

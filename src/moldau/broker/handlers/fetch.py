@@ -3,7 +3,12 @@
 v0-v3 (deprecated in Kafka 3.9, gone in 4.0): the client reads message
 format v0 (v0-v1) or v1 (v2-v3) only, so ``_old_versions`` down-converts our
 v2 batches for it (no zero copy there). v3: max_bytes.
-v4: isolation level, last stable offset, aborted transactions. v5: log start
+v4: isolation level, last stable offset, aborted transactions (a
+read_committed fetch reads up to the last stable offset and gets the aborted
+transactions overlapping what it returns, Kafka's
+collectAbortedTransactions; it waits in the purgatory like any fetch, woken
+by the appends and high-watermark moves that are the only things moving the
+last stable offset). v5: log start
 offset. v7: fetch sessions (we answer session id 0: no session, so clients
 keep sending full requests, which Kafka allows). v9: current leader epoch.
 v11: rack id, preferred read replica. v12: flexible, diverging epoch,
@@ -39,6 +44,7 @@ import uuid
 from typing import Any
 
 from ...log.errors import LogError
+from ...log.partition_log import ReadResult
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
@@ -140,6 +146,7 @@ def _read_all(
                 limit,
                 committed_only=not follower,
                 min_one_batch=total == 0,
+                read_committed=read_committed and not follower,
             )
             if follower and record_follower:
                 core.replicas.record_follower_fetch(
@@ -163,9 +170,11 @@ def _read_all(
                 "partition_index": index,
                 "error_code": 0,
                 "high_watermark": partition.high_watermark,
-                "last_stable_offset": partition.high_watermark,
+                "last_stable_offset": partition.last_stable_offset,
                 "log_start_offset": partition.log_start_offset,
-                "aborted_transactions": [] if read_committed else None,
+                "aborted_transactions": (
+                    _aborted(partition, want["fetch_offset"], result) if read_committed else None
+                ),
                 "preferred_read_replica": -1,
                 "records": result.slices if result.size else b"",
             }
@@ -183,12 +192,25 @@ def _diverged(partition: Partition, index: int, epoch: int, end_offset: int) -> 
         "partition_index": index,
         "error_code": 0,
         "high_watermark": partition.high_watermark,
-        "last_stable_offset": partition.high_watermark,
+        "last_stable_offset": partition.last_stable_offset,
         "log_start_offset": partition.log_start_offset,
         "diverging_epoch": {"epoch": epoch, "end_offset": end_offset},
         "preferred_read_replica": -1,
         "records": b"",
     }
+
+
+def _aborted(partition: Partition, fetch_offset: int, result: ReadResult) -> list[Message]:
+    """The aborted transactions overlapping what a read_committed fetch
+    returns, from its fetch offset to the offset after its last batch."""
+    if not result.size:
+        return []
+    log = partition.log
+    upper = log.read_end_offset(result)
+    return [
+        {"producer_id": producer_id, "first_offset": first_offset}
+        for producer_id, first_offset in log.aborted_transactions(fetch_offset, upper)
+    ]
 
 
 def _replica_id(request: Message) -> int:

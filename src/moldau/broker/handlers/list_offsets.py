@@ -4,7 +4,8 @@ v0 (deprecated in Kafka 3.9, gone in 4.0): up to max_num_offsets offsets
 per partition (old_style_offsets): segment boundaries and the log end, newest
 first, as Kafka's legacy lookup gives them (``_old_versions``); only the
 special timestamps -1 and -2. v1: one offset and its timestamp. v2: isolation
-level. v4: leader epochs: the request's current leader epoch is checked
+level (read_committed: the latest offset is the last stable offset, and
+lookups by time stop there). v4: leader epochs: the request's current leader epoch is checked
 (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH, KIP-320) and each offset comes
 with the epoch that wrote it (the latest offset with the current epoch), as
 Kafka answers. v6: flexible. v7: max timestamp (-3). v8: earliest
@@ -45,7 +46,8 @@ def list_offsets(context: RequestContext, request: Message) -> Message:
                 partition = context.core.replicas.leader_partition(
                     topic["name"], index, wanted.get("current_leader_epoch", -1)
                 )
-                timestamp, offset = _lookup(partition, wanted["timestamp"])
+                read_committed = request.get("isolation_level", 0) == 1
+                timestamp, offset = _lookup(partition, wanted["timestamp"], read_committed)
             except KafkaError as exc:
                 partitions.append(_answer(index, exc.code, -1, -1, -1))
                 continue
@@ -55,11 +57,13 @@ def list_offsets(context: RequestContext, request: Message) -> Message:
     return {"throttle_time_ms": 0, "topics": topics}
 
 
-def _lookup(partition: Partition, timestamp: int) -> tuple[int, int]:
-    """(timestamp, offset) answering one partition's query."""
+def _lookup(partition: Partition, timestamp: int, read_committed: bool) -> tuple[int, int]:
+    """(timestamp, offset) answering one partition's query; read_committed
+    sees up to the last stable offset, as Kafka's lastFetchableOffset."""
     partition.check_online()
+    fetchable = partition.last_stable_offset if read_committed else partition.high_watermark
     if timestamp == LATEST:
-        return -1, partition.high_watermark
+        return -1, fetchable
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return -1, partition.log_start_offset
     if timestamp == LATEST_TIERED:
@@ -70,7 +74,7 @@ def _lookup(partition: Partition, timestamp: int) -> tuple[int, int]:
     if timestamp < 0:
         raise KafkaError(ErrorCode.INVALID_REQUEST, f"unknown special timestamp {timestamp}")
     found = partition.log.offset_for_timestamp(timestamp)
-    if found is None or found[0] >= partition.high_watermark:
+    if found is None or found[0] >= fetchable:
         return -1, -1
     offset, found_timestamp = found
     return found_timestamp, offset

@@ -20,63 +20,90 @@ REQUEST_TIMED_OUT at its ``timeout_ms``, NOT_ENOUGH_REPLICAS_AFTER_APPEND
 if the ISR shrank below the minimum meanwhile, NOT_LEADER_OR_FOLLOWER if
 this broker stopped leading (``Partition.check_replicated``). acks=1
 answers after the leader's append.
+
+Transactional batches (v3+) are checked before any append, and verified with
+the transaction coordinator when a batch would open a transaction on a
+partition (KIP-890 part 1): ``txn_produce.py``.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.legacy_records import is_legacy, up_convert
 from ...protocol.messages import Message
-from ...replication.partition import Partition
 from ..core import BrokerCore
 from ..dispatch import HandlerResult, RequestContext, handles
 from ..internal_topics import is_internal_topic
+from ..purgatory import ReplicatedWrite, when_replicated
 from ..routing import leader_entry, node_endpoints
+from ..txn_produce import TransactionalWrite, request_error, transactional_header, verify
 
 #: Kafka's AdminUtils.ADMIN_CLIENT_ID: requests with it may write internal topics.
 ADMIN_CLIENT_ID = "__admin_client"
 
 
-@dataclass
-class _Replicating:
-    """An acks=all write waiting for the ISR: its answer in the response is
-    the success (``done``) once replicated, else its error."""
-
-    partition: Partition
-    answer: dict[str, Any]
-    done: dict[str, Any]
-    last_offset: int
-    epoch: int
-    min_insync: int
-    outcome: ErrorCode | None = None
-
-    def settle(self) -> bool:
-        """Fill in the answer as things stand now; whether it is final."""
-        if self.outcome is None:
-            self.outcome = self.partition.check_replicated(
-                self.last_offset, self.epoch, self.min_insync
-            )
-        self.answer.clear()
-        if self.outcome == ErrorCode.NONE:
-            self.answer.update(self.done)
-        else:
-            code = ErrorCode.REQUEST_TIMED_OUT if self.outcome is None else self.outcome
-            self.answer.update(_error(self.done["index"], code, None))
-        return self.outcome is not None
+#: Per partition, the error refusing it before any append (None: append it).
+Refusals = Callable[[str | None, int], ErrorCode | None]
 
 
 @handles(ApiKey.PRODUCE, range(0, 14))
 def produce(context: RequestContext, request: Message) -> HandlerResult:
+    if context.version >= 3:
+        writes = _transactional_writes(context.core, request)
+        if writes:
+            return _produce_transactional(context, request, writes)
+    return _produce(context, request, None)
+
+
+def _transactional_writes(core: BrokerCore, request: Message) -> list[TransactionalWrite]:
+    writes = []
+    for topic in request["topic_data"]:
+        for data in topic["partition_data"]:
+            header = transactional_header(data["records"])
+            if header is not None:
+                name = _topic_name(core, topic)
+                if name is not None:
+                    writes.append(TransactionalWrite(name, data["index"], header))
+    return writes
+
+
+def _produce_transactional(
+    context: RequestContext, request: Message, writes: list[TransactionalWrite]
+) -> HandlerResult:
+    """A request with transactional batches: checked (``txn_produce.py``),
+    and verified with the coordinator when one is set, before the appends."""
+    transactional_id = request.get("transactional_id")
+    error = request_error(transactional_id, writes)
+    if error is not None:
+        return _produce(context, request, lambda _name, _index: error)
+    if context.core.transactions is None or transactional_id is None:
+        return _produce(context, request, None)
+    return _produce_verified(context, request, transactional_id, writes)
+
+
+async def _produce_verified(
+    context: RequestContext,
+    request: Message,
+    transactional_id: str,
+    writes: list[TransactionalWrite],
+) -> Message | None:
+    refused = await verify(context.core, transactional_id, writes)
+    result = _produce(context, request, lambda name, index: refused.get((name or "", index)))
+    return await result if isinstance(result, Awaitable) else result
+
+
+def _produce(context: RequestContext, request: Message, refusals: Refusals | None) -> HandlerResult:
     core = context.core
     acks = request["acks"]
     responses = []
     leaders: list[int] = []
-    replicating: list[_Replicating] = []
+    replicating: list[ReplicatedWrite] = []
     for topic in request["topic_data"]:
         name = _topic_name(core, topic)
         partitions = []
@@ -87,6 +114,10 @@ def produce(context: RequestContext, request: Message) -> HandlerResult:
             if name is not None and _internal_refused(context, name):
                 message = f"Cannot append to internal topic {name}"
                 partitions.append(_error(data["index"], ErrorCode.INVALID_TOPIC_EXCEPTION, message))
+                continue
+            refused = refusals(name, data["index"]) if refusals is not None else None
+            if refused is not None:
+                partitions.append(_error(data["index"], refused))
                 continue
             answer = _append(core, name, data, acks, context.version, replicating)
             if answer["error_code"] == ErrorCode.NOT_LEADER_OR_FOLLOWER and name is not None:
@@ -103,16 +134,7 @@ def produce(context: RequestContext, request: Message) -> HandlerResult:
         response["node_endpoints"] = node_endpoints(core, leaders)
     if not replicating:
         return response
-
-    def replicated() -> tuple[Message, bool]:
-        settled = [waiting.settle() for waiting in replicating]
-        return response, all(settled)
-
-    answer, ready = replicated()
-    if ready:
-        return answer
-    keys = [(w.partition.topic, w.partition.index) for w in replicating]
-    return core.purgatory.read_when_ready(keys, replicated, request["timeout_ms"])
+    return when_replicated(core.purgatory, replicating, response, request["timeout_ms"])
 
 
 def _internal_refused(context: RequestContext, name: str) -> bool:
@@ -134,7 +156,7 @@ def _append(
     data: Message,
     acks: int,
     version: int,
-    replicating: list[_Replicating],
+    replicating: list[ReplicatedWrite],
 ) -> dict[str, Any]:
     """Append one partition's records; its answer. An acks=all write also
     goes to ``replicating``, which edits the answer until the ISR has it."""
@@ -144,7 +166,7 @@ def _append(
     try:
         partition = core.replicas.leader_partition(name, index)
         # Only acks=all reads it: acks=1 and 0 stay off the topic's configs.
-        min_insync = _min_insync(core, name) if acks == -1 else 0
+        min_insync = min_insync_replicas(core, name) if acks == -1 else 0
         if len(partition.isr) < min_insync:
             raise KafkaError(
                 ErrorCode.NOT_ENOUGH_REPLICAS,
@@ -171,18 +193,27 @@ def _append(
         # earlier, maybe under an older leader, is answered from the log).
         epoch = partition.log.leader_epochs.epoch_for_offset(result.last_offset)
         replicating.append(
-            _Replicating(partition, answer, dict(answer), result.last_offset, epoch, min_insync)
+            ReplicatedWrite(
+                partition,
+                answer,
+                dict(answer),
+                functools.partial(_error, index, message=None),
+                result.last_offset,
+                epoch,
+                min_insync,
+            )
         )
     return answer
 
 
-def _min_insync(core: BrokerCore, topic: str) -> int:
+def min_insync_replicas(core: BrokerCore, topic: str) -> int:
+    """``min.insync.replicas``: the topic's, else the broker's."""
     info = core.metadata.topic(topic)
     configured = info.configs.get("min.insync.replicas") if info is not None else None
     return int(configured or core.config.get("min.insync.replicas"))
 
 
-def _error(index: int, code: ErrorCode, message: str | None) -> dict[str, Any]:
+def _error(index: int, code: ErrorCode, message: str | None = None) -> dict[str, Any]:
     return {
         "index": index,
         "error_code": code,

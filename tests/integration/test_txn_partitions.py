@@ -1,0 +1,343 @@
+"""Transactions on the partition side, over real sockets: hand-built
+transactional batches sent with raw Produce requests by an idempotent
+producer id, ended with raw WriteTxnMarkers requests (the coordinator's
+job, done here by hand), read back by real read_committed and
+read_uncommitted consumers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+from test_clients_raw import answered_within, fetch_request
+
+from conftest import BrokerProcess, RawConnection, create_topic, wait_for
+from moldau.protocol.records import Record, build_batch, decode_batch
+
+PRODUCE, FETCH, LIST_OFFSETS, INIT_PRODUCER_ID, WRITE_TXN_MARKERS = 0, 1, 2, 22, 27
+UNKNOWN_TOPIC_OR_PARTITION = 3
+INVALID_PRODUCER_EPOCH = 47
+INVALID_TXN_STATE = 48
+TRANSACTION_COORDINATOR_FENCED = 52
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
+
+
+class TxnProducer:
+    """An idempotent producer id writing transactional batches by hand."""
+
+    def __init__(self, conn: RawConnection, epoch: int = 0) -> None:
+        answer = conn.request(
+            INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60_000,
+                                  "producer_id": -1, "producer_epoch": -1},
+        )  # fmt: skip
+        assert answer["error_code"] == 0
+        self.conn = conn
+        self.pid = answer["producer_id"]
+        self.epoch = epoch
+        self.sequences: dict[tuple[str, int], int] = {}
+
+    def send(
+        self,
+        topic: str,
+        partition: int,
+        values: Iterable[bytes],
+        *,
+        transactional_id: str | None = "txn",
+        transactional: bool = True,
+        epoch: int | None = None,
+    ) -> dict[str, Any]:
+        """Produce one batch (acks=all); the partition's answer."""
+        values = list(values)
+        seq = self.sequences.get((topic, partition), 0)
+        batch = build_batch(
+            [Record(i, 0, b"k", value) for i, value in enumerate(values)],
+            base_timestamp=int(time.time() * 1000),
+            producer_id=self.pid,
+            producer_epoch=self.epoch if epoch is None else epoch,
+            base_sequence=seq,
+            is_transactional=transactional,
+        )
+        request = {
+            "transactional_id": transactional_id,
+            "acks": -1,
+            "timeout_ms": 5000,
+            "topic_data": [
+                {"name": topic, "partition_data": [{"index": partition, "records": batch}]}
+            ],
+        }
+        [answer] = self.conn.request(PRODUCE, 9, request)["responses"][0]["partition_responses"]
+        if answer["error_code"] == 0:
+            self.sequences[topic, partition] = seq + len(values)
+        return answer
+
+    def end(
+        self,
+        commit: bool,
+        partitions: dict[str, list[int]],
+        *,
+        epoch: int | None = None,
+        coordinator_epoch: int = 0,
+    ) -> dict[tuple[str, int], int]:
+        """WriteTxnMarkers for this producer; error code per partition."""
+        return write_markers(
+            self.conn, self.pid, self.epoch if epoch is None else epoch, commit, partitions,
+            coordinator_epoch,
+        )  # fmt: skip
+
+
+def write_markers(
+    conn: RawConnection,
+    pid: int,
+    epoch: int,
+    commit: bool,
+    partitions: dict[str, list[int]],
+    coordinator_epoch: int = 0,
+) -> dict[tuple[str, int], int]:
+    marker = {
+        "producer_id": pid,
+        "producer_epoch": epoch,
+        "transaction_result": commit,
+        "topics": [{"name": t, "partition_indexes": ps} for t, ps in partitions.items()],
+        "coordinator_epoch": coordinator_epoch,
+    }
+    [result] = conn.request(WRITE_TXN_MARKERS, 1, {"markers": [marker]})["markers"]
+    assert result["producer_id"] == pid
+    return {
+        (topic["name"], p["partition_index"]): p["error_code"]
+        for topic in result["topics"]
+        for p in topic["partitions"]
+    }
+
+
+def data_values(records: bytes | None) -> list[bytes | None]:
+    """Values of the data records of a fetched partition (markers left out)."""
+    values: list[bytes | None] = []
+    position = 0
+    while records and position < len(records):
+        header, decoded = decode_batch(records[position:])
+        if not header.is_control:
+            values += [record.value for record in decoded]
+        position += header.size
+    return values
+
+
+def committed_fetch(topic: str, partitions: dict[int, int], **kw: int) -> dict[str, Any]:
+    request = fetch_request(topic, partitions, **kw)
+    request["isolation_level"] = 1
+    return request
+
+
+def list_latest(conn: RawConnection, topic: str, isolation: int) -> int:
+    request = {
+        "replica_id": -1,
+        "isolation_level": isolation,
+        "topics": [
+            {
+                "name": topic,
+                "partitions": [{"partition_index": 0, "current_leader_epoch": -1, "timestamp": -1}],
+            }
+        ],
+    }
+    [answer] = conn.request(LIST_OFFSETS, 7, request)["topics"][0]["partitions"]
+    assert answer["error_code"] == 0
+    return int(answer["offset"])
+
+
+def read_values(
+    bootstrap: str, topic: str, isolation: str, until: Callable[[list[bytes]], bool]
+) -> list[bytes]:
+    """Values a confluent-kafka consumer with ``isolation`` reads from the
+    start of partition 0, polling until ``until`` holds (or 15 s)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-{isolation}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+        }
+    )
+    got: list[bytes] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + 15
+        while not until(got) and time.monotonic() < deadline:
+            for message in consumer.consume(100, timeout=0.2):
+                if message.error() is None:
+                    got.append(message.value())
+    finally:
+        consumer.close()
+    return got
+
+
+def test_read_committed_sees_committed_transactions_whole_and_never_aborted_ones(
+    broker: BrokerProcess,
+) -> None:
+    create_topic(broker.bootstrap, "eos", 1)
+    with RawConnection(broker.port) as conn:
+        a, b, plain = TxnProducer(conn), TxnProducer(conn), TxnProducer(conn)
+        assert a.send("eos", 0, [b"a1", b"a2"])["base_offset"] == 0
+        assert b.send("eos", 0, [b"b1"])["base_offset"] == 2
+        assert a.send("eos", 0, [b"a3"])["error_code"] == 0  # 3
+        assert a.end(True, {"eos": [0]}) == {("eos", 0): 0}  # commit at 4
+        assert b.end(False, {"eos": [0]}) == {("eos", 0): 0}  # abort at 5
+        assert b.send("eos", 0, [b"b2"])["base_offset"] == 6  # b's next, open
+        plain.send("eos", 0, [b"p1"], transactional=False, transactional_id=None)  # 7
+        # the last stable offset stops at b's open transaction
+        assert list_latest(conn, "eos", isolation=1) == 6
+        assert list_latest(conn, "eos", isolation=0) == 8
+        [answer] = conn.request(FETCH, 12, committed_fetch("eos", {0: 0}))["responses"][0][
+            "partitions"
+        ]
+        assert answer["last_stable_offset"] == 6 and answer["high_watermark"] == 8
+        assert answer["aborted_transactions"] == [{"producer_id": b.pid, "first_offset": 2}]
+        assert data_values(answer["records"]) == [b"a1", b"a2", b"b1", b"a3"]
+        committed = read_values(broker.bootstrap, "eos", "read_committed", lambda v: len(v) >= 3)
+        assert committed == [b"a1", b"a2", b"a3"]
+        uncommitted = read_values(
+            broker.bootstrap, "eos", "read_uncommitted", lambda v: len(v) >= 6
+        )
+        assert uncommitted == [b"a1", b"a2", b"b1", b"a3", b"b2", b"p1"]
+        # b's commit frees what followed it
+        assert b.end(True, {"eos": [0]}) == {("eos", 0): 0}
+        assert list_latest(conn, "eos", isolation=1) == 9
+        committed = read_values(broker.bootstrap, "eos", "read_committed", lambda v: len(v) >= 5)
+        assert committed == [b"a1", b"a2", b"a3", b"b2", b"p1"]
+
+
+def test_a_waiting_read_committed_fetch_wakes_when_the_marker_lands(
+    broker: BrokerProcess,
+) -> None:
+    create_topic(broker.bootstrap, "wake", 1)
+    with RawConnection(broker.port, timeout=15) as conn, RawConnection(broker.port) as other:
+        producer = TxnProducer(other)
+        producer.send("wake", 0, [b"x" * 100])
+        request = committed_fetch("wake", {0: 0}, max_wait_ms=10_000, min_bytes=1)
+        correlation_id = conn.send(FETCH, 12, request)
+        assert not answered_within(conn, 0.3), "read past an open transaction"
+        producer.end(True, {"wake": [0]})
+        ended = time.monotonic()
+        response = conn.receive(FETCH, 12, correlation_id)
+        assert time.monotonic() - ended < 2.0, "the marker did not wake the fetch"
+    [answer] = response["responses"][0]["partitions"]
+    assert answer["error_code"] == 0 and data_values(answer["records"]) == [b"x" * 100]
+
+
+def test_marker_and_produce_refusals(broker: BrokerProcess) -> None:
+    create_topic(broker.bootstrap, "refusals", 1)
+    with RawConnection(broker.port) as conn:
+        producer = TxnProducer(conn)
+        assert producer.end(True, {"refusals": [0, 7], "absent": [0]}) == {
+            ("refusals", 0): 0,  # nothing open: written all the same, as in Kafka
+            ("refusals", 7): UNKNOWN_TOPIC_OR_PARTITION,
+            ("absent", 0): UNKNOWN_TOPIC_OR_PARTITION,
+        }
+        no_id = producer.send("refusals", 0, [b"v"], transactional_id=None)
+        assert no_id["error_code"] == TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        assert producer.send("refusals", 0, [b"v"])["error_code"] == 0
+        inside = producer.send("refusals", 0, [b"w"], transactional=False)
+        assert inside["error_code"] == INVALID_TXN_STATE
+        # the coordinator bumps the epoch when it aborts (fencing a zombie)
+        assert producer.end(False, {"refusals": [0]}, epoch=1, coordinator_epoch=3) == {
+            ("refusals", 0): 0
+        }
+        zombie = producer.send("refusals", 0, [b"z"], epoch=0)
+        assert zombie["error_code"] == INVALID_PRODUCER_EPOCH
+        old_epoch = producer.end(True, {"refusals": [0]}, epoch=0, coordinator_epoch=3)
+        assert old_epoch == {("refusals", 0): INVALID_PRODUCER_EPOCH}
+        old_coordinator = producer.end(True, {"refusals": [0]}, epoch=1, coordinator_epoch=2)
+        assert old_coordinator == {("refusals", 0): TRANSACTION_COORDINATOR_FENCED}
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "aiokafka"])
+def test_other_clients_read_committed(broker: BrokerProcess, client: str) -> None:
+    create_topic(broker.bootstrap, "others", 1)
+    with RawConnection(broker.port) as conn:
+        kept, dropped = TxnProducer(conn), TxnProducer(conn)
+        kept.send("others", 0, [b"k1"])
+        dropped.send("others", 0, [b"d1", b"d2"])
+        kept.send("others", 0, [b"k2"])
+        dropped.end(False, {"others": [0]})
+        kept.end(True, {"others": [0]})
+        open_txn = TxnProducer(conn)
+        open_txn.send("others", 0, [b"o1"])
+    reader = _kafka_python_values if client == "kafka-python" else _aiokafka_values
+    assert reader(broker.bootstrap, "others", expected=2) == [b"k1", b"k2"]
+
+
+def _kafka_python_values(bootstrap: str, topic: str, expected: int) -> list[bytes]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    got: list[bytes] = []
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        consumer.seek_to_beginning()
+        deadline = time.monotonic() + 15
+        while len(got) < expected and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                got += [r.value for r in records]
+        # and nothing past the open transaction, however long it polls
+        got += [r.value for rs in consumer.poll(timeout_ms=500).values() for r in rs]
+    finally:
+        consumer.close()
+    return got
+
+
+def _aiokafka_values(bootstrap: str, topic: str, expected: int) -> list[bytes]:
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def read() -> list[bytes]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        got: list[bytes] = []
+        try:
+            consumer.assign([TopicPartition(topic, 0)])
+            await consumer.seek_to_beginning()
+            deadline = time.monotonic() + 15
+            while len(got) < expected and time.monotonic() < deadline:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    got += [r.value for r in records if r.value is not None]
+            extra = await consumer.getmany(timeout_ms=500)
+            got += [r.value for rs in extra.values() for r in rs if r.value is not None]
+        finally:
+            await consumer.stop()
+        return got
+
+    return asyncio.run(read())
+
+
+def test_transactions_survive_kill_9(broker_factory: Callable[..., BrokerProcess]) -> None:
+    broker = broker_factory()
+    create_topic(broker.bootstrap, "durable", 1)
+    with RawConnection(broker.port) as conn:
+        aborted, left_open = TxnProducer(conn), TxnProducer(conn)
+        aborted.send("durable", 0, [b"gone"])
+        left_open.send("durable", 0, [b"pending"])
+        aborted.end(False, {"durable": [0]})
+    broker.kill()
+    broker.start()
+    with RawConnection(broker.port) as conn:
+        wait_for(lambda: list_latest(conn, "durable", isolation=0) == 3, 10, what="log reload")
+        assert list_latest(conn, "durable", isolation=1) == 1  # the open one survived
+        [answer] = conn.request(FETCH, 12, committed_fetch("durable", {0: 0}))["responses"][0][
+            "partitions"
+        ]
+        assert answer["aborted_transactions"] == [{"producer_id": aborted.pid, "first_offset": 0}]
+        assert write_markers(conn, left_open.pid, 0, True, {"durable": [0]}) == {("durable", 0): 0}
+        assert list_latest(conn, "durable", isolation=1) == 4
