@@ -1,0 +1,219 @@
+"""The transaction coordinator with real transactional clients (confluent-kafka's
+librdkafka, aiokafka) over real sockets, and its state as DescribeTransactions
+and ListTransactions tell it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError as ConfluentError
+from confluent_kafka import KafkaException, Producer
+
+from conftest import BrokerProcess, RawConnection, create_topic, wait_for
+from moldau.protocol.api_keys import ApiKey
+from moldau.protocol.errors import ErrorCode
+
+PARTITIONS = 3
+
+
+def transactional(broker: BrokerProcess, transactional_id: str, **config: Any) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "transactional.id": transactional_id,
+            "linger.ms": 5,
+            **config,
+        }
+    )
+
+
+def describe(broker: BrokerProcess, transactional_id: str) -> dict[str, Any]:
+    with RawConnection(broker.port) as conn:
+        body = conn.request(
+            ApiKey.DESCRIBE_TRANSACTIONS, 0, {"transactional_ids": [transactional_id]}
+        )
+    [state] = body["transaction_states"]
+    return state
+
+
+def list_transactions(broker: BrokerProcess, **filters: Any) -> dict[str, Any]:
+    request = {"state_filters": [], "producer_id_filters": [], "duration_filter": -1, **filters}
+    with RawConnection(broker.port) as conn:
+        return conn.request(ApiKey.LIST_TRANSACTIONS, 1, request)
+
+
+def in_state(broker: BrokerProcess, transactional_id: str, state: str) -> Callable[[], bool]:
+    return lambda: describe(broker, transactional_id)["transaction_state"] == state
+
+
+def fresh_topic(broker: BrokerProcess) -> str:
+    topic = f"txn-{uuid.uuid4().hex[:8]}"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    return topic
+
+
+def test_commit_and_abort_over_several_partitions(broker: BrokerProcess) -> None:
+    topic = fresh_topic(broker)
+    tid = "commit-abort"
+    producer = transactional(broker, tid)
+    producer.init_transactions(15)
+    first = describe(broker, tid)
+    assert (first["error_code"], first["transaction_state"]) == (0, "Empty")
+    assert first["producer_epoch"] == 0
+
+    producer.begin_transaction()
+    for i in range(30):
+        producer.produce(topic, value=b"c%d" % i, partition=i % PARTITIONS)
+    producer.flush(10)
+    ongoing = describe(broker, tid)
+    assert ongoing["transaction_state"] == "Ongoing"
+    assert ongoing["topics"] == [{"topic": topic, "partitions": list(range(PARTITIONS))}]
+    assert ongoing["transaction_start_time_ms"] > 0
+    producer.commit_transaction(15)
+    wait_for(in_state(broker, tid, "CompleteCommit"), 10, what="CompleteCommit")
+    assert describe(broker, tid)["topics"] == []
+
+    producer.begin_transaction()
+    producer.produce(topic, value=b"a", partition=0)
+    producer.flush(10)  # else librdkafka purges it and has nothing to abort
+    producer.abort_transaction(15)
+    wait_for(in_state(broker, tid, "CompleteAbort"), 10, what="CompleteAbort")
+
+    listed = list_transactions(broker, state_filters=["CompleteAbort", "Nonsense"])
+    assert listed["unknown_state_filters"] == ["Nonsense"]
+    assert {
+        "transactional_id": tid,
+        "producer_id": first["producer_id"],
+        "transaction_state": "CompleteAbort",
+    } in listed["transaction_states"]
+    by_pid = list_transactions(broker, producer_id_filters=[first["producer_id"]])
+    assert [t["transactional_id"] for t in by_pid["transaction_states"]] == [tid]
+
+
+def test_a_second_producer_fences_the_first(broker: BrokerProcess) -> None:
+    topic = fresh_topic(broker)
+    tid = "zombie"
+    zombie = transactional(broker, tid)
+    zombie.init_transactions(15)
+    zombie.begin_transaction()
+    zombie.produce(topic, value=b"from the zombie", partition=0)
+    zombie.flush(10)
+
+    # The new instance aborts the zombie's open transaction (the client
+    # retries through CONCURRENT_TRANSACTIONS) and gets epoch 2, the abort
+    # having taken epoch 1.
+    successor = transactional(broker, tid)
+    successor.init_transactions(20)
+    state = describe(broker, tid)
+    assert (state["transaction_state"], state["producer_epoch"]) == ("Empty", 2)
+
+    with pytest.raises(KafkaException) as raised:
+        zombie.commit_transaction(10)
+    assert raised.value.args[0].code() in (
+        ConfluentError._FENCED,
+        ConfluentError.PRODUCER_FENCED,
+        ConfluentError.INVALID_PRODUCER_EPOCH,
+    )
+
+    successor.begin_transaction()
+    successor.produce(topic, value=b"from the successor", partition=1)
+    successor.commit_transaction(15)
+    wait_for(in_state(broker, tid, "CompleteCommit"), 10, what="CompleteCommit")
+
+
+def test_a_transaction_past_its_timeout_is_aborted(
+    broker_factory: Callable[..., BrokerProcess],
+) -> None:
+    broker = broker_factory(
+        **{"transaction.abort.timed.out.transaction.cleanup.interval.ms": "200"}
+    )
+    topic = fresh_topic(broker)
+    tid = "slow"
+    producer = transactional(broker, tid, **{"transaction.timeout.ms": 1000})
+    producer.init_transactions(15)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"too late", partition=0)
+    producer.flush(10)
+    wait_for(in_state(broker, tid, "CompleteAbort"), 10, what="the timeout's abort")
+    assert describe(broker, tid)["producer_epoch"] == 1, "the abort bumps the epoch"
+    with pytest.raises(KafkaException):
+        producer.commit_transaction(10)
+
+
+def test_errors_on_the_wire(broker: BrokerProcess) -> None:
+    topic = fresh_topic(broker)
+    with RawConnection(broker.port) as conn:
+        too_long = conn.request(
+            ApiKey.INIT_PRODUCER_ID,
+            4,
+            {"transactional_id": "t", "transaction_timeout_ms": 10**9},
+        )
+        assert too_long["error_code"] == ErrorCode.INVALID_TRANSACTION_TIMEOUT
+        found = conn.request(ApiKey.FIND_COORDINATOR, 3, {"key": "t", "key_type": 1})
+        assert (found["error_code"], found["port"]) == (0, broker.port)
+        init = conn.request(
+            ApiKey.INIT_PRODUCER_ID, 4, {"transactional_id": "t", "transaction_timeout_ms": 5000}
+        )
+        assert init["error_code"] == 0
+        pid, epoch = init["producer_id"], init["producer_epoch"]
+        # An unknown topic is refused; the other partitions are not attempted.
+        added = conn.request(
+            ApiKey.ADD_PARTITIONS_TO_TXN,
+            3,
+            {
+                "v3_and_below_transactional_id": "t",
+                "v3_and_below_producer_id": pid,
+                "v3_and_below_producer_epoch": epoch,
+                "v3_and_below_topics": [
+                    {"name": "no-such-topic", "partitions": [0]},
+                    {"name": topic, "partitions": [0]},
+                ],
+            },
+        )
+        codes = {
+            t["name"]: t["results_by_partition"][0]["partition_error_code"]
+            for t in added["results_by_topic_v3_and_below"]
+        }
+        assert codes["no-such-topic"] == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        assert codes[topic] == ErrorCode.OPERATION_NOT_ATTEMPTED
+        # EndTxn with nothing open; with a stale epoch, by version.
+        end = {"transactional_id": "t", "producer_id": pid, "producer_epoch": epoch}
+        assert conn.request(ApiKey.END_TXN, 3, {**end, "committed": True})["error_code"] == (
+            ErrorCode.INVALID_TXN_STATE
+        )
+        stale = {**end, "producer_epoch": epoch - 1, "committed": True}
+        assert conn.request(ApiKey.END_TXN, 3, stale)["error_code"] == ErrorCode.PRODUCER_FENCED
+        assert conn.request(ApiKey.END_TXN, 1, stale)["error_code"] == (
+            ErrorCode.INVALID_PRODUCER_EPOCH
+        )
+        unknown = conn.request(ApiKey.DESCRIBE_TRANSACTIONS, 0, {"transactional_ids": ["nope"]})
+        assert unknown["transaction_states"][0]["error_code"] == (
+            ErrorCode.TRANSACTIONAL_ID_NOT_FOUND
+        )
+
+
+def test_aiokafka_transactional_producer(broker: BrokerProcess) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    topic = fresh_topic(broker)
+    tid = "aiokafka-txn"
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id=tid)
+        await producer.start()
+        try:
+            async with producer.transaction():
+                for i in range(PARTITIONS):
+                    await producer.send_and_wait(topic, b"x", partition=i)
+            await producer.begin_transaction()
+            await producer.send_and_wait(topic, b"y", partition=0)
+            await producer.abort_transaction()
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+    wait_for(in_state(broker, tid, "CompleteAbort"), 10, what="the abort")
