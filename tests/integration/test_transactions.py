@@ -217,3 +217,56 @@ def test_aiokafka_transactional_producer(broker: BrokerProcess) -> None:
 
     asyncio.run(run())
     wait_for(in_state(broker, tid, "CompleteAbort"), 10, what="the abort")
+
+
+def read_all(broker: BrokerProcess, topic: str, isolation: str, expected: int) -> list[bytes]:
+    """The values of ``topic`` a consumer with ``isolation`` reads, once it
+    has reached every partition's end (the LSO under read_committed)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex[:6]}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+            "enable.partition.eof": True,
+        }
+    )
+    got: list[bytes] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+        at_end: set[int] = set()
+
+        def done() -> bool:
+            for message in consumer.consume(100, timeout=0.2):
+                if message.error() is None:
+                    got.append(message.value())
+                elif message.error().code() == ConfluentError._PARTITION_EOF:
+                    at_end.add(message.partition())
+            return len(at_end) == PARTITIONS and len(got) >= expected
+
+        wait_for(done, 20, interval=0, what=f"{expected} records under {isolation}")
+    finally:
+        consumer.close()
+    return got
+
+
+def test_read_committed_sees_committed_transactions_only(broker: BrokerProcess) -> None:
+    topic = fresh_topic(broker)
+    producer = transactional(broker, "read-committed")
+    producer.init_transactions(15)
+    committed = [b"commit-%d" % i for i in range(12)]
+    aborted = [b"abort-%d" % i for i in range(9)]
+    for values, commit in ((committed[:6], True), (aborted, False), (committed[6:], True)):
+        producer.begin_transaction()
+        for i, value in enumerate(values):
+            producer.produce(topic, value=value, partition=i % PARTITIONS)
+        producer.flush(10)
+        if commit:
+            producer.commit_transaction(15)
+        else:
+            producer.abort_transaction(15)
+    assert sorted(read_all(broker, topic, "read_committed", len(committed))) == sorted(committed)
+    everything = read_all(broker, topic, "read_uncommitted", len(committed) + len(aborted))
+    assert sorted(everything) == sorted(committed + aborted)

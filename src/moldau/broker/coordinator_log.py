@@ -374,6 +374,55 @@ class CoordinatorLog:
         self._loads.clear()
 
 
+class DeadlineTimer:
+    """Calls a pure core's ``tick`` at its next deadline.
+
+    :meth:`rearm` after every call into the core (a call may move the next
+    deadline); after each tick ``after_tick`` runs, which re-arms too.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], int],
+        next_deadline: Callable[[], int | None],
+        tick: Callable[[], None],
+        after_tick: Callable[[], None],
+        name: str,
+    ) -> None:
+        self.clock = clock
+        self.next_deadline = next_deadline
+        self.tick = tick
+        self.after_tick = after_tick
+        self.name = name
+        self._handle: asyncio.TimerHandle | None = None
+        self._due: int | None = None
+
+    def rearm(self) -> None:
+        due = self.next_deadline()
+        if due == self._due:
+            return
+        self.cancel()
+        self._due = due
+        if due is not None:
+            delay = max(0.0, (due - self.clock()) / 1000)
+            self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._due = None
+        try:
+            self.tick()
+        except Exception:
+            log.exception("%s tick failed", self.name)
+        self.after_tick()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._due = None
+
+
 def records_of(partition: Partition) -> Iterator[tuple[bytes, bytes | None]]:
     """Every (key, value) of a coordinator's partition, in log order."""
     offset = partition.log_start_offset

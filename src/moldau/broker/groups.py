@@ -38,7 +38,7 @@ from ..protocol.errors import ErrorCode, KafkaError
 from ..protocol.records import Record, build_batch
 from ..replication.partition import Partition
 from .config import BrokerConfig
-from .coordinator_log import CoordinatorLog, TopicSpec
+from .coordinator_log import CoordinatorLog, DeadlineTimer, TopicSpec
 from .internal_topics import OFFSETS_TOPIC
 from .purgatory import FetchPurgatory
 from .replica_manager import ReplicaManager
@@ -92,8 +92,13 @@ class GroupService:
             self._persist,
             self._record_rebalance,
         )
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_due: int | None = None
+        self.timer = DeadlineTimer(
+            clock,
+            self.coordinator.next_deadline,
+            self.coordinator.tick,
+            self.after_call,
+            "group coordinator",
+        )
         self.store = CoordinatorLog(
             TopicSpec(
                 OFFSETS_TOPIC,
@@ -202,32 +207,10 @@ class GroupService:
 
     def after_call(self) -> None:
         """Re-arm the timer for the coordinator's next deadline."""
-        due = self.coordinator.next_deadline()
-        if due == self._timer_due:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_due = due
-        if due is None:
-            return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, (due - self.clock()) / 1000)
-        self._timer = loop.call_later(delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_due = None
-        try:
-            self.coordinator.tick()
-        except Exception:
-            log.exception("group coordinator tick failed")
-        self.after_call()
+        self.timer.rearm()
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.timer.cancel()
         self.store.close()
         if self._history_forwarder is not None:
             await self._history_forwarder.close()

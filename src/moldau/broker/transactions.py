@@ -25,7 +25,6 @@ re-arms the timer and hands new marker jobs to the sender.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -37,7 +36,7 @@ from ..protocol.messages import Message
 from ..replication.partition import Partition
 from ..txn.coordinator import InitResult, TxnConfig, TxnCoordinator
 from .config import BrokerConfig
-from .coordinator_log import CoordinatorLog, TopicSpec
+from .coordinator_log import CoordinatorLog, DeadlineTimer, TopicSpec
 from .internal_topics import TRANSACTION_STATE_TOPIC
 from .peer_links import PeerLinks
 from .producer_ids import ProducerIdBlocks
@@ -116,8 +115,13 @@ class TransactionService:
         self.markers = MarkerSender(
             self.broker_id, self.coordinator, metadata, self.links, write_local_markers
         )
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_due: int | None = None
+        self.timer = DeadlineTimer(
+            clock,
+            self.coordinator.next_deadline,
+            self.coordinator.tick,
+            self.after_call,
+            "transaction coordinator",
+        )
 
     # -- leadership, placement -------------------------------------------------
 
@@ -182,25 +186,7 @@ class TransactionService:
         for job in self.coordinator.take_marker_jobs():
             index = self.coordinator.partition_for(job.transactional_id)
             self.markers.submit(job, functools.partial(self._replicated, [index]))
-        due = self.coordinator.next_deadline()
-        if due == self._timer_due:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_due = due
-        if due is not None:
-            delay = max(0.0, (due - self.clock()) / 1000)
-            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_due = None
-        try:
-            self.coordinator.tick()
-        except Exception:
-            log.exception("transaction coordinator tick failed")
-        self.after_call()
+        self.timer.rearm()
 
     # -- KIP-890: the partition leaders' check ----------------------------------
 
@@ -260,9 +246,7 @@ class TransactionService:
         }
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.timer.cancel()
         self.store.close()
         await self.markers.close()
         await self.links.close()
