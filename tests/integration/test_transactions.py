@@ -5,6 +5,7 @@ and ListTransactions tell it."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from confluent_kafka import KafkaError as ConfluentError
 from confluent_kafka import KafkaException, Producer
 
-from conftest import BrokerProcess, RawConnection, create_topic, wait_for
+from conftest import MOLDAU, BrokerProcess, RawConnection, create_topic, wait_for
 from moldau.protocol.api_keys import ApiKey
 from moldau.protocol.errors import ErrorCode
 
@@ -270,3 +271,45 @@ def test_read_committed_sees_committed_transactions_only(broker: BrokerProcess) 
     assert sorted(read_all(broker, topic, "read_committed", len(committed))) == sorted(committed)
     everything = read_all(broker, topic, "read_uncommitted", len(committed) + len(aborted))
     assert sorted(everything) == sorted(committed + aborted)
+
+
+def cli(broker: BrokerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MOLDAU, "transactions", *args, "--bootstrap-server", broker.bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_lists_and_describes(broker: BrokerProcess) -> None:
+    topic = fresh_topic(broker)
+    producer = transactional(broker, "cli-open")
+    producer.init_transactions(15)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"open", partition=2)
+    producer.flush(10)
+    done = transactional(broker, "cli-done")
+    done.init_transactions(15)
+
+    listed = cli(broker, "list")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["TRANSACTIONAL-ID", "COORDINATOR", "PRODUCER-ID", "STATE"]
+    states = {line.split()[0]: line.split()[3] for line in lines[1:]}
+    assert states == {"cli-done": "Empty", "cli-open": "Ongoing"}
+    ongoing = cli(broker, "list", "--state", "Ongoing", "--min-duration-ms", "0")
+    assert [line.split()[0] for line in ongoing.stdout.splitlines()[1:]] == ["cli-open"]
+
+    described = cli(broker, "describe", "cli-open")
+    assert described.returncode == 0, described.stderr
+    assert "State: Ongoing" in described.stdout
+    assert "Epoch: 0" in described.stdout
+    assert f"Partitions: {topic}:2" in described.stdout
+    assert "Open for: " in described.stdout
+
+    missing = cli(broker, "describe", "never-used")
+    assert missing.returncode != 0
+    assert "does not exist" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    producer.abort_transaction(15)
