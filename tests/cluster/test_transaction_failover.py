@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import RawConnection, wait_for
+from conftest import RawConnection, confluent_read_isolated, wait_for
 from moldau.cluster.local import LocalCluster
 from moldau.cluster.local_zookeeper import ZooKeeperServer
 from moldau.protocol.api_keys import ApiKey
@@ -41,39 +41,6 @@ def describe(port: int, tid: str) -> dict[str, Any]:
         body = conn.request(ApiKey.DESCRIBE_TRANSACTIONS, 0, {"transactional_ids": [tid]})
     [state] = body["transaction_states"]
     return state
-
-
-def read_committed(bootstrap: str, topic: str, expected: int) -> list[bytes]:
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-    from confluent_kafka import KafkaError as ConfluentError
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:6]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "log_level": 2,
-        }
-    )
-    got: list[bytes] = []
-    at_end: set[int] = set()
-    try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-
-        def done() -> bool:
-            for message in consumer.consume(100, timeout=0.2):
-                if message.error() is None:
-                    got.append(message.value())
-                elif message.error().code() == ConfluentError._PARTITION_EOF:
-                    at_end.add(message.partition())
-            return len(at_end) == PARTITIONS and len(got) >= expected
-
-        wait_for(done, 30, interval=0, what=f"{expected} committed records")
-    finally:
-        consumer.close()
-    return got
 
 
 def test_a_transaction_commits_through_the_next_coordinator_after_kill_9(
@@ -131,4 +98,5 @@ def test_a_transaction_commits_through_the_next_coordinator_after_kill_9(
             what="CompleteCommit",
         )
         live = ",".join(cluster.address(b) for b in cluster.broker_ids if b != old)
-        assert sorted(read_committed(live, topic, len(values))) == sorted(values)
+        read = confluent_read_isolated(live, topic, PARTITIONS, "read_committed", len(values))
+        assert sorted(read) == sorted(values)

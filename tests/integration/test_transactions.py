@@ -14,7 +14,15 @@ import pytest
 from confluent_kafka import KafkaError as ConfluentError
 from confluent_kafka import KafkaException, Producer
 
-from conftest import MOLDAU, BrokerProcess, RawConnection, create_topic, wait_for
+from conftest import (
+    MOLDAU,
+    BrokerProcess,
+    RawConnection,
+    confluent_read_isolated,
+    create_topic,
+    wait_for,
+)
+from moldau.group.placement import partition_for_group
 from moldau.protocol.api_keys import ApiKey
 from moldau.protocol.errors import ErrorCode
 
@@ -220,39 +228,6 @@ def test_aiokafka_transactional_producer(broker: BrokerProcess) -> None:
     wait_for(in_state(broker, tid, "CompleteAbort"), 10, what="the abort")
 
 
-def read_all(broker: BrokerProcess, topic: str, isolation: str, expected: int) -> list[bytes]:
-    """The values of ``topic`` a consumer with ``isolation`` reads, once it
-    has reached every partition's end (the LSO under read_committed)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": broker.bootstrap,
-            "group.id": f"reader-{uuid.uuid4().hex[:6]}",
-            "enable.auto.commit": False,
-            "isolation.level": isolation,
-            "enable.partition.eof": True,
-        }
-    )
-    got: list[bytes] = []
-    try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
-        at_end: set[int] = set()
-
-        def done() -> bool:
-            for message in consumer.consume(100, timeout=0.2):
-                if message.error() is None:
-                    got.append(message.value())
-                elif message.error().code() == ConfluentError._PARTITION_EOF:
-                    at_end.add(message.partition())
-            return len(at_end) == PARTITIONS and len(got) >= expected
-
-        wait_for(done, 20, interval=0, what=f"{expected} records under {isolation}")
-    finally:
-        consumer.close()
-    return got
-
-
 def test_read_committed_sees_committed_transactions_only(broker: BrokerProcess) -> None:
     topic = fresh_topic(broker)
     producer = transactional(broker, "read-committed")
@@ -268,8 +243,13 @@ def test_read_committed_sees_committed_transactions_only(broker: BrokerProcess) 
             producer.commit_transaction(15)
         else:
             producer.abort_transaction(15)
-    assert sorted(read_all(broker, topic, "read_committed", len(committed))) == sorted(committed)
-    everything = read_all(broker, topic, "read_uncommitted", len(committed) + len(aborted))
+    read = confluent_read_isolated(
+        broker.bootstrap, topic, PARTITIONS, "read_committed", len(committed)
+    )
+    assert sorted(read) == sorted(committed)
+    everything = confluent_read_isolated(
+        broker.bootstrap, topic, PARTITIONS, "read_uncommitted", len(committed) + len(aborted)
+    )
     assert sorted(everything) == sorted(committed + aborted)
 
 
@@ -313,3 +293,38 @@ def test_cli_lists_and_describes(broker: BrokerProcess) -> None:
     assert "does not exist" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
     producer.abort_transaction(15)
+
+
+def test_add_offsets_adds_the_groups_offsets_partition(broker: BrokerProcess) -> None:
+    with RawConnection(broker.port) as conn:
+        # Before FindCoordinator created __transaction_state, no broker
+        # coordinates the id.
+        init = conn.request(
+            ApiKey.INIT_PRODUCER_ID, 4, {"transactional_id": "eos", "transaction_timeout_ms": 5000}
+        )
+        assert init["error_code"] == ErrorCode.NOT_COORDINATOR
+        found = conn.request(ApiKey.FIND_COORDINATOR, 3, {"key": "eos", "key_type": 1})
+        assert found["error_code"] == 0
+        init = conn.request(
+            ApiKey.INIT_PRODUCER_ID, 4, {"transactional_id": "eos", "transaction_timeout_ms": 5000}
+        )
+        assert init["error_code"] == 0
+        ids = {"transactional_id": "eos", "producer_id": init["producer_id"]}
+        epoch = init["producer_epoch"]
+        added = conn.request(
+            ApiKey.ADD_OFFSETS_TO_TXN, 3, {**ids, "producer_epoch": epoch, "group_id": "g"}
+        )
+        assert added["error_code"] == 0
+        stale = {**ids, "producer_epoch": epoch - 1, "group_id": "g"}
+        assert conn.request(ApiKey.ADD_OFFSETS_TO_TXN, 1, stale)["error_code"] == (
+            ErrorCode.INVALID_PRODUCER_EPOCH
+        )
+        state = describe(broker, "eos")
+        assert state["transaction_state"] == "Ongoing"
+        expected = partition_for_group("g", 50)
+        assert state["topics"] == [{"topic": "__consumer_offsets", "partitions": [expected]}]
+        ended = conn.request(
+            ApiKey.END_TXN, 3, {**ids, "producer_epoch": epoch, "committed": False}
+        )
+        assert ended["error_code"] == 0
+    wait_for(in_state(broker, "eos", "CompleteAbort"), 10, what="the abort")
