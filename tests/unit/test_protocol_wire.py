@@ -108,6 +108,10 @@ _SERVED = [
     21,
     22,
     23,
+    24,
+    25,
+    26,
+    27,
     32,
     33,
     37,
@@ -115,6 +119,8 @@ _SERVED = [
     44,
     47,
     60,
+    65,
+    66,
 ]
 _CASES = [
     (api, version, direction)
@@ -160,7 +166,8 @@ def test_unknown_tagged_fields_are_skipped() -> None:
 
 #: The oldest version of each API that Kafka 3.9 accepts ("validVersions" of
 #: its message definitions), for every API moldau serves.
-_KAFKA_3_9_OLDEST = {api: 0 for api in _SERVED}
+#: WriteTxnMarkers v0 is not served: Kafka 3.9's coordinators send v1.
+_KAFKA_3_9_OLDEST = {api: 0 for api in _SERVED} | {27: 1}
 
 
 def test_apiversions_advertises_kafka_3_9_floor() -> None:
