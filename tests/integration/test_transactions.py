@@ -226,6 +226,8 @@ def test_aiokafka_transactional_producer(broker: BrokerProcess) -> None:
 
     asyncio.run(run())
     wait_for(in_state(broker, tid, "CompleteAbort"), 10, what="the abort")
+    read = confluent_read_isolated(broker.bootstrap, topic, PARTITIONS, "read_committed", 3)
+    assert read == [b"x"] * 3
 
 
 def test_read_committed_sees_committed_transactions_only(broker: BrokerProcess) -> None:
@@ -328,3 +330,26 @@ def test_add_offsets_adds_the_groups_offsets_partition(broker: BrokerProcess) ->
         )
         assert ended["error_code"] == 0
     wait_for(in_state(broker, "eos", "CompleteAbort"), 10, what="the abort")
+
+
+def test_kafka_python_transactional_producer(broker: BrokerProcess) -> None:
+    from kafka import KafkaProducer
+
+    topic = fresh_topic(broker)
+    tid = "kafka-python-txn"
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id=tid)
+    try:
+        producer.init_transactions()
+        producer.begin_transaction()
+        for i in range(PARTITIONS):
+            producer.send(topic, b"kept", partition=i)
+        producer.commit_transaction()
+        producer.begin_transaction()
+        producer.send(topic, b"dropped", partition=0)
+        producer.flush()
+        producer.abort_transaction()
+    finally:
+        producer.close(timeout=10)
+    wait_for(in_state(broker, tid, "CompleteAbort"), 10, what="the abort")
+    read = confluent_read_isolated(broker.bootstrap, topic, PARTITIONS, "read_committed", 3)
+    assert read == [b"kept"] * 3
