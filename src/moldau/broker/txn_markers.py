@@ -81,13 +81,17 @@ class MarkerSender:
         self.write_local = write_local
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def submit(self, job: MarkerJob, replicated: Callable[[], Awaitable[ErrorCode]]) -> None:
-        """Run ``job`` once ``replicated()`` says its decision is on the ISR."""
+    def submit(
+        self, job: MarkerJob, replicated: Callable[[], Awaitable[ErrorCode]]
+    ) -> asyncio.Task[None]:
+        """Run ``job`` once ``replicated()`` says its decision is on the ISR;
+        the task ends when the job is done or no longer this broker's."""
         task = asyncio.get_running_loop().create_task(
             self._run(job, replicated), name=f"txn markers {job.transactional_id}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _run(self, job: MarkerJob, replicated: Callable[[], Awaitable[ErrorCode]]) -> None:
         try:
