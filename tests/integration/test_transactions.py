@@ -353,3 +353,34 @@ def test_kafka_python_transactional_producer(broker: BrokerProcess) -> None:
     wait_for(in_state(broker, tid, "CompleteAbort"), 10, what="the abort")
     read = confluent_read_isolated(broker.bootstrap, topic, PARTITIONS, "read_committed", 3)
     assert read == [b"kept"] * 3
+
+
+def test_an_open_transaction_survives_kill_9_and_is_aborted_by_the_next_producer(
+    broker: BrokerProcess,
+) -> None:
+    topic = fresh_topic(broker)
+    tid = "survivor"
+    committed = transactional(broker, tid)
+    committed.init_transactions(15)
+    committed.begin_transaction()
+    committed.produce(topic, value=b"committed", partition=0)
+    committed.commit_transaction(15)
+    committed.begin_transaction()
+    for i in range(PARTITIONS):
+        committed.produce(topic, value=b"open", partition=i)
+    committed.flush(10)
+    before = describe(broker, tid)
+    assert before["transaction_state"] == "Ongoing"
+
+    broker.kill()
+    broker.start()
+    wait_for(lambda: describe(broker, tid)["error_code"] == 0, 15, what="the id loaded again")
+    after = describe(broker, tid)
+    for field in ("transaction_state", "producer_id", "producer_epoch", "topics"):
+        assert after[field] == before[field], field
+
+    successor = transactional(broker, tid)
+    successor.init_transactions(20)
+    assert describe(broker, tid)["producer_epoch"] == before["producer_epoch"] + 2
+    read = confluent_read_isolated(broker.bootstrap, topic, PARTITIONS, "read_committed", 1)
+    assert read == [b"committed"]
