@@ -7,142 +7,30 @@ read_uncommitted consumers."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import pytest
-from test_clients_raw import answered_within, fetch_request
+from test_clients_raw import answered_within
 
+import moldau
 from conftest import BrokerProcess, RawConnection, create_topic, wait_for
-from moldau.protocol.records import Record, build_batch, decode_batch
+from moldau.protocol.errors import ErrorCode
+from moldau.protocol.legacy_records import parse_message_set
+from support.txn_wire import (
+    FETCH,
+    INVALID_PRODUCER_EPOCH,
+    INVALID_TXN_STATE,
+    TRANSACTION_COORDINATOR_FENCED,
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    UNKNOWN_TOPIC_OR_PARTITION,
+    TxnProducer,
+    committed_fetch,
+    data_values,
+    list_latest,
+    write_markers,
+)
 
-PRODUCE, FETCH, LIST_OFFSETS, INIT_PRODUCER_ID, WRITE_TXN_MARKERS = 0, 1, 2, 22, 27
-UNKNOWN_TOPIC_OR_PARTITION = 3
-INVALID_PRODUCER_EPOCH = 47
-INVALID_TXN_STATE = 48
-TRANSACTION_COORDINATOR_FENCED = 52
-TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53
-
-
-class TxnProducer:
-    """An idempotent producer id writing transactional batches by hand."""
-
-    def __init__(self, conn: RawConnection, epoch: int = 0) -> None:
-        answer = conn.request(
-            INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60_000,
-                                  "producer_id": -1, "producer_epoch": -1},
-        )  # fmt: skip
-        assert answer["error_code"] == 0
-        self.conn = conn
-        self.pid = answer["producer_id"]
-        self.epoch = epoch
-        self.sequences: dict[tuple[str, int], int] = {}
-
-    def send(
-        self,
-        topic: str,
-        partition: int,
-        values: Iterable[bytes],
-        *,
-        transactional_id: str | None = "txn",
-        transactional: bool = True,
-        epoch: int | None = None,
-    ) -> dict[str, Any]:
-        """Produce one batch (acks=all); the partition's answer."""
-        values = list(values)
-        seq = self.sequences.get((topic, partition), 0)
-        batch = build_batch(
-            [Record(i, 0, b"k", value) for i, value in enumerate(values)],
-            base_timestamp=int(time.time() * 1000),
-            producer_id=self.pid,
-            producer_epoch=self.epoch if epoch is None else epoch,
-            base_sequence=seq,
-            is_transactional=transactional,
-        )
-        request = {
-            "transactional_id": transactional_id,
-            "acks": -1,
-            "timeout_ms": 5000,
-            "topic_data": [
-                {"name": topic, "partition_data": [{"index": partition, "records": batch}]}
-            ],
-        }
-        [answer] = self.conn.request(PRODUCE, 9, request)["responses"][0]["partition_responses"]
-        if answer["error_code"] == 0:
-            self.sequences[topic, partition] = seq + len(values)
-        return answer
-
-    def end(
-        self,
-        commit: bool,
-        partitions: dict[str, list[int]],
-        *,
-        epoch: int | None = None,
-        coordinator_epoch: int = 0,
-    ) -> dict[tuple[str, int], int]:
-        """WriteTxnMarkers for this producer; error code per partition."""
-        return write_markers(
-            self.conn, self.pid, self.epoch if epoch is None else epoch, commit, partitions,
-            coordinator_epoch,
-        )  # fmt: skip
-
-
-def write_markers(
-    conn: RawConnection,
-    pid: int,
-    epoch: int,
-    commit: bool,
-    partitions: dict[str, list[int]],
-    coordinator_epoch: int = 0,
-) -> dict[tuple[str, int], int]:
-    marker = {
-        "producer_id": pid,
-        "producer_epoch": epoch,
-        "transaction_result": commit,
-        "topics": [{"name": t, "partition_indexes": ps} for t, ps in partitions.items()],
-        "coordinator_epoch": coordinator_epoch,
-    }
-    [result] = conn.request(WRITE_TXN_MARKERS, 1, {"markers": [marker]})["markers"]
-    assert result["producer_id"] == pid
-    return {
-        (topic["name"], p["partition_index"]): p["error_code"]
-        for topic in result["topics"]
-        for p in topic["partitions"]
-    }
-
-
-def data_values(records: bytes | None) -> list[bytes | None]:
-    """Values of the data records of a fetched partition (markers left out)."""
-    values: list[bytes | None] = []
-    position = 0
-    while records and position < len(records):
-        header, decoded = decode_batch(records[position:])
-        if not header.is_control:
-            values += [record.value for record in decoded]
-        position += header.size
-    return values
-
-
-def committed_fetch(topic: str, partitions: dict[int, int], **kw: int) -> dict[str, Any]:
-    request = fetch_request(topic, partitions, **kw)
-    request["isolation_level"] = 1
-    return request
-
-
-def list_latest(conn: RawConnection, topic: str, isolation: int) -> int:
-    request = {
-        "replica_id": -1,
-        "isolation_level": isolation,
-        "topics": [
-            {
-                "name": topic,
-                "partitions": [{"partition_index": 0, "current_leader_epoch": -1, "timestamp": -1}],
-            }
-        ],
-    }
-    [answer] = conn.request(LIST_OFFSETS, 7, request)["topics"][0]["partitions"]
-    assert answer["error_code"] == 0
-    return int(answer["offset"])
+NOT_ENOUGH_REPLICAS = 19
 
 
 def read_values(
@@ -341,3 +229,99 @@ def test_transactions_survive_kill_9(broker_factory: Callable[..., BrokerProcess
         assert answer["aborted_transactions"] == [{"producer_id": aborted.pid, "first_offset": 0}]
         assert write_markers(conn, left_open.pid, 0, True, {"durable": [0]}) == {("durable", 0): 0}
         assert list_latest(conn, "durable", isolation=1) == 4
+
+
+class ScriptedCoordinator:
+    """The coordinator's side of KIP-890 verification, answering as told:
+    the one thing of the transaction coordinator this test needs (the
+    coordinator itself is another part's, tested there)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[str, int], ErrorCode] = {}
+        self.asked: list[tuple[str, int, int, list[tuple[str, int]]]] = []
+
+    async def verify_transaction(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        partitions: Sequence[tuple[str, int]],
+    ) -> dict[tuple[str, int], ErrorCode]:
+        self.asked.append((transactional_id, producer_id, producer_epoch, list(partitions)))
+        return {p: self.answers.get(p, ErrorCode.NONE) for p in partitions}
+
+
+def test_produce_verifies_a_new_transaction_with_the_coordinator() -> None:
+    coordinator = ScriptedCoordinator()
+    with moldau.Broker() as broker:
+        core = broker.server.core
+        assert core is not None
+        core.transactions = coordinator
+        create_topic(broker.bootstrap_servers, "verified", 4)
+        port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
+        with RawConnection(port) as conn:
+            producer = TxnProducer(conn)
+            assert producer.send("verified", 0, [b"first"])["error_code"] == 0
+            assert coordinator.asked == [("txn", producer.pid, 0, [("verified", 0)])]
+            assert producer.send("verified", 0, [b"second"])["error_code"] == 0
+            assert len(coordinator.asked) == 1  # the transaction is open there: not asked
+
+            coordinator.answers = {
+                ("verified", 1): ErrorCode.INVALID_TXN_STATE,
+                ("verified", 2): ErrorCode.PRODUCER_FENCED,
+                ("verified", 3): ErrorCode.NOT_COORDINATOR,
+            }
+            expected = {1: INVALID_TXN_STATE, 2: INVALID_PRODUCER_EPOCH, 3: NOT_ENOUGH_REPLICAS}
+            for partition, code in expected.items():
+                assert producer.send("verified", partition, [b"x"])["error_code"] == code
+                assert list_latest(conn, "verified", isolation=0, partition=partition) == 0
+
+            assert producer.end(True, {"verified": [0]}) == {("verified", 0): 0}
+            assert producer.send("verified", 0, [b"next"])["error_code"] == 0
+            assert coordinator.asked[-1] == ("txn", producer.pid, 0, [("verified", 0)])
+
+
+def test_old_fetch_versions_never_see_markers(broker: BrokerProcess) -> None:
+    """Fetch v0-v3 down-converts to message sets, which have no control
+    records: markers are left out (``legacy_records.down_convert``), as
+    Kafka's down-conversion does."""
+    create_topic(broker.bootstrap, "old", 1)
+    with RawConnection(broker.port) as conn:
+        producer = TxnProducer(conn)
+        producer.send("old", 0, [b"v1", b"v2"])
+        producer.end(True, {"old": [0]})
+        producer.send("old", 0, [b"v3"])
+        producer.end(True, {"old": [0]})
+        request = {
+            "replica_id": -1, "max_wait_ms": 0, "min_bytes": 0, "max_bytes": 1 << 20,
+            "topics": [{"topic": "old", "partitions": [
+                {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}]}],
+        }  # fmt: skip
+        [answer] = conn.request(FETCH, 3, request)["responses"][0]["partitions"]
+    _, messages = parse_message_set(answer["records"])
+    assert [m.value for m in messages] == [b"v1", b"v2", b"v3"]
+
+
+def test_marker_listeners_hear_of_every_marker_written_here() -> None:
+    heard: list[tuple[str, int, int, int, bool]] = []
+
+    def listener(topic: str, partition: int, pid: int, epoch: int, committed: bool) -> None:
+        if partition == 1:
+            raise RuntimeError("the group coordinator could not apply it")
+        heard.append((topic, partition, pid, epoch, committed))
+
+    with moldau.Broker() as broker:
+        core = broker.server.core
+        assert core is not None
+        core.txn_marker_listeners.append(listener)
+        create_topic(broker.bootstrap_servers, "heard", 2)
+        port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
+        with RawConnection(port) as conn:
+            producer = TxnProducer(conn)
+            answers = producer.end(True, {"heard": [0, 1], "nowhere": [0]})
+    assert answers == {
+        ("heard", 0): 0,
+        ("heard", 1): ErrorCode.UNKNOWN_SERVER_ERROR,  # the coordinator writes it again
+        ("nowhere", 0): UNKNOWN_TOPIC_OR_PARTITION,
+    }
+    assert heard == [("heard", 0, producer.pid, 0, True)]

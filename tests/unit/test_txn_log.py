@@ -4,13 +4,16 @@ kill -9, truncation, retention and compaction swaps."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 from test_log import Clock, open_log, reopen
 
+from moldau.log import fileops
 from moldau.log.control import read_marker
+from moldau.log.errors import KafkaStorageError
 from moldau.log.partition_log import PartitionLog
 from moldau.log.producer_state import (
     InvalidProducerEpochError,
@@ -182,7 +185,7 @@ def test_recovery_drops_index_entries_of_markers_cut_off(tmp_path: Path) -> None
     assert os.path.getsize(os.path.join(log.directory, txn_files(log)[0])) == 34
 
 
-def test_truncation_retention_and_swaps_carry_the_index(tmp_path: Path) -> None:
+def test_truncation_and_retention_carry_the_index(tmp_path: Path) -> None:
     log = open_log(tmp_path, segment_bytes=300)
     log.append(txn(1, 0))  # 0-1
     log.append_control(1, 0, False, 0, leader_epoch=0)  # 2
@@ -201,25 +204,6 @@ def test_truncation_retention_and_swaps_carry_the_index(tmp_path: Path) -> None:
     log.high_watermark = log.log_end_offset
     log.delete_records_before(log.segments[1].base_offset)
     assert len(txn_files(log)) == first_files - 1
-    # a swap (compaction) keeps the entries of the segments it replaces
-    log.append(txn(5, 0, records=8))  # roll, so there are two closed segments
-    log.append(txn(6, 0, records=8))
-    group = list(log.segments[:-1])
-    before = log.aborted_transactions(group[0].base_offset, 100)
-    cleaned = type(group[0]).create(log.directory, group[0].base_offset, 0, ".cleaned")
-    for segment in group:
-        for _, header, raw in segment.iter_batches():
-            cleaned.append([raw], [_tracked(header)], 4096)
-    log.replace_segments(group, cleaned)
-    assert log.aborted_transactions(group[0].base_offset, 100) == before
-    log = reopen(log, clean=True)
-    assert log.aborted_transactions(group[0].base_offset, 100) == before
-
-
-def _tracked(header):  # type: ignore[no-untyped-def]
-    from moldau.log.segment import TrackedBatch
-
-    return TrackedBatch(header.last_offset, header.max_timestamp, header.size)
 
 
 def test_follower_tracks_markers_like_the_leader(tmp_path: Path) -> None:
@@ -247,3 +231,20 @@ def test_read_end_offset(tmp_path: Path) -> None:
     assert log.read_end_offset(one) == 2
     everything = log.read(0, 1 << 20)
     assert log.read_end_offset(everything) == log.log_end_offset
+
+
+def test_a_failed_index_write_takes_the_partition_offline_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    log = open_log(tmp_path)
+    log.append(txn(1, 0))
+    plan = fileops.FaultPlan(fail_at=1, error=errno.ENOSPC, suffixes=(".txnindex",))
+    with fileops.inject(plan), pytest.raises(KafkaStorageError):
+        log.append_control(1, 0, False, 0, leader_epoch=0)  # the marker is written, not indexed
+    assert plan.failed == 1 and log.offline is not None
+    with pytest.raises(KafkaStorageError):
+        log.append(txn(2, 0))
+    log.close()
+    log = reopen(log)  # the next start replays the marker into the index
+    assert log.aborted_transactions(0, 10) == [(1, 0)]
+    assert log.producer_state.ongoing == {}

@@ -27,6 +27,14 @@ One clean of one log, as in Kafka:
    recovery completes or discards a swap a crash interrupted).
 4. Checkpoint the end of the map as the new start of the dirty section.
 
+Transactions (``compaction.py``): the cleanable section also ends before
+the last stable offset, so every transaction it holds has ended; aborted
+records are left out of the map and of the cleaned segments, and markers go
+once their transactions have no batch left and their delete horizon passed.
+Both passes follow the aborted transactions of the ``.txnindex`` files in
+offset order (``TxnCleaning``), and the cleaned segment gets a ``.txnindex``
+of the ABORT markers it keeps.
+
 A job is abandoned (its ``.cleaned`` files removed) if its log is truncated,
 loses segments to retention, is deleted, or stops being compacted while it
 runs; the next step starts over.
@@ -41,7 +49,9 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 
 from moldau.log.checkpoint import CLEANER_OFFSET_CHECKPOINT, write_offsets
-from moldau.log.compaction import clean_batch, keyed_offsets
+from moldau.log.compaction import TxnCleaning, clean_batch, clean_marker, keyed_offsets
+from moldau.log.config import LogConfig
+from moldau.log.control import read_marker
 from moldau.log.partition_log import PartitionLog
 from moldau.log.segment import (
     INDEX_SUFFIX,
@@ -52,6 +62,7 @@ from moldau.log.segment import (
     TrackedBatch,
     segment_file_name,
 )
+from moldau.log.txn_index import TXN_INDEX_SUFFIX
 from moldau.protocol.batch import BatchHeader, RecordBatchError, read_header
 
 __all__ = ["CleanerConfig", "LogCleaner"]
@@ -226,6 +237,7 @@ class LogCleaner:
         latest: dict[bytes, int] = {}
         map_end = first_dirty
         limit = self.config.max_map_entries
+        txns = TxnCleaning(target.aborted_txns(first_dirty, end))
         for segment in target.segments:
             if segment.base_offset >= end or len(latest) >= limit:
                 break
@@ -234,15 +246,19 @@ class LogCleaner:
             for _, header, raw in segment.iter_batches():
                 if header.last_offset < first_dirty:
                     continue
-                latest.update(keyed_offsets(raw, target.config.max_message_bytes))
+                if header.is_control:
+                    txns.on_marker(header, read_marker(header, raw))
+                elif not txns.is_aborted(header):
+                    latest.update(keyed_offsets(raw, target.config.max_message_bytes))
                 map_end = header.next_offset
                 yield header.size
                 if len(latest) >= limit:
                     break
         horizons = [NEVER]
         clean_end = max(map_end, min(first_dirty, end))
+        txns = TxnCleaning(target.aborted_txns(target.segments[0].base_offset, clean_end))
         for group in _groups(target.segments, clean_end, target.config.segment_bytes):
-            yield from self._clean_group(target, group, latest, now, horizons)
+            yield from self._clean_group(target, group, latest, txns, now, horizons)
         key = (target.topic, target.partition)
         self.checkpoints[key] = clean_end
         self._horizons[key] = min(horizons)
@@ -254,11 +270,12 @@ class LogCleaner:
         target: PartitionLog,
         group: Sequence[LogSegment],
         latest: dict[bytes, int],
+        txns: TxnCleaning,
         now: int,
         horizons: list[int],
     ) -> Generator[int, None, None]:
         """Clean one group into a new segment and swap it in; notes in
-        ``horizons`` the delete horizons of the tombstones it keeps."""
+        ``horizons`` the delete horizons of the tombstones and markers it keeps."""
         config = target.config
         base = group[0].base_offset
         for suffix in ("", ".swap"):  # leftovers of an abandoned job
@@ -271,14 +288,7 @@ class LogCleaner:
             pending = 0
             for segment in group:
                 for _, header, raw in segment.iter_batches():
-                    kept = clean_batch(
-                        header,
-                        raw,
-                        latest,
-                        now=now,
-                        delete_retention_ms=config.delete_retention_ms,
-                        max_message_bytes=config.max_message_bytes,
-                    )
+                    kept = self._clean_batch(header, raw, latest, txns, cleaned, config, now)
                     if kept is not None:
                         out_header = header if kept is raw else read_header(kept)
                         if out_header.has_delete_horizon:
@@ -299,6 +309,36 @@ class LogCleaner:
                 cleaned.close()
                 cleaned.delete()
 
+    @staticmethod
+    def _clean_batch(
+        header: BatchHeader,
+        raw: memoryview,
+        latest: dict[bytes, int],
+        txns: TxnCleaning,
+        cleaned: LogSegment,
+        config: LogConfig,
+        now: int,
+    ) -> bytes | memoryview | None:
+        """What ``cleaned`` holds of one batch; a kept ABORT marker whose
+        transaction still has batches goes to its ``.txnindex``."""
+        if header.is_control:
+            may_go, entry = txns.on_marker(header, read_marker(header, raw))
+            if entry is not None:
+                cleaned.txn_index.add(entry)
+            return clean_marker(
+                header, raw, may_go, now=now, delete_retention_ms=config.delete_retention_ms
+            )
+        if txns.is_aborted(header):
+            return None
+        return clean_batch(
+            header,
+            raw,
+            latest,
+            now=now,
+            delete_retention_ms=config.delete_retention_ms,
+            max_message_bytes=config.max_message_bytes,
+        )
+
     def _write_checkpoint(self, log_dir: str) -> None:
         offsets = {
             (p.topic, p.partition): self.checkpoints[(p.topic, p.partition)]
@@ -314,12 +354,14 @@ class LogCleaner:
 
 def cleanable_end(target: PartitionLog, first_dirty: int, now: int) -> int:
     """The first offset the cleaner may not touch: the active segment, the
-    first segment reaching the high watermark, the first dirty segment
+    first segment reaching the last stable offset (the high watermark when
+    no transaction is open), the first dirty segment
     younger than ``min.compaction.lag.ms`` (whichever comes first)."""
     segments = target.segments
     lag = target.config.min_compaction_lag_ms
+    stable = target.last_stable_offset(target.high_watermark)
     for i, segment in enumerate(segments[:-1]):
-        if segments[i + 1].base_offset > target.high_watermark:
+        if segments[i + 1].base_offset > stable:
             return segment.base_offset
         young = lag > 0 and segment.largest_timestamp() > now - lag
         if young and segment.next_offset > first_dirty:
@@ -379,6 +421,6 @@ def _tracked(header: BatchHeader, size: int) -> TrackedBatch:
 
 
 def _remove_segment_files(directory: str, base: int, suffix: str) -> None:
-    for kind in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+    for kind in (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(directory, segment_file_name(base, kind) + suffix))

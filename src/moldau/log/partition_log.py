@@ -477,19 +477,29 @@ class PartitionLog:
         """How far read_committed consumers may read: min(first unstable
         offset, ``high_watermark``), never below the log start."""
         first = self.producer_state.first_unstable_offset(high_watermark)
-        stable = high_watermark if first is None else min(first, high_watermark)
-        return max(stable, self.log_start_offset)
+        if first is None:  # the usual case, on every fetch: no transaction
+            return high_watermark
+        return max(min(first, high_watermark), self.log_start_offset)
 
     def aborted_transactions(self, start_offset: int, upper_offset: int) -> list[tuple[int, int]]:
         """(producer id, first offset) of the aborted transactions overlapping
+        [``start_offset``, ``upper_offset``) (Kafka's collectAbortedTransactions)."""
+        return [
+            (txn.producer_id, txn.first_offset)
+            for txn in self.aborted_txns(start_offset, upper_offset)
+        ]
+
+    def aborted_txns(self, start_offset: int, upper_offset: int) -> list[AbortedTxn]:
+        """The index entries of the aborted transactions overlapping
         [``start_offset``, ``upper_offset``), from the indexes of the segment
-        holding ``start_offset`` on (Kafka's collectAbortedTransactions)."""
+        holding ``start_offset`` on."""
         found: list[AbortedTxn] = []
         for segment in self._segments[self._segment_index(start_offset) :]:
             if segment.txn_index.collect(start_offset, upper_offset, found):
                 break
-        return [(txn.producer_id, txn.first_offset) for txn in found]
+        return found
 
+    @_guarded
     def read_end_offset(self, result: ReadResult) -> int:
         """The offset just after what ``result`` (a read of this log) holds:
         the base offset of the batch that follows its last slice."""
@@ -875,8 +885,10 @@ class PartitionLog:
     def replace_segments(self, old: Sequence[LogSegment], new: LogSegment) -> None:
         """Swap the consecutive segments ``old`` for ``new``, the cleaned copy
         the cleaner wrote as ``<base>.*.cleaned`` (same base offset as
-        ``old[0]``). Raises ``ValueError`` if ``old`` is no longer a run of
-        this log's segments before the active one.
+        ``old[0]``), with the ``.txnindex`` the cleaner wrote for it (the
+        entries of the ABORT markers it kept). Raises ``ValueError`` if
+        ``old`` is no longer a run of this log's segments before the active
+        one.
 
         Crash safety: the cleaned files are made durable and renamed to
         ``.swap`` (the commit point: recovery completes a swap from there),
@@ -892,7 +904,6 @@ class PartitionLog:
             raise self._offline_error()
         mtime = max(os.stat(segment.path).st_mtime_ns for segment in old)
         try:
-            new.txn_index.extend(txn for segment in old for txn in segment.txn_index.entries)
             new.flush()
         except LogDamagedError as exc:
             raise OSError(exc.cause.errno, str(exc)) from exc  # the cleaner drops it

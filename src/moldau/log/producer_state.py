@@ -348,6 +348,8 @@ class ProducerStateManager:
         """The smallest first offset of the open transactions and of those
         whose marker is not below ``high_watermark`` yet; None if none."""
         unreplicated = self._unreplicated
+        if not unreplicated and not self.ongoing:
+            return None
         while unreplicated and unreplicated[0].last_offset < high_watermark:
             unreplicated.popleft()
         first = next(iter(self.ongoing.values()), None)

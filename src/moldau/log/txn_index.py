@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from moldau.log import fileops
@@ -60,10 +59,6 @@ class TransactionIndex:
         fileops.pwrite(fd, data, len(self.entries) * _ENTRY.size)
         self.entries.append(txn)
         self._dirty = True
-
-    def extend(self, txns: Iterable[AbortedTxn]) -> None:
-        for txn in txns:
-            self.add(txn)
 
     def collect(self, start: int, upper: int, into: list[AbortedTxn]) -> bool:
         """Add to ``into`` the transactions overlapping [``start``, ``upper``);

@@ -148,6 +148,7 @@ def _read_all(
                 min_one_batch=total == 0,
                 read_committed=read_committed and not follower,
             )
+            aborted = _aborted(partition, want["fetch_offset"], result) if read_committed else None
             if follower and record_follower:
                 core.replicas.record_follower_fetch(
                     partition, replica_id, want["fetch_offset"], leader_end
@@ -172,9 +173,7 @@ def _read_all(
                 "high_watermark": partition.high_watermark,
                 "last_stable_offset": partition.last_stable_offset,
                 "log_start_offset": partition.log_start_offset,
-                "aborted_transactions": (
-                    _aborted(partition, want["fetch_offset"], result) if read_committed else None
-                ),
+                "aborted_transactions": aborted,
                 "preferred_read_replica": -1,
                 "records": result.slices if result.size else b"",
             }
