@@ -65,10 +65,16 @@ def start(coordinator: TxnCoordinator, partitions: list[tuple[str, int]]) -> Non
     assert coordinator.end_txn(TX, init.producer_id, 0, True) == ErrorCode.NONE
 
 
-async def completed(coordinator: TxnCoordinator) -> None:
-    async with asyncio.timeout(5):
-        while coordinator.transactions[TX].state is not TxnState.COMPLETE_COMMIT:
-            await asyncio.sleep(0.01)
+def run_to_completion(coordinator: TxnCoordinator, sender: MarkerSender) -> None:
+    """Send the queued job's markers until the transaction is complete."""
+
+    async def run() -> None:
+        [job] = coordinator.take_marker_jobs()
+        async with asyncio.timeout(5):
+            await sender.submit(job, replicated)
+        assert coordinator.transactions[TX].state is TxnState.COMPLETE_COMMIT
+
+    asyncio.run(run())
 
 
 async def replicated() -> ErrorCode:
@@ -79,14 +85,7 @@ def test_markers_are_retried_until_written_and_deleted_topics_skipped(tmp_path: 
     writer = LocalWriter({("t", 1): [ErrorCode.NOT_LEADER_OR_FOLLOWER]})
     coordinator, sender = setup(tmp_path, writer)
     start(coordinator, [("t", 0), ("t", 1), ("deleted", 0)])
-
-    async def run() -> None:
-        [job] = coordinator.take_marker_jobs()
-        sender.submit(job, replicated)
-        await completed(coordinator)
-        await sender.close()
-
-    asyncio.run(run())
+    run_to_completion(coordinator, sender)
     first, second = writer.calls
     assert first["transaction_result"] is True
     assert first["coordinator_epoch"] == 3
@@ -98,14 +97,7 @@ def test_a_fenced_partition_counts_as_done(tmp_path: Path) -> None:
     writer = LocalWriter({("t", 0): [ErrorCode.TRANSACTION_COORDINATOR_FENCED]})
     coordinator, sender = setup(tmp_path, writer)
     start(coordinator, [("t", 0)])
-
-    async def run() -> None:
-        [job] = coordinator.take_marker_jobs()
-        sender.submit(job, replicated)
-        await completed(coordinator)
-        await sender.close()
-
-    asyncio.run(run())
+    run_to_completion(coordinator, sender)
     assert len(writer.calls) == 1
 
 

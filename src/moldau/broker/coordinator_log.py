@@ -34,7 +34,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from ..cluster.metadata import MetadataStore
 from ..group.loading import PartitionLoad, Replayer
@@ -374,6 +374,14 @@ class CoordinatorLog:
         self._loads.clear()
 
 
+class Ticking(Protocol):
+    """A pure core driven by time: what is due next, and doing it."""
+
+    def next_deadline(self) -> int | None: ...
+
+    def tick(self) -> None: ...
+
+
 class DeadlineTimer:
     """Calls a pure core's ``tick`` at its next deadline.
 
@@ -382,23 +390,17 @@ class DeadlineTimer:
     """
 
     def __init__(
-        self,
-        clock: Callable[[], int],
-        next_deadline: Callable[[], int | None],
-        tick: Callable[[], None],
-        after_tick: Callable[[], None],
-        name: str,
+        self, clock: Callable[[], int], core: Ticking, after_tick: Callable[[], None], name: str
     ) -> None:
         self.clock = clock
-        self.next_deadline = next_deadline
-        self.tick = tick
+        self.core = core
         self.after_tick = after_tick
         self.name = name
         self._handle: asyncio.TimerHandle | None = None
         self._due: int | None = None
 
     def rearm(self) -> None:
-        due = self.next_deadline()
+        due = self.core.next_deadline()
         if due == self._due:
             return
         self.cancel()
@@ -411,7 +413,7 @@ class DeadlineTimer:
         self._handle = None
         self._due = None
         try:
-            self.tick()
+            self.core.tick()
         except Exception:
             log.exception("%s tick failed", self.name)
         self.after_tick()

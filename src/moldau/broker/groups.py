@@ -92,13 +92,7 @@ class GroupService:
             self._persist,
             self._record_rebalance,
         )
-        self.timer = DeadlineTimer(
-            clock,
-            self.coordinator.next_deadline,
-            self.coordinator.tick,
-            self.after_call,
-            "group coordinator",
-        )
+        self.timer = DeadlineTimer(clock, self.coordinator, self.after_call, "group coordinator")
         self.store = CoordinatorLog(
             TopicSpec(
                 OFFSETS_TOPIC,

@@ -116,11 +116,7 @@ class TransactionService:
             self.broker_id, self.coordinator, metadata, self.links, write_local_markers
         )
         self.timer = DeadlineTimer(
-            clock,
-            self.coordinator.next_deadline,
-            self.coordinator.tick,
-            self.after_call,
-            "transaction coordinator",
+            clock, self.coordinator, self.after_call, "transaction coordinator"
         )
 
     # -- leadership, placement -------------------------------------------------
