@@ -215,6 +215,45 @@ def confluent_read_all(bootstrap: str, topic: str, timeout: float = 20.0) -> lis
     return got
 
 
+def confluent_read_isolated(
+    bootstrap: str, topic: str, partitions: int, isolation: str, expected: int
+) -> list[bytes]:
+    """The values of ``topic`` a confluent-kafka consumer with ``isolation``
+    (``read_committed`` or ``read_uncommitted``) reads from the start, once it
+    has reached the end of every partition (the LSO under read_committed) and
+    has at least ``expected`` records."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import KafkaError as ConfluentError
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-{isolation}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+            "enable.partition.eof": True,
+            "log_level": 2,
+        }
+    )
+    got: list[bytes] = []
+    at_end: set[int] = set()
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+
+        def done() -> bool:
+            for message in consumer.consume(100, timeout=0.2):
+                if message.error() is None:
+                    got.append(message.value())
+                elif message.error().code() == ConfluentError._PARTITION_EOF:
+                    at_end.add(message.partition())
+            return len(at_end) == partitions and len(got) >= expected
+
+        wait_for(done, 30, interval=0, what=f"{expected} records under {isolation}")
+    finally:
+        consumer.close()
+    return got
+
+
 class RawConnection:
     """A blocking Kafka connection for tests that need exact requests or exact bytes.
 

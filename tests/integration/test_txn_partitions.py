@@ -31,6 +31,14 @@ from support.txn_wire import (
 )
 
 NOT_ENOUGH_REPLICAS = 19
+#: These tests play the transaction coordinator by hand (their producers never
+#: ask it for their partitions), so the brokers do not verify with it.
+BY_HAND = {"transaction.partition.verification.enable": "false"}
+
+
+@pytest.fixture
+def broker(broker_factory: Callable[..., BrokerProcess]) -> BrokerProcess:
+    return broker_factory(**BY_HAND)
 
 
 def read_values(
@@ -211,7 +219,7 @@ def _aiokafka_values(bootstrap: str, topic: str, expected: int) -> list[bytes]:
 
 
 def test_transactions_survive_kill_9(broker_factory: Callable[..., BrokerProcess]) -> None:
-    broker = broker_factory()
+    broker = broker_factory(**BY_HAND)
     create_topic(broker.bootstrap, "durable", 1)
     with RawConnection(broker.port) as conn:
         aborted, left_open = TxnProducer(conn), TxnProducer(conn)
@@ -255,30 +263,38 @@ def test_produce_verifies_a_new_transaction_with_the_coordinator() -> None:
     coordinator = ScriptedCoordinator()
     with moldau.Broker() as broker:
         core = broker.server.core
-        assert core is not None
-        core.transactions = coordinator
-        create_topic(broker.bootstrap_servers, "verified", 4)
-        port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
-        with RawConnection(port) as conn:
-            producer = TxnProducer(conn)
-            assert producer.send("verified", 0, [b"first"])["error_code"] == 0
-            assert coordinator.asked == [("txn", producer.pid, 0, [("verified", 0)])]
-            assert producer.send("verified", 0, [b"second"])["error_code"] == 0
-            assert len(coordinator.asked) == 1  # the transaction is open there: not asked
+        assert core is not None and core.transactions is not None
+        real, core.transactions = core.transactions, coordinator
+        try:
+            _verified_by(coordinator, broker)
+        finally:
+            core.transactions = real
 
-            coordinator.answers = {
-                ("verified", 1): ErrorCode.INVALID_TXN_STATE,
-                ("verified", 2): ErrorCode.PRODUCER_FENCED,
-                ("verified", 3): ErrorCode.NOT_COORDINATOR,
-            }
-            expected = {1: INVALID_TXN_STATE, 2: INVALID_PRODUCER_EPOCH, 3: NOT_ENOUGH_REPLICAS}
-            for partition, code in expected.items():
-                assert producer.send("verified", partition, [b"x"])["error_code"] == code
-                assert list_latest(conn, "verified", isolation=0, partition=partition) == 0
 
-            assert producer.end(True, {"verified": [0]}) == {("verified", 0): 0}
-            assert producer.send("verified", 0, [b"next"])["error_code"] == 0
-            assert coordinator.asked[-1] == ("txn", producer.pid, 0, [("verified", 0)])
+def _verified_by(coordinator: ScriptedCoordinator, broker: moldau.Broker) -> None:
+    """Produce asks ``coordinator`` before a batch opens a transaction."""
+    create_topic(broker.bootstrap_servers, "verified", 4)
+    port = int(broker.bootstrap_servers.rsplit(":", 1)[1])
+    with RawConnection(port) as conn:
+        producer = TxnProducer(conn)
+        assert producer.send("verified", 0, [b"first"])["error_code"] == 0
+        assert coordinator.asked == [("txn", producer.pid, 0, [("verified", 0)])]
+        assert producer.send("verified", 0, [b"second"])["error_code"] == 0
+        assert len(coordinator.asked) == 1  # the transaction is open there: not asked
+
+        coordinator.answers = {
+            ("verified", 1): ErrorCode.INVALID_TXN_STATE,
+            ("verified", 2): ErrorCode.PRODUCER_FENCED,
+            ("verified", 3): ErrorCode.NOT_COORDINATOR,
+        }
+        expected = {1: INVALID_TXN_STATE, 2: INVALID_PRODUCER_EPOCH, 3: NOT_ENOUGH_REPLICAS}
+        for partition, code in expected.items():
+            assert producer.send("verified", partition, [b"x"])["error_code"] == code
+            assert list_latest(conn, "verified", isolation=0, partition=partition) == 0
+
+        assert producer.end(True, {"verified": [0]}) == {("verified", 0): 0}
+        assert producer.send("verified", 0, [b"next"])["error_code"] == 0
+        assert coordinator.asked[-1] == ("txn", producer.pid, 0, [("verified", 0)])
 
 
 def test_old_fetch_versions_never_see_markers(broker: BrokerProcess) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from test_group_admin import standalone_commit
 from test_group_support import Harness
 
-from moldau.broker.groups import (
+from moldau.broker.coordinator_log import (
     Written,
     coordinator_error,
     release_when_replicated,

@@ -13,7 +13,7 @@ from moldau.group import GroupConfig, GroupCoordinator, errors
 from moldau.group.consumer_protocol import Subscription, encode_subscription
 from moldau.group.history import RebalanceRecord
 from moldau.group.results import JoinResult, LeavingMember, SyncResult
-from moldau.group.runtime import LoggedRecord, TxnMarker, TxnProducer, TxnRecord
+from moldau.group.runtime import LoggedRecord, TransactionalRecord, TxnEnd, TxnProducer
 
 T = TypeVar("T")
 
@@ -96,7 +96,7 @@ class Harness:
                 self.log.extend((partition, (k, v)) for k, v in records)
             else:
                 pid = producer.producer_id
-                self.log.extend((partition, TxnRecord(k, v, pid)) for k, v in records)
+                self.log.extend((partition, TransactionalRecord(k, v, pid)) for k, v in records)
 
         def on_rebalance_end(group_id: str, record: RebalanceRecord) -> None:
             self.ended.append((group_id, record))
@@ -115,7 +115,7 @@ class Harness:
     def end_transaction(self, partition: int, producer_id: int, committed: bool) -> None:
         """The transaction coordinator's marker lands in offsets partition
         ``partition``: logged, and told to the coordinator."""
-        self.log.append((partition, TxnMarker(producer_id, committed)))
+        self.log.append((partition, TxnEnd(producer_id, committed)))
         self.coord.complete_transaction(partition, producer_id, committed)
 
     def advance(self, ms: int) -> None:

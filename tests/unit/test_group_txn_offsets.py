@@ -11,7 +11,7 @@ from test_group_support import Harness, Joined, joined_from, state
 from moldau.group import errors
 from moldau.group.placement import partition_for_group
 from moldau.group.results import OffsetCommitPartition
-from moldau.group.runtime import TxnMarker, TxnProducer, TxnRecord
+from moldau.group.runtime import TransactionalRecord, TxnEnd, TxnProducer
 
 PID = 4000
 PRODUCER = TxnProducer(PID, 3)
@@ -74,7 +74,9 @@ def test_the_records_are_written_inside_the_producers_transaction() -> None:
     txn_commit(h, "g", ("t", 0, 9))
     partition = partition_for_group("g", h.config.offsets_topic_num_partitions)
     [(where, record)] = h.log
-    assert where == partition and isinstance(record, TxnRecord) and record.producer_id == PID
+    assert (
+        where == partition and isinstance(record, TransactionalRecord) and record.producer_id == PID
+    )
 
 
 def test_a_plain_commit_after_the_transactional_one_wins_one_before_loses() -> None:
@@ -108,7 +110,7 @@ def test_a_restart_rebuilds_committed_aborted_and_open_transactions_from_the_log
     txn_commit(h, "g", ("t", 0, 2))
     end(h, "g", committed=False)
     txn_commit(h, "g", ("t", 1, 3))  # still open at the restart
-    assert any(isinstance(r, TxnMarker) for _, r in h.log)
+    assert any(isinstance(r, TxnEnd) for _, r in h.log)
     h.restart_coordinator()
     assert fetch(h, "g") == {("t", 0): 1}
     assert stable(h, "g", ("t", 1)) == (errors.UNSTABLE_OFFSET_COMMIT, -1)

@@ -17,7 +17,13 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 #: Whole packages that are pure, and single pure modules in mixed packages.
-PURE_PACKAGES = ("moldau/cluster/controller", "moldau/group", "moldau/log", "moldau/replication")
+PURE_PACKAGES = (
+    "moldau/cluster/controller",
+    "moldau/group",
+    "moldau/log",
+    "moldau/replication",
+    "moldau/txn",
+)
 PURE_MODULES = (
     "moldau/cluster/zk/paths.py",
     "moldau/cluster/placement.py",

@@ -4,7 +4,8 @@ Request handlers are thin adapters over the parts built here, each with one
 job: ``topics`` (topic admin, ``topics.py``), ``replicas`` (the hosted
 partitions, ``replica_manager.py``), ``purgatory`` (fetches waiting for
 data, ``purgatory.py``), ``producer_ids`` (``producer_ids.py``) and
-``groups`` (the group coordinator's shell, ``groups.py``). This class only
+``groups`` (the group coordinator's shell, ``groups.py``) and
+``transactions`` (the transaction coordinator's, ``transactions.py``). This class only
 builds and wires them, so that none of them needs another's module beyond
 what it calls, and the handlers find them all through ``context.core``.
 
@@ -17,6 +18,7 @@ broker's link to ZooKeeper and the controller.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -25,12 +27,12 @@ from ..cluster.metadata import MetadataStore
 from ..log.manager import LogManager
 from .config import BrokerConfig
 from .groups import GroupService
-from .internal_topics import OFFSETS_TOPIC
+from .internal_topics import OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC
 from .producer_ids import Allocator, ProducerIdBlocks
 from .purgatory import FetchPurgatory
 from .replica_manager import ReplicaManager
 from .topics import TopicAdminApi
-from .txn_verifier import TransactionVerifier
+from .transactions import TransactionService
 
 if TYPE_CHECKING:
     from .cluster_node import ClusterNode
@@ -71,10 +73,11 @@ class BrokerCore:
         self.groups: GroupService | None = None
         #: Cluster mode: the link to ZooKeeper and the controller.
         self.cluster: ClusterNode | None = None
-        #: The transaction coordinator, which Produce asks before a
-        #: transactional batch opens a transaction on a partition (KIP-890);
-        #: None: no coordinator, batches are appended unverified.
-        self.transactions: TransactionVerifier | None = None
+        #: The transaction coordinator's shell, set by ``start_transactions``;
+        #: Produce asks it (``txn_verifier.TransactionVerifier``) before a
+        #: transactional batch opens a transaction on a partition (KIP-890).
+        #: None: not started, batches are appended unverified.
+        self.transactions: TransactionService | None = None
         #: Told of every marker appended here as leader (WriteTxnMarkers), so
         #: the group coordinator can materialise transactional offset commits.
         self.txn_marker_listeners: list[TxnMarkerListener] = []
@@ -93,3 +96,26 @@ class BrokerCore:
         self.groups = groups
         groups.load()
         return groups
+
+    def start_transactions(self) -> TransactionService:
+        """Start the transaction coordinator once the partitions are hosted: it
+        creates ``__transaction_state`` on first use and writes markers into
+        the partitions this broker leads with the WriteTxnMarkers handler's
+        function."""
+        from .handlers.write_txn_markers import write_txn_markers
+
+        service = TransactionService(
+            self.config,
+            self.clock,
+            self.metadata,
+            self.replicas,
+            self.topics,
+            self.producer_ids,
+            self.purgatory,
+            functools.partial(write_txn_markers, self),
+        )
+        self.topics.internal_creators[TRANSACTION_STATE_TOPIC] = service.ensure_topic
+        self.replicas.leadership_listeners.append(service.leadership_changed)
+        self.transactions = service
+        service.load()
+        return service

@@ -104,6 +104,7 @@ class BrokerServer:
             else:
                 self.core = self._cluster_core(node, advertised, logs)
             self.core.start_groups()
+            self.core.start_transactions()
             self._dispatcher = Dispatcher(self.core, self._warnings)
             self._accept_new(True)
             if node is not None:
@@ -381,6 +382,8 @@ class BrokerServer:
         await self._close_connections()
         if self.core is not None and self.core.groups is not None:
             await self.core.groups.close()
+        if self.core is not None and self.core.transactions is not None:
+            await self.core.transactions.close()
         if self.logs is not None:
             self.stop_problems = self.logs.close()
             self.logs = None

@@ -15,7 +15,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import __version__
-from . import broker, cluster, configs, consume, groups, produce, topics, verify
+from . import (
+    broker,
+    cluster,
+    configs,
+    consume,
+    groups,
+    produce,
+    topics,
+    transactions,
+    verify,
+)
 from .common import CliError
 
 
@@ -32,7 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="moldau", description="A Kafka-compatible distributed commit log.")
     parser.add_argument("--version", action="version", version=f"moldau {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (broker, cluster, topics, configs, produce, consume, groups, verify):
+    for module in (
+        broker,
+        cluster,
+        topics,
+        configs,
+        produce,
+        consume,
+        groups,
+        transactions,
+        verify,
+    ):
         module.register(commands)
     _finish(parser)
     return parser

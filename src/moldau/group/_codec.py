@@ -17,6 +17,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+_I8 = struct.Struct(">b")
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _I64 = struct.Struct(">q")
@@ -34,6 +35,10 @@ class Writer:
 
     def getvalue(self) -> bytes:
         return bytes(self._buf)
+
+    def int8(self, value: int) -> Writer:
+        self._buf += _I8.pack(value)
+        return self
 
     def int16(self, value: int) -> Writer:
         self._buf += _I16.pack(value)
@@ -64,7 +69,10 @@ class Writer:
         self._buf += value
         return self
 
-    def array(self, items: Sequence[T], write_item: Callable[[Writer, T], object]) -> Writer:
+    def array(self, items: Sequence[T] | None, write_item: Callable[[Writer, T], object]) -> Writer:
+        """An int32-count array; ``None`` writes the null marker -1."""
+        if items is None:
+            return self.int32(-1)
         self.int32(len(items))
         for item in items:
             write_item(self, item)
@@ -88,6 +96,9 @@ class Reader:
 
     def remaining(self) -> int:
         return len(self._data) - self._pos
+
+    def int8(self) -> int:
+        return int(_I8.unpack(self._take(1))[0])
 
     def int16(self) -> int:
         return int(_I16.unpack(self._take(2))[0])
@@ -139,9 +150,15 @@ class Reader:
         return value
 
     def array(self, read_item: Callable[[Reader], T]) -> list[T]:
+        items = self.nullable_array(read_item)
+        if items is None:
+            raise DecodeError("null where an array is required")
+        return items
+
+    def nullable_array(self, read_item: Callable[[Reader], T]) -> list[T] | None:
         n = self._length(self.int32)
         if n < 0:
-            raise DecodeError("null where an array is required")
+            return None
         if n > self.remaining():  # every item takes at least one byte
             raise DecodeError(f"array of {n} items in {self.remaining()} bytes")
         return [read_item(self) for _ in range(n)]

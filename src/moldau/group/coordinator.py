@@ -62,9 +62,9 @@ from moldau.group.runtime import (
     Persist,
     RebalanceListener,
     Runtime,
-    TxnMarker,
+    TransactionalRecord,
+    TxnEnd,
     TxnProducer,
-    TxnRecord,
 )
 
 P = ParamSpec("P")
@@ -155,11 +155,11 @@ class GroupCoordinator:
         """Applies one entry of offsets partition ``partition``: a record
         (``value`` None: a tombstone), one written in a transaction, or a
         transaction's end."""
-        if isinstance(record, TxnMarker):
+        if isinstance(record, TxnEnd):
             self._offsets.complete_transaction(
                 self._groups_of(partition), record.producer_id, record.committed
             )
-        elif isinstance(record, TxnRecord):
+        elif isinstance(record, TransactionalRecord):
             replay(self._rt, record.key, record.value, record.producer_id)
         else:
             replay(self._rt, *record)

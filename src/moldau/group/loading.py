@@ -12,11 +12,32 @@ COORDINATOR_LOAD_IN_PROGRESS. Pure: no event loop, the clock is injected.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
+from typing import Protocol
 
 from moldau.group._codec import DecodeError
-from moldau.group.coordinator import GroupCoordinator
 from moldau.group.runtime import LoggedRecord
+
+
+class Replayer(Protocol):
+    """A coordinator that rebuilds its state from a partition's records."""
+
+    def mark_loading(self, partition: int) -> None: ...
+
+    def replay(self, partition: int, record: LoggedRecord) -> None:
+        """Apply one entry of ``partition``; raises DecodeError for one it
+        cannot read."""
+
+    def finish_loading(self, partition: int) -> None: ...
+
+    def unload_partition(self, partition: int) -> None: ...
+
+    @property
+    def owned_partitions(self) -> Set[int]: ...
+
+    @property
+    def loading_partitions(self) -> Set[int]: ...
+
 
 #: How long one slice may hold the event loop (as topic creation's slices).
 SLICE_MS = 20
@@ -27,7 +48,7 @@ class PartitionLoad:
 
     def __init__(
         self,
-        coordinator: GroupCoordinator,
+        coordinator: Replayer,
         partition: int,
         records: Iterator[LoggedRecord],
         clock: Callable[[], int],

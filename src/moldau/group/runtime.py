@@ -34,7 +34,7 @@ class TxnProducer(NamedTuple):
     producer_epoch: int
 
 
-class TxnRecord(NamedTuple):
+class TransactionalRecord(NamedTuple):
     """A record of the offsets log written inside a transaction."""
 
     key: bytes
@@ -42,7 +42,7 @@ class TxnRecord(NamedTuple):
     producer_id: int
 
 
-class TxnMarker(NamedTuple):
+class TxnEnd(NamedTuple):
     """A transaction's end in the offsets log (its commit or abort marker)."""
 
     producer_id: int
@@ -50,7 +50,7 @@ class TxnMarker(NamedTuple):
 
 
 #: What loading an offsets partition replays, in log order.
-LoggedRecord = Record | TxnRecord | TxnMarker
+LoggedRecord = Record | TransactionalRecord | TxnEnd
 
 
 class Persist(Protocol):

@@ -5,7 +5,8 @@ v1: key type (0 group, 1 transaction), error message, throttle time.
 v2: no change. v3: flexible. v4: several keys at once (coordinator_keys).
 v5-v6: no change for groups (v6 adds share-group keys).
 The coordinator of a group is the leader of its partition of
-``__consumer_offsets``; asking creates that topic, as in Kafka.
+``__consumer_offsets``, that of a transactional id the leader of its
+partition of ``__transaction_state``; asking creates the topic, as in Kafka.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
 from ..dispatch import RequestContext, handles
 from ._groups import group_service
+from ._transactions import transaction_service
 
 GROUP = 0
+TRANSACTION = 1
 
 
 @handles(ApiKey.FIND_COORDINATOR, range(0, 7))
@@ -38,12 +41,15 @@ def find_coordinator(context: RequestContext, request: Message) -> Message:
 
 def _find(context: RequestContext, key: str, key_type: int) -> dict[str, Any]:
     answer: dict[str, Any] = {"key": key, "node_id": -1, "host": "", "port": -1}
-    if key_type != GROUP:
-        answer["error_code"] = ErrorCode.COORDINATOR_NOT_AVAILABLE
-        answer["error_message"] = "moldau has no transaction coordinator"
+    if key_type not in (GROUP, TRANSACTION):
+        answer["error_code"] = ErrorCode.INVALID_REQUEST
+        answer["error_message"] = f"unknown coordinator key type {key_type}"
         return answer
     try:
-        node_id = group_service(context).coordinator_for(key)
+        if key_type == GROUP:
+            node_id = group_service(context).coordinator_for(key)
+        else:
+            node_id = transaction_service(context).coordinator_for(key)
     except KafkaError as exc:
         answer["error_code"] = exc.code
         answer["error_message"] = exc.message
