@@ -21,6 +21,7 @@ PURE_PACKAGES = ("moldau/cluster/controller", "moldau/group", "moldau/log", "mol
 PURE_MODULES = (
     "moldau/cluster/zk/paths.py",
     "moldau/cluster/placement.py",
+    "moldau/cluster/balance.py",
     "moldau/cluster/wire.py",
     "moldau/cluster/metadata_cache.py",
 )
