@@ -383,6 +383,47 @@ class Admin(ClusterClient):
         (result,) = response["responses"]
         check(result["error_code"], result.get("error_message"), context=f"configs of {broker_id}")
 
+    async def elect_leaders(
+        self,
+        election_type: int = 0,
+        partitions: Iterable[tuple[str, int]] | None = None,
+        *,
+        timeout_ms: int | None = None,
+    ) -> dict[tuple[str, int], KafkaError | None]:
+        """Leader elections by the controller (ElectLeaders; type 0 preferred,
+        1 unclean) for ``partitions`` (default: all), asked again wherever
+        the controller moves. Per partition None or its error
+        (ELECTION_NOT_NEEDED when the wanted leader already leads)."""
+        timeout_ms = self.timeout_ms if timeout_ms is None else timeout_ms
+        wanted: list[dict[str, Any]] | None = None
+        if partitions is not None:
+            by_topic: dict[str, list[int]] = {}
+            for topic, index in partitions:
+                by_topic.setdefault(topic, []).append(index)
+            wanted = [{"topic": t, "partitions": sorted(ps)} for t, ps in sorted(by_topic.items())]
+        body = {
+            "election_type": election_type,
+            "topic_partitions": wanted,
+            "timeout_ms": timeout_ms,
+        }
+
+        async def attempt() -> dict[tuple[str, int], KafkaError | None]:
+            conn = await self.cluster.controller()
+            response = await conn.request(ApiKey.ELECT_LEADERS, body)
+            check(response.get("error_code", 0))
+            answers = {
+                (t["topic"], p["partition_id"]): (
+                    make_error(p["error_code"], p["error_message"]) if p["error_code"] else None
+                )
+                for t in response["replica_election_results"]
+                for p in t["partition_result"]
+            }
+            if any(e is not None and e.code == ErrorCode.NOT_CONTROLLER for e in answers.values()):
+                raise make_error(ErrorCode.NOT_CONTROLLER)  # retried after a refresh
+            return answers
+
+        return await self.cluster.retry(attempt, timeout_ms=timeout_ms)
+
 
 @dataclass(frozen=True)
 class ReplicaLogInfo:
