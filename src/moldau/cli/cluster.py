@@ -360,15 +360,16 @@ def render_status(status: ClusterStatus) -> list[str]:
     if status.brokers:
         lines.append("")
         lines += table(
-            [["BROKER", "ALIVE", "RACK", "ENDPOINT", "LEADS", "HOSTS"]]
+            [["BROKER", "ALIVE", "RACK", "ENDPOINT", "REPLICAS", "LEADS", "PREFERRED"]]
             + [
                 [
                     str(b.broker_id),
                     "yes" if b.alive else "no",
                     b.rack or "-",
                     ",".join(b.endpoints) or "-",
-                    str(len(b.leads)),
                     str(len(b.hosts)),
+                    str(len(b.leads)),
+                    str(len(b.preferred)),
                 ]
                 for b in status.brokers
             ]
@@ -378,6 +379,7 @@ def render_status(status: ClusterStatus) -> list[str]:
         "",
         f"partitions: {len(status.partitions)} in {topics} topic{'' if topics == 1 else 's'}, "
         f"{len(status.under_replicated)} under-replicated, {len(status.offline)} offline",
+        *_balance(status),
     ]
     for title, partitions in (
         ("under-replicated", status.under_replicated),
@@ -397,9 +399,48 @@ def render_status(status: ClusterStatus) -> list[str]:
                 for p in partitions
             ]
             lines += [f"  {line}" for line in table(rows)]
+    if status.reassigning:
+        lines.append("reassignments in progress:")
+        rows = [["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING", "ISR"]] + [
+            [
+                p.topic,
+                str(p.partition),
+                _ids(p.replicas),
+                _ids(p.adding) or "-",
+                _ids(p.removing) or "-",
+                _ids(p.isr) or "-",
+            ]
+            for p in status.reassigning
+        ]
+        lines += [f"  {line}" for line in table(rows)]
     if status.deleting:
         lines.append(f"topics being deleted: {', '.join(status.deleting)}")
     return lines
+
+
+def _balance(status: ClusterStatus) -> list[str]:
+    """The balance lines: replica counts, preferred leaders, the leaders
+    that are not the preferred ones; what to run when one is off."""
+    if not status.partitions:
+        return []
+    replicas = (
+        f"imbalanced (they differ by {status.spread('hosts')}; "
+        "`moldau cluster rebalance` plans moves)"
+        if status.replicas_imbalanced
+        else "balanced"
+    )
+    preferred = "balanced" if status.spread("preferred") <= 1 else "imbalanced"
+    away = len(status.not_preferred)
+    leaders = (
+        f"{away} not on the preferred replica (`moldau cluster elect-leaders` moves them back)"
+        if away
+        else "all on the preferred replicas"
+    )
+    return [
+        f"replicas per broker: {replicas}",
+        f"preferred leaders per broker: {preferred}; leaders: {leaders}",
+        f"reassignments in progress: {len(status.reassigning)}",
+    ]
 
 
 def _ids(ids: tuple[int, ...]) -> str:
