@@ -18,17 +18,23 @@ from dataclasses import dataclass, field
 
 from moldau.cluster.controller.commands import (
     AlterPartitionReply,
+    AlterReassignmentsReply,
+    CheckReassignments,
     Command,
     ControlledShutdownReply,
     CreatePartitionStates,
     DeleteTopic,
     ElectLeadersReply,
     LeaderAndIsr,
+    ListReassignmentsReply,
     PartitionLeadership,
     RemoveDeletionMarks,
+    RemoveZkReassignments,
+    Reply,
     StopReplica,
     UpdateMetadata,
     UpdatePartitionState,
+    UpdateTopicAssignment,
 )
 from moldau.cluster.controller.context import LiveBroker, TopicPartition
 from moldau.cluster.controller.controller import Controller
@@ -39,6 +45,7 @@ from moldau.cluster.controller.events import (
     Event,
     PartitionModification,
     PartitionStatesStale,
+    ReassignmentIsrChange,
     StopReplicaResult,
     TopicChange,
     TopicDeletion,
@@ -46,7 +53,21 @@ from moldau.cluster.controller.events import (
 from moldau.cluster.zk.paths import Endpoint, PartitionState
 from support.fake_zk_view import FakeZkView, Outcome
 
-ZK_WRITES = (CreatePartitionStates, UpdatePartitionState, DeleteTopic, RemoveDeletionMarks)
+ZK_WRITES = (
+    CreatePartitionStates,
+    UpdatePartitionState,
+    UpdateTopicAssignment,
+    RemoveZkReassignments,
+    DeleteTopic,
+    RemoveDeletionMarks,
+)
+REPLIES = (
+    ControlledShutdownReply,
+    AlterPartitionReply,
+    ElectLeadersReply,
+    AlterReassignmentsReply,
+    ListReassignmentsReply,
+)
 
 
 @dataclass
@@ -106,7 +127,7 @@ class Harness:
         self.controller = Controller(controller_id)
         self.ack_deletes = True
         self.commands: list[Command] = []
-        self.replies: list[ControlledShutdownReply | AlterPartitionReply | ElectLeadersReply] = []
+        self.replies: list[Reply] = []
 
     def _register(self, broker_id: int) -> LiveBroker:
         self.next_epoch += 1
@@ -143,10 +164,10 @@ class Harness:
             return [PartitionStatesStale(stale)]
         follow_up: list[Event] = []
         for command in commands:
-            if isinstance(
-                command, ControlledShutdownReply | AlterPartitionReply | ElectLeadersReply
-            ):
+            if isinstance(command, REPLIES):
                 self.replies.append(command)
+            elif isinstance(command, CheckReassignments):
+                follow_up.append(ReassignmentIsrChange(command.partitions))
             elif not isinstance(command, ZK_WRITES) and command.broker_id in self.up:
                 deleted = self.brokers[command.broker_id].accept(command)
                 if deleted and self.ack_deletes:

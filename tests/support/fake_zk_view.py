@@ -17,7 +17,9 @@ from moldau.cluster.controller.commands import (
     DeleteTopic,
     Fence,
     RemoveDeletionMarks,
+    RemoveZkReassignments,
     UpdatePartitionState,
+    UpdateTopicAssignment,
     ZkWrite,
 )
 from moldau.cluster.controller.context import LiveBroker, TopicPartition
@@ -61,6 +63,17 @@ class FakeZkView:
 
     def mark_for_deletion(self, topic: str) -> None:
         self.nodes[zp.delete_topic_path(topic)] = (b"", 0)
+
+    def request_reassignment(
+        self, targets: dict[TopicPartition, tuple[int, ...]]
+    ) -> dict[TopicPartition, tuple[int, ...]]:
+        """What kafka-reassign-partitions --zookeeper wrote (Kafka before 3.0)."""
+        self.nodes[zp.REASSIGN_PARTITIONS] = (zp.encode_reassignment(targets), 0)
+        return targets
+
+    def reassignment_requested(self) -> dict[TopicPartition, tuple[int, ...]] | None:
+        found = self.nodes.get(zp.REASSIGN_PARTITIONS)
+        return None if found is None else zp.decode_reassignment(found[0])
 
     def leader_sets_isr(self, tp: TopicPartition, isr: tuple[int, ...]) -> zp.PartitionState:
         """What a ZooKeeper-mode leader does on ISR shrink or expand: same
@@ -132,6 +145,26 @@ class FakeZkView:
             if found is None or found[1] != write.state.zk_version:
                 return Outcome.STALE
             self.nodes[path] = (zp.encode_partition_state(write.state), found[1] + 1)
+        elif isinstance(write, UpdateTopicAssignment):
+            path = zp.topic_path(write.topic)
+            data, version = self.nodes[path]
+            old = zp.decode_topic(write.topic, data)
+            new = zp.TopicAssignment(old.topic_id, {**old.partitions, **write.partitions})
+            self.nodes[path] = (zp.encode_topic(new), version + 1)
+        elif isinstance(write, RemoveZkReassignments):
+            found = self.nodes.get(zp.REASSIGN_PARTITIONS)
+            if found is not None:
+                current = zp.decode_reassignment(found[0])
+                left = {
+                    tp: r
+                    for tp, r in current.items()
+                    if tp not in write.partitions or write.partitions[tp] not in (None, r)
+                }
+                if not left:
+                    del self.nodes[zp.REASSIGN_PARTITIONS]
+                elif left != current:
+                    data = zp.encode_reassignment(left)
+                    self.nodes[zp.REASSIGN_PARTITIONS] = (data, found[1] + 1)
         elif isinstance(write, DeleteTopic):
             base = zp.topic_path(write.topic)
             for path in [p for p in self.nodes if p == base or p.startswith(base + "/")]:

@@ -362,6 +362,8 @@ def leaderships(draw: st.DrawFn) -> tuple[PartitionLeadership, ...]:
             leader_recovery_state=draw(st.integers(0, 1)),
             is_new=draw(st.booleans()),
             topic_id=topic_ids[topic],
+            adding_replicas=draw(broker_ids),
+            removing_replicas=draw(broker_ids),
         )
         for topic, partition in keys
     )
@@ -424,7 +426,9 @@ def test_update_metadata_roundtrips(command: UpdateMetadata) -> None:
     assert decoded == dataclasses.replace(
         command,
         partitions=tuple(
-            dataclasses.replace(p, is_new=False, leader_recovery_state=0)
+            dataclasses.replace(
+                p, is_new=False, leader_recovery_state=0, adding_replicas=(), removing_replicas=()
+            )
             for p in command.partitions
         ),
         brokers=tuple(dataclasses.replace(b, epoch=-1) for b in command.brokers),

@@ -182,6 +182,16 @@ def test_target_replicas_drop_removing() -> None:
     )
 
 
+def test_origin_replicas_drop_adding_and_reassignments_in_progress() -> None:
+    moving = zp.ReplicaAssignment((2, 3, 1), adding=(3,), removing=(1,))
+    assert moving.origin_replicas() == (2, 1) and moving.is_reassigning
+    assert not zp.ReplicaAssignment((1, 2)).is_reassigning
+    topic = zp.decode_topic("t", KAFKA_TOPIC_V3)
+    assert zp.reassignments_in_progress({"t": topic, "u": zp.TopicAssignment(None, {})}) == {
+        ("t", 1): zp.ReplicaAssignment((2, 3, 1), adding=(1,))
+    }
+
+
 @pytest.mark.parametrize(
     "data",
     [b'{"partitions":{"x":[1]}}', b'{"partitions":{"0":["1"]}}', b'{"partitions":[]}'],

@@ -33,6 +33,7 @@ __all__ = [
     "ConfigSource",
     "LogDirDescription",
     "NewTopic",
+    "Reassignment",
     "ReplicaLogInfo",
 ]
 
@@ -83,6 +84,16 @@ class ClusterDescription:
     cluster_id: str | None
     controller_id: int
     brokers: list[BrokerInfo]
+
+
+@dataclass(frozen=True)
+class Reassignment:
+    """A partition being reassigned (ListPartitionReassignments): all its
+    replicas now, and those being added and removed."""
+
+    replicas: tuple[int, ...]
+    adding: tuple[int, ...]
+    removing: tuple[int, ...]
 
 
 Results = dict[str, KafkaError | None]
@@ -283,6 +294,87 @@ class Admin(ClusterClient):
             )
         meta = await self.cluster.refresh([])
         return ClusterDescription(meta.cluster_id, meta.controller_id, self.cluster.brokers())
+
+    # --- reassignments -------------------------------------------------------------
+
+    async def alter_partition_reassignments(
+        self, targets: Mapping[tuple[str, int], Sequence[int] | None]
+    ) -> dict[tuple[str, int], KafkaError | None]:
+        """Move partitions to new replicas (AlterPartitionReassignments, at the
+        controller); a None target cancels the partition's reassignment.
+        Per partition None when it started (it completes in the background;
+        ``list_partition_reassignments`` shows it until then), else why not."""
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        for (topic, partition), replicas in sorted(targets.items()):
+            by_topic.setdefault(topic, []).append(
+                {
+                    "partition_index": partition,
+                    "replicas": None if replicas is None else list(replicas),
+                }
+            )
+        body = {
+            "timeout_ms": self.timeout_ms,
+            "allow_replication_factor_change": True,
+            "topics": [{"name": t, "partitions": parts} for t, parts in by_topic.items()],
+        }
+
+        async def attempt() -> dict[tuple[str, int], KafkaError | None]:
+            response = await self.cluster.request_controller(
+                ApiKey.ALTER_PARTITION_REASSIGNMENTS, body
+            )
+            check(response["error_code"], response.get("error_message"))
+            return {
+                (t["name"], p["partition_index"]): (
+                    make_error(
+                        p["error_code"],
+                        p.get("error_message"),
+                        context=f"{t['name']}-{p['partition_index']}",
+                    )
+                    if p["error_code"]
+                    else None
+                )
+                for t in response["responses"]
+                for p in t["partitions"]
+            }
+
+        results = await self.cluster.retry(attempt, timeout_ms=self.timeout_ms)
+        for topic, partition in targets:
+            results.setdefault(
+                (topic, partition),
+                KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, f"no answer for {topic}-{partition}"),
+            )
+        return results
+
+    async def list_partition_reassignments(
+        self, partitions: Iterable[tuple[str, int]] | None = None
+    ) -> dict[tuple[str, int], Reassignment]:
+        """The reassignments in progress (ListPartitionReassignments, at the
+        controller), of ``partitions`` or all; a partition not being
+        reassigned is left out."""
+        topics: list[dict[str, Any]] | None = None
+        if partitions is not None:
+            by_topic: dict[str, list[int]] = {}
+            for topic, partition in sorted(set(partitions)):
+                by_topic.setdefault(topic, []).append(partition)
+            topics = [{"name": t, "partition_indexes": ps} for t, ps in by_topic.items()]
+        body = {"timeout_ms": self.timeout_ms, "topics": topics}
+
+        async def attempt() -> dict[tuple[str, int], Reassignment]:
+            response = await self.cluster.request_controller(
+                ApiKey.LIST_PARTITION_REASSIGNMENTS, body
+            )
+            check(response["error_code"], response.get("error_message"))
+            return {
+                (t["name"], p["partition_index"]): Reassignment(
+                    tuple(p["replicas"]),
+                    tuple(p["adding_replicas"]),
+                    tuple(p["removing_replicas"]),
+                )
+                for t in response["topics"]
+                for p in t["partitions"]
+            }
+
+        return await self.cluster.retry(attempt, timeout_ms=self.timeout_ms)
 
     # --- internals ----------------------------------------------------------------
 

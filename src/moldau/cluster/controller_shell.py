@@ -56,6 +56,8 @@ from moldau.cluster import wire
 from moldau.cluster.channels import BrokerChannels
 from moldau.cluster.controller.commands import (
     AlterPartitionReply,
+    AlterReassignmentsReply,
+    CheckReassignments,
     Command,
     ControlledShutdownReply,
     CreatePartitionStates,
@@ -64,15 +66,18 @@ from moldau.cluster.controller.commands import (
     Fence,
     LeaderAndIsr,
     RemoveDeletionMarks,
+    RemoveZkReassignments,
     Reply,
     StopReplica,
     UpdateMetadata,
     UpdatePartitionState,
+    UpdateTopicAssignment,
 )
 from moldau.cluster.controller.context import TopicPartition
 from moldau.cluster.controller.controller import Controller
 from moldau.cluster.controller.events import (
     AlterPartition,
+    AlterReassignments,
     BrokerChange,
     ControlledShutdown,
     ControllerElected,
@@ -81,16 +86,24 @@ from moldau.cluster.controller.events import (
     Event,
     IsrChangeNotification,
     LeaderImbalanceCheck,
+    ListReassignments,
     PartitionModification,
     PartitionStatesStale,
+    ReassignmentIsrChange,
     StopReplicaResult,
     TopicChange,
     TopicDeletion,
     UncleanLeaderElectionEnable,
+    ZkPartitionReassignment,
 )
 from moldau.cluster.controller.rebalance import RebalanceConfig
 from moldau.cluster.zk.client import SessionState
-from moldau.cluster.zk.paths import PartitionState, TopicAssignment
+from moldau.cluster.zk.paths import (
+    REASSIGN_PARTITIONS,
+    PartitionState,
+    TopicAssignment,
+    ZkDataError,
+)
 from moldau.cluster.zk.store import ControllerLease, StaleVersion, ZkStore, ZkStoreError
 from moldau.cluster.zk.store import ControllerMoved as FenceFailed
 from moldau.protocol.errors import ErrorCode, KafkaError
@@ -114,6 +127,7 @@ class Watch(Enum):
     DELETIONS = "deletions"
     ISR_CHANGES = "isr changes"
     CONFIG_CHANGES = "config changes"
+    REASSIGNMENT = "reassign partitions"
 
 
 @dataclass(frozen=True)
@@ -133,7 +147,9 @@ class _SessionLost:
     pass
 
 
-Request = ControlledShutdown | AlterPartition | ElectLeaders
+Request = (
+    ControlledShutdown | AlterPartition | ElectLeaders | AlterReassignments | ListReassignments
+)
 
 
 @dataclass(frozen=True)
@@ -144,7 +160,7 @@ class _Submit:
 
 @dataclass(frozen=True)
 class _Feed:
-    event: StopReplicaResult | LeaderImbalanceCheck
+    event: StopReplicaResult | LeaderImbalanceCheck | ReassignmentIsrChange
 
 
 _Item = _Fired | _Campaign | _SessionLost | _Submit | _Feed
@@ -159,6 +175,7 @@ class _Term:
     topic_watches: set[str] = field(default_factory=set)
     unclean: dict[str, bool | None] = field(default_factory=dict)
     config_seen: str = ""
+    reassignment_seen: int | None = None
 
 
 class ControllerShell:
@@ -377,6 +394,7 @@ class ControllerShell:
         changes = await store.config_changes(self._watch(term, Watch.CONFIG_CHANGES))
         term.config_seen = changes[-1] if changes else ""
         await store.take_isr_changes(self._watch(term, Watch.ISR_CHANGES))  # states read above
+        legacy = await self._read_reassignment(term)
         if self._term is not term:
             return
         log.info(
@@ -396,6 +414,9 @@ class ControllerShell:
                 {t: v for t, v in unclean.items() if v is not None},
             )
         )
+        for event in legacy:
+            if self._term is term:
+                await self._feed(event)
 
     def _depose(self, reason: str) -> None:
         """End the term: the controller forgets everything, no more requests
@@ -445,6 +466,20 @@ class ControllerShell:
         term.unclean.update(found)
         return found
 
+    async def _read_reassignment(self, term: _Term) -> list[Event]:
+        """/admin/reassign_partitions if it was created since last read (our
+        own rewrites of it change its data, not its czxid), re-arming the
+        watch; a znode that cannot be read is logged and left to the operator."""
+        try:
+            found = await self.store.partition_reassignment(self._watch(term, Watch.REASSIGNMENT))
+        except ZkDataError as exc:
+            log.warning("controller %d: %s ignored: %s", self.broker_id, REASSIGN_PARTITIONS, exc)
+            return []
+        if found is None or found[0] == term.reassignment_seen:
+            return []
+        term.reassignment_seen = found[0]
+        return [ZkPartitionReassignment(found[1])]
+
     async def _read(self, term: _Term, fired: _Fired) -> list[Event]:
         """The event(s) a fired watch stands for, re-arming the watch."""
         store = self.store
@@ -469,6 +504,8 @@ class ControllerShell:
         if fired.watch is Watch.DELETIONS:
             marked = await store.topics_marked_for_deletion(self._watch(term, Watch.DELETIONS))
             return [TopicDeletion(frozenset(marked))]
+        if fired.watch is Watch.REASSIGNMENT:
+            return await self._read_reassignment(term)
         if fired.watch is Watch.ISR_CHANGES:
             changed = await store.take_isr_changes(self._watch(term, Watch.ISR_CHANGES))
             states = {}
@@ -549,7 +586,12 @@ class ControllerShell:
         for command in commands:
             if isinstance(
                 command,
-                CreatePartitionStates | UpdatePartitionState | DeleteTopic | RemoveDeletionMarks,
+                CreatePartitionStates
+                | UpdatePartitionState
+                | UpdateTopicAssignment
+                | RemoveZkReassignments
+                | DeleteTopic
+                | RemoveDeletionMarks,
             ):
                 try:
                     await self._write(command)
@@ -558,13 +600,15 @@ class ControllerShell:
                     self._queue.put_nowait(_Campaign())
                     return
                 except (StaleVersion, NodeExistsError, NoNodeError):
-                    if isinstance(command, DeleteTopic | RemoveDeletionMarks):
+                    if not isinstance(command, CreatePartitionStates | UpdatePartitionState):
                         raise
                     stale |= _partitions(command)
             elif stale or self._term is not term or self._session_lost:
                 continue  # the batch assumed every write succeeded
             elif isinstance(command, LeaderAndIsr | UpdateMetadata | StopReplica):
                 self._send(command)
+            elif isinstance(command, CheckReassignments):
+                self._queue.put_nowait(_Feed(ReassignmentIsrChange(command.partitions)))
             elif reply is not None and not reply.done():
                 reply.set_result(command)
         if stale:
@@ -580,7 +624,12 @@ class ControllerShell:
 
     async def _write(
         self,
-        command: CreatePartitionStates | UpdatePartitionState | DeleteTopic | RemoveDeletionMarks,
+        command: CreatePartitionStates
+        | UpdatePartitionState
+        | UpdateTopicAssignment
+        | RemoveZkReassignments
+        | DeleteTopic
+        | RemoveDeletionMarks,
     ) -> None:
         lease = _lease(self.broker_id, command.fence)
         if isinstance(command, CreatePartitionStates):
@@ -589,6 +638,10 @@ class ControllerShell:
             await self.store.update_partition_state(
                 command.topic, command.partition, command.state, lease
             )
+        elif isinstance(command, UpdateTopicAssignment):
+            await self.store.update_topic_partitions(command.topic, command.partitions, lease)
+        elif isinstance(command, RemoveZkReassignments):
+            await self.store.remove_partition_reassignments(command.partitions, lease)
         elif isinstance(command, DeleteTopic):
             await self.store.delete_topic(command.topic, lease)
         else:
@@ -677,6 +730,18 @@ def describe_event(event: Event) -> str:
         return f"{event.election_type.name.lower()} leader election asked for {which} partitions"
     if isinstance(event, LeaderImbalanceCheck):
         return "leader imbalance check"
+    if isinstance(event, AlterReassignments):
+        cancels = sum(1 for t in event.targets.values() if t is None)
+        return (
+            f"reassignment asked for {len(event.targets) - cancels} partitions, "
+            f"cancel for {cancels}"
+        )
+    if isinstance(event, ListReassignments):
+        return "reassignments listed"
+    if isinstance(event, ZkPartitionReassignment):
+        return f"{REASSIGN_PARTITIONS} created for {len(event.targets)} partitions"
+    if isinstance(event, ReassignmentIsrChange):
+        return f"ISR changed for {len(event.partitions)} partitions being reassigned"
     return type(event).__name__
 
 
@@ -716,6 +781,9 @@ def describe_commands(
         parts.append(f"{created} new partition states to write")
     if updates:
         parts.append(f"{len(updates)} partition states to write ({moved} move leader)")
+    moved_topics = [c.topic for c in commands if isinstance(c, UpdateTopicAssignment)]
+    if moved_topics:
+        parts.append(f"replica assignments to write for [{', '.join(moved_topics)}]")
     deleted = [c.topic for c in commands if isinstance(c, DeleteTopic)]
     if deleted:
         parts.append(f"topics to delete [{', '.join(deleted)}]")
@@ -728,4 +796,6 @@ def describe_commands(
         parts.append(f"answered broker {_ids(r.broker_id for r in replies)}")
     if any(isinstance(c, ElectLeadersReply) for c in commands):
         parts.append("answered the election request")
+    if any(isinstance(c, AlterReassignmentsReply) for c in commands):
+        parts.append("answered the reassignment request")
     return "; ".join(parts) or "nothing to do"

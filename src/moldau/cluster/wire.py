@@ -22,8 +22,9 @@ What the wire does not carry, and so comes back different from a decode:
   (its registration lists the inter-broker listener first; the lead may
   change this). The decoded endpoint has no listener name, and a broker
   without endpoints is sent as host "" port -1 and decoded without one;
-- of a partition, the offline replicas in LeaderAndIsr, and ``is_new`` and
-  the leader recovery state in UpdateMetadata (Kafka's messages have none).
+- of a partition, the offline replicas in LeaderAndIsr, and ``is_new``, the
+  leader recovery state and the adding and removing replicas in
+  UpdateMetadata (Kafka's messages have none).
 
 Where moldau departs from Kafka: AlterPartition names topics by id (v2+);
 partitions of a topic id the controller does not know are left out of the
@@ -117,8 +118,8 @@ def _leader_and_isr_body(command: LeaderAndIsr) -> Message:
                         "isr": list(p.isr),
                         "partition_epoch": p.partition_epoch,
                         "replicas": list(p.replicas),
-                        "adding_replicas": [],
-                        "removing_replicas": [],
+                        "adding_replicas": list(p.adding_replicas),
+                        "removing_replicas": list(p.removing_replicas),
                         "is_new": p.is_new,
                         "leader_recovery_state": p.leader_recovery_state,
                     }
@@ -223,6 +224,8 @@ def decode_leader_and_isr(body: Message, broker_id: int) -> LeaderAndIsr:
             leader_recovery_state=p.get("leader_recovery_state", 0),
             is_new=p["is_new"],
             topic_id=_topic_id(topic.get("topic_id")),
+            adding_replicas=tuple(p.get("adding_replicas") or ()),
+            removing_replicas=tuple(p.get("removing_replicas") or ()),
         )
         for topic in body["topic_states"]
         for p in topic["partition_states"]

@@ -169,7 +169,7 @@ def _field_from_dataclass(field: dataclasses.Field[Any]) -> FieldSpec:
         # kio drops the unit from names it turns into timedelta/datetime; Kafka's
         # own names (ThrottleTimeMs, LogAppendTimeMs...) all keep it.
         name += "_ms"
-    if wire_type in _INTEGERS | {"uuid"} and nullable:
+    if wire_type in _INTEGERS | {"uuid"} and nullable and not array:
         # kio types "-1 means none" integers as Optional; on the wire they are
         # plain integers whose default is -1 (a zero uuid for ids).
         nullable = False
@@ -193,7 +193,7 @@ def _default_of(
     struct: StructSpec | None,
 ) -> Any:
     """The value an encoder writes when the caller left a field out."""
-    if field.default is None and wire_type in _INTEGERS:
+    if field.default is None and wire_type in _INTEGERS and not array:
         return -1
     if field.default is not dataclasses.MISSING and not dataclasses.is_dataclass(field.default):
         value = field.default

@@ -2,6 +2,7 @@
 
 from . import (
     alter_configs,
+    alter_partition_reassignments,
     api_versions,
     controller_requests,
     create_partitions,
@@ -23,6 +24,7 @@ from . import (
     leave_group,
     list_groups,
     list_offsets,
+    list_partition_reassignments,
     metadata,
     offset_commit,
     offset_delete,
@@ -34,6 +36,7 @@ from . import (
 
 __all__ = [
     "alter_configs",
+    "alter_partition_reassignments",
     "api_versions",
     "controller_requests",
     "create_partitions",
@@ -55,6 +58,7 @@ __all__ = [
     "leave_group",
     "list_groups",
     "list_offsets",
+    "list_partition_reassignments",
     "metadata",
     "offset_commit",
     "offset_delete",

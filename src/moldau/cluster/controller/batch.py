@@ -16,6 +16,8 @@ from moldau.cluster.controller import alter_partition
 from moldau.cluster.controller.commands import (
     AlterPartitionReply,
     AlterPartitionResult,
+    AlterReassignmentsReply,
+    CheckReassignments,
     Command,
     ControlledShutdownReply,
     CreatePartitionStates,
@@ -23,15 +25,19 @@ from moldau.cluster.controller.commands import (
     ElectLeadersReply,
     Fence,
     LeaderAndIsr,
+    ListReassignmentsReply,
     PartitionLeadership,
+    ReassignmentOutcome,
+    RemoveZkReassignments,
     StopReplica,
     StopReplicaPartition,
     UpdateMetadata,
+    UpdateTopicAssignment,
     ZkWrite,
 )
 from moldau.cluster.controller.context import ControllerContext, TopicPartition
 from moldau.cluster.controller.events import ElectionType
-from moldau.cluster.zk.paths import LEADER_DURING_DELETE, PartitionState
+from moldau.cluster.zk.paths import LEADER_DURING_DELETE, PartitionState, ReplicaAssignment
 from moldau.protocol.errors import ErrorCode
 
 
@@ -71,6 +77,21 @@ class Batch:
     shutdown_replies: dict[int, ErrorCode] = field(default_factory=dict)
     alter_replies: list[AlterReply] = field(default_factory=list)
     elect_replies: list[ElectReply] = field(default_factory=list)
+    topic_updates: dict[str, dict[int, ReplicaAssignment]] = field(default_factory=dict)
+    reassign_replies: list[dict[TopicPartition, tuple[ErrorCode, str | None]]] = field(
+        default_factory=list
+    )
+    list_replies: list[frozenset[TopicPartition] | None] = field(default_factory=list)
+    reassignment_checks: set[TopicPartition] = field(default_factory=set)
+    zk_reassignment_removals: dict[TopicPartition, tuple[int, ...] | None] = field(
+        default_factory=dict
+    )
+
+    def zk_reassignment_done(self, tp: TopicPartition, target: tuple[int, ...] | None) -> None:
+        """Take ``tp`` out of /admin/reassign_partitions (if its target there is
+        ``target``; None: whatever it is)."""
+        if self.zk_reassignment_removals.get(tp, ()) is not None:
+            self.zk_reassignment_removals[tp] = target
 
     def lead_or_follow(self, broker_id: int, tp: TopicPartition, is_new: bool = False) -> None:
         wanted = self.leader_and_isr.setdefault(broker_id, {})
@@ -89,6 +110,9 @@ class Batch:
         self.shutdown_replies = {**other.shutdown_replies, **self.shutdown_replies}
         self.alter_replies = [*other.alter_replies, *self.alter_replies]
         self.elect_replies = [*other.elect_replies, *self.elect_replies]
+        self.reassign_replies = [*other.reassign_replies, *self.reassign_replies]
+        self.list_replies = [*other.list_replies, *self.list_replies]
+        self.reassignment_checks |= other.reassignment_checks
 
 
 def fence(ctx: ControllerContext) -> Fence:
@@ -96,14 +120,23 @@ def fence(ctx: ControllerContext) -> Fence:
 
 
 def render(ctx: ControllerContext, controller_id: int, batch: Batch) -> list[Command]:
-    """The commands of a batch, in Kafka's order: writes, LeaderAndIsr,
-    UpdateMetadata, StopReplica, then replies; requests only to live brokers."""
+    """The commands of a batch, in Kafka's order: writes (topic assignments
+    before partition states), LeaderAndIsr, UpdateMetadata, StopReplica,
+    then replies and the note to check reassignments; requests only to
+    live brokers."""
     fence_ = fence(ctx)
     out: list[Command] = [
         CreatePartitionStates(fence_, topic, states)
         for topic, states in sorted(batch.creates.items())
     ]
+    out.extend(
+        UpdateTopicAssignment(fence_, topic, dict(sorted(parts.items())))
+        for topic, parts in sorted(batch.topic_updates.items())
+    )
     out.extend(batch.writes)
+    removals = batch.zk_reassignment_removals
+    if removals:
+        out.append(RemoveZkReassignments(fence_, dict(sorted(removals.items()))))
     present = ctx.live_or_shutting_down()
     common = (controller_id, ctx.epoch)
     for broker_id, wanted in sorted(batch.leader_and_isr.items()):
@@ -153,6 +186,20 @@ def render(ctx: ControllerContext, controller_id: int, batch: Batch) -> list[Com
         out.append(ControlledShutdownReply(broker_id, error, remaining))
     out.extend(_alter_reply(ctx, reply) for reply in batch.alter_replies)
     out.extend(_elect_reply(ctx, reply) for reply in batch.elect_replies)
+    out.extend(
+        AlterReassignmentsReply(
+            tuple(ReassignmentOutcome(t, p, *outcome) for (t, p), outcome in sorted(reply.items()))
+        )
+        for reply in batch.reassign_replies
+    )
+    for asked in batch.list_replies:
+        out.append(
+            ListReassignmentsReply(
+                {tp: a for tp, a in sorted(ctx.reassigning.items()) if asked is None or tp in asked}
+            )
+        )
+    if batch.reassignment_checks:
+        out.append(CheckReassignments(frozenset(batch.reassignment_checks)))
     return out
 
 
@@ -161,6 +208,7 @@ def _leadership(
 ) -> PartitionLeadership:
     state = ctx.leadership[tp]
     replicas = ctx.assignments[tp]
+    moving = ctx.reassigning.get(tp)
     return PartitionLeadership(
         topic=tp[0],
         partition=tp[1],
@@ -174,6 +222,8 @@ def _leadership(
         leader_recovery_state=state.leader_recovery_state,
         is_new=is_new,
         topic_id=ctx.topic_ids.get(tp[0]),
+        adding_replicas=() if moving is None else moving.adding,
+        removing_replicas=() if moving is None else moving.removing,
     )
 
 

@@ -18,6 +18,8 @@ The shell's contract:
 - Send each broker request to its broker only (requests to brokers that are
   not live are never emitted); a StopReplica with delete is answered by
   feeding ``StopReplicaResult``.
+- ``CheckReassignments`` is a note to self: once the batch has run, feed
+  ``ReassignmentIsrChange`` with its partitions (Kafka queues that event).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from moldau.cluster.controller.context import LiveBroker, TopicPartition
-from moldau.cluster.zk.paths import PartitionState
+from moldau.cluster.zk.paths import PartitionState, ReplicaAssignment
 from moldau.protocol.errors import ErrorCode
 
 
@@ -81,6 +83,28 @@ class RemoveDeletionMarks:
     topics: frozenset[str]
 
 
+@dataclass(frozen=True)
+class UpdateTopicAssignment:
+    """Set these partitions' replicas (with those adding and removing) in
+    /brokers/topics/T, keeping its other partitions as they are there
+    (Kafka: updateReplicaAssignmentForPartition)."""
+
+    fence: Fence
+    topic: str
+    partitions: Mapping[int, ReplicaAssignment]
+
+
+@dataclass(frozen=True)
+class RemoveZkReassignments:
+    """Take partitions out of /admin/reassign_partitions, each only while the
+    znode's target for it is the one given (any target for None), deleting
+    the znode once it is empty (Kafka: maybeRemoveFromZkReassignment). A
+    missing znode is left alone."""
+
+    fence: Fence
+    partitions: Mapping[TopicPartition, tuple[int, ...] | None]
+
+
 # --------------------------------------------------------------------------- brokers
 
 
@@ -103,6 +127,8 @@ class PartitionLeadership:
     leader_recovery_state: int = 0
     is_new: bool = False
     topic_id: uuid.UUID | None = None
+    adding_replicas: tuple[int, ...] = ()
+    removing_replicas: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -204,7 +230,53 @@ class ElectLeadersReply:
     results: tuple[ElectionOutcome, ...]
 
 
-ZkWrite = CreatePartitionStates | UpdatePartitionState | DeleteTopic | RemoveDeletionMarks
+@dataclass(frozen=True)
+class ReassignmentOutcome:
+    """One partition of the answer to AlterPartitionReassignments: NONE when
+    the reassignment (or its cancel) started, else why not."""
+
+    topic: str
+    partition: int
+    error: ErrorCode
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class AlterReassignmentsReply:
+    results: tuple[ReassignmentOutcome, ...]
+
+
+@dataclass(frozen=True)
+class ListReassignmentsReply:
+    """The reassignments running, of the partitions asked about."""
+
+    reassignments: Mapping[TopicPartition, ReplicaAssignment]
+
+
+# --------------------------------------------------------------------------- to self
+
+
+@dataclass(frozen=True)
+class CheckReassignments:
+    """Feed ``ReassignmentIsrChange`` for these partitions after this batch."""
+
+    partitions: frozenset[TopicPartition]
+
+
+ZkWrite = (
+    CreatePartitionStates
+    | UpdatePartitionState
+    | UpdateTopicAssignment
+    | RemoveZkReassignments
+    | DeleteTopic
+    | RemoveDeletionMarks
+)
 BrokerRequest = LeaderAndIsr | UpdateMetadata | StopReplica
-Reply = ControlledShutdownReply | AlterPartitionReply | ElectLeadersReply
-Command = ZkWrite | BrokerRequest | Reply
+Reply = (
+    ControlledShutdownReply
+    | AlterPartitionReply
+    | ElectLeadersReply
+    | AlterReassignmentsReply
+    | ListReassignmentsReply
+)
+Command = ZkWrite | BrokerRequest | Reply | CheckReassignments

@@ -12,9 +12,13 @@ predicted to succeed (ZooKeeper bumps a znode's version by exactly one per
 set, and a created znode has version 0), and a failed one is answered by
 an event carrying the state re-read, which replaces the prediction.
 
-Where moldau departs from Kafka: no reassignment bookkeeping yet (adding
-and removing replicas), no per-broker features, and topic configs are
-reduced to the one the controller reads (unclean.leader.election.enable).
+A partition being reassigned has its full replica set (RS) in
+``assignments`` and its whole ``ReplicaAssignment`` (with the adding and
+removing replicas) in ``reassigning`` (Kafka: partitionsBeingReassigned and
+partitionFullReplicaAssignment).
+
+Where moldau departs from Kafka: no per-broker features, and topic configs
+are reduced to the one the controller reads (unclean.leader.election.enable).
 """
 
 from __future__ import annotations
@@ -33,7 +37,12 @@ from moldau.cluster.controller.states import (
     partition_table,
     replica_table,
 )
-from moldau.cluster.zk.paths import Endpoint, PartitionState, TopicAssignment
+from moldau.cluster.zk.paths import (
+    Endpoint,
+    PartitionState,
+    ReplicaAssignment,
+    TopicAssignment,
+)
 
 TopicPartition = tuple[str, int]
 
@@ -76,6 +85,7 @@ class ControllerContext:
     leadership: dict[TopicPartition, PartitionState] = field(default_factory=dict)
     topics_to_delete: set[str] = field(default_factory=set)
     unclean_topics: dict[str, bool] = field(default_factory=dict)
+    reassigning: dict[TopicPartition, ReplicaAssignment] = field(default_factory=dict)
     partitions: StateTable[TopicPartition, PartitionPhase] = field(default_factory=partition_table)
     replicas: StateTable[tuple[str, int, int], ReplicaState] = field(default_factory=replica_table)
 
@@ -111,6 +121,8 @@ class ControllerContext:
             tp = (topic, partition)
             if tp not in self.assignments:
                 self.assignments[tp] = tuple(replicas.replicas)
+                if replicas.is_reassigning:
+                    self.reassigning[tp] = replicas
                 added.append(tp)
         return added
 
@@ -120,9 +132,21 @@ class ControllerContext:
         for tp in self.partitions_of(topic):
             del self.assignments[tp]
             self.leadership.pop(tp, None)
+            self.reassigning.pop(tp, None)
         self.topic_ids.pop(topic, None)
         self.topics_to_delete.discard(topic)
         self.unclean_topics.pop(topic, None)
+
+    def full_assignment(self, tp: TopicPartition) -> ReplicaAssignment:
+        """The replicas with, mid-reassignment, those being added and removed."""
+        return self.reassigning.get(tp) or ReplicaAssignment(self.assignments[tp])
+
+    def set_assignment(self, tp: TopicPartition, assignment: ReplicaAssignment) -> None:
+        self.assignments[tp] = assignment.replicas
+        if assignment.is_reassigning:
+            self.reassigning[tp] = assignment
+        else:
+            self.reassigning.pop(tp, None)
 
     def unclean_allowed(self, topic: str) -> bool:
         return self.unclean_topics.get(topic, self.unclean_default)

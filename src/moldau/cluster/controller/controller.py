@@ -32,7 +32,28 @@ Where moldau departs from Kafka:
   left, the ISR keeps the old leader if it was in it, else its first member.
 - A replica deletion is one StopReplica with delete (Kafka first sends one
   without delete, then one with).
-- No reassignment yet.
+
+Reassignment (KIP-455; Kafka's onPartitionReassignment, the rules in
+``reassignment``): an operator's target (AlterPartitionReassignments) is
+written to the topic znode as RS with the adding and removing replicas,
+the leader epoch is bumped and every replica of RS told (the adding ones as
+new replicas), and the partition's ISR changes (AlterPartition, ISR change
+notifications) ask for ``ReassignmentIsrChange``. Once every target
+replica is in the ISR: the replicas become the target, the leader moves to
+a live, in-sync target replica if it is not one, the removed replicas leave
+the ISR and are stopped and deleted, the topic znode is rewritten. A cancel
+returns to the original replicas the same way; a new target replaces the
+old at once (replicas only the old one added are deleted). A new
+controller resumes every reassignment it finds in the topic znodes.
+Kafka's legacy /admin/reassign_partitions is served too: its targets start
+when it is created, each partition leaves it when its reassignment
+completes or an operator's request takes it over, and it is deleted once
+empty.
+Where moldau departs from Kafka: completing writes the partition state once
+(Kafka writes it for the leader move, then once per replica removed), a
+topic marked for deletion mid-reassignment is deleted at once (Kafka
+waits for the reassignment), and the targets of /admin/reassign_partitions
+are checked as an operator's request's are (Kafka takes an empty one).
 
 Leader elections an operator asks for (ElectLeaders; Kafka's
 onReplicaElection) and the auto rebalance (``rebalance``) write and announce
@@ -47,7 +68,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from moldau.cluster.controller import alter_partition, deletion, election, rebalance
+from moldau.cluster.controller import alter_partition, deletion, election, reassignment, rebalance
 from moldau.cluster.controller.batch import AlterReply, Batch, ElectReply, fence, render
 from moldau.cluster.controller.commands import (
     Command,
@@ -63,6 +84,7 @@ from moldau.cluster.controller.context import (
 )
 from moldau.cluster.controller.events import (
     AlterPartition,
+    AlterReassignments,
     BrokerChange,
     ControlledShutdown,
     ControllerElected,
@@ -72,18 +94,22 @@ from moldau.cluster.controller.events import (
     Event,
     IsrChangeNotification,
     LeaderImbalanceCheck,
+    ListReassignments,
     PartitionModification,
     PartitionStatesStale,
+    ReassignmentIsrChange,
     StopReplicaResult,
     TopicChange,
     TopicDeletion,
     UncleanLeaderElectionEnable,
+    ZkPartitionReassignment,
 )
 from moldau.cluster.controller.states import PartitionState as Phase
 from moldau.cluster.controller.states import ReplicaState
 from moldau.cluster.zk.paths import (
     NO_LEADER,
     PartitionState,
+    ReplicaAssignment,
     TopicAssignment,
 )
 from moldau.protocol.errors import ErrorCode
@@ -188,6 +214,17 @@ class Controller:
             self._on_elect_leaders(ctx, event, batch)
         elif isinstance(event, LeaderImbalanceCheck):
             self._on_imbalance_check(ctx, batch)
+        elif isinstance(event, AlterReassignments):
+            self._on_alter_reassignments(ctx, event, batch)
+        elif isinstance(event, ListReassignments):
+            batch.list_replies.append(event.partitions)
+        elif isinstance(event, ZkPartitionReassignment):
+            outcomes = self._start_reassignments(ctx, event.targets, batch)
+            for tp, (error, _) in outcomes.items():
+                if error is not ErrorCode.NONE:
+                    batch.zk_reassignment_done(tp, None)
+        elif isinstance(event, ReassignmentIsrChange):
+            self._on_reassignment_isr_change(ctx, event, batch)
 
     # -- events ----------------------------------------------------------------
 
@@ -200,6 +237,9 @@ class Controller:
             if not ctx.is_deleting(tp):
                 self._reconcile(ctx, tp, batch)
                 self._announce(ctx, tp, batch)
+        for tp, moving in sorted(ctx.reassigning.items()):  # Kafka: maybeResumeReassignments
+            if not ctx.is_deleting(tp):
+                self._reassign(ctx, tp, moving, batch)
 
     def _on_broker_change(
         self, ctx: ControllerContext, now: Mapping[int, LiveBroker], batch: Batch
@@ -300,6 +340,8 @@ class Controller:
             batch.metadata_partitions.add(tp)
             batch.metadata_brokers |= ctx.live_or_shutting_down()
             self._reconcile(ctx, tp, batch)
+            if tp in ctx.reassigning:
+                batch.reassignment_checks.add(tp)
 
     def _on_controlled_shutdown(
         self, ctx: ControllerContext, event: ControlledShutdown, batch: Batch
@@ -354,6 +396,8 @@ class Controller:
                 ctx.leadership[tp] = replace(state, zk_version=current.zk_version + 1)
                 batch.metadata_partitions.add(tp)
                 batch.metadata_brokers |= ctx.live_or_shutting_down()
+                if tp in ctx.reassigning:
+                    batch.reassignment_checks.add(tp)
                 error = ErrorCode.NONE
             items.append((item, error))
         batch.alter_replies.append(AlterReply(broker_id, ErrorCode.NONE, tuple(items)))
@@ -370,6 +414,8 @@ class Controller:
                 ctx.leadership[tp] = state
             self._reconcile(ctx, tp, batch)
             batch.metadata_partitions.add(tp)
+            if tp in ctx.reassigning:  # the lost write may have been its new leader epoch
+                self._reassign(ctx, tp, ctx.reassigning[tp], batch)
         batch.merge_requests(self._last)
         for reply in batch.elect_replies:  # Kafka retries an election whose write lost
             for tp in sorted(event.states.keys() & reply.outcomes.keys()):
@@ -437,6 +483,155 @@ class Controller:
             return failed
         self._write(ctx, tp, state, result.leader_and_isr, batch)
         return ErrorCode.NONE, None
+
+    # -- reassignment ----------------------------------------------------------
+
+    def _on_alter_reassignments(
+        self, ctx: ControllerContext, event: AlterReassignments, batch: Batch
+    ) -> None:
+        """Kafka's processApiPartitionReassignment: every partition asked
+        about gets an outcome; the accepted ones start (or cancel) now, and
+        leave /admin/reassign_partitions (the latest request wins)."""
+        outcomes = self._start_reassignments(
+            ctx, event.targets, batch, event.allow_replication_factor_change
+        )
+        for tp, (error, _) in outcomes.items():
+            if error is ErrorCode.NONE:
+                batch.zk_reassignment_done(tp, None)
+        batch.reassign_replies.append(outcomes)
+
+    def _start_reassignments(
+        self,
+        ctx: ControllerContext,
+        targets: Mapping[TopicPartition, tuple[int, ...] | None],
+        batch: Batch,
+        allow_replication_factor_change: bool = True,
+    ) -> dict[TopicPartition, tuple[ErrorCode, str | None]]:
+        """Check each target (None: cancel) and start those accepted."""
+        outcomes: dict[TopicPartition, tuple[ErrorCode, str | None]] = {}
+        for tp, target in sorted(targets.items()):
+            if tp not in ctx.assignments or ctx.is_deleting(tp):
+                outcomes[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "The partition does not exist."
+                continue
+            current = ctx.full_assignment(tp)
+            if target is None:
+                if not current.is_reassigning:
+                    outcomes[tp] = ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, None
+                    continue
+                target = current.origin_replicas()
+            else:
+                refusal = reassignment.validate(target, current, ctx.live_ids())
+                if refusal is None and not allow_replication_factor_change:
+                    refusal = reassignment.same_size(target, current)
+                if refusal is not None:
+                    outcomes[tp] = refusal
+                    continue
+            self._reassign(ctx, tp, reassignment.reassign_to(current, target), batch)
+            outcomes[tp] = ErrorCode.NONE, None
+        return outcomes
+
+    def _on_reassignment_isr_change(
+        self, ctx: ControllerContext, event: ReassignmentIsrChange, batch: Batch
+    ) -> None:
+        """Kafka's processPartitionReassignmentIsrChange: complete the
+        reassignments whose target replicas are all in sync now."""
+        for tp in sorted(event.partitions):
+            moving, state = ctx.reassigning.get(tp), ctx.leadership.get(tp)
+            if moving is None or state is None or ctx.is_deleting(tp):
+                continue
+            if reassignment.is_complete(moving, state.isr):
+                self._reassign(ctx, tp, moving, batch)
+
+    def _reassign(
+        self, ctx: ControllerContext, tp: TopicPartition, moving: ReplicaAssignment, batch: Batch
+    ) -> None:
+        """Kafka's onPartitionReassignment: record the new assignment (the
+        replicas no longer in it are removed at once), then start the new
+        replicas, or complete it if every target replica is in sync."""
+        before = ctx.full_assignment(tp)
+        if before != moving:
+            self._set_assignment(ctx, tp, moving, batch)
+            self._remove_replicas(
+                ctx, tp, [r for r in before.replicas if r not in moving.replicas], batch
+            )
+        state = ctx.leadership.get(tp)
+        if not reassignment.is_complete(moving, () if state is None else state.isr):
+            if state is not None:  # A1: a new leader epoch tells the leader of RS
+                self._write(
+                    ctx, tp, state, to_leader_and_isr(state).with_leader(state.leader), batch
+                )
+            for broker_id in moving.adding:  # A2: the new replicas start
+                replica = (tp[0], tp[1], broker_id)
+                if ctx.replicas.get(replica) is ReplicaState.NON_EXISTENT:
+                    ctx.replicas.move(replica, ReplicaState.NEW)
+                batch.lead_or_follow(broker_id, tp, is_new=True)
+            return
+        present = ctx.live_or_shutting_down()
+        for broker_id in moving.adding:  # B1
+            replica = (tp[0], tp[1], broker_id)
+            ctx.replicas.move(
+                replica, ReplicaState.ONLINE if broker_id in present else ReplicaState.OFFLINE
+            )
+        target = moving.target_replicas()
+        self._set_assignment(ctx, tp, ReplicaAssignment(target), batch)  # B2, B6
+        batch.zk_reassignment_done(tp, target)  # B7
+        if state is not None:  # B3, B4: the leader into the target, the removed out of the ISR
+            current = to_leader_and_isr(state)
+            leader = current.leader
+            if leader not in target or leader not in ctx.live_ids():
+                chosen = election.reassigning(target, current, ctx.live_ids()).leader_and_isr
+                if chosen is not None:
+                    leader = chosen.leader
+                elif leader not in target:
+                    leader = NO_LEADER
+            isr = tuple(r for r in current.isr if r in target) or _last_standing(current)
+            self._write(ctx, tp, state, current.with_leader(leader, isr), batch)
+        self._remove_replicas(ctx, tp, moving.removing, batch)  # B5
+        self._reconcile(ctx, tp, batch)
+
+    def _set_assignment(
+        self,
+        ctx: ControllerContext,
+        tp: TopicPartition,
+        assignment: ReplicaAssignment,
+        batch: Batch,
+    ) -> None:
+        """The assignment in the context and, with this batch, in the topic znode."""
+        ctx.set_assignment(tp, assignment)
+        batch.topic_updates.setdefault(tp[0], {})[tp[1]] = assignment
+        batch.metadata_partitions.add(tp)
+        batch.metadata_brokers |= ctx.live_or_shutting_down()
+
+    def _remove_replicas(
+        self,
+        ctx: ControllerContext,
+        tp: TopicPartition,
+        removed: list[int] | tuple[int, ...],
+        batch: Batch,
+    ) -> None:
+        """Kafka's stopRemovedReplicasOfReassignedPartition: replicas no longer
+        assigned leave the ISR (a leader among them leaves its leadership,
+        ``_reconcile`` elects another), are stopped and their logs deleted."""
+        if not removed:
+            return
+        state = ctx.leadership.get(tp)
+        if state is not None and set(removed) & ({state.leader} | set(state.isr)):
+            current = to_leader_and_isr(state)
+            replicas = ctx.assignments[tp]
+            leader = current.leader if current.leader in replicas else NO_LEADER
+            isr = tuple(r for r in current.isr if r in replicas) or _last_standing(current)
+            self._write(ctx, tp, state, current.with_leader(leader, isr), batch)
+            self._reconcile(ctx, tp, batch)
+        for broker_id in removed:
+            replica = (tp[0], tp[1], broker_id)
+            for step in (
+                ReplicaState.OFFLINE,
+                ReplicaState.DELETION_STARTED,
+                ReplicaState.DELETION_SUCCESSFUL,
+                ReplicaState.NON_EXISTENT,
+            ):
+                ctx.replicas.move(replica, step)
+            batch.stop.setdefault(broker_id, {})[tp] = True
 
     # -- one partition ---------------------------------------------------------
 

@@ -163,6 +163,48 @@ class LeaderImbalanceCheck:
     nothing."""
 
 
+@dataclass(frozen=True)
+class AlterReassignments:
+    """An operator moves partitions to new replicas (AlterPartitionReassignments,
+    API key 45; Kafka: ApiPartitionReassignment): per partition the target
+    replicas, None to cancel its reassignment. Answered by
+    ``AlterReassignmentsReply``. Without ``allow_replication_factor_change``
+    (v1, KIP-860) a target of another size than the partition's replicas is
+    refused."""
+
+    targets: Mapping[TopicPartition, tuple[int, ...] | None]
+    allow_replication_factor_change: bool = True
+
+
+@dataclass(frozen=True)
+class ListReassignments:
+    """An operator asks which reassignments run (ListPartitionReassignments,
+    API key 46; Kafka: ListPartitionReassignments); ``partitions`` None means
+    all. Answered by ``ListReassignmentsReply``."""
+
+    partitions: frozenset[TopicPartition] | None = None
+
+
+@dataclass(frozen=True)
+class ZkPartitionReassignment:
+    """/admin/reassign_partitions was created (Kafka's legacy reassignment, as
+    kafka-reassign-partitions --zookeeper wrote it; Kafka:
+    ZkPartitionReassignment): the target replicas it holds. Fed too when a
+    new controller finds it."""
+
+    targets: Mapping[TopicPartition, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class ReassignmentIsrChange:
+    """The ISRs of partitions being reassigned changed: is any reassignment
+    complete now? (Kafka: PartitionReassignmentIsrChange.) The controller
+    asks for it with ``CheckReassignments``; the shell feeds it after the
+    batch that asked."""
+
+    partitions: frozenset[TopicPartition]
+
+
 Event = (
     ControllerElected
     | ControllerMoved
@@ -178,4 +220,8 @@ Event = (
     | UncleanLeaderElectionEnable
     | ElectLeaders
     | LeaderImbalanceCheck
+    | AlterReassignments
+    | ListReassignments
+    | ZkPartitionReassignment
+    | ReassignmentIsrChange
 )

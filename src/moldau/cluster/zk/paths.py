@@ -383,6 +383,14 @@ class ReplicaAssignment:
         """Where the partition ends up once a reassignment completes."""
         return tuple(r for r in self.replicas if r not in self.removing)
 
+    def origin_replicas(self) -> tuple[int, ...]:
+        """Where the partition was before the reassignment (where a cancel returns it)."""
+        return tuple(r for r in self.replicas if r not in self.adding)
+
+    @property
+    def is_reassigning(self) -> bool:
+        return bool(self.adding or self.removing)
+
 
 @dataclass(frozen=True)
 class TopicAssignment:
@@ -390,6 +398,19 @@ class TopicAssignment:
 
     topic_id: uuid.UUID | None
     partitions: Mapping[int, ReplicaAssignment]
+
+
+def reassignments_in_progress(
+    assignments: Mapping[str, TopicAssignment],
+) -> dict[tuple[str, int], ReplicaAssignment]:
+    """The partitions being reassigned (adding or removing replicas), as the
+    topic znodes tell them (for tools: ``moldau cluster status``)."""
+    return {
+        (topic, partition): replicas
+        for topic, assignment in sorted(assignments.items())
+        for partition, replicas in sorted(assignment.partitions.items())
+        if replicas.is_reassigning
+    }
 
 
 def encode_topic(assignment: TopicAssignment) -> bytes:

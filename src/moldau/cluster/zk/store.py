@@ -303,6 +303,35 @@ class ZkStore:
             raise StaleVersion(f"topic {topic} changed since version {expected_version}") from None
         return int(stat.version)
 
+    async def update_topic_partitions(
+        self,
+        topic: str,
+        partitions: Mapping[int, zp.ReplicaAssignment],
+        lease: ControllerLease,
+    ) -> None:
+        """The controller's rewrite of some partitions' replicas (a
+        reassignment), fenced; the topic's other partitions stay as the znode
+        has them. Read, change, write conditionally on the version read, and
+        again if someone wrote in between (CreatePartitions). A topic gone
+        meanwhile is left alone.
+
+        Where moldau departs from Kafka: Kafka writes the whole assignment it
+        holds in memory, so a partition added since it last read is lost."""
+        while True:
+            found = await self.topic_with_version(topic)
+            if found is None:
+                return
+            current, version = found
+            assignment = zp.TopicAssignment(current.topic_id, {**current.partitions, **partitions})
+            try:
+                await self._fenced(
+                    lease,
+                    [Op.set(zp.topic_path(topic), zp.encode_topic(assignment), version)],
+                )
+            except (BadVersionError, NoNodeError):
+                continue
+            return
+
     async def topics_marked_for_deletion(self, watch: WatchHandler | None = None) -> list[str]:
         return sorted(await self.client.children(zp.DELETE_TOPICS, watch))
 
@@ -446,6 +475,56 @@ class ZkStore:
             with contextlib.suppress(NoNodeError):
                 await self.client.delete(path)
         return frozenset(changed)
+
+    # -- legacy reassignment (/admin/reassign_partitions) -----------------------
+
+    async def partition_reassignment(
+        self, watch: WatchHandler | None = None
+    ) -> tuple[int, dict[TopicPartition, tuple[int, ...]]] | None:
+        """The czxid of /admin/reassign_partitions (which creation of it this
+        is) and its targets, or None without one; ``watch`` (an exists
+        watch, as Kafka's) fires when it is created, changed or deleted."""
+        stat = await self.client.exists(zp.REASSIGN_PARTITIONS, watch)
+        if stat is None:
+            return None
+        found = await self._get(zp.REASSIGN_PARTITIONS)
+        if found is None:
+            return None
+        return int(stat.czxid), zp.decode_reassignment(found[0])
+
+    async def remove_partition_reassignments(
+        self,
+        partitions: Mapping[TopicPartition, tuple[int, ...] | None],
+        lease: ControllerLease,
+    ) -> None:
+        """Take partitions out of /admin/reassign_partitions, each while its
+        target there is the one given (any for None), fenced; delete the
+        znode once empty. Read, change, write conditionally on the version
+        read, and again if it changed in between; no znode, or one that
+        cannot be read, is left alone."""
+        while True:
+            try:
+                data, stat = await self.client.get(zp.REASSIGN_PARTITIONS)
+                current = zp.decode_reassignment(data)
+            except (NoNodeError, zp.ZkDataError):
+                return
+            remaining = {
+                tp: replicas
+                for tp, replicas in current.items()
+                if tp not in partitions or partitions[tp] not in (None, replicas)
+            }
+            if remaining == current:
+                return
+            op = (
+                Op.set(zp.REASSIGN_PARTITIONS, zp.encode_reassignment(remaining), stat.version)
+                if remaining
+                else Op.delete(zp.REASSIGN_PARTITIONS, stat.version)
+            )
+            try:
+                await self._fenced(lease, [op])
+            except (BadVersionError, NoNodeError):
+                continue
+            return
 
     # -- producer ids --------------------------------------------------------
 
