@@ -1,11 +1,13 @@
-"""The operator's read-only views on a real 3-broker cluster: DescribeLogDirs
-on every broker, ``moldau cluster rebalance`` and ``reassign --plan`` as dry
-runs, and their one-line errors. (Running a plan: test_operations.py.)"""
+"""The operator's tools on a real 3-broker cluster: DescribeLogDirs on every
+broker; ``moldau cluster rebalance`` and ``reassign --plan`` as dry runs and
+their one-line errors; a reassignment file executed, watched, left with
+Ctrl-C and cancelled. (Rebalances under load: test_operations.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -155,3 +157,66 @@ def test_rebalance_and_reassign_dry_runs(cluster: LocalCluster, tmp_path: Path) 
         failed = moldau("cluster", *argv[:1], *bootstrap, *argv[1:])
         assert failed.returncode == 1, (argv, failed.stdout, failed.stderr)
         assert len(failed.stderr.strip().splitlines()) == 1, (argv, failed.stderr)
+
+
+def test_reassign_a_file_then_watch_stop_and_cancel(cluster: LocalCluster, tmp_path: Path) -> None:
+    controller = cluster.controller_id()
+    x, y = (b for b in cluster.broker_ids if b != controller)
+    create(cluster, NewTopic("moving", assignments={0: [x]}))
+    records = sample_records("m", 30, 1_700_000_000_000)
+    confluent_produce(cluster.bootstrap_servers, "moving", records)
+    bootstrap = ["--bootstrap-server", cluster.bootstrap_servers]
+
+    def plan(replicas: list[int]) -> str:
+        path = tmp_path / f"to-{replicas[0]}.json"
+        entry = {"topic": "moving", "partition": 0, "replicas": replicas}
+        path.write_text(json.dumps({"version": 1, "partitions": [entry]}))
+        return str(path)
+
+    def replicas() -> tuple[int, ...]:
+        async def ask() -> tuple[int, ...]:
+            async with Admin(cluster.bootstrap_servers) as admin:
+                (info,) = await admin.describe_topics(["moving"])
+                return info.partitions[0].replicas
+
+        return asyncio.run(ask())
+
+    moved = moldau("cluster", "reassign", *bootstrap, "--plan", plan([y]), "--execute")
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "1/1 partitions done" in moved.stdout and "preferred leaders:" in moved.stdout
+    assert wait_for(lambda: replicas() == (y,), 15, interval=0.2, what="moving on y")
+
+    # Back to x while x is paused: the move cannot finish. Ctrl-C stops the
+    # watching only and says how to cancel; the cancel puts it back on y.
+    cluster.kill(x, signal.SIGSTOP)
+    awake = ",".join(cluster.address(b) for b in (controller, y))
+    bootstrap = ["--bootstrap-server", awake]  # a paused broker would hold up requests
+    try:
+        out = tmp_path / "watch.out"
+        with out.open("w") as sink:
+            watcher = subprocess.Popen(
+                [*MOLDAU, "cluster", "reassign", *bootstrap, "--plan", plan([x]), "--execute"],
+                stdout=sink, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        try:
+            wait_for(lambda: "submitted" in out.read_text(), 30, interval=0.1, what="submitted")
+            watcher.send_signal(signal.SIGINT)
+            _, err = watcher.communicate(timeout=30)
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+        assert watcher.returncode == 130, err
+        assert "the reassignment goes on" in err and "--cancel" in err, err
+        # The paused broker cannot be asked whether it is throttled: named, exit 1.
+        cancelled = moldau(
+            "cluster", "reassign", *bootstrap, "--plan", plan([x]), "--cancel",
+            "--timeout-ms", "2000",
+        )  # fmt: skip
+        assert "1 reassignment cancelled" in cancelled.stdout, cancelled.stdout
+        assert cancelled.returncode == 1 and f"broker {x}" in cancelled.stderr, cancelled.stderr
+    finally:
+        cluster.restore()
+    assert wait_for(lambda: replicas() == (y,), 15, interval=0.2, what="back on y")
+    again = moldau("cluster", "reassign", *bootstrap, "--plan", plan([x]), "--cancel")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "no reassignment in progress" in again.stdout, again.stdout

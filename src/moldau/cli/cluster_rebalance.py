@@ -486,11 +486,34 @@ async def _set_throttle(
 
 async def _remove_throttle(
     admin: Admin, changes: Mapping[TopicPartition, tuple[Sequence[int], Sequence[int]]]
-) -> None:
-    for broker in sorted(_involved(changes)):
-        await admin.incremental_alter_broker_configs(broker, {}, RATE_KEYS)
-    for topic in sorted({t for t, _ in changes}):
-        await admin.alter_topic_configs(topic, {}, (LEADER_REPLICAS, FOLLOWER_REPLICAS))
+) -> bool:
+    """Delete the throttle configs set on the brokers and topics of
+    ``changes`` (only those set: a cancel does not know whether a throttle
+    was asked for). False, with a line on stderr for each, when a broker or
+    topic could not be cleared."""
+    from moldau.client.admin import ConfigResourceType, ConfigSource
+    from moldau.protocol.errors import KafkaError
+
+    dynamic = {ConfigSource.DYNAMIC_BROKER_CONFIG, ConfigSource.DYNAMIC_TOPIC_CONFIG}
+    brokers = [(ConfigResourceType.BROKER, str(b), RATE_KEYS) for b in sorted(_involved(changes))]
+    topics = [
+        (ConfigResourceType.TOPIC, t, (LEADER_REPLICAS, FOLLOWER_REPLICAS))
+        for t in sorted({t for t, _ in changes})
+    ]
+    cleared = True
+    for kind, name, keys in brokers + topics:
+        try:
+            entries = await admin.describe_configs(kind, name, keys)
+            found = [e.name for e in entries if e.name in keys and e.source in dynamic]
+            if found and kind == ConfigResourceType.BROKER:
+                await admin.incremental_alter_broker_configs(int(name), {}, found)
+            elif found:
+                await admin.alter_topic_configs(name, {}, found)
+        except KafkaError as exc:
+            cleared = False
+            where = f"{kind.name.lower()} {name}"
+            print(f"cannot remove the throttle of {where}: {exc}", file=sys.stderr)
+    return cleared
 
 
 @dataclass
@@ -555,10 +578,12 @@ async def _finish(
         await asyncio.sleep(POLL_SECONDS)
     if tty:
         print()
+    cleared = True
     if args.throttle is not None:
-        await _remove_throttle(admin, plan.changes)
-        print("throttle removed")
-    return _report_elections(await admin.elect_leaders(0, plan.changes))
+        cleared = await _remove_throttle(admin, plan.changes)
+        print("throttle removed" if cleared else "the throttle is still set (see above)")
+    elected = _report_elections(await admin.elect_leaders(0, plan.changes))
+    return 1 if elected or not cleared else 0
 
 
 def _report_elections(outcomes: Mapping[TopicPartition, KafkaError | None]) -> int:
@@ -596,8 +621,9 @@ async def _cancel(admin: Admin, wanted: Targets) -> int:
         for tp in wanted
         if tp[0] in meta.topics and tp[1] in meta.topics[tp[0]].partitions
     }
-    await _remove_throttle(
+    cleared = await _remove_throttle(
         admin, {tp: (current.get(tp, ()), after) for tp, after in wanted.items()}
     )
-    print(f"{cancelled} reassignment{'' if cancelled == 1 else 's'} cancelled; throttles removed")
-    return 1 if failed else 0
+    throttles = "throttles removed" if cleared else "throttles NOT all removed (see above)"
+    print(f"{cancelled} reassignment{'' if cancelled == 1 else 's'} cancelled; {throttles}")
+    return 1 if failed or not cleared else 0
