@@ -27,19 +27,34 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as KafkaTopicPartition
+from kazoo.client import KazooClient
 
 from conftest import confluent_read_all, wait_for
 from moldau.client.admin import Admin, NewTopic, Reassignment
+from moldau.client.connection import connect
 from moldau.cluster.local import LocalCluster
+from moldau.cluster.zk import paths as zp
+from moldau.protocol.api_keys import ApiKey
+from moldau.protocol.errors import ErrorCode
 
 pytestmark = pytest.mark.cluster
 
 T = TypeVar("T")
 
 
-def admin_call(cluster: LocalCluster, call: Callable[[Admin], Awaitable[T]]) -> T:
+def admin_call(
+    cluster: LocalCluster,
+    call: Callable[[Admin], Awaitable[T]],
+    avoid: int | None = None,
+) -> T:
+    """``call`` with moldau's Admin, bootstrapped from the live brokers but
+    ``avoid`` (a paused one)."""
+    bootstrap = ",".join(
+        cluster.address(b) for b in sorted(cluster.registered_broker_ids()) if b != avoid
+    )
+
     async def run() -> T:
-        async with Admin(live_bootstrap(cluster), request_timeout_ms=20_000) as admin:
+        async with Admin(bootstrap, request_timeout_ms=20_000) as admin:
             return await call(admin)
 
     return asyncio.run(run())
@@ -207,6 +222,7 @@ def test_a_cancelled_reassignment_reverts(cluster: LocalCluster) -> None:
     )
     tp = KafkaTopicPartition(topic, 0)
     try:
+        assert admin.list_partition_reassignments() == {}  # it knows the controller now
         cluster.kill(n, signal.SIGSTOP)  # it cannot catch up
         try:
             assert admin.alter_partition_reassignments({tp: [x, n]}) == {tp: None}
@@ -246,10 +262,10 @@ def test_the_next_controller_finishes_a_reassignment(cluster: LocalCluster) -> N
     cluster.kill(n, signal.SIGSTOP)  # the reassignment cannot finish before the kill
     try:
         results = admin_call(
-            cluster, lambda a: a.alter_partition_reassignments({(topic, 0): [x, n]})
+            cluster, lambda a: a.alter_partition_reassignments({(topic, 0): [x, n]}), avoid=n
         )
         assert results == {(topic, 0): None}
-        listed = admin_call(cluster, lambda a: a.list_partition_reassignments())
+        listed = admin_call(cluster, lambda a: a.list_partition_reassignments(), avoid=n)
         assert listed[(topic, 0)] == Reassignment((x, n, controller), (n,), (controller,))
         cluster.kill(controller)
     finally:
@@ -258,3 +274,51 @@ def test_the_next_controller_finishes_a_reassignment(cluster: LocalCluster) -> N
     wait_for(lambda: moved_to(cluster, topic, [x, n]), 60, what="the move finished")
     wait_identical(cluster, topic, [x, n])
     assert_every_acknowledged_record_read(cluster, producing)
+
+
+def test_the_legacy_znode_moves_a_partition(cluster: LocalCluster) -> None:
+    topic = "legacy"
+    create(cluster, topic, [0, 1])
+    with Producing(cluster.bootstrap_servers, topic) as producing:
+        producing.wait_acked(1000)
+    zk = KazooClient(hosts=cluster.zookeeper_connect)
+    zk.start(10)
+    try:
+        request = zp.encode_reassignment({(topic, 0): (2, 1)})
+        zk.create(zp.REASSIGN_PARTITIONS, request, makepath=True)
+        wait_for(lambda: moved_to(cluster, topic, [1, 2]), 60, what="the move done")
+        wait_for(lambda: zk.exists(zp.REASSIGN_PARTITIONS) is None, 20, what="the znode deleted")
+    finally:
+        zk.stop()
+        zk.close()
+    wait_for(
+        lambda: not partition_dir(cluster, 0, topic).exists(), 20, what="broker 0's copy deleted"
+    )
+    wait_identical(cluster, topic, [1, 2])
+    assert_every_acknowledged_record_read(cluster, producing)
+
+
+def test_a_broker_that_is_not_the_controller_says_so(cluster: LocalCluster) -> None:
+    controller, other, _ = roles(cluster)
+    cancel = {"name": "x", "partitions": [{"partition_index": 0, "replicas": None}]}
+    alter = {"timeout_ms": 1000, "topics": [cancel]}
+    requests = [
+        (ApiKey.ALTER_PARTITION_REASSIGNMENTS, 0, alter),
+        (ApiKey.ALTER_PARTITION_REASSIGNMENTS, 1, alter),
+        (ApiKey.LIST_PARTITION_REASSIGNMENTS, 0, {"timeout_ms": 1000, "topics": None}),
+    ]
+
+    async def send(broker_id: int) -> list[dict[str, Any]]:
+        conn = await connect("127.0.0.1", cluster.port(broker_id), request_timeout_ms=10_000)
+        try:
+            return [await conn.request(k, b, version=v) for k, v, b in requests]
+        finally:
+            conn.close()
+
+    for response in asyncio.run(send(other)):
+        assert response["error_code"] == ErrorCode.NOT_CONTROLLER
+    answered = asyncio.run(send(controller))
+    assert [r["error_code"] for r in answered] == [0, 0, 0]
+    for response in answered[:2]:
+        [topic] = response["responses"]
+        assert topic["partitions"][0]["error_code"] == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION

@@ -353,3 +353,43 @@ def test_isr_and_config_notifications(zookeeper: ZooKeeper) -> None:
             assert await s.config_change("config_change_9999999999") is None
 
     run(main)
+
+
+def test_reassignment_writes_keep_the_other_partitions_and_are_fenced(
+    zookeeper: ZooKeeper,
+) -> None:
+    async def main() -> None:
+        async with store(zookeeper) as s, store(zookeeper) as other:
+            old = await s.elect_controller(1, 1)
+            await s.client.delete(zp.CONTROLLER)
+            lease = await s.elect_controller(1, 2)
+            topic = zp.TopicAssignment(uuid.uuid4(), {0: zp.ReplicaAssignment((1, 2))})
+            await s.create_topic("r", topic)
+            # CreatePartitions elsewhere, after the controller last read the topic
+            read = await other.topic_with_version("r")
+            assert read is not None
+            grown = {**topic.partitions, 1: zp.ReplicaAssignment((3,))}
+            bigger = zp.TopicAssignment(topic.topic_id, grown)
+            await other.set_topic_assignment("r", bigger, read[1])
+            moving = zp.ReplicaAssignment((2, 3, 1), (3,), (1,))
+            with pytest.raises(ControllerMoved):
+                await s.update_topic_partitions("r", {0: moving}, old)
+            await s.update_topic_partitions("r", {0: moving}, lease)
+            assert await s.topic("r") == zp.TopicAssignment(topic.topic_id, {**grown, 0: moving})
+            await s.update_topic_partitions("gone", {0: moving}, lease)  # nothing to write
+
+            targets = {("r", 0): (2, 3), ("r", 1): (1,), ("q", 0): (1,)}
+            await s.client.create(zp.REASSIGN_PARTITIONS, zp.encode_reassignment(targets))
+            found = await s.partition_reassignment()
+            assert found is not None and found[1] == targets
+            with pytest.raises(ControllerMoved):
+                await s.remove_partition_reassignments({("q", 0): None}, old)
+            # only while the target there is the one done
+            await s.remove_partition_reassignments({("r", 0): (2, 3), ("r", 1): (9,)}, lease)
+            again = await s.partition_reassignment()
+            assert again == (found[0], {("r", 1): (1,), ("q", 0): (1,)})
+            await s.remove_partition_reassignments({("r", 1): None, ("q", 0): None}, lease)
+            assert await s.partition_reassignment() is None
+            await s.remove_partition_reassignments({("r", 1): None}, lease)  # no znode: fine
+
+    run(main)

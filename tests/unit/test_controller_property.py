@@ -4,8 +4,9 @@ Hypothesis drives a cluster of five brokers through random sequences of
 broker crashes, restarts (and both at once), controlled shutdowns, leader-side ISR changes
 (AlterPartition, and the older direct write with a notification),
 topic creation, partition increase, topic deletion, controller failover,
-preferred and unclean elections asked for and auto-rebalance checks, and
-after every step checks what ZooKeeper holds and what the brokers believe:
+preferred and unclean elections asked for, auto-rebalance checks, and
+partition reassignments started, replaced and cancelled, and after every
+step checks what ZooKeeper holds and what the brokers believe:
 
 - a partition's leader is live and in its ISR (or there is none: -1), except
   in a topic being deleted, whose state the controller no longer changes;
@@ -15,7 +16,11 @@ after every step checks what ZooKeeper holds and what the brokers believe:
   and grows whenever the controller changes the leader or ISR (the leader's
   own ISR changes keep it, so the test's leader-side shrink is exempted);
 - no two brokers believe they lead one partition in the same leader epoch;
-- a topic whose deletion was asked for is gone once all its brokers are up.
+- a topic whose deletion was asked for is gone once all its brokers are up;
+- a partition being reassigned adds and removes replicas of its own, never
+  both the same, and the controller's idea of it is what ZooKeeper holds;
+- a live broker hosts only partitions it is a replica of (a removed replica
+  was stopped).
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from hypothesis import strategies as st
 from moldau.cluster.controller.alter_partition import AlterPartitionItem
 from moldau.cluster.controller.commands import (
     AlterPartitionReply,
+    AlterReassignmentsReply,
     ElectLeadersReply,
     UpdatePartitionState,
 )
 from moldau.cluster.controller.events import (
     AlterPartition,
+    AlterReassignments,
     BrokerChange,
     ControlledShutdown,
     ElectionType,
@@ -38,7 +45,7 @@ from moldau.cluster.controller.events import (
     IsrChangeNotification,
     LeaderImbalanceCheck,
 )
-from moldau.cluster.zk.paths import NO_LEADER
+from moldau.cluster.zk.paths import NO_LEADER, reassignments_in_progress
 from moldau.protocol.errors import ErrorCode
 from support.controller_harness import Harness
 from support.fake_zk_view import FakeZkView
@@ -66,6 +73,12 @@ steps = st.lists(
         st.tuples(st.just("rebalance")),
         st.tuples(st.just("catchup")),
         st.tuples(st.just("bounce"), st.sampled_from(BROKERS)),
+        st.tuples(
+            st.just("reassign"),
+            st.sampled_from(TOPICS),
+            st.lists(st.sampled_from(BROKERS), min_size=1, max_size=3, unique=True),
+        ),
+        st.tuples(st.just("cancel"), st.sampled_from(TOPICS)),
     ),
     min_size=5,
     max_size=50,
@@ -115,6 +128,12 @@ class World:
             if op[2]:
                 self._followers_catch_up()
             self._elect(op[1])
+        elif kind in ("reassign", "cancel"):
+            target = tuple(op[2]) if kind == "reassign" else None
+            self.h.feed(AlterReassignments({(op[1], 0): target}))
+            reply = self.h.replies[-1]
+            assert isinstance(reply, AlterReassignmentsReply)
+            event(f"{kind}: {reply.results[0].error.name}")
         elif kind == "rebalance":
             h.now_ms += 600_000  # past any check's deadline
             moved = [
@@ -168,6 +187,7 @@ class World:
         if state is None or state.leader not in self.h.up:
             return
         isr = (state.leader, *sorted(followers - {state.leader}))
+        moving = tp in reassignments_in_progress(self.view.topics())  # may complete now
         item = AlterPartitionItem(*tp, state.leader_epoch, isr, state.zk_version)
         self.h.feed(AlterPartition(state.leader, self.h.up[state.leader].epoch, (item,)))
         reply = self.h.replies[-1]
@@ -175,7 +195,7 @@ class World:
         new = self.view.state(tp)
         assert new is not None
         event(f"AlterPartition: {reply.partitions[0].error.name}")
-        if reply.partitions[0].error is ErrorCode.NONE:
+        if reply.partitions[0].error is ErrorCode.NONE and not moving:
             assert new.isr == isr and new.leader_epoch == state.leader_epoch
         self.seen[tp] = (new.leader_epoch, new.leader, new.isr)
 
@@ -217,6 +237,29 @@ class World:
                 believed[key] = broker_id
         if set(BROKERS) <= live:
             assert not self.deleted & set(self.view.topics()), self.deleted
+        self._check_reassignments(live, assignments, deleting)
+
+    def _check_reassignments(
+        self,
+        live: set[int],
+        assignments: dict[tuple[str, int], tuple[int, ...]],
+        deleting: frozenset[str],
+    ) -> None:
+        moving = {
+            tp: a
+            for tp, a in reassignments_in_progress(self.view.topics()).items()
+            if tp[0] not in deleting
+        }
+        for tp, a in moving.items():
+            assert set(a.adding) | set(a.removing) <= set(a.replicas), (tp, a)
+            assert not set(a.adding) & set(a.removing) and a.target_replicas(), (tp, a)
+        context = self.h.controller.context
+        assert context is not None
+        assert {tp: a for tp, a in context.reassigning.items() if tp[0] not in deleting} == moving
+        for broker_id in live:
+            for tp in self.h.brokers[broker_id].partitions:
+                if tp[0] not in deleting and tp in assignments:
+                    assert broker_id in assignments[tp], (broker_id, tp, assignments[tp])
 
 
 @settings(max_examples=300, deadline=None)

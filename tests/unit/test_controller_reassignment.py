@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from moldau.cluster.controller import reassignment
+from moldau.cluster.controller import reassignment, rebalance
 from moldau.cluster.controller.alter_partition import AlterPartitionItem
 from moldau.cluster.controller.commands import (
     AlterPartitionReply,
@@ -27,13 +27,17 @@ from moldau.cluster.controller.commands import (
     StopReplica,
     UpdateTopicAssignment,
 )
+from moldau.cluster.controller.controller import Controller
 from moldau.cluster.controller.events import (
     AlterPartition,
     AlterReassignments,
     IsrChangeNotification,
+    LeaderImbalanceCheck,
     ListReassignments,
+    UncleanLeaderElectionEnable,
     ZkPartitionReassignment,
 )
+from moldau.cluster.controller.rebalance import RebalanceConfig
 from moldau.cluster.controller.states import ReplicaState
 from moldau.cluster.zk.paths import ReplicaAssignment
 from moldau.protocol.errors import ErrorCode
@@ -386,3 +390,36 @@ def test_refused_targets_leave_the_legacy_znode() -> None:
     h.feed(ZkPartitionReassignment(h.view.request_reassignment(targets)))
     assert h.view.reassignment_requested() == {TP: (2, 3)}
     assert znode(h) == ReplicaAssignment((2, 3, 1), (3,), (1,))
+
+
+def test_no_auto_rebalance_while_a_partition_is_being_reassigned() -> None:
+    h = Harness(FakeZkView(), [1, 2, 3, 4])
+    h.controller = Controller(1, rebalance_config=RebalanceConfig(True, 1, 10))
+    h.elect()
+    h.create_topic("t", [[1, 2]])
+    h.create_topic("u", [[3, 4]])
+    h.stop(3)
+    h.start(3)
+    state_u = h.view.state(("u", 0))
+    assert state_u is not None and state_u.leader == 4
+    item = AlterPartitionItem("u", 0, state_u.leader_epoch, (4, 3), state_u.zk_version)
+    h.feed(AlterPartition(4, h.up[4].epoch, (item,)))  # 3 caught up: it could lead again
+    reassign(h, [2, 4])  # 4 cannot catch up: it is not fetching in this harness
+    h.now_ms += rebalance.FIRST_CHECK_DELAY_MS
+    h.feed(LeaderImbalanceCheck())
+    assert h.view.state(("u", 0)).leader == 4  # type: ignore[union-attr]
+    reassign(h, None)
+    h.now_ms += 10
+    h.feed(LeaderImbalanceCheck())
+    assert h.view.state(("u", 0)).leader == 3  # type: ignore[union-attr]
+
+
+def test_an_unclean_election_of_the_only_target_replica_completes_it() -> None:
+    h = cluster([1, 2])
+    h.feed(UncleanLeaderElectionEnable("t", True))
+    reassign(h, [3])
+    h.stop(1)
+    h.stop(2)  # no ISR member left: 3, live, is elected uncleanly
+    leader, _, isr = state(h)
+    assert (leader, isr) == (3, (3,))
+    assert znode(h) == ReplicaAssignment((3,))

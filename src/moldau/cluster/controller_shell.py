@@ -784,6 +784,9 @@ def describe_commands(
     moved_topics = [c.topic for c in commands if isinstance(c, UpdateTopicAssignment)]
     if moved_topics:
         parts.append(f"replica assignments to write for [{', '.join(moved_topics)}]")
+    legacy = sum(len(c.partitions) for c in commands if isinstance(c, RemoveZkReassignments))
+    if legacy:
+        parts.append(f"{legacy} partitions to take out of {REASSIGN_PARTITIONS} if there")
     deleted = [c.topic for c in commands if isinstance(c, DeleteTopic)]
     if deleted:
         parts.append(f"topics to delete [{', '.join(deleted)}]")

@@ -8,6 +8,8 @@
   ControllerBrokerRequestBatch);
 - ``events`` in, ``commands`` out (the shell's contract is in ``commands``);
 - ``election`` and ``alter_partition``: the rules, as pure functions;
+- ``reassignment``: partition reassignment's rules (KIP-455: the replicas
+  while moving, the checks of a target, when it is complete);
 - ``rebalance``: which partitions the auto leader rebalance hands back to
   their preferred replica (Kafka: checkAndTriggerAutoLeaderRebalance);
 - ``states``: the state tables with Kafka's legal moves.

@@ -65,7 +65,7 @@ is due.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from moldau.cluster.controller import alter_partition, deletion, election, reassignment, rebalance
@@ -432,7 +432,10 @@ class Controller:
         batch.elect_replies.append(ElectReply(event.election_type, outcomes))
 
     def _on_imbalance_check(self, ctx: ControllerContext, batch: Batch) -> None:
-        """Kafka's checkAndTriggerAutoLeaderRebalance (see ``rebalance``)."""
+        """Kafka's checkAndTriggerAutoLeaderRebalance (see ``rebalance``);
+        as in Kafka, nothing moves while any partition is being reassigned."""
+        if ctx.reassigning:
+            return
         assignments = {tp: r for tp, r in ctx.assignments.items() if not ctx.is_deleting(tp)}
         leaders = {tp: s.leader for tp, s in ctx.leadership.items()}
 
@@ -606,7 +609,7 @@ class Controller:
         self,
         ctx: ControllerContext,
         tp: TopicPartition,
-        removed: list[int] | tuple[int, ...],
+        removed: Sequence[int],
         batch: Batch,
     ) -> None:
         """Kafka's stopRemovedReplicasOfReassignedPartition: replicas no longer
@@ -650,6 +653,8 @@ class Controller:
             batch.creates.setdefault(tp[0], {})[tp[1]] = replace(state, zk_version=-1)
             ctx.leadership[tp] = state
             self._announce(ctx, tp, batch, is_new=True)
+            if tp in ctx.reassigning:
+                batch.reassignment_checks.add(tp)
         else:
             target = _next_state(ctx, tp, to_leader_and_isr(current))
             if target is not None:
@@ -665,7 +670,9 @@ class Controller:
         batch: Batch,
     ) -> None:
         """Write ``target`` conditionally on the znode version read, predict
-        the new version, and announce it to the replicas and every broker."""
+        the new version, and announce it to the replicas and every broker.
+        A new ISR of a partition being reassigned may complete it (say an
+        unclean election of a target replica): check after the batch."""
         state = PartitionState(
             target.leader,
             target.leader_epoch,
@@ -678,6 +685,8 @@ class Controller:
         ctx.leadership[tp] = replace(state, zk_version=current.zk_version + 1)
         self._announce(ctx, tp, batch)
         ctx.partitions.move(tp, ctx.phase_for(tp))
+        if tp in ctx.reassigning and tuple(target.isr) != tuple(current.isr):
+            batch.reassignment_checks.add(tp)
 
     def _announce(
         self, ctx: ControllerContext, tp: TopicPartition, batch: Batch, is_new: bool = False
