@@ -450,7 +450,7 @@ async def _submit(admin: Admin, plan: Plan, throttle: int | None) -> None:
         raise CliError(f"{len(refused)} of {len(changes)} reassignments were refused")
 
 
-def _throttled_replicas(
+def throttled_replicas(
     changes: Mapping[TopicPartition, tuple[Sequence[int], Sequence[int]]],
 ) -> dict[str, dict[str, str]]:
     """Per topic, Kafka's ``partition:broker`` lists: the leader side (the
@@ -479,7 +479,7 @@ async def _set_throttle(
 ) -> None:
     for broker in sorted(_involved(changes)):
         await admin.incremental_alter_broker_configs(broker, dict.fromkeys(RATE_KEYS, str(rate)))
-    for topic, configs in _throttled_replicas(changes).items():
+    for topic, configs in throttled_replicas(changes).items():
         await admin.alter_topic_configs(topic, {k: v for k, v in configs.items() if v})
     print(f"throttled to {_bytes(rate)}/s on brokers {_ids(sorted(_involved(changes)))}")
 
@@ -517,7 +517,7 @@ async def _remove_throttle(
 
 
 @dataclass
-class _Progress:
+class Progress:
     """What the progress line shows."""
 
     done: int
@@ -538,7 +538,7 @@ class _Progress:
 
 async def _progress(
     admin: Admin, plan: Plan, sizes: Mapping[TopicPartition, int], started: float
-) -> _Progress:
+) -> Progress:
     changes = plan.changes
     running = await cast(_Reassigner, admin).list_partition_reassignments(changes)
     new = {tp: [b for b in after if b not in before] for tp, (before, after) in changes.items()}
@@ -548,7 +548,7 @@ async def _progress(
         full = sizes.get(tp, 0)
         for broker in brokers:
             copied += min(_size_on(answers.get(broker), tp), full) if tp in running else full
-    return _Progress(
+    return Progress(
         done=len(changes) - len(running),
         total=len(changes),
         copied=copied,
