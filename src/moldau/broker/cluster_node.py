@@ -11,7 +11,8 @@ The broker's shell around ZooKeeper, in the order Kafka starts one:
    listeners (``attach``);
 3. ``register``: the ephemeral /brokers/ids/N with the advertised endpoints
    and rack, whose czxid is this broker's epoch; the controller candidacy
-   (``ControllerShell``); the watch on topic config changes.
+   (``ControllerShell``); the watch on config changes (topics, and this
+   broker's dynamic configs, ``dynamic_config.py``).
 
 Requests from the controller (LeaderAndIsr, UpdateMetadata, StopReplica)
 arrive through the handlers and are fenced here: a request of an older
@@ -51,6 +52,7 @@ from ..log.config import LogConfig
 from ..protocol.errors import ErrorCode, KafkaError
 from . import meta_properties
 from .config import BrokerConfig
+from .dynamic_config import DynamicBrokerConfig
 from .join_error import ClusterJoinError
 from .purgatory import TopicPartition
 from .topic_config import log_config
@@ -82,6 +84,8 @@ class ClusterNode:
         self._registration: zp.BrokerRegistration | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_config_change = ""
+        #: /config/brokers/<id> and <default>: the replication throttles' rates.
+        self.dynamic_config = DynamicBrokerConfig(broker_id)
         self._leaving = False
 
     # -- startup ---------------------------------------------------------------
@@ -125,6 +129,7 @@ class ClusterNode:
         """The parts the controller's requests drive."""
         self._core = core
         self._cache = cache
+        self.dynamic_config.quotas = core.replicas.quotas
 
     async def register(self, endpoints: tuple[zp.Endpoint, ...]) -> None:
         """Register in /brokers/ids and stand for controller."""
@@ -135,6 +140,7 @@ class ClusterNode:
         await self._register()
         self.zk.on_state(self._session_changed)
         await self._watch_config_changes(initial=True)
+        await self.dynamic_config.load(self.store)
         channels = BrokerChannels(
             self.config.inter_broker_listener,
             request_timeout_ms=int(self.config.get("controller.socket.timeout.ms")),
@@ -342,6 +348,8 @@ class ClusterNode:
                 continue
             if entity_type == "topics":
                 await self._load_topic_config(entity)
+            elif entity_type == "brokers":
+                await self.dynamic_config.reload(self.store, entity)
 
     def _config_changes_fired(self, _event: object) -> None:
         if not self._leaving:

@@ -308,6 +308,20 @@ BROKER_KEYS: dict[str, ConfigKey] = {
         _key("replica.fetch.backoff.ms", "int", 1000, "Follower's wait after an error.", 0),
         _key("replica.socket.timeout.ms", "int", 30000, "Follower fetch timeout.", 1),
         _key(
+            "replication.quota.window.num",
+            "int",
+            11,
+            "Samples the replication throttles' rates are measured over.",
+            1,
+        ),
+        _key(
+            "replication.quota.window.size.seconds",
+            "int",
+            1,
+            "Length of each sample of the replication throttles' rates.",
+            1,
+        ),
+        _key(
             "max.broker.partitions",
             "int",
             DEFAULT_MAX_BROKER_PARTITIONS,
@@ -326,6 +340,34 @@ BROKER_KEYS: dict[str, ConfigKey] = {
             "string",
             "3.0-IV1",
             "Deprecated (Kafka 3.x): accepted, no effect, a warning in the log.",
+        ),
+    ]
+}
+
+#: The broker keys that are set at run time only (Kafka's DynamicConfig.Broker:
+#: "This property can be only set dynamically"), per broker in
+#: /config/brokers/<id> or for every broker in /config/brokers/<default>;
+#: ``dynamic_config.py`` keeps them. The rest of Kafka's dynamic broker
+#: configs (thread pools, listeners, log cleaner...) moldau does not change
+#: at run time.
+DYNAMIC_BROKER_KEYS: dict[str, ConfigKey] = {
+    k.name: k
+    for k in [
+        _key(
+            "leader.replication.throttled.rate",
+            "long",
+            LONG_MAX,
+            "Bytes/s a leader sends to out-of-sync replicas of the partitions in its "
+            "topics' leader.replication.throttled.replicas.",
+            0,
+        ),
+        _key(
+            "follower.replication.throttled.rate",
+            "long",
+            LONG_MAX,
+            "Bytes/s a follower fetches for its out-of-sync replicas of the partitions in "
+            "its topics' follower.replication.throttled.replicas.",
+            0,
         ),
     ]
 }

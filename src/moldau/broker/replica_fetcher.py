@@ -31,9 +31,13 @@ waits for them. An answer is applied only if the partition is still
 followed at the epoch it was asked at: anything may change while a fetch is
 out.
 
+A throttled replica (``follower.replication.throttled.*``, KIP-73) is left
+out of the requests while the follower quota (``replication/quota.py``)
+is over its rate, as Kafka's ReplicaFetcherThread does.
+
 Where moldau departs from Kafka: no fetch sessions (every request names
-all partitions; KIP-227 is an optimisation), no throttling of followers,
-and one fetcher per leader rather than ``num.replica.fetchers``.
+all partitions; KIP-227 is an optimisation), and one fetcher per leader
+rather than ``num.replica.fetchers``.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from ..replication.fetch_state import (
     truncation_offset,
 )
 from ..replication.partition import Partition
+from ..replication.quota import FollowerQuota
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +101,11 @@ class ReplicaFetcherManager:
         backoff_ms: int = 1000,
         request_timeout_ms: int = 30_000,
         clock: Callable[[], int] = _monotonic_ms,
+        quota: FollowerQuota | None = None,
     ) -> None:
         self.broker_id = broker_id
+        #: follower.replication.throttled.* (unlimited unless given).
+        self.quota = quota or FollowerQuota(broker_id, lambda topic: None, clock)
         self.partition = partitions
         self.limits = limits or FetchLimits()
         self.backoff_ms = backoff_ms
@@ -247,6 +255,10 @@ class ReplicaFetcher:
             if partition.offline:
                 target.held = True  # until the broker restarts, as in Kafka
                 continue
+            throttled_ms = self.manager.quota.holds_back(*tp)
+            if throttled_ms:  # left out until back within the rate, as in Kafka
+                target.delay(now, min(throttled_ms, self.manager.backoff_ms))
+                continue
             wanted[tp] = PartitionFetch(
                 tp[0],
                 tp[1],
@@ -317,6 +329,9 @@ class ReplicaFetcher:
             if records is not None and len(records) and unchanged:
                 partition.append_as_follower(records)
             partition.follow_leader_offsets(answer["high_watermark"], answer["log_start_offset"])
+            self.manager.quota.fetched(
+                *tp, len(records or b""), answer["high_watermark"], partition.log_end_offset
+            )
         except KafkaError as exc:
             log.warning(
                 "broker %d: could not apply %s-%d from broker %d: %s",

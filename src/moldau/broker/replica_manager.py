@@ -40,6 +40,7 @@ from ..log.manager import ZERO_UUID, LogManager
 from ..log.partition_log import PartitionLog
 from ..protocol.errors import ErrorCode, KafkaError
 from ..replication.partition import Partition
+from ..replication.quota import ReplicationQuotas
 from .capacity import warn_if_files_short
 from .config import BrokerConfig
 from .purgatory import TopicPartition
@@ -80,6 +81,14 @@ class ReplicaManager:
         # made on first use, so a single node never loads their modules.
         self._fetchers: ReplicaFetcherManager | None = None
         self._isr_updates: IsrUpdater | None = None
+        #: The replication throttles (their rates: ``dynamic_config.py``).
+        self.quotas = ReplicationQuotas.create(
+            broker_id,
+            lambda topic: getattr(metadata.topic(topic), "configs", None),
+            lambda: int(time.monotonic() * 1000),
+            int(config.get("replication.quota.window.num")),
+            int(config.get("replication.quota.window.size.seconds")) * 1000,
+        )
 
     @property
     def fetchers(self) -> ReplicaFetcherManager:
@@ -100,6 +109,7 @@ class ReplicaManager:
                 ),
                 backoff_ms=int(config.get("replica.fetch.backoff.ms")),
                 request_timeout_ms=int(config.get("replica.socket.timeout.ms")),
+                quota=self.quotas.follower,
             )
         return self._fetchers
 

@@ -2,7 +2,10 @@
 
 Each topic key falls back to a broker key (``segment.bytes`` to
 ``log.segment.bytes``...), exactly as in Kafka, and DescribeConfigs reports
-where a value came from. ``log_config`` turns the effective values into the
+where a value came from. The replication throttle's replica lists
+(``leader.replication.throttled.replicas``, ``follower...``) have no broker
+key: they default to "" (nothing throttled) and are read by the fetch path
+(``replication/quota.py``), not by the log. ``log_config`` turns the effective values into the
 ``LogConfig`` the partition log runs with.
 """
 
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..log.config import LogConfig
+from ..replication.quota import FOLLOWER_REPLICAS, LEADER_REPLICAS, throttled_replicas_error
 from .config import BrokerConfig
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,9 @@ class TopicKey:
     #: Broker keys of lower precedence that set the same value in other units
     #: (``log.retention.hours`` behind ``log.retention.ms``).
     also: tuple[str, ...] = ()
+    #: Kafka's own validator of the value, if it has one: why a value is
+    #: refused, or None.
+    check: Callable[[str, str], str | None] | None = None
 
 
 def _broker(key: str) -> Callable[[BrokerConfig], Any]:
@@ -212,6 +219,10 @@ TOPIC_KEYS: dict[str, TopicKey] = {
             None,
             at_least=1,
         ),
+        *(
+            TopicKey(name, "list", lambda c: "", None, None, check=throttled_replicas_error)
+            for name in (LEADER_REPLICAS, FOLLOWER_REPLICAS)
+        ),
     ]
 }
 
@@ -237,6 +248,9 @@ def validate_topic_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
 
 
 def _parse(key: TopicKey, value: str) -> Any:
+    refused = key.check(key.name, value) if key.check else None
+    if refused is not None:
+        raise InvalidTopicConfig(f"Invalid value {value} for configuration {key.name}: {refused}")
     try:
         if key.type in ("int", "long"):
             parsed: Any = int(value)

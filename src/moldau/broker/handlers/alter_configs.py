@@ -1,8 +1,10 @@
-"""AlterConfigs (key 33): replace a topic's whole set of configs.
+"""AlterConfigs (key 33): replace the whole set of configs of a topic, or the
+dynamic configs of a broker.
 
 v1: no change. v2: flexible. Keys left out return to their defaults, which
-is why Kafka deprecated this API for IncrementalAlterConfigs. Dynamic broker
-configs are not supported yet: a broker resource is refused.
+is why Kafka deprecated this API for IncrementalAlterConfigs. A BROKER
+resource (this broker's id, or "" for every broker) sets the dynamic broker
+configs moldau has, the replication throttles' rates (``dynamic_config.py``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from typing import Any
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
+from .. import dynamic_config
 from ..dispatch import RequestContext, handles
 
 TOPIC = 2
+BROKER = 4
+_TYPE_NAMES = {TOPIC: "TOPIC", BROKER: "BROKER", 8: "BROKER_LOGGER", 16: "CLIENT_METRICS"}
 
 
 @handles(ApiKey.ALTER_CONFIGS, range(0, 3))
@@ -29,26 +34,44 @@ async def alter_configs(context: RequestContext, request: Message) -> Message:
                 name, dict(configs), request["validate_only"]
             )
 
-        responses.append(await apply_to_resource(context, resource, change))
+        def replace(_current: dict[str, str], configs: dict[str, str | None] = configs) -> Any:
+            return dict(configs)
+
+        responses.append(
+            await apply_to_resource(context, resource, change, replace, request["validate_only"])
+        )
     return {"throttle_time_ms": 0, "responses": responses}
 
 
 async def apply_to_resource(
-    context: RequestContext, resource: Message, change: Callable[[str], Awaitable[None]]
+    context: RequestContext,
+    resource: Message,
+    change: Callable[[str], Awaitable[None]],
+    broker_change: dynamic_config.Change,
+    validate_only: bool,
 ) -> dict[str, Any]:
-    """Run ``change(topic name)`` for a topic resource; the answer for the resource."""
+    """Run ``change(topic name)`` for a topic resource, or ``broker_change``
+    on a broker's dynamic configs; the answer for the resource."""
+    kind = resource["resource_type"]
     answer = {
-        "resource_type": resource["resource_type"],
+        "resource_type": kind,
         "resource_name": resource["resource_name"],
         "error_code": 0,
         "error_message": None,
     }
-    if resource["resource_type"] != TOPIC:
-        answer["error_code"] = ErrorCode.INVALID_REQUEST
-        answer["error_message"] = "moldau does not change broker configs at run time yet"
-        return answer
     try:
-        await change(resource["resource_name"])
+        if kind == TOPIC:
+            await change(resource["resource_name"])
+        elif kind == BROKER:
+            await dynamic_config.alter(
+                context.core, resource["resource_name"], broker_change, validate_only
+            )
+        else:
+            raise KafkaError(
+                ErrorCode.INVALID_REQUEST,
+                "AlterConfigs is only supported for topics and brokers, but resource type is "
+                f"{_TYPE_NAMES.get(kind, kind)}",
+            )
     except KafkaError as exc:
         answer["error_code"] = exc.code
         answer["error_message"] = exc.message

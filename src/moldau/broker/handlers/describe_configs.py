@@ -6,6 +6,14 @@ field is defined; Kafka 3.9's broker leaves it false (clients then guess the
 source from the resource type).
 v1: synonyms and config_source (instead of is_default). v2: no change.
 v3: config type and documentation. v4: flexible.
+
+A BROKER resource named with this broker's id shows its static configs and
+the dynamic ones set (the replication throttles' rates, from
+/config/brokers/<id> as DYNAMIC_BROKER_CONFIG or /config/brokers/<default>
+as DYNAMIC_DEFAULT_BROKER_CONFIG, ``dynamic_config.py``); named "" only the
+cluster-wide dynamic ones, as Kafka 3.9 does. Kafka leaves a dynamic key
+out while it is unset (it has no static value) and reports the throttle
+rates read-only with no type; moldau reports them writable and LONG.
 """
 
 from __future__ import annotations
@@ -15,8 +23,9 @@ from typing import Any
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode
 from ...protocol.messages import Message
-from ..config import BROKER_KEYS, BrokerConfig
+from ..config import BROKER_KEYS, DYNAMIC_BROKER_KEYS, BrokerConfig
 from ..dispatch import RequestContext, handles
+from ..dynamic_config import Entry, describe_entries
 from ..topic_config import TOPIC_KEYS, broker_synonyms, config_source, effective_value
 
 TOPIC = 2
@@ -43,10 +52,16 @@ def describe_configs(context: RequestContext, request: Message) -> Message:
                 continue
             configs = _topic_entries(info.configs, context.core.config, request)
         elif kind == BROKER:
-            if name and name != str(context.core.broker_id):
-                results.append(_error(resource, ErrorCode.INVALID_REQUEST))
+            broker_id = context.core.broker_id
+            if name and name != str(broker_id):
+                message = (
+                    f"Unexpected broker id, expected {broker_id} or empty string, "
+                    f"but received {name}"
+                )
+                results.append(_error(resource, ErrorCode.INVALID_REQUEST, message))
                 continue
-            configs = _broker_entries(context.core.config, request)
+            static = _broker_entries(context.core.config, request) if name else []
+            configs = static + _dynamic_entries(describe_entries(context.core, name), request)
         else:
             results.append(_error(resource, ErrorCode.INVALID_REQUEST))
             continue
@@ -122,6 +137,29 @@ def _broker_entries(broker: BrokerConfig, request: Message) -> list[dict[str, An
     return entries
 
 
+def _dynamic_entries(entries: list[Entry], request: Message) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "value": value,
+            "read_only": False,
+            "is_default": False,
+            "config_source": source,
+            "is_sensitive": False,
+            "synonyms": (
+                [{"name": name, "value": v, "source": s} for v, s in synonyms]
+                if request.get("include_synonyms")
+                else []
+            ),
+            "config_type": _CONFIG_TYPES[DYNAMIC_BROKER_KEYS[name].type],
+            "documentation": DYNAMIC_BROKER_KEYS[name].doc
+            if request.get("include_documentation")
+            else None,
+        }
+        for name, value, source, synonyms in entries
+    ]
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -132,10 +170,10 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _error(resource: Message, code: ErrorCode) -> dict[str, Any]:
+def _error(resource: Message, code: ErrorCode, message: str | None = None) -> dict[str, Any]:
     return {
         "error_code": code,
-        "error_message": code.name,
+        "error_message": message or code.name,
         "resource_type": resource["resource_type"],
         "resource_name": resource["resource_name"],
         "configs": [],

@@ -31,6 +31,15 @@ A fetch that finds fewer than min_bytes waits up to max_wait_ms, but answers
 as soon as an append to one of its partitions brings enough: a consumer
 waiting on an idle topic sees a new record within a millisecond or two, not
 after the wait expires. Log data goes to the socket as file slices (sendfile).
+
+Replication throttles (KIP-73, ``replication/quota.py``): a follower out of
+the ISR gets no records of a partition in ``leader.replication.throttled.replicas``
+while the leader's rate is over ``leader.replication.throttled.rate``, and such
+a partition's bytes do not count towards min_bytes (Kafka's ReplicaManager and
+DelayedFetch); what followers fetch of throttled partitions is counted. Each
+read counts: a follower asking for more than one byte (moldau's ask for
+``replica.fetch.min.bytes``, 1 by default) may have a read counted that a
+later one replaced while it waited.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ import uuid
 from typing import Any
 
 from ...log.errors import LogError
+from ...log.partition_log import ReadResult
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
@@ -49,6 +59,7 @@ from ..routing import LEADER_ERRORS, leader_entry, node_endpoints
 from ._old_versions import fetch_v0_to_v3
 
 _NO_ID = uuid.UUID(int=0)
+_THROTTLED = ReadResult([], 0)
 
 
 @handles(ApiKey.FETCH, range(0, 18))
@@ -141,6 +152,9 @@ def _read_all(
                 committed_only=not follower,
                 min_one_batch=total == 0,
             )
+            quota = core.replicas.quotas.leader
+            if follower and quota.holds_back(name, index, replica_id, partition.isr):
+                result = _THROTTLED  # as Kafka: read, and nothing sent this time
             if follower and record_follower:
                 core.replicas.record_follower_fetch(
                     partition, replica_id, want["fetch_offset"], leader_end
@@ -158,6 +172,8 @@ def _read_all(
             errors = True
             continue
         total += result.size
+        if follower:
+            quota.record(name, index, result.size)
         current["partitions"].append(
             {
                 "partition_index": index,

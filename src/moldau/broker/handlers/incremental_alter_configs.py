@@ -1,5 +1,7 @@
 """IncrementalAlterConfigs (key 44): set, delete, append to or subtract from
-single topic configs, leaving the others as they are.
+single topic configs, or set and delete a broker's dynamic configs (the
+replication throttles' rates, ``dynamic_config.py``), leaving the others as
+they are.
 
 v1: flexible.
 """
@@ -11,6 +13,7 @@ from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
 from ..config import BrokerConfig
 from ..dispatch import RequestContext, handles
+from ..dynamic_config import Change
 from ..topic_config import TOPIC_KEYS, effective_value
 from .alter_configs import apply_to_resource
 
@@ -32,8 +35,41 @@ async def incremental_alter_configs(context: RequestContext, request: Message) -
                 _apply(configs, op, core.config, info.configs)
             await core.topics.alter_topic_configs(name, configs, request["validate_only"])
 
-        responses.append(await apply_to_resource(context, resource, change))
+        responses.append(
+            await apply_to_resource(
+                context,
+                resource,
+                change,
+                _broker_operations(resource["configs"]),
+                request["validate_only"],
+            )
+        )
     return {"throttle_time_ms": 0, "responses": responses}
+
+
+def _broker_operations(operations: list[Message]) -> Change:
+    """The change of a broker's dynamic configs: SET and DELETE (none of them is
+    a list, so APPEND and SUBTRACT are refused as Kafka does)."""
+
+    def change(current: dict[str, str]) -> dict[str, str | None]:
+        configs: dict[str, str | None] = dict(current)
+        for op in operations:
+            name, operation = op["name"], op["config_operation"]
+            if operation == SET:
+                configs[name] = op["value"]
+            elif operation == DELETE:
+                configs.pop(name, None)
+            elif operation in (APPEND, SUBTRACT):
+                verb = "append" if operation == APPEND else "subtract"
+                raise KafkaError(
+                    ErrorCode.INVALID_CONFIG,
+                    f"Config value {verb} is not allowed for config key: {name}",
+                )
+            else:
+                raise KafkaError(ErrorCode.INVALID_REQUEST, f"Unknown operations type {operation}")
+        return configs
+
+    return change
 
 
 def _apply(

@@ -51,6 +51,10 @@ LOG_DIR_EVENT_NOTIFICATION = "/log_dir_event_notification"
 
 #: The config entity types Kafka keeps under /config (ConfigType.ALL).
 CONFIG_ENTITY_TYPES = ("topics", "clients", "users", "brokers", "ips")
+#: The entity name of the cluster-wide default (Kafka's
+#: ZooKeeperInternals.DEFAULT_STRING): /config/brokers/<default> holds the
+#: dynamic broker configs of every broker, /config/brokers/<id> one broker's.
+DEFAULT_ENTITY = "<default>"
 
 #: The znodes Kafka creates (empty) at startup, so that later writes and
 #: watches on their children never race with their creation.
@@ -111,6 +115,11 @@ def config_entity_path(entity_type: str, name: str) -> str:
 
 def topic_config_path(topic: str) -> str:
     return config_entity_path("topics", topic)
+
+
+def broker_config_path(entity: str) -> str:
+    """/config/brokers/<id> or /config/brokers/<default> (``DEFAULT_ENTITY``)."""
+    return config_entity_path("brokers", entity)
 
 
 def delete_topic_path(topic: str) -> str:

@@ -376,16 +376,28 @@ class ZkStore:
 
     async def set_topic_config(self, topic: str, config: Mapping[str, str]) -> None:
         """Write the overrides and notify every broker (/config/changes)."""
-        await self._set_or_create(zp.topic_config_path(topic), zp.encode_entity_config(config))
+        await self.set_entity_config("topics", topic, config)
+
+    async def topic_config(self, topic: str) -> dict[str, str]:
+        return await self.entity_config("topics", topic)
+
+    async def set_entity_config(
+        self, entity_type: str, name: str, config: Mapping[str, str]
+    ) -> None:
+        """Write /config/<type>/<name> and notify every broker (Kafka's
+        AdminZkClient.changeEntityConfig)."""
+        await self._set_or_create(
+            zp.config_entity_path(entity_type, name), zp.encode_entity_config(config)
+        )
         await self.client.create(
             zp.config_change_create_path(),
-            zp.encode_config_change("topics", topic),
+            zp.encode_config_change(entity_type, name),
             sequence=True,
             makepath=True,
         )
 
-    async def topic_config(self, topic: str) -> dict[str, str]:
-        found = await self._get(zp.topic_config_path(topic))
+    async def entity_config(self, entity_type: str, name: str) -> dict[str, str]:
+        found = await self._get(zp.config_entity_path(entity_type, name))
         return {} if found is None else zp.decode_entity_config(found[0])
 
     async def config_changes(self, watch: WatchHandler | None = None) -> list[str]:
