@@ -14,11 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient
 
 from conftest import confluent_produce, sample_records, wait_for
-from moldau.client.admin import Admin, LogDirDescription, NewTopic
+from moldau.cli.cluster_rebalance import FOLLOWER_REPLICAS, LEADER_REPLICAS, RATE_KEYS
+from moldau.client.admin import (
+    Admin,
+    ConfigResourceType,
+    ConfigSource,
+    LogDirDescription,
+    NewTopic,
+)
 from moldau.cluster.local import LocalCluster
 from moldau.testing import CLUSTER_TEST_DEFAULTS
 
@@ -159,12 +167,37 @@ def test_rebalance_and_reassign_dry_runs(cluster: LocalCluster, tmp_path: Path) 
         assert len(failed.stderr.strip().splitlines()) == 1, (argv, failed.stderr)
 
 
+def throttles(cluster: LocalCluster, brokers: list[int]) -> dict[str, str]:
+    """The throttle configs set on ``brokers`` and on topic "moving"."""
+
+    async def ask() -> dict[str, str]:
+        found = {}
+        bootstrap = ",".join(cluster.address(b) for b in brokers)
+        async with Admin(bootstrap, request_timeout_ms=5000) as admin:
+            for broker_id in brokers:
+                for entry in await admin.describe_configs(
+                    ConfigResourceType.BROKER, str(broker_id), RATE_KEYS
+                ):
+                    if entry.source == ConfigSource.DYNAMIC_BROKER_CONFIG:
+                        found[f"{broker_id}:{entry.name}"] = entry.value or ""
+            for entry in await admin.describe_configs(
+                ConfigResourceType.TOPIC, "moving", (LEADER_REPLICAS, FOLLOWER_REPLICAS)
+            ):
+                if entry.source == ConfigSource.DYNAMIC_TOPIC_CONFIG:
+                    found[entry.name] = entry.value or ""
+        return found
+
+    return asyncio.run(ask())
+
+
 def test_reassign_a_file_then_watch_stop_and_cancel(cluster: LocalCluster, tmp_path: Path) -> None:
     controller = cluster.controller_id()
     x, y = (b for b in cluster.broker_ids if b != controller)
     create(cluster, NewTopic("moving", assignments={0: [x]}))
-    records = sample_records("m", 30, 1_700_000_000_000)
-    confluent_produce(cluster.bootstrap_servers, "moving", records)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap_servers})
+    for _ in range(600):
+        producer.produce("moving", b"v" * 1000, partition=0)
+    assert producer.flush(30) == 0
     bootstrap = ["--bootstrap-server", cluster.bootstrap_servers]
 
     def plan(replicas: list[int]) -> str:
@@ -181,9 +214,34 @@ def test_reassign_a_file_then_watch_stop_and_cancel(cluster: LocalCluster, tmp_p
 
         return asyncio.run(ask())
 
-    moved = moldau("cluster", "reassign", *bootstrap, "--plan", plan([y]), "--execute")
-    assert moved.returncode == 0, moved.stdout + moved.stderr
-    assert "1/1 partitions done" in moved.stdout and "preferred leaders:" in moved.stdout
+    # 600 KB copied at 100 KB/s: the throttle is there while the move runs
+    # (Kafka's keys on both brokers and on the topic), and gone once done.
+    out = tmp_path / "move.out"
+    with out.open("w") as sink:
+        mover = subprocess.Popen(
+            [*MOLDAU, "cluster", "reassign", *bootstrap, "--plan", plan([y]), "--execute",
+             "--throttle", "100000"],
+            stdout=sink, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: "submitted" in out.read_text(), 30, interval=0.1, what="submitted")
+        assert throttles(cluster, cluster.broker_ids) == {
+            f"{x}:leader.replication.throttled.rate": "100000",
+            f"{x}:follower.replication.throttled.rate": "100000",
+            f"{y}:leader.replication.throttled.rate": "100000",
+            f"{y}:follower.replication.throttled.rate": "100000",
+            LEADER_REPLICAS: f"0:{x}",
+            FOLLOWER_REPLICAS: f"0:{y}",
+        }
+        _, err = mover.communicate(timeout=60)
+    finally:
+        if mover.poll() is None:
+            mover.kill()
+    moved = out.read_text()
+    assert mover.returncode == 0, moved + err
+    assert "1/1 partitions done" in moved and "throttle removed" in moved, moved
+    assert "preferred leaders:" in moved, moved
+    assert throttles(cluster, cluster.broker_ids) == {}
     assert wait_for(lambda: replicas() == (y,), 15, interval=0.2, what="moving on y")
 
     # Back to x while x is paused: the move cannot finish. Ctrl-C stops the
