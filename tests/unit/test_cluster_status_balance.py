@@ -66,3 +66,18 @@ def test_a_balanced_cluster_says_so() -> None:
     assert "replicas per broker: balanced" in text
     assert "preferred leaders per broker: balanced; leaders: all on the preferred replicas" in text
     assert "reassignments in progress: 0" in text
+    assert status.empty_brokers == ()
+
+
+def test_a_live_broker_without_replicas_is_named() -> None:
+    assignment = zp.TopicAssignment(None, {0: zp.ReplicaAssignment((0, 1))})
+    states = {("t", 0): zp.PartitionState(0, 0, (0, 1), 1)}
+    status = summarize(
+        "zk", "id", 0, 1, {b: registration(b) for b in range(3)}, {"t": assignment}, states
+    )
+    assert status.empty_brokers == (2,) and not status.replicas_imbalanced
+    assert (
+        "replicas per broker: balanced; broker 2 holds none "
+        "(`moldau cluster rebalance --add-broker 2` moves some onto it)"
+    ) in render_status(status)
+    assert status.to_json()["brokers_without_replicas"] == [2]

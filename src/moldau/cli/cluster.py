@@ -429,6 +429,11 @@ def _balance(status: ClusterStatus) -> list[str]:
         if status.replicas_imbalanced
         else "balanced"
     )
+    for broker_id in status.empty_brokers:
+        replicas += (
+            f"; broker {broker_id} holds none "
+            f"(`moldau cluster rebalance --add-broker {broker_id}` moves some onto it)"
+        )
     preferred = "balanced" if status.spread("preferred") <= 1 else "imbalanced"
     away = len(status.not_preferred)
     leaders = (

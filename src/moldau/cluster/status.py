@@ -14,7 +14,8 @@ Balance, as ``moldau cluster rebalance`` and the preferred-leader
 elections keep it: per broker the replicas it holds, the partitions it
 leads and those it is the preferred leader of (first replica). The replica
 counts are imbalanced when they differ by more than one over the brokers
-that hold any; a partition is led elsewhere than its preferred replica
+that hold any; a live broker holding none (just added, or emptied to be
+retired) is named apart; a partition is led elsewhere than its preferred replica
 until an election (auto rebalance or ``elect-leaders``) moves it back.
 Reassignments in progress are the partitions whose topic znode lists
 replicas being added or removed (KIP-455, as Kafka's controller writes
@@ -118,6 +119,14 @@ class ClusterStatus:
     def replicas_imbalanced(self) -> bool:
         return self.spread("hosts") > 1
 
+    @property
+    def empty_brokers(self) -> tuple[int, ...]:
+        """Live brokers holding no replica while there are partitions: just
+        added, or emptied to be retired."""
+        if not self.partitions:
+            return ()
+        return tuple(b.broker_id for b in self.brokers if b.alive and not b.hosts)
+
     def to_json(self) -> dict[str, Any]:
         def names(items: tuple[TopicPartition, ...]) -> list[dict[str, Any]]:
             return [{"topic": t, "partition": p} for t, p in items]
@@ -161,6 +170,7 @@ class ClusterStatus:
                 tuple((p.topic, p.partition) for p in self.not_preferred)
             ),
             "replicas_imbalanced": self.replicas_imbalanced,
+            "brokers_without_replicas": list(self.empty_brokers),
             "topics_being_deleted": list(self.deleting),
         }
 
