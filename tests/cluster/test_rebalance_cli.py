@@ -278,3 +278,18 @@ def test_reassign_a_file_then_watch_stop_and_cancel(cluster: LocalCluster, tmp_p
     again = moldau("cluster", "reassign", *bootstrap, "--plan", plan([x]), "--cancel")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "no reassignment in progress" in again.stdout, again.stdout
+
+
+def test_a_new_order_moves_the_preferred_leader(cluster: LocalCluster, tmp_path: Path) -> None:
+    create(cluster, NewTopic("ordered", assignments={0: [0, 1]}))
+    path = tmp_path / "order.json"
+    entry = {"topic": "ordered", "partition": 0, "replicas": [1, 0]}
+    path.write_text(json.dumps({"version": 1, "partitions": [entry]}))
+    bootstrap = ["--bootstrap-server", cluster.bootstrap_servers]
+    done = moldau("cluster", "reassign", *bootstrap, "--plan", str(path), "--execute")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ordered-0  0,1       ->  1,0     order" in done.stdout, done.stdout
+    assert "preferred leaders: 1 elected" in done.stdout, done.stdout
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    (partition,) = admin.list_topics("ordered", timeout=10).topics["ordered"].partitions.values()
+    assert (partition.replicas, partition.leader) == ([1, 0], 1)
