@@ -7,7 +7,8 @@ every partition; a named partition this broker does not hold is left out,
 not refused. ``offset_lag`` is Kafka's ``max(HW - LEO, 0)`` of the local
 replica: 0 for a leader and, since a follower's high watermark never passes
 its own log end, 0 for an in-step follower too; -1 (Kafka's
-INVALID_OFFSET_LAG) for a log on disk that no hosted partition owns.
+INVALID_OFFSET_LAG) for a log on disk that no hosted partition owns, or an
+offline one.
 ``is_future_key`` is always false: moldau has no future replicas
 (AlterReplicaLogDirs). A log dir that cannot be read answers
 KAFKA_STORAGE_ERROR with no partitions, as Kafka's offline log dirs do.
@@ -20,7 +21,7 @@ FileStore.getTotalSpace/getUsableSpace, -1 when unknown).
 Where moldau departs from Kafka: a failed write takes one partition offline,
 not its whole dir (see ``moldau.log.partition_log``), so a dir is offline
 only when the dir itself cannot be read; an offline partition in a readable
-dir is still listed with the size of its segments. No authorization
+dir is still listed, with the size of its segments and lag -1. No authorization
 (Kafka's DESCRIBE on the cluster).
 """
 
@@ -52,7 +53,7 @@ def describe_log_dirs(context: RequestContext, request: Message) -> Message:
         hosted = core.replicas.get(*key)
         lag = (
             INVALID_OFFSET_LAG
-            if hosted is None
+            if hosted is None or log.offline is not None
             else max(hosted.high_watermark - log.log_end_offset, 0)
         )
         by_dir[os.path.dirname(log.directory)][log.topic].append(
