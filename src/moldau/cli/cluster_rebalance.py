@@ -233,9 +233,13 @@ def _show_and_run(args: argparse.Namespace, make_plan: Callable[[Admin], Awaitab
     try:
         return run_async(_with_admin(args, lambda admin: _finish(admin, plan, sizes, args)))
     except KeyboardInterrupt:
+        if args.bootstrap_server:
+            where = f" --bootstrap-server {args.bootstrap_server}"
+        else:
+            where = f" --dir {args.dir}" if args.dir else ""
         print(
             "\nstopped watching: the reassignment goes on (`moldau cluster status` shows it); "
-            f"to cancel it: moldau cluster reassign --plan {saved} --cancel",
+            f"to cancel it: moldau cluster reassign{where} --plan {saved} --cancel",
             file=sys.stderr,
         )
         return 130
