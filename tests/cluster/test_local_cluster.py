@@ -294,12 +294,16 @@ def test_status_shows_brokers_controller_and_partitions_in_trouble(
             "controller  broker 0 (epoch 1)",
             "brokers     2 alive of 3",
             "",
-            "BROKER  ALIVE  RACK  ENDPOINT                    LEADS  HOSTS",
-            "0       yes    a     PLAINTEXT://127.0.0.1:9090  2      5",
-            "1       yes    b     PLAINTEXT://127.0.0.1:9091  1      4",
-            "2       no     -     -                           1      3",
+            "BROKER  ALIVE  RACK  ENDPOINT                    REPLICAS  LEADS  PREFERRED",
+            "0       yes    a     PLAINTEXT://127.0.0.1:9090  5         2      2",
+            "1       yes    b     PLAINTEXT://127.0.0.1:9091  4         1      2",
+            "2       no     -     -                           3         1      1",
             "",
             "partitions: 5 in 3 topics, 3 under-replicated, 2 offline",
+            "replicas per broker: imbalanced (they differ by 2; "
+            "`moldau cluster rebalance` plans moves)",
+            "preferred leaders per broker: balanced; leaders: all on the preferred replicas",
+            "reassignments in progress: 0",
             "under-replicated:",
             "  TOPIC     PARTITION  LEADER  EPOCH  REPLICAS  ISR",
             "  orders    1          1       1      1,2,0     1,0",
@@ -358,8 +362,11 @@ def test_status_json(zookeeper: ZooKeeper) -> None:
             "isr": [0, 1, 2],
             "under_replicated": False,
             "offline": False,
+            "adding_replicas": [],
+            "removing_replicas": [],
         }
         assert status["topics_being_deleted"] == ["gone"]
+        assert (status["reassigning"], status["replicas_imbalanced"]) == ([], True)
 
     run(check())
 

@@ -27,6 +27,7 @@ PURE_PACKAGES = (
 PURE_MODULES = (
     "moldau/cluster/zk/paths.py",
     "moldau/cluster/placement.py",
+    "moldau/cluster/balance.py",
     "moldau/cluster/wire.py",
     "moldau/cluster/metadata_cache.py",
 )

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from moldau.cluster.local import LocalCluster
     from moldau.cluster.local_plan import ClusterPlan
     from moldau.cluster.status import ClusterStatus
+    from moldau.protocol.errors import KafkaError
 
 
 def register(commands: Any) -> None:
@@ -115,6 +116,10 @@ def register(commands: Any) -> None:
         "--timeout-ms", type=int, default=30_000, help="how long to wait (default 30000)"
     )
     elect.set_defaults(run=_elect_leaders)
+
+    from . import cluster_rebalance  # here: it imports this module's helpers
+
+    cluster_rebalance.register(actions)
 
 
 def _positive(text: str) -> int:
@@ -212,7 +217,7 @@ def _print_up(cluster: LocalCluster) -> None:
         rack = f" (rack {broker.rack})" if broker.rack else ""
         rows.append([f"broker {broker.broker_id}", f"{cluster.address(broker.broker_id)}{rack}"])
     print(f"moldau cluster: {len(rows) - 2} brokers up, data in {cluster.directory}")
-    for line in _table(rows):
+    for line in table(rows):
         print(f"  {line}")
     print(
         f"Ctrl-C stops it; `moldau cluster status --dir {cluster.directory}` shows it.",
@@ -291,75 +296,48 @@ def _elect_leaders(args: argparse.Namespace) -> int:
 
     if args.partition is not None and args.topic is None:
         raise CliError("--partition needs --topic")
-    bootstrap = args.bootstrap_server or ",".join(
-        f"127.0.0.1:{b.port}" for b in _plan_of(args.dir, "--bootstrap-server HOST:PORT").brokers
-    )
+    bootstrap = args.bootstrap_server or bootstrap_of(args.dir)
     try:
         outcomes = run_async(_elect(bootstrap, args))
     except KafkaError as exc:
         raise CliError(f"leader election failed: {exc}") from None
     failed = 0
-    for (topic, partition), (code, message) in sorted(outcomes.items()):
-        if code == 0:
+    for (topic, partition), error in sorted(outcomes.items()):
+        if error is None:
             text = "elected"
-        elif code == ErrorCode.ELECTION_NOT_NEEDED:
+        elif error.code == ErrorCode.ELECTION_NOT_NEEDED:
             text = "not needed, the leader is already the one wanted"
         else:
             failed += 1
-            text = f"failed: {_error_name(code)}" + (f" ({message})" if message else "")
+            text = f"failed: {error.code.name}" + (f" ({error.message})" if error.message else "")
         print(f"{topic}-{partition}  {text}")
     if failed:
         print(f"{failed} of {len(outcomes)} elections failed", file=sys.stderr)
     return 1 if failed else 0
 
 
-def _error_name(code: int) -> str:
-    from moldau.protocol.errors import ErrorCode
-
-    try:
-        return ErrorCode(code).name
-    except ValueError:
-        return f"error {code}"
+def bootstrap_of(directory: Path | None) -> str:
+    """The brokers of the cluster ``up`` ran in ``directory`` (default: the
+    last one it started)."""
+    plan = _plan_of(directory, "--bootstrap-server HOST:PORT")
+    return ",".join(f"127.0.0.1:{b.port}" for b in plan.brokers)
 
 
 async def _elect(
     bootstrap: str, args: argparse.Namespace
-) -> dict[tuple[str, int], tuple[int, str | None]]:
-    """Ask the controller (again wherever it moved): per partition its error
-    code and message. (The new leaders are not shown: the controller knows
-    them, other brokers' metadata a moment later.)"""
+) -> dict[tuple[str, int], KafkaError | None]:
+    """Ask the controller: per partition None or its error. (The new leaders
+    are not shown: the controller knows them, other brokers' metadata a
+    moment later.)"""
     from moldau.client.admin import Admin
-    from moldau.client.errors import make_error
-    from moldau.protocol.api_keys import ApiKey
-    from moldau.protocol.errors import ErrorCode
 
     async with Admin(bootstrap, request_timeout_ms=args.timeout_ms) as admin:
-        wanted: list[dict[str, Any]] | None = None
+        wanted: list[tuple[str, int]] | None = None
         if args.topic is not None:
             (info,) = await admin.describe_topics([args.topic])
-            partitions = sorted(info.partitions) if args.partition is None else [args.partition]
-            wanted = [{"topic": args.topic, "partitions": partitions}]
-        body = {
-            "election_type": ELECTION_TYPES[args.type],
-            "topic_partitions": wanted,
-            "timeout_ms": args.timeout_ms,
-        }
-
-        async def attempt() -> dict[tuple[str, int], tuple[int, str | None]]:
-            conn = await admin.cluster.controller()
-            response = await conn.request(ApiKey.ELECT_LEADERS, body)
-            if response.get("error_code"):
-                raise make_error(response["error_code"])
-            answers = {
-                (t["topic"], p["partition_id"]): (p["error_code"], p["error_message"])
-                for t in response["replica_election_results"]
-                for p in t["partition_result"]
-            }
-            if any(code == ErrorCode.NOT_CONTROLLER for code, _ in answers.values()):
-                raise make_error(ErrorCode.NOT_CONTROLLER)  # retried after a refresh
-            return answers
-
-        return await admin.cluster.retry(attempt, timeout_ms=args.timeout_ms)
+            indexes = sorted(info.partitions) if args.partition is None else [args.partition]
+            wanted = [(args.topic, p) for p in indexes]
+        return await admin.elect_leaders(ELECTION_TYPES[args.type], wanted)
 
 
 def render_status(status: ClusterStatus) -> list[str]:
@@ -371,7 +349,7 @@ def render_status(status: ClusterStatus) -> list[str]:
         controller = f"none (last epoch {status.controller_epoch})"
     else:
         controller = "none"
-    lines = _table(
+    lines = table(
         [
             ["zookeeper", status.zookeeper_connect],
             ["cluster id", status.cluster_id or "none yet"],
@@ -381,16 +359,17 @@ def render_status(status: ClusterStatus) -> list[str]:
     )
     if status.brokers:
         lines.append("")
-        lines += _table(
-            [["BROKER", "ALIVE", "RACK", "ENDPOINT", "LEADS", "HOSTS"]]
+        lines += table(
+            [["BROKER", "ALIVE", "RACK", "ENDPOINT", "REPLICAS", "LEADS", "PREFERRED"]]
             + [
                 [
                     str(b.broker_id),
                     "yes" if b.alive else "no",
                     b.rack or "-",
                     ",".join(b.endpoints) or "-",
-                    str(len(b.leads)),
                     str(len(b.hosts)),
+                    str(len(b.leads)),
+                    str(len(b.preferred)),
                 ]
                 for b in status.brokers
             ]
@@ -400,6 +379,7 @@ def render_status(status: ClusterStatus) -> list[str]:
         "",
         f"partitions: {len(status.partitions)} in {topics} topic{'' if topics == 1 else 's'}, "
         f"{len(status.under_replicated)} under-replicated, {len(status.offline)} offline",
+        *_balance(status),
     ]
     for title, partitions in (
         ("under-replicated", status.under_replicated),
@@ -418,17 +398,61 @@ def render_status(status: ClusterStatus) -> list[str]:
                 ]
                 for p in partitions
             ]
-            lines += [f"  {line}" for line in _table(rows)]
+            lines += [f"  {line}" for line in table(rows)]
+    if status.reassigning:
+        lines.append("reassignments in progress:")
+        rows = [["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING", "ISR"]] + [
+            [
+                p.topic,
+                str(p.partition),
+                _ids(p.replicas),
+                _ids(p.adding) or "-",
+                _ids(p.removing) or "-",
+                _ids(p.isr) or "-",
+            ]
+            for p in status.reassigning
+        ]
+        lines += [f"  {line}" for line in table(rows)]
     if status.deleting:
         lines.append(f"topics being deleted: {', '.join(status.deleting)}")
     return lines
+
+
+def _balance(status: ClusterStatus) -> list[str]:
+    """The balance lines: replica counts, preferred leaders, the leaders
+    that are not the preferred ones; what to run when one is off."""
+    if not status.partitions:
+        return []
+    replicas = (
+        f"imbalanced (they differ by {status.spread('hosts')}; "
+        "`moldau cluster rebalance` plans moves)"
+        if status.replicas_imbalanced
+        else "balanced"
+    )
+    for broker_id in status.empty_brokers:
+        replicas += (
+            f"; broker {broker_id} holds none "
+            f"(`moldau cluster rebalance --add-broker {broker_id}` moves some onto it)"
+        )
+    preferred = "balanced" if status.spread("preferred") <= 1 else "imbalanced"
+    away = len(status.not_preferred)
+    leaders = (
+        f"{away} not on the preferred replica (`moldau cluster elect-leaders` moves them back)"
+        if away
+        else "all on the preferred replicas"
+    )
+    return [
+        f"replicas per broker: {replicas}",
+        f"preferred leaders per broker: {preferred}; leaders: {leaders}",
+        f"reassignments in progress: {len(status.reassigning)}",
+    ]
 
 
 def _ids(ids: tuple[int, ...]) -> str:
     return ",".join(map(str, ids))
 
 
-def _table(rows: list[list[str]]) -> list[str]:
+def table(rows: list[list[str]]) -> list[str]:
     """Left-aligned columns two spaces apart."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [

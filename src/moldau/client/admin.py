@@ -9,6 +9,7 @@ helpers raise instead.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ __all__ = [
     "ConfigEntry",
     "ConfigResourceType",
     "ConfigSource",
+    "LogDirDescription",
     "NewTopic",
     "Reassignment",
+    "ReplicaLogInfo",
 ]
 
 
@@ -247,16 +250,12 @@ class Admin(ClusterClient):
     ) -> None:
         """Set and delete single topic configs (IncrementalAlterConfigs); the
         topic's other configs stay as they are."""
-        operations = [
-            {"name": name, "config_operation": 0, "value": value}
-            for name, value in set_configs.items()
-        ] + [{"name": name, "config_operation": 1, "value": None} for name in delete_configs]
         body = {
             "resources": [
                 {
                     "resource_type": int(ConfigResourceType.TOPIC),
                     "resource_name": topic,
-                    "configs": operations,
+                    "configs": _config_operations(set_configs, delete_configs),
                 }
             ],
             "validate_only": validate_only,
@@ -417,6 +416,153 @@ class Admin(ClusterClient):
                 name, KafkaError(ErrorCode.UNKNOWN_SERVER_ERROR, f"no answer for topic '{name}'")
             )
         return results
+
+    # --- log dirs and broker configs (the operator's tools) ------------------------
+
+    async def describe_log_dirs(
+        self,
+        brokers: Iterable[int] | None = None,
+        partitions: Iterable[tuple[str, int]] | None = None,
+    ) -> dict[int, list[LogDirDescription] | KafkaError]:
+        """Each broker's log dirs and the replicas in them (DescribeLogDirs),
+        asked of every broker at once: ``brokers`` (default: all known),
+        about ``partitions`` (default: all). A broker that cannot be asked
+        maps to its error rather than failing the others."""
+        if brokers is None:
+            await self.cluster.refresh([])
+            brokers = [b.node_id for b in self.cluster.brokers()]
+        topics: list[dict[str, Any]] | None = None
+        if partitions is not None:
+            by_topic: dict[str, list[int]] = {}
+            for topic, index in partitions:
+                by_topic.setdefault(topic, []).append(index)
+            topics = [{"topic": t, "partitions": sorted(ps)} for t, ps in sorted(by_topic.items())]
+
+        async def ask(broker_id: int) -> list[LogDirDescription] | KafkaError:
+            try:
+                conn = await self.cluster.node(broker_id)
+                response = await conn.request(ApiKey.DESCRIBE_LOG_DIRS, {"topics": topics})
+            except KafkaError as exc:
+                return exc
+            if response.get("error_code"):
+                return make_error(response["error_code"], context=f"log dirs of {broker_id}")
+            return [_log_dir(result) for result in response["results"]]
+
+        ids = sorted(set(brokers))
+        answers = await asyncio.gather(*(ask(b) for b in ids))
+        return dict(zip(ids, answers, strict=True))
+
+    async def incremental_alter_broker_configs(
+        self,
+        broker_id: int,
+        set_configs: Mapping[str, str],
+        delete_configs: Iterable[str] = (),
+    ) -> None:
+        """Set and delete dynamic configs of one broker (IncrementalAlterConfigs
+        on its BROKER resource, sent to that broker as Kafka's admin does)."""
+        body = {
+            "resources": [
+                {
+                    "resource_type": int(ConfigResourceType.BROKER),
+                    "resource_name": str(broker_id),
+                    "configs": _config_operations(set_configs, delete_configs),
+                }
+            ],
+            "validate_only": False,
+        }
+        conn = await self.cluster.node(broker_id)
+        response = await conn.request(ApiKey.INCREMENTAL_ALTER_CONFIGS, body)
+        (result,) = response["responses"]
+        check(result["error_code"], result.get("error_message"), context=f"configs of {broker_id}")
+
+    async def elect_leaders(
+        self,
+        election_type: int = 0,
+        partitions: Iterable[tuple[str, int]] | None = None,
+        *,
+        timeout_ms: int | None = None,
+    ) -> dict[tuple[str, int], KafkaError | None]:
+        """Leader elections by the controller (ElectLeaders; type 0 preferred,
+        1 unclean) for ``partitions`` (default: all), asked again wherever
+        the controller moves. Per partition None or its error
+        (ELECTION_NOT_NEEDED when the wanted leader already leads)."""
+        timeout_ms = self.timeout_ms if timeout_ms is None else timeout_ms
+        wanted: list[dict[str, Any]] | None = None
+        if partitions is not None:
+            by_topic: dict[str, list[int]] = {}
+            for topic, index in partitions:
+                by_topic.setdefault(topic, []).append(index)
+            wanted = [{"topic": t, "partitions": sorted(ps)} for t, ps in sorted(by_topic.items())]
+        body = {
+            "election_type": election_type,
+            "topic_partitions": wanted,
+            "timeout_ms": timeout_ms,
+        }
+
+        async def attempt() -> dict[tuple[str, int], KafkaError | None]:
+            conn = await self.cluster.controller()
+            response = await conn.request(ApiKey.ELECT_LEADERS, body)
+            check(response.get("error_code", 0))
+            answers = {
+                (t["topic"], p["partition_id"]): (
+                    make_error(p["error_code"], p["error_message"]) if p["error_code"] else None
+                )
+                for t in response["replica_election_results"]
+                for p in t["partition_result"]
+            }
+            if any(e is not None and e.code == ErrorCode.NOT_CONTROLLER for e in answers.values()):
+                raise make_error(ErrorCode.NOT_CONTROLLER)  # retried after a refresh
+            return answers
+
+        return await self.cluster.retry(attempt, timeout_ms=timeout_ms)
+
+
+@dataclass(frozen=True)
+class ReplicaLogInfo:
+    """One replica's log in a log dir (DescribeLogDirs)."""
+
+    size: int
+    offset_lag: int
+    is_future: bool = False
+
+
+@dataclass(frozen=True)
+class LogDirDescription:
+    """One log dir of a broker: ``error`` is set (KAFKA_STORAGE_ERROR) when
+    the dir is offline; total and usable bytes are -1 when not reported
+    (DescribeLogDirs before v4)."""
+
+    path: str
+    error: KafkaError | None
+    replicas: dict[tuple[str, int], ReplicaLogInfo]
+    total_bytes: int = -1
+    usable_bytes: int = -1
+
+
+def _log_dir(result: dict[str, Any]) -> LogDirDescription:
+    code = result["error_code"]
+    return LogDirDescription(
+        path=result["log_dir"],
+        error=make_error(code, context=f"log dir {result['log_dir']}") if code else None,
+        replicas={
+            (t["name"], p["partition_index"]): ReplicaLogInfo(
+                p["partition_size"], p["offset_lag"], p["is_future_key"]
+            )
+            for t in result["topics"]
+            for p in t["partitions"]
+        },
+        total_bytes=result.get("total_bytes", -1),
+        usable_bytes=result.get("usable_bytes", -1),
+    )
+
+
+def _config_operations(
+    set_configs: Mapping[str, str], delete_configs: Iterable[str]
+) -> list[dict[str, Any]]:
+    """IncrementalAlterConfigs operations: SET (0) then DELETE (1)."""
+    return [
+        {"name": name, "config_operation": 0, "value": value} for name, value in set_configs.items()
+    ] + [{"name": name, "config_operation": 1, "value": None} for name in delete_configs]
 
 
 def _create_topic_entry(topic: NewTopic, version: int) -> dict[str, Any]:

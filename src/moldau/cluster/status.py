@@ -10,6 +10,17 @@ UnderReplicatedPartitions), offline when it has no leader or its leader is
 not alive (Kafka's OfflinePartitionsCount); a partition whose state the
 controller has not written yet counts as offline.
 
+Balance, as ``moldau cluster rebalance`` and the preferred-leader
+elections keep it: per broker the replicas it holds, the partitions it
+leads and those it is the preferred leader of (first replica). The replica
+counts are imbalanced when they differ by more than one over the brokers
+that hold any; a live broker holding none (just added, or emptied to be
+retired) is named apart; a partition is led elsewhere than its preferred replica
+until an election (auto rebalance or ``elect-leaders``) moves it back.
+Reassignments in progress are the partitions whose topic znode lists
+replicas being added or removed (KIP-455, as Kafka's controller writes
+them).
+
 ``summarize`` is pure (the tests build one from values); ``read_status``
 reads a ``ZkStore``; ``fetch_status`` connects first and never writes, not
 even the chroot a ZooKeeper client would create.
@@ -43,10 +54,20 @@ class PartitionStatus:
     leader_epoch: int
     isr: tuple[int, ...]
     offline: bool
+    adding: tuple[int, ...] = ()
+    removing: tuple[int, ...] = ()
 
     @property
     def under_replicated(self) -> bool:
         return len(self.isr) < len(self.replicas)
+
+    @property
+    def reassigning(self) -> bool:
+        return bool(self.adding or self.removing)
+
+    @property
+    def led_by_preferred(self) -> bool:
+        return bool(self.replicas) and self.leader == self.replicas[0]
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,8 @@ class BrokerStatus:
     alive: bool
     leads: tuple[TopicPartition, ...]
     hosts: tuple[TopicPartition, ...]
+    #: The partitions whose first replica (preferred leader) it is.
+    preferred: tuple[TopicPartition, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +100,33 @@ class ClusterStatus:
     def offline(self) -> tuple[PartitionStatus, ...]:
         return tuple(p for p in self.partitions if p.offline)
 
+    @property
+    def reassigning(self) -> tuple[PartitionStatus, ...]:
+        return tuple(p for p in self.partitions if p.reassigning)
+
+    @property
+    def not_preferred(self) -> tuple[PartitionStatus, ...]:
+        """Partitions with a leader that is not their preferred replica."""
+        return tuple(p for p in self.partitions if not p.offline and not p.led_by_preferred)
+
+    def spread(self, count: str) -> int:
+        """max - min of ``len(broker.<count>)`` over the brokers holding
+        replicas (``hosts``, ``leads`` or ``preferred``); 0 with none."""
+        values = [len(getattr(b, count)) for b in self.brokers if b.hosts]
+        return max(values) - min(values) if values else 0
+
+    @property
+    def replicas_imbalanced(self) -> bool:
+        return self.spread("hosts") > 1
+
+    @property
+    def empty_brokers(self) -> tuple[int, ...]:
+        """Live brokers holding no replica while there are partitions: just
+        added, or emptied to be retired."""
+        if not self.partitions:
+            return ()
+        return tuple(b.broker_id for b in self.brokers if b.alive and not b.hosts)
+
     def to_json(self) -> dict[str, Any]:
         def names(items: tuple[TopicPartition, ...]) -> list[dict[str, Any]]:
             return [{"topic": t, "partition": p} for t, p in items]
@@ -91,6 +141,8 @@ class ClusterStatus:
                 "isr": list(p.isr),
                 "under_replicated": p.under_replicated,
                 "offline": p.offline,
+                "adding_replicas": list(p.adding),
+                "removing_replicas": list(p.removing),
             }
 
         return {
@@ -106,12 +158,19 @@ class ClusterStatus:
                     "alive": b.alive,
                     "leads": names(b.leads),
                     "hosts": names(b.hosts),
+                    "preferred_leader_of": names(b.preferred),
                 }
                 for b in self.brokers
             ],
             "partitions": [partition(p) for p in self.partitions],
             "under_replicated": names(tuple((p.topic, p.partition) for p in self.under_replicated)),
             "offline": names(tuple((p.topic, p.partition) for p in self.offline)),
+            "reassigning": names(tuple((p.topic, p.partition) for p in self.reassigning)),
+            "not_led_by_preferred": names(
+                tuple((p.topic, p.partition) for p in self.not_preferred)
+            ),
+            "replicas_imbalanced": self.replicas_imbalanced,
+            "brokers_without_replicas": list(self.empty_brokers),
             "topics_being_deleted": list(self.deleting),
         }
 
@@ -142,6 +201,8 @@ def summarize(
                     leader_epoch=state.leader_epoch if state is not None else -1,
                     isr=state.isr if state is not None else (),
                     offline=leader < 0 or leader not in registrations,
+                    adding=assignment.adding,
+                    removing=assignment.removing,
                 )
             )
     known = set(registrations) | {r for p in partitions for r in p.replicas}
@@ -158,6 +219,9 @@ def summarize(
                 alive=registration is not None,
                 leads=tuple((p.topic, p.partition) for p in partitions if p.leader == broker_id),
                 hosts=tuple((p.topic, p.partition) for p in partitions if broker_id in p.replicas),
+                preferred=tuple(
+                    (p.topic, p.partition) for p in partitions if p.replicas[:1] == (broker_id,)
+                ),
             )
         )
     return ClusterStatus(
