@@ -49,7 +49,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .common import CliError, run_async
 
@@ -69,31 +69,6 @@ FOLLOWER_REPLICAS = "follower.replication.throttled.replicas"
 
 #: Seconds between two looks at the progress.
 POLL_SECONDS = 1.0
-
-
-class _Reassignment(Protocol):
-    """``moldau.client.admin.Reassignment``: one partition's reassignment
-    in progress."""
-
-    @property
-    def replicas(self) -> tuple[int, ...]: ...
-    @property
-    def adding(self) -> tuple[int, ...]: ...
-    @property
-    def removing(self) -> tuple[int, ...]: ...
-
-
-class _Reassigner(Protocol):
-    """The admin client's reassignment calls (AlterPartitionReassignments,
-    ListPartitionReassignments)."""
-
-    async def alter_partition_reassignments(
-        self, targets: Mapping[TopicPartition, Sequence[int] | None]
-    ) -> dict[TopicPartition, KafkaError | None]: ...
-
-    async def list_partition_reassignments(
-        self, partitions: Iterable[TopicPartition] | None = None
-    ) -> Mapping[TopicPartition, _Reassignment]: ...
 
 
 def register(actions: Any) -> None:
@@ -431,9 +406,8 @@ def _save(plan: Plan) -> Path:
 async def _submit(admin: Admin, plan: Plan, throttle: int | None) -> None:
     """Refuse if these partitions are being reassigned; set the throttle;
     submit. Partitions the controller refuses are named and make it fail."""
-    reassigner = cast(_Reassigner, admin)
     changes = plan.changes
-    running = await reassigner.list_partition_reassignments(changes)
+    running = await admin.list_partition_reassignments(changes)
     if running:
         (topic, index), *_ = sorted(running)
         raise CliError(
@@ -442,7 +416,7 @@ async def _submit(admin: Admin, plan: Plan, throttle: int | None) -> None:
         )
     if throttle is not None:
         await _set_throttle(admin, changes, throttle)
-    results = await reassigner.alter_partition_reassignments(
+    results = await admin.alter_partition_reassignments(
         {tp: after for tp, (_, after) in changes.items()}
     )
     refused = {tp: e for tp, e in sorted(results.items()) if e is not None}
@@ -544,7 +518,7 @@ async def _progress(
     admin: Admin, plan: Plan, sizes: Mapping[TopicPartition, int], started: float
 ) -> Progress:
     changes = plan.changes
-    running = await cast(_Reassigner, admin).list_partition_reassignments(changes)
+    running = await admin.list_partition_reassignments(changes)
     new = {tp: [b for b in after if b not in before] for tp, (before, after) in changes.items()}
     answers = await admin.describe_log_dirs({b for bs in new.values() for b in bs}, changes)
     copied = 0
@@ -608,8 +582,7 @@ async def _cancel(admin: Admin, wanted: Targets) -> int:
     """Cancel the file's reassignments and remove their throttles."""
     from moldau.protocol.errors import ErrorCode
 
-    reassigner = cast(_Reassigner, admin)
-    results = await reassigner.alter_partition_reassignments(dict.fromkeys(wanted))
+    results = await admin.alter_partition_reassignments(dict.fromkeys(wanted))
     cancelled = failed = 0
     for (topic, index), error in sorted(results.items()):
         if error is None:
