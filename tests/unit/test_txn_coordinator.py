@@ -299,7 +299,7 @@ def test_loading_unloading_and_resuming_markers(h: Harness) -> None:
     assert other.init_producer_id(TX, 1000).error == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
     for i, key, value in h.log:
         if i == index:
-            other.replay(key, value)
+            other.replay(index, (key, value))
     other.finish_loading(index)
     assert other.transactions[TX].state is TxnState.PREPARE_ABORT
     [job] = other.take_marker_jobs()

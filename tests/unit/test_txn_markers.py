@@ -48,7 +48,7 @@ class LocalWriter:
 
 
 def setup(tmp_path: Path, writer: LocalWriter) -> tuple[TxnCoordinator, MarkerSender]:
-    store = LocalMetadataStore(str(tmp_path), BrokerInfo(0, "127.0.0.1", 9))
+    store = LocalMetadataStore(str(tmp_path), {"PLAINTEXT": BrokerInfo(0, "127.0.0.1", 9)})
     store.create_topic(TopicInfo("t", uuid.uuid4(), [[0], [0]]))
     ids = iter(range(100, 200))
     coordinator = TxnCoordinator(
