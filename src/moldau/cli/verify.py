@@ -70,7 +70,8 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--target",
         default="random",
-        help="random, leader (of partition 0), controller, coordinator, or broker ids 0,2",
+        help="random, leader (of partition 0), controller, coordinator (the group's), "
+        "txn-coordinator (with --transactional), or broker ids 0,2",
     )
     parser.add_argument(
         "--fault-cmd",
@@ -246,6 +247,7 @@ def _nemesis(args: argparse.Namespace, workload: Workload) -> Nemesis | None:
             config.topic,
             config.group,
             plan.zookeeper_connect if plan is not None else None,
+            transactional_id=config.transactional_id if config.transactional else None,
         ),
         seed=args.seed,
         clock=workload.clock,

@@ -16,10 +16,10 @@ shell commands (``CommandTarget``), one per action::
 A kind is possible for a target with both its actions (kill+start,
 pause+resume, stop+start). Every ``interval`` seconds the ``Nemesis`` picks a
 possible kind at random (seeded) and a target by ``role``: ``random``, a
-broker id, the ``leader`` of partition 0, the ``controller``, or the group's
-``coordinator`` (a role resolves to a broker id; a command target named by
-that id is used). Whatever is still broken when the nemesis exits is undone
-there, always.
+broker id, the ``leader`` of partition 0, the ``controller``, the group's
+``coordinator``, or the ``txn-coordinator`` of a transactional run's producer
+(a role resolves to a broker id; a command target named by that id is used).
+Whatever is still broken when the nemesis exits is undone there, always.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ KINDS = ("kill", "pause", "restart")
 #: kind -> (the action that injects it, the action that undoes it)
 ACTIONS = {"kill": ("kill", "start"), "pause": ("pause", "resume"), "restart": ("stop", "start")}
 COMMAND_ACTIONS = ("kill", "stop", "start", "pause", "resume")
-ROLES = ("random", "leader", "controller", "coordinator")
+ROLES = ("random", "leader", "controller", "coordinator", "txn-coordinator")
 
 
 class FaultError(RuntimeError):
@@ -217,10 +217,12 @@ def kafka_roles(
     group: str,
     zookeeper_connect: str | None = None,
     client_config: Mapping[str, str] | None = None,
+    transactional_id: str | None = None,
 ) -> RoleResolver:
     """Resolve roles by asking the cluster: Metadata for the leader of
     partition 0 (and the controller without ZooKeeper), FindCoordinator
-    (DescribeGroups) for the group's coordinator."""
+    (DescribeGroups) for the group's coordinator, FindCoordinator of the
+    transactional id for the transaction coordinator."""
 
     def resolve(role: str) -> int | None:
         from confluent_kafka.admin import AdminClient
@@ -240,11 +242,36 @@ def kafka_roles(
             if role == "coordinator":
                 description = admin.describe_consumer_groups([group])[group].result(timeout=10)
                 return int(description.coordinator.id)
+            if role == "txn-coordinator" and transactional_id is not None:
+                return transaction_coordinator(bootstrap_servers, transactional_id)
         except Exception as exc:  # a cluster in trouble (it is under faults): no target now
             log.warning("cannot find the %s: %r", role, exc)
         return None
 
     return resolve
+
+
+def transaction_coordinator(bootstrap_servers: str, transactional_id: str) -> int | None:
+    """The broker id FindCoordinator names for ``transactional_id`` (None:
+    none now). librdkafka has no call for it: moldau's client asks."""
+    import asyncio
+
+    from moldau.client.connection import connect
+    from moldau.protocol.api_keys import ApiKey
+
+    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
+
+    async def ask() -> int | None:
+        conn = await connect(host, int(port), request_timeout_ms=10_000)
+        try:
+            found = await conn.request(
+                ApiKey.FIND_COORDINATOR, {"key": transactional_id, "key_type": 1}, version=1
+            )
+        finally:
+            conn.close()
+        return int(found["node_id"]) if found["error_code"] == 0 else None
+
+    return asyncio.run(ask())
 
 
 @dataclass

@@ -78,6 +78,10 @@ class WorkloadConfig:
     def group(self) -> str:
         return f"{self.topic}-group"
 
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.topic}-producer"
+
 
 class _Recorder:
     """The events of a run, appended from several threads."""
@@ -93,13 +97,25 @@ class _Recorder:
         #: partition -> the next offset the group has yet to read
         self.group_position: dict[int, int] = {}
 
-    def reads_of(self, consumer: str, messages: list[Message], now: float) -> list[Read]:
-        """The records among ``messages`` as reads (errors are noted)."""
+    def reads_of(
+        self, consumer: str, messages: list[Message], now: float, ends: dict[int, int]
+    ) -> list[Read]:
+        """The records among ``messages`` as reads (errors are noted). Where
+        a partition's end was reached, ``ends`` gets the offset: a
+        read_committed consumer reaches the end without a record at the
+        offset before it when that holds a transaction marker."""
+        from confluent_kafka import KafkaError
+
         reads = []
         for message in messages:
             partition, offset = message.partition(), message.offset()
-            if message.error() is not None or partition is None or offset is None:
-                self.error(consumer, message.error())
+            error = message.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                if partition is not None and offset is not None:
+                    ends[partition] = max(ends.get(partition, 0), offset)
+                continue
+            if error is not None or partition is None or offset is None:
+                self.error(consumer, error)
                 continue
             value = (message.value() or b"").decode(errors="replace")
             reads.append(Read(consumer, partition, offset, value, now))
@@ -306,7 +322,7 @@ class Workload:
         producer = Producer(
             self._client(
                 **{
-                    "transactional.id": f"{config.topic}-producer",
+                    "transactional.id": config.transactional_id,
                     "acks": "all",
                     "linger.ms": 5,
                     "message.timeout.ms": config.message_timeout_ms,
@@ -386,6 +402,7 @@ class Workload:
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
                     "partition.assignment.strategy": "range",
+                    "enable.partition.eof": True,
                     "error_cb": lambda error: recorder.error(name, error),
                 }
             )
@@ -400,15 +417,16 @@ class Workload:
             while not self._stop_group.is_set():
                 messages = consumer.consume(num_messages=500, timeout=0.2)
                 now = self.clock()
-                reads = recorder.reads_of(name, messages, now)
+                ends: dict[int, int] = {}
+                reads = recorder.reads_of(name, messages, now, ends)
                 next_offsets = {read.partition: read.offset + 1 for read in reads}
-                if not next_offsets:
-                    continue
                 with recorder.lock:
                     recorder.reads += reads
-                    for partition, offset in next_offsets.items():
+                    for partition, offset in (next_offsets | ends).items():
                         position = recorder.group_position.get(partition, 0)
                         recorder.group_position[partition] = max(position, offset)
+                if not next_offsets:
+                    continue
                 offsets = [TopicPartition(config.topic, p, o) for p, o in next_offsets.items()]
                 started = self.clock()
                 try:
@@ -480,6 +498,7 @@ class Workload:
                 **{
                     "group.id": f"{config.topic}-final",
                     "enable.auto.commit": False,
+                    "enable.partition.eof": True,
                     "error_cb": lambda error: recorder.error(FINAL_READER, error),
                 }
             )
@@ -489,9 +508,12 @@ class Workload:
             reader.assign([TopicPartition(config.topic, p, 0) for p in ends])
             while self.clock() < deadline and any(position[p] < e for p, e in ends.items()):
                 messages = reader.consume(num_messages=1000, timeout=0.2)
-                reads = recorder.reads_of(FINAL_READER, messages, self.clock())
+                reached: dict[int, int] = {}
+                reads = recorder.reads_of(FINAL_READER, messages, self.clock(), reached)
                 for read in reads:
                     position[read.partition] = max(position[read.partition], read.offset + 1)
+                for partition, offset in reached.items():
+                    position[partition] = max(position[partition], offset)
                 with recorder.lock:
                     recorder.reads += reads
         finally:
