@@ -1,5 +1,6 @@
 """``moldau verify`` under real faults: the cluster keeps every acknowledged
-record, in order, once, and every committed offset.
+record, in order, once, and every committed offset; and, with transactions,
+shows committed ones whole and once and aborted ones never.
 
 Three brokers, RF 3, min.insync.replicas 2, an idempotent acks=all producer
 and a two-member consumer group; each scenario runs ``moldau verify`` for a
@@ -65,8 +66,20 @@ def verify(cluster: LocalCluster, *args: str, duration: int = 10) -> str:
         ("--faults", "kill", "--target", "coordinator", "--interval", "4"),
         ("--faults", "pause", "--target", "leader", "--interval", "5", "--fault-time", "4.5"),
         ("--faults", "pause", "--target", "random", "--interval", "3", "--fault-time", "2"),
+        # Transactions (every 5th aborted): committed ones seen whole and once
+        # by read_committed consumers, aborted ones never.
+        ("--transactional", "--faults", "kill", "--target", "leader", "--interval", "4"),
+        ("--transactional", "--faults", "kill", "--target", "txn-coordinator", "--interval", "4"),
     ],
-    ids=["kill-leader", "kill-controller", "kill-coordinator", "pause-leader", "lagging"],
+    ids=[
+        "kill-leader",
+        "kill-controller",
+        "kill-coordinator",
+        "pause-leader",
+        "lagging",
+        "txn-kill-leader",
+        "txn-kill-txn-coordinator",
+    ],
 )
 def test_verify_is_clean_under(cluster: LocalCluster, args: tuple[str, ...]) -> None:
     report = verify(cluster, *args)
