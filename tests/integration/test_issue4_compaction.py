@@ -29,7 +29,7 @@ from kafka.errors import InvalidRecordError
 from test_clients_raw import FETCH, fetch_request
 
 from conftest import BrokerProcess, RawConnection, create_topic, wait_for
-from moldau.protocol.records import decode_batch
+from moldau.protocol.records import Record, build_batch, decode_batch
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 KEYS = 12
@@ -268,6 +268,28 @@ def test_keyless_record_is_refused_on_a_compacted_topic(cleaning_broker: BrokerP
 
     asyncio.run(aiokafka_keyless())
     assert [record.value for record in read_from_start(bootstrap, topic)] == [b"keyed"]
+
+
+def test_produce_names_each_keyless_record_of_a_batch(cleaning_broker: BrokerProcess) -> None:
+    """Produce v8+ answers which records failed (``record_errors``), as Kafka
+    does, so a client can tell; the batch is refused whole."""
+    topic = "compacted-record-errors"
+    create_topic(cleaning_broker.bootstrap, topic, 1, **{"cleanup.policy": "compact"})
+    keys = [b"a", None, b"c", None]
+    batch = build_batch([Record(i, 0, k, b"v") for i, k in enumerate(keys)])
+    request = {
+        "transactional_id": None,
+        "acks": 1,
+        "timeout_ms": 5000,
+        "topic_data": [{"name": topic, "partition_data": [{"index": 0, "records": batch}]}],
+    }
+    with RawConnection(cleaning_broker.port) as conn:
+        answer = conn.request(0, 9, request)
+    [partition] = answer["responses"][0]["partition_responses"]
+    assert partition["error_code"] == 87  # INVALID_RECORD
+    assert [e["batch_index"] for e in partition["record_errors"]] == [1, 3]
+    assert "2 record errors" in partition["error_message"]
+    assert read_from_start(cleaning_broker.bootstrap, topic) == []
 
 
 def test_compact_delete_topic_compacts_and_expires(cleaning_broker: BrokerProcess) -> None:

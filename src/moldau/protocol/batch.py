@@ -32,7 +32,7 @@ byte at the same position 16, which is how we recognise and refuse them.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from crc32c import crc32c
@@ -120,9 +120,20 @@ class CorruptRecordError(RecordBatchError):
 
 
 class InvalidRecordError(RecordBatchError):
-    """A well-formed batch that breaks a rule for client writes (INVALID_RECORD)."""
+    """A well-formed batch that breaks a rule for client writes (INVALID_RECORD).
+
+    ``record_errors`` names the records at fault, as (index in the batch,
+    why), where Kafka names them (Produce v8+ ``record_errors``)."""
 
     error_code = 87
+
+    def __init__(self, message: str = "", record_errors: Sequence[tuple[int, str]] = ()) -> None:
+        super().__init__(message)
+        self.record_errors = tuple(record_errors)
+
+
+class KeylessRecordError(InvalidRecordError):
+    """A record without a key, sent to a compacted topic."""
 
 
 class UnsupportedMagicError(RecordBatchError):

@@ -40,8 +40,10 @@ from moldau.protocol.batch import (
     HEADER_SIZE,
     BatchHeader,
     InvalidRecordError,
+    KeylessRecordError,
 )
 from moldau.protocol.codecs import decompress, decompression_limit
+from moldau.protocol.records import scan_keys
 
 __all__ = ["scan_records", "validate_records"]
 
@@ -52,7 +54,28 @@ def validate_records(
     header: BatchHeader, batch: Buffer, *, max_message_bytes: int, require_keys: bool = False
 ) -> None:
     """Check the records of a client's (CRC-checked) ``batch`` as Kafka's
-    leader does; raises ``InvalidRecordError`` or ``CorruptRecordError``."""
+    leader does; raises ``InvalidRecordError`` or ``CorruptRecordError``.
+
+    Keyless records sent to a compacted topic (``require_keys``) are all
+    named in the error's ``record_errors``, as Kafka's LogValidator names
+    them, so a client can tell which records failed."""
+    try:
+        _scan_batch(header, batch, max_message_bytes, require_keys)
+    except KeylessRecordError:
+        _scan_batch(header, batch, max_message_bytes, require_keys=False)  # otherwise sound?
+        _, keys = scan_keys(batch, max_message_bytes=max_message_bytes)
+        keyless = [i for i, (_, key, _) in enumerate(keys) if key is None]
+        raise InvalidRecordError(
+            f"One or more records have been rejected due to {len(keyless)} record errors "
+            f"in total: records {keyless[:3]}{'...' if len(keyless) > 3 else ''} "
+            "have no key",
+            [(i, "Compacted topic cannot accept message without key.") for i in keyless],
+        ) from None
+
+
+def _scan_batch(
+    header: BatchHeader, batch: Buffer, max_message_bytes: int, require_keys: bool
+) -> None:
     if header.compression:
         limit = decompression_limit(header.size, max_message_bytes)
         data = decompress(header.compression, memoryview(batch)[HEADER_SIZE:], limit, reuse=True)
@@ -316,7 +339,7 @@ def _scan(data: Buffer, pos: int, start: int, stop: int, require_keys: bool) -> 
             b = data[pos]
             if b == 1:
                 if require_keys:
-                    raise InvalidRecordError("compacted topic cannot accept a record without a key")
+                    raise KeylessRecordError("compacted topic cannot accept a record without a key")
                 pos += 1
             elif b < 0x80:
                 if b & 1:

@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...protocol.api_keys import ApiKey
+from ...protocol.batch import InvalidRecordError
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.legacy_records import is_legacy, up_convert
 from ...protocol.messages import Message
@@ -180,7 +181,12 @@ def _append(
         result = partition.append_as_leader(records)
     except KafkaError as exc:
         # Also the log's refusals: RecordBatchError and LogError are KafkaErrors.
-        return _error(index, exc.code, exc.message)
+        answer = _error(index, exc.code, exc.message)
+        if isinstance(exc, InvalidRecordError) and exc.record_errors:
+            answer["record_errors"] = [
+                {"batch_index": i, "batch_index_error_message": why} for i, why in exc.record_errors
+            ]
+        return answer
     answer = {
         "index": index,
         "error_code": 0,
