@@ -297,6 +297,25 @@ def test_cli_lists_and_describes(broker: BrokerProcess) -> None:
     producer.abort_transaction(15)
 
 
+def test_cli_history_shows_the_timeline_with_the_fencing(broker: BrokerProcess) -> None:
+    topic = fresh_topic(broker)
+    first = transactional(broker, "cli-history")
+    first.init_transactions(15)
+    first.begin_transaction()
+    first.produce(topic, value=b"kept", partition=1)
+    first.commit_transaction(15)
+    second = transactional(broker, "cli-history")  # fences the first: a new epoch
+    second.init_transactions(15)
+
+    described = cli(broker, "describe", "cli-history", "--history")
+    assert described.returncode == 0, described.stderr
+    timeline = described.stdout.split("History", 1)[1].splitlines()[1:]
+    states = [line.split()[1] for line in timeline]
+    assert states == ["Empty", "Ongoing", "PrepareCommit", "CompleteCommit", "Empty"], timeline
+    assert f"partitions {topic}-1" in timeline[1]
+    assert timeline[-1].endswith("<- new epoch")
+
+
 def test_add_offsets_adds_the_groups_offsets_partition(broker: BrokerProcess) -> None:
     with RawConnection(broker.port) as conn:
         # Before FindCoordinator created __transaction_state, no broker

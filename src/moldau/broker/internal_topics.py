@@ -8,9 +8,9 @@ delete or produce to them) and the group service (which creates and writes
 from __future__ import annotations
 
 from ..group.history import HISTORY_TOPIC
+from ..txn.records import TRANSACTION_STATE_TOPIC
 
 OFFSETS_TOPIC = "__consumer_offsets"
-TRANSACTION_STATE_TOPIC = "__transaction_state"
 #: Clients may not produce to, create or delete these.
 INTERNAL_TOPICS = frozenset({OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, HISTORY_TOPIC})
 

@@ -4,20 +4,27 @@ In the spirit of Kafka's ``kafka-transactions.sh``: ``list`` shows every
 transactional id with its coordinator, producer id and state (filtered by
 state, producer id, or how long its transaction has been open); ``describe``
 one id's state, producer id and epoch, timeout, the partitions of its open
-transaction and how long it has been open.
+transaction and how long it has been open; with ``--history``, its timeline:
+every state change ``__transaction_state`` still holds (read in Kafka's
+record format, so it shows a Kafka cluster's too), with when it happened and
+the producer epoch and partitions of each, so a fenced producer or a
+transaction aborted on its timeout can be seen for what it was.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from moldau.txn.records import TRANSACTION_STATE_TOPIC
 
 from .common import add_bootstrap, admin_command
 
 if TYPE_CHECKING:
     from moldau.client.admin import Admin
-    from moldau.client.transactions_admin import TransactionsAdmin
+    from moldau.client.transactions_admin import TransactionChange, TransactionsAdmin
 
 #: States in which a transaction is open or completing: it has an age.
 _OPEN = ("Ongoing", "PrepareCommit", "PrepareAbort", "PrepareEpochFence")
@@ -49,6 +56,9 @@ def register(commands: Any) -> None:
 
     describe = actions.add_parser("describe", help="state, producer, partitions of an id")
     describe.add_argument("transactional_id", metavar="ID")
+    describe.add_argument(
+        "--history", action="store_true", help="also show the id's recent state changes"
+    )
     describe.set_defaults(run=_runner(_describe))
 
     for sub in (listing, describe):
@@ -91,7 +101,31 @@ async def _describe(admin: TransactionsAdmin, args: argparse.Namespace) -> int:
         by_topic.setdefault(tp.topic, []).append(tp.partition)
     listed = " ".join(f"{t}:{','.join(map(str, p))}" for t, p in sorted(by_topic.items()))
     print(f"Partitions: {listed or '-'}")
+    if args.history:
+        _history(await admin.history(args.transactional_id))
     return 0
+
+
+def _history(changes: Sequence[TransactionChange]) -> None:
+    """One line per state change: when, the state, producer id and epoch,
+    partitions; an epoch bump (a new producer fencing the last, or a
+    timeout's abort) is called out."""
+    print(f"\nHistory ({len(changes)} state changes in {TRANSACTION_STATE_TOPIC}):")
+    last_epoch: tuple[int, int] | None = None
+    for change in changes:
+        record = change.record
+        if record is None:
+            print(f"  offset {change.offset}: removed (transactional.id.expiration.ms)")
+            continue
+        epoch = (record.producer_id, record.producer_epoch)
+        bumped = "  <- new epoch" if last_epoch is not None and epoch != last_epoch else ""
+        last_epoch = epoch
+        partitions = ",".join(f"{t}-{p}" for t, p in sorted(record.partitions)) or "-"
+        print(
+            f"  {_iso(record.last_update_ms)}  {record.state.kafka_name:<17} "
+            f"producer {record.producer_id} epoch {record.producer_epoch}  "
+            f"partitions {partitions}{bumped}"
+        )
 
 
 def _iso(ms: int) -> str:

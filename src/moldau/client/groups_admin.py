@@ -25,9 +25,9 @@ from moldau.protocol.errors import ErrorCode, KafkaError
 
 from .cluster import Cluster
 from .connection import BrokerConnection
-from .consumer import Consumer
 from .errors import check
 from .offsets import list_offsets
+from .read_to_end import read_to_end
 from .types import TopicPartition
 
 __all__ = ["GroupDescription", "GroupListing", "GroupMember", "GroupsAdmin"]
@@ -282,28 +282,13 @@ class GroupsAdmin:
         if info is None or info.error != ErrorCode.NONE:
             return []
         tps = [TopicPartition(HISTORY_TOPIC, p) for p in sorted(info.partitions)]
-        ends = await self.log_end_offsets(tps)
-        consumer = Consumer(cluster=self.cluster, auto_offset_reset="earliest")
-        consumer.assign(tps)
         wanted = group_id.encode()
-        found: list[RebalanceRecord] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout_ms / 1000
-        try:
-            while any([await consumer.position(tp) < ends[tp] for tp in tps]):
-                if loop.time() > deadline:
-                    raise KafkaError(
-                        ErrorCode.REQUEST_TIMED_OUT, f"reading {HISTORY_TOPIC} took too long"
-                    )
-                for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                    found.extend(
-                        decoded
-                        for r in records
-                        if r.key == wanted and r.offset < ends[tp]
-                        for decoded in _decoded(r.value)
-                    )
-        finally:
-            await consumer.close()
+        found = [
+            decoded
+            for r in await read_to_end(self.cluster, tps, self.timeout_ms)
+            if r.key == wanted
+            for decoded in _decoded(r.value)
+        ]
         return sorted(found, key=lambda r: r.started_ms)
 
 

@@ -15,13 +15,27 @@ from dataclasses import dataclass
 
 from moldau.protocol.api_keys import ApiKey
 from moldau.protocol.errors import ErrorCode, KafkaError
+from moldau.txn.coordinator import partition_for_transaction
+from moldau.txn.records import (
+    TRANSACTION_STATE_TOPIC,
+    DecodeError,
+    TxnRecord,
+    decode_key,
+    decode_value,
+)
 
 from .cluster import Cluster
 from .connection import BrokerConnection
 from .errors import check
+from .read_to_end import read_to_end
 from .types import TopicPartition
 
-__all__ = ["TransactionDescription", "TransactionListing", "TransactionsAdmin"]
+__all__ = [
+    "TransactionChange",
+    "TransactionDescription",
+    "TransactionListing",
+    "TransactionsAdmin",
+]
 
 _TRANSACTION_KEY = 1
 #: FindCoordinator v4 batches keys: a different shape of request.
@@ -137,3 +151,34 @@ class TransactionsAdmin:
 
         await self.cluster.retry(attempt, timeout_ms=self.timeout_ms)
         return [listings[t] for t in sorted(listings)]
+
+    async def history(self, transactional_id: str) -> list[TransactionChange]:
+        """The id's state changes that ``__transaction_state`` still holds,
+        oldest first: every one of them until the log cleaner compacts the
+        segment they are in (the active one never is). Read in Kafka's record
+        format, so it works against Kafka's brokers as against moldau's."""
+        meta = await self.cluster.refresh([TRANSACTION_STATE_TOPIC])
+        info = meta.topics.get(TRANSACTION_STATE_TOPIC)
+        if info is None or info.error != ErrorCode.NONE or not info.partitions:
+            return []
+        index = partition_for_transaction(transactional_id, len(info.partitions))
+        tp = TopicPartition(TRANSACTION_STATE_TOPIC, index)
+        changes = []
+        for record in await read_to_end(self.cluster, [tp], self.timeout_ms):
+            try:
+                if record.key is None or decode_key(record.key) != transactional_id:
+                    continue
+                value = decode_value(record.value)
+            except DecodeError:
+                continue  # a record of a newer Kafka: not ours to show
+            changes.append(TransactionChange(record.offset, value))
+        return changes
+
+
+@dataclass(frozen=True)
+class TransactionChange:
+    """One record of a transactional id in ``__transaction_state``: its state
+    from then on (None: the id was removed)."""
+
+    offset: int
+    record: TxnRecord | None

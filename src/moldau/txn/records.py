@@ -29,7 +29,18 @@ KEY_VERSION = 0
 VALUE_VERSION = 0
 _FLEXIBLE_VALUE_VERSION = 1
 
-__all__ = ["DecodeError", "TxnRecord", "decode_key", "decode_value", "encode_key", "encode_value"]
+__all__ = [
+    "TRANSACTION_STATE_TOPIC",
+    "DecodeError",
+    "TxnRecord",
+    "decode_key",
+    "decode_value",
+    "encode_key",
+    "encode_value",
+]
+
+#: Kafka's name for the log of transaction states (``Topic.TRANSACTION_STATE_TOPIC_NAME``).
+TRANSACTION_STATE_TOPIC = "__transaction_state"
 
 
 @dataclass(frozen=True)
