@@ -263,8 +263,8 @@ def test_produce_verifies_a_new_transaction_with_the_coordinator() -> None:
     coordinator = ScriptedCoordinator()
     with moldau.Broker() as broker:
         core = broker.server.core
-        assert core is not None and core.transactions is not None
-        real, core.transactions = core.transactions, coordinator
+        assert core is not None
+        real, core.transactions = core.transactions, coordinator  # None: not started yet
         try:
             _verified_by(coordinator, broker)
         finally:

@@ -108,11 +108,13 @@ def test_the_blocker_catches_the_shells() -> None:
 
 def test_a_single_node_loads_no_cluster_code() -> None:
     """``moldau broker`` without zookeeper.connect imports neither kazoo nor the
-    controller, the replica fetchers or the client's producer and consumer:
-    they cost start-up time a single node never needs back."""
+    controller, the replica fetchers, the client, nor (until a client asks
+    for it) the transaction coordinator: they cost start-up time a single
+    node never needs back."""
     code = (
         "import json, sys\n"
         "import moldau.cli.main, moldau.broker.run, moldau.broker.server\n"
+        "moldau.cli.main.build_parser()\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     done = subprocess.run(
@@ -129,5 +131,11 @@ def test_a_single_node_loads_no_cluster_code() -> None:
         "moldau.broker.isr_updates",
         "moldau.client.producer",
         "moldau.client.consumer",
+        "moldau.client.connection",
+        "moldau.cluster.zk.paths",
+        "moldau.broker.dynamic_config",
+        "moldau.cli.cluster_rebalance",
+        "moldau.broker.transactions",
+        "moldau.txn.coordinator",
     ):
         assert module not in loaded, f"{module} is loaded by a single node"

@@ -32,10 +32,10 @@ from .producer_ids import Allocator, ProducerIdBlocks
 from .purgatory import FetchPurgatory
 from .replica_manager import ReplicaManager
 from .topics import TopicAdminApi
-from .transactions import TransactionService
 
 if TYPE_CHECKING:
     from .cluster_node import ClusterNode
+    from .transactions import TransactionService
 
 #: Called after a transaction marker is appended as leader, with (topic,
 #: partition, producer id, producer epoch, committed).
@@ -97,12 +97,22 @@ class BrokerCore:
         groups.load()
         return groups
 
+    def needs_transactions_at_start(self) -> bool:
+        return self.cluster is not None or self.metadata.topic(TRANSACTION_STATE_TOPIC) is not None
+
     def start_transactions(self) -> TransactionService:
         """Start the transaction coordinator once the partitions are hosted: it
         creates ``__transaction_state`` on first use and writes markers into
         the partitions this broker leads with the WriteTxnMarkers handler's
-        function."""
+        function.
+
+        A cluster broker starts it at once (it may be made leader of a
+        ``__transaction_state`` partition any time), and so does a single node
+        that has that topic; one that has none starts it with the first
+        request that needs it, so that it starts as fast as before
+        transactions (``needs_transactions_at_start``)."""
         from .handlers.write_txn_markers import write_txn_markers
+        from .transactions import TransactionService
 
         service = TransactionService(
             self.config,

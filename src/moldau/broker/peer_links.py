@@ -17,11 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ..client.connection import BrokerConnection, connect
 from ..cluster.metadata import BrokerInfo
 from ..protocol.errors import ErrorCode, KafkaError
 from ..protocol.messages import Message
+
+if TYPE_CHECKING:
+    from ..client.connection import BrokerConnection
 
 
 class PeerLinks:
@@ -59,6 +62,9 @@ class PeerLinks:
                 self._drop(broker_id)
                 link = None
             if link is None:
+                # Imported here: a single node never talks to another broker.
+                from ..client.connection import connect
+
                 connection = await connect(
                     info.host,
                     info.port,

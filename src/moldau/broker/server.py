@@ -104,7 +104,8 @@ class BrokerServer:
             else:
                 self.core = self._cluster_core(node, advertised, logs)
             self.core.start_groups()
-            self.core.start_transactions()
+            if self.core.needs_transactions_at_start():
+                self.core.start_transactions()
             self._dispatcher = Dispatcher(self.core, self._warnings)
             self._accept_new(True)
             if node is not None:

@@ -93,9 +93,9 @@ async def verify(
     """The partitions of ``writes`` refused by the coordinator (or by a marker
     written during the wait), with the error Produce answers; run right
     before the appends, with no wait between this and them."""
-    verifier = core.transactions
-    if verifier is None or not core.config.get("transaction.partition.verification.enable"):
+    if not core.config.get("transaction.partition.verification.enable"):
         return {}
+    verifier = core.transactions or core.start_transactions()
     header = writes[0].header
     producer_id, epoch = header.producer_id, header.producer_epoch
     guards: dict[tuple[str, int], int] = {}

@@ -117,9 +117,9 @@ def register(commands: Any) -> None:
     )
     elect.set_defaults(run=_elect_leaders)
 
-    from . import cluster_rebalance  # here: it imports this module's helpers
+    from . import cluster_rebalance_args
 
-    cluster_rebalance.register(actions)
+    cluster_rebalance_args.register(actions)
 
 
 def _positive(text: str) -> int:

@@ -71,77 +71,10 @@ FOLLOWER_REPLICAS = "follower.replication.throttled.replicas"
 POLL_SECONDS = 1.0
 
 
-def register(actions: Any) -> None:
-    rebalance = actions.add_parser(
-        "rebalance",
-        help="plan (and with --execute, run) moves that balance replicas and leaders",
-        description="Plan where replicas should go: off removed brokers, onto added ones, "
-        "spread over racks, replica and leader counts balanced, fewest moves. Prints "
-        "the plan; --execute runs it with a progress line.",
-    )
-    _cluster_flags(rebalance)
-    rebalance.add_argument(
-        "--add-broker",
-        type=int,
-        action="append",
-        default=[],
-        metavar="ID",
-        help="a broker to move replicas onto (repeatable)",
-    )
-    rebalance.add_argument(
-        "--remove-broker",
-        type=int,
-        action="append",
-        default=[],
-        metavar="ID",
-        help="a broker to move every replica off (repeatable)",
-    )
-    rebalance.add_argument(
-        "--topics", nargs="+", metavar="TOPIC", help="only these topics (default: all)"
-    )
-    _execute_flags(rebalance)
-    rebalance.set_defaults(run=_rebalance)
-
-    reassign = actions.add_parser(
-        "reassign",
-        help="move partitions as a reassignment JSON file says (Kafka's format)",
-        description="Show, run (--execute) or cancel (--cancel) the reassignment in FILE: "
-        '{"version":1,"partitions":[{"topic":..,"partition":..,"replicas":[..]}]}.',
-    )
-    _cluster_flags(reassign)
-    reassign.add_argument("--plan", type=Path, required=True, metavar="FILE")
-    reassign.add_argument(
-        "--cancel", action="store_true", help="cancel the reassignments of the file's partitions"
-    )
-    _execute_flags(reassign)
-    reassign.set_defaults(run=_reassign)
-
-
-def _cluster_flags(parser: argparse.ArgumentParser) -> None:
-    found = parser.add_mutually_exclusive_group()
-    found.add_argument(
-        "--bootstrap-server", metavar="HOST:PORT[,HOST:PORT...]", help="brokers to ask first"
-    )
-    found.add_argument("--dir", type=Path, help="the directory of a `moldau cluster up`")
-    parser.add_argument(
-        "--timeout-ms", type=int, default=30_000, help="per request (default 30000)"
-    )
-
-
-def _execute_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--execute", action="store_true", help="run the plan")
-    parser.add_argument(
-        "--throttle",
-        type=int,
-        metavar="BYTES_PER_S",
-        help="with --execute: limit the replication traffic of the moves",
-    )
-
-
 # -- the two commands ------------------------------------------------------------
 
 
-def _rebalance(args: argparse.Namespace) -> int:
+def rebalance(args: argparse.Namespace) -> int:
     from moldau.cluster.balance import BalanceError, plan_rebalance
 
     _check_throttle(args)
@@ -156,7 +89,7 @@ def _rebalance(args: argparse.Namespace) -> int:
     return _show_and_run(args, plan)
 
 
-def _reassign(args: argparse.Namespace) -> int:
+def reassign(args: argparse.Namespace) -> int:
     from moldau.cluster.balance import Plan
 
     if args.cancel and args.execute:

@@ -3,15 +3,19 @@ of an older version understands."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ...protocol.errors import ErrorCode
 from ..dispatch import RequestContext
-from ..transactions import TransactionService
+
+if TYPE_CHECKING:
+    from ..transactions import TransactionService
 
 
 def transaction_service(context: RequestContext) -> TransactionService:
-    service = context.core.transactions
-    assert service is not None, "the broker starts its transaction service before serving"
-    return service
+    """The broker's transaction coordinator, started by the first request
+    that needs it on a single node that never had one (``BrokerCore``)."""
+    return context.core.transactions or context.core.start_transactions()
 
 
 def for_version(code: ErrorCode, version: int, fenced_since: int) -> ErrorCode:

@@ -10,13 +10,15 @@ configs moldau has, the replication throttles' rates (``dynamic_config.py``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
-from .. import dynamic_config
 from ..dispatch import RequestContext, handles
+
+if TYPE_CHECKING:
+    from ..dynamic_config import Change
 
 TOPIC = 2
 BROKER = 4
@@ -47,7 +49,7 @@ async def apply_to_resource(
     context: RequestContext,
     resource: Message,
     change: Callable[[str], Awaitable[None]],
-    broker_change: dynamic_config.Change,
+    broker_change: Change,
     validate_only: bool,
 ) -> dict[str, Any]:
     """Run ``change(topic name)`` for a topic resource, or ``broker_change``
@@ -63,6 +65,10 @@ async def apply_to_resource(
         if kind == TOPIC:
             await change(resource["resource_name"])
         elif kind == BROKER:
+            # Imported here: dynamic broker configs live in ZooKeeper, and a
+            # single node loads none of the cluster code to start.
+            from .. import dynamic_config
+
             await dynamic_config.alter(
                 context.core, resource["resource_name"], broker_change, validate_only
             )

@@ -18,15 +18,17 @@ rates read-only with no type; moldau reports them writable and LONG.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode
 from ...protocol.messages import Message
 from ..config import BROKER_KEYS, DYNAMIC_BROKER_KEYS, BrokerConfig
 from ..dispatch import RequestContext, handles
-from ..dynamic_config import Entry, describe_entries
 from ..topic_config import TOPIC_KEYS, broker_synonyms, config_source, effective_value
+
+if TYPE_CHECKING:
+    from ..dynamic_config import Entry
 
 TOPIC = 2
 BROKER = 4
@@ -60,6 +62,8 @@ def describe_configs(context: RequestContext, request: Message) -> Message:
                 )
                 results.append(_error(resource, ErrorCode.INVALID_REQUEST, message))
                 continue
+            from ..dynamic_config import describe_entries  # cluster code: see alter_configs
+
             static = _broker_entries(context.core.config, request) if name else []
             configs = static + _dynamic_entries(describe_entries(context.core, name), request)
         else:

@@ -8,14 +8,18 @@ v1: flexible.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ...protocol.api_keys import ApiKey
 from ...protocol.errors import ErrorCode, KafkaError
 from ...protocol.messages import Message
 from ..config import BrokerConfig
 from ..dispatch import RequestContext, handles
-from ..dynamic_config import Change
 from ..topic_config import TOPIC_KEYS, effective_value
 from .alter_configs import apply_to_resource
+
+if TYPE_CHECKING:
+    from ..dynamic_config import Change
 
 SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 

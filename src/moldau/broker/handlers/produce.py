@@ -83,7 +83,7 @@ def _produce_transactional(
     error = request_error(transactional_id, writes)
     if error is not None:
         return _produce(context, request, lambda _name, _index: error)
-    if context.core.transactions is None or transactional_id is None:
+    if transactional_id is None:
         return _produce(context, request, None)
     return _produce_verified(context, request, transactional_id, writes)
 
