@@ -11,7 +11,10 @@ gets each read as a fresh ``bytes`` that must be copied again into a growing
 frame buffer. Here the kernel writes small frames into one reusable buffer
 (copied out whole, a few bytes each) and a large frame straight into a
 buffer of its own final size, which its decoded records then keep views into:
-the only copy is the kernel's.
+the only copy is the kernel's. That buffer is used again for a later large
+frame once nothing views it any more (a follower's answer is appended before
+its next fetch is sent), so its memory stays mapped and warm instead of being
+allocated, zeroed and faulted in again for every answer.
 
 On connect the client asks ApiVersions and, per API, uses the highest version
 both sides know (capped where the client builds bodies that later versions
@@ -94,10 +97,13 @@ class BrokerConnection(asyncio.BufferedProtocol):
         #: The reusable buffer and how much of it holds received bytes.
         self._buf = bytearray(_READ_BUFFER)
         self._filled = 0
-        #: A large frame being received (without its size prefix), and how
-        #: much of it has arrived.
+        #: A large frame being received (without its size prefix) into the
+        #: start of ``_frame``, its size, and how much of it has arrived.
         self._frame: bytearray | None = None
+        self._frame_size = 0
         self._frame_filled = 0
+        #: The last large frame's buffer, for the next one.
+        self._spare: bytearray | None = None
         self._pending: dict[int, _InFlight] = {}
         self._next_id = 0
         self._closed = False
@@ -205,16 +211,17 @@ class BrokerConnection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._frame is not None:
-            return memoryview(self._frame)[self._frame_filled :]
+            return memoryview(self._frame)[self._frame_filled : self._frame_size]
         return memoryview(self._buf)[self._filled :]
 
     def buffer_updated(self, nbytes: int) -> None:
         frame = self._frame
         if frame is not None:
             self._frame_filled += nbytes
-            if self._frame_filled == len(frame):
+            if self._frame_filled == self._frame_size:
                 self._frame = None
-                self._dispatch(memoryview(frame))
+                self._spare = frame
+                self._dispatch(memoryview(frame)[: self._frame_size])
             return
         self._filled += nbytes
         self._split_frames()
@@ -238,16 +245,30 @@ class BrokerConnection(asyncio.BufferedProtocol):
                 start = frame_end
                 continue
             if size >= _LARGE_FRAME:
-                frame = bytearray(size)
+                frame = self._large_buffer(size)
                 received = end - start - 4
-                frame[:received] = buf[start + 4 : end]
-                self._frame, self._frame_filled = frame, received
+                frame[:received] = memoryview(buf)[start + 4 : end]
+                self._frame, self._frame_size, self._frame_filled = frame, size, received
                 start = end
             break
         if start:
             left = end - start
             buf[:left] = buf[start:end]
             self._filled = left
+
+    def _large_buffer(self, size: int) -> bytearray:
+        """A buffer of at least ``size`` bytes: the spare one if it is large
+        enough and no decoded answer still views it, else a new one."""
+        spare, self._spare = self._spare, None
+        if spare is not None and len(spare) >= size:
+            try:
+                spare.append(0)  # refused while any memoryview of it is alive
+            except BufferError:
+                pass
+            else:
+                del spare[-1]
+                return spare
+        return bytearray(size)
 
     # --- internals -------------------------------------------------------------
 
