@@ -60,12 +60,16 @@ _STAMP = struct.Struct(">d")  # time.monotonic() when the record was queued
 #: topic scan, and loses the move to the new leader once more when the
 #: answer that names it also drops the dead broker (see the module doc).
 METADATA_REFRESH_MS = 500
-FAILOVER_PRODUCER_CONFIG: dict[str, Any] = {
-    **PRODUCER_CONFIG,
-    "acks": "all",
-    "enable.idempotence": True,
-    "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
-}
+
+
+def producer_config(metadata_refresh_ms: int = METADATA_REFRESH_MS) -> dict[str, Any]:
+    """The failover producer's settings: librdkafka defaults and these."""
+    return {
+        **PRODUCER_CONFIG,
+        "acks": "all",
+        "enable.idempotence": True,
+        "topic.metadata.refresh.interval.ms": metadata_refresh_ms,
+    }
 
 
 class AckClock:
@@ -77,13 +81,15 @@ class AckClock:
     through a condition: nothing here polls on a timer.
     """
 
-    def __init__(self, bootstrap: str, topic: str, rate: int = RATE) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, config: dict[str, Any], rate: int = RATE
+    ) -> None:
         self.topic = topic
         self.rate = rate
         self.producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
-                **FAILOVER_PRODUCER_CONFIG,
+                **config,
                 # librdkafka's connection-refused lines go to the harness log.
                 "logger": logging.getLogger("failover.librdkafka"),
             }
@@ -216,14 +222,16 @@ def create_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> None:
 class _Failovers:
     """The cluster, the watched partition and the producer of one failover measurement."""
 
-    def __init__(self, cluster: LocalCluster, settle_timeout: float) -> None:
+    def __init__(
+        self, cluster: LocalCluster, settle_timeout: float, producer: dict[str, Any]
+    ) -> None:
         self.cluster = cluster
         self.settle_timeout = settle_timeout
         self.everyone = set(cluster.broker_ids)
         topic = f"bench-failover-{uuid.uuid4().hex[:8]}"
         create_topic(cluster.bootstrap_servers, topic)
         self.watch = PartitionWatch(cluster, topic)
-        self.clock = AckClock(cluster.bootstrap_servers, topic)
+        self.clock = AckClock(cluster.bootstrap_servers, topic, producer)
 
     def settle(self) -> zp.PartitionState:
         """Until every replica is in the ISR and a produce was acknowledged since."""
@@ -265,9 +273,10 @@ def measure(
     kills: int,
     say: Callable[[str], None],
     settle_timeout: float = 90.0,
+    metadata_refresh_ms: int = METADATA_REFRESH_MS,
 ) -> tuple[list[Kill], list[str]]:
     """Kill the leader ``kills`` times; the kills and any problems (one line each)."""
-    failovers = _Failovers(cluster, settle_timeout)
+    failovers = _Failovers(cluster, settle_timeout, producer_config(metadata_refresh_ms))
     results: list[Kill] = []
     problems: list[str] = []
     try:
