@@ -211,7 +211,8 @@ def measure(
             _check_cluster(cluster, samples)
             _say(f" {setting.label}:")
             SettingSession(cluster, setting, round_, plan, samples, clients_log).latency()
-    load.note("after latency")
+    if not args.failover_only:
+        load.note("after latency")
     _check_cluster(cluster, samples)
     _say(f"[failover, {kills} kills]")
     try:
@@ -292,8 +293,9 @@ def _failover_times(kills: list[failover.Kill]) -> list[float]:
 
 
 def targets_table(
-    samples: report.Samples, kills: list[failover.Kill], session_s: float, planned_kills: int
-) -> str:
+    samples: report.Samples, kills: list[failover.Kill], session_s: float, planned_kills: int,
+    failover_only: bool = False,
+) -> str:  # fmt: skip
     ratios = replication_ratios(samples)
 
     def worst(phase: str) -> float | None:
@@ -314,12 +316,14 @@ def targets_table(
         report.Target("RF 3 acks=all end-to-end p99 < 20 ms",
                       _latency(samples, RF3_ACKS_ALL, "p99_ms"), " ms", 20.0, False),
     ]  # fmt: skip
+    if failover_only:
+        targets = targets[2:3]
     return report.table(["Target", "Measured", "Met"], [t.row() for t in targets])
 
 
 def markdown(
     samples: report.Samples, kills: list[failover.Kill], preamble: list[str], session_s: float,
-    planned_kills: int,
+    planned_kills: int, failover_only: bool = False,
 ) -> str:  # fmt: skip
     times = _failover_times(kills)
     summary = (
@@ -328,9 +332,7 @@ def markdown(
         if times
         else "no kill failed over"
     )
-    parts = [
-        *preamble,
-        "",
+    measured = [
         "Throughput (median; MB = 10^6 bytes of record values; each setting on its own topic):",
         "",
         report.throughput_table(samples),
@@ -348,13 +350,18 @@ def markdown(
         "",
         latency_table(samples),
         "",
+    ]
+    parts = [
+        *preamble,
+        "",
+        *([] if failover_only else measured),
         f"Failover (leader kill -9 to the next acknowledged produce): {summary}.",
         "",
         failover_table(kills),
         "",
         "Targets:",
         "",
-        targets_table(samples, kills, session_s, planned_kills),
+        targets_table(samples, kills, session_s, planned_kills, failover_only),
     ]
     if samples.failures:
         parts += ["", "Problems seen during the run:", ""]
@@ -364,7 +371,7 @@ def markdown(
 
 def preamble(
     argv: list[str], plan: run.Plan, started: datetime.datetime, session_ms: int, load: Load,
-    metadata_refresh_ms: int,
+    metadata_refresh_ms: int, failover_only: bool = False,
 ) -> list[str]:  # fmt: skip
     producer = ", ".join(f"{k}={v}" for k, v in PRODUCER_CONFIG.items() if k != "acks")
     consumer = ", ".join(f"{k}={v}" for k, v in CONSUMER_CONFIG.items())
@@ -372,6 +379,15 @@ def preamble(
     failover_producer = ", ".join(
         f"{k}={v}" for k, v in failover.producer_config(metadata_refresh_ms).items()
     )
+    workloads = [
+        f"- Client: confluent-kafka {confluent_kafka.version()} "
+        f"(librdkafka {confluent_kafka.libversion()[0]}); producer: librdkafka defaults + "
+        f"{producer}, acks per setting; consumer: assign() from offset 0, librdkafka "
+        f"defaults + {consumer}",
+        f"- Repeats: {plan.repeat} on the same cluster (setting order rotating); latency: "
+        f"{run.LATENCY_RATE} records/s x {run.LATENCY_RECORD_SIZE} B for "
+        f"{plan.latency_seconds:g} s after 1 s warm-up",
+    ]
     return [
         f"### Cluster, {started:%Y-%m-%d %H:%M} UTC",
         "",
@@ -381,13 +397,7 @@ def preamble(
         f"Python {platform.python_version()}; 1-minute load average: {load.line()}",
         f"- Cluster: moldau {version}, {BROKERS} brokers and one ZooKeeper on this machine, "
         f"zookeeper.session.timeout.ms={session_ms}, other broker settings at their defaults",
-        f"- Client: confluent-kafka {confluent_kafka.version()} "
-        f"(librdkafka {confluent_kafka.libversion()[0]}); producer: librdkafka defaults + "
-        f"{producer}, acks per setting; consumer: assign() from offset 0, librdkafka "
-        f"defaults + {consumer}",
-        f"- Repeats: {plan.repeat} on the same cluster (setting order rotating); latency: "
-        f"{run.LATENCY_RATE} records/s x {run.LATENCY_RECORD_SIZE} B for "
-        f"{plan.latency_seconds:g} s after 1 s warm-up",
+        *([] if failover_only else workloads),
         f"- Failover producer: {failover.RATE} records/s x {failover.RECORD_SIZE} B to a "
         f"1-partition RF 3 topic (min.insync.replicas=2), {failover_producer}",
     ]
@@ -456,8 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"done in {time.monotonic() - clock:.0f} s; logs in {run_dir}")
     text = markdown(
         samples, results,
-        preamble(argv, plan, started, args.session_timeout_ms, load, args.metadata_refresh_ms),
-        cluster.session_timeout, kills,
+        preamble(
+            argv, plan, started, args.session_timeout_ms, load, args.metadata_refresh_ms,
+            args.failover_only,
+        ),
+        cluster.session_timeout, kills, args.failover_only,
     )  # fmt: skip
     (run_dir / "samples.json").write_text(
         json.dumps({**asdict(samples), "kills": [asdict(k) for k in results]}, indent=1)
