@@ -1,7 +1,8 @@
 """Benchmark a 3-broker moldau cluster: replication's cost, failover time, acks=all latency.
 
     .venv/bin/python bench/cluster.py [--quick] [--repeat N] [--kills N]
-                                      [--session-timeout-ms MS] [--append-docs]
+                                      [--session-timeout-ms MS] [--failover-only]
+                                      [--metadata-refresh-ms MS] [--append-docs]
 
 One run starts one local cluster (`moldau.cluster.local.LocalCluster`:
 ZooKeeper from Debian's jar and three `moldau broker` processes) and takes,
@@ -14,7 +15,9 @@ in this order:
    broker processes;
 2. end-to-end latency at 1,000 records/s, as run.py measures it, for RF 3
    acks=all (and RF 1 acks=1 beside it);
-3. failover: leader kill -9 to the next acknowledged produce (bench/failover.py).
+3. failover: leader kill -9 to the next acknowledged produce (bench/failover.py;
+   ``--failover-only`` skips 1 and 2, ``--metadata-refresh-ms`` sets its
+   producer's topic.metadata.refresh.interval.ms).
 
 Markdown goes to stdout, progress to stderr; broker, ZooKeeper and client
 logs and the raw samples are kept under bench/results/<timestamp>-cluster/.
@@ -188,11 +191,11 @@ class Load:
 
 
 def measure(
-    cluster: LocalCluster, plan: run.Plan, kills: int, samples: report.Samples, run_dir: Path,
-    load: Load,
+    cluster: LocalCluster, plan: run.Plan, args: argparse.Namespace, kills: int,
+    samples: report.Samples, run_dir: Path, load: Load,
 ) -> list[failover.Kill]:  # fmt: skip
     clients_log = run_dir / "clients.log"
-    for round_ in range(plan.repeat):
+    for round_ in range(0 if args.failover_only else plan.repeat):
         _say(f"[throughput, run {round_ + 1}/{plan.repeat}]")
         for workload in plan.workloads:
             for setting in _rotated(SETTINGS, round_):
@@ -202,17 +205,20 @@ def measure(
                     workload
                 )
         load.note(f"after throughput run {round_ + 1}")
-    for round_ in range(plan.repeat):
+    for round_ in range(0 if args.failover_only else plan.repeat):
         _say(f"[latency, run {round_ + 1}/{plan.repeat}]")
         for setting in _rotated(LATENCY_SETTINGS, round_):
             _check_cluster(cluster, samples)
             _say(f" {setting.label}:")
             SettingSession(cluster, setting, round_, plan, samples, clients_log).latency()
-    load.note("after latency")
+    if not args.failover_only:
+        load.note("after latency")
     _check_cluster(cluster, samples)
     _say(f"[failover, {kills} kills]")
     try:
-        results, problems = failover.measure(cluster, kills, _say)
+        results, problems = failover.measure(
+            cluster, kills, _say, metadata_refresh_ms=args.metadata_refresh_ms
+        )
     except Exception as exc:  # e.g. the topic could not be made: report it, keep the rest
         results, problems = [], [f"failover: {type(exc).__name__}: {exc}"]
     for line in problems:
@@ -287,8 +293,9 @@ def _failover_times(kills: list[failover.Kill]) -> list[float]:
 
 
 def targets_table(
-    samples: report.Samples, kills: list[failover.Kill], session_s: float, planned_kills: int
-) -> str:
+    samples: report.Samples, kills: list[failover.Kill], session_s: float, planned_kills: int,
+    failover_only: bool = False,
+) -> str:  # fmt: skip
     ratios = replication_ratios(samples)
 
     def worst(phase: str) -> float | None:
@@ -309,12 +316,14 @@ def targets_table(
         report.Target("RF 3 acks=all end-to-end p99 < 20 ms",
                       _latency(samples, RF3_ACKS_ALL, "p99_ms"), " ms", 20.0, False),
     ]  # fmt: skip
+    if failover_only:
+        targets = targets[2:3]
     return report.table(["Target", "Measured", "Met"], [t.row() for t in targets])
 
 
 def markdown(
     samples: report.Samples, kills: list[failover.Kill], preamble: list[str], session_s: float,
-    planned_kills: int,
+    planned_kills: int, failover_only: bool = False,
 ) -> str:  # fmt: skip
     times = _failover_times(kills)
     summary = (
@@ -323,9 +332,7 @@ def markdown(
         if times
         else "no kill failed over"
     )
-    parts = [
-        *preamble,
-        "",
+    measured = [
         "Throughput (median; MB = 10^6 bytes of record values; each setting on its own topic):",
         "",
         report.throughput_table(samples),
@@ -343,13 +350,18 @@ def markdown(
         "",
         latency_table(samples),
         "",
+    ]
+    parts = [
+        *preamble,
+        "",
+        *([] if failover_only else measured),
         f"Failover (leader kill -9 to the next acknowledged produce): {summary}.",
         "",
         failover_table(kills),
         "",
         "Targets:",
         "",
-        targets_table(samples, kills, session_s, planned_kills),
+        targets_table(samples, kills, session_s, planned_kills, failover_only),
     ]
     if samples.failures:
         parts += ["", "Problems seen during the run:", ""]
@@ -358,12 +370,24 @@ def markdown(
 
 
 def preamble(
-    argv: list[str], plan: run.Plan, started: datetime.datetime, session_ms: int, load: Load
-) -> list[str]:
+    argv: list[str], plan: run.Plan, started: datetime.datetime, session_ms: int, load: Load,
+    metadata_refresh_ms: int, failover_only: bool = False,
+) -> list[str]:  # fmt: skip
     producer = ", ".join(f"{k}={v}" for k, v in PRODUCER_CONFIG.items() if k != "acks")
     consumer = ", ".join(f"{k}={v}" for k, v in CONSUMER_CONFIG.items())
     version = brokers.moldau_kind(Path(sys.executable).with_name("moldau")).version
-    failover_producer = ", ".join(f"{k}={v}" for k, v in failover.FAILOVER_PRODUCER_CONFIG.items())
+    failover_producer = ", ".join(
+        f"{k}={v}" for k, v in failover.producer_config(metadata_refresh_ms).items()
+    )
+    workloads = [
+        f"- Client: confluent-kafka {confluent_kafka.version()} "
+        f"(librdkafka {confluent_kafka.libversion()[0]}); producer: librdkafka defaults + "
+        f"{producer}, acks per setting; consumer: assign() from offset 0, librdkafka "
+        f"defaults + {consumer}",
+        f"- Repeats: {plan.repeat} on the same cluster (setting order rotating); latency: "
+        f"{run.LATENCY_RATE} records/s x {run.LATENCY_RECORD_SIZE} B for "
+        f"{plan.latency_seconds:g} s after 1 s warm-up",
+    ]
     return [
         f"### Cluster, {started:%Y-%m-%d %H:%M} UTC",
         "",
@@ -373,13 +397,7 @@ def preamble(
         f"Python {platform.python_version()}; 1-minute load average: {load.line()}",
         f"- Cluster: moldau {version}, {BROKERS} brokers and one ZooKeeper on this machine, "
         f"zookeeper.session.timeout.ms={session_ms}, other broker settings at their defaults",
-        f"- Client: confluent-kafka {confluent_kafka.version()} "
-        f"(librdkafka {confluent_kafka.libversion()[0]}); producer: librdkafka defaults + "
-        f"{producer}, acks per setting; consumer: assign() from offset 0, librdkafka "
-        f"defaults + {consumer}",
-        f"- Repeats: {plan.repeat} on the same cluster (setting order rotating); latency: "
-        f"{run.LATENCY_RATE} records/s x {run.LATENCY_RECORD_SIZE} B for "
-        f"{plan.latency_seconds:g} s after 1 s warm-up",
+        *([] if failover_only else workloads),
         f"- Failover producer: {failover.RATE} records/s x {failover.RECORD_SIZE} B to a "
         f"1-partition RF 3 topic (min.insync.replicas=2), {failover_producer}",
     ]
@@ -393,6 +411,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--kills", type=int, help="leader kills (default 10, quick 3)")
     parser.add_argument("--session-timeout-ms", type=int, default=SESSION_TIMEOUT_MS,
                         help="the brokers' zookeeper.session.timeout.ms")  # fmt: skip
+    parser.add_argument("--failover-only", action="store_true",
+                        help="skip the throughput and latency parts")  # fmt: skip
+    parser.add_argument("--metadata-refresh-ms", type=int, default=failover.METADATA_REFRESH_MS,
+                        help="the failover producer's topic.metadata.refresh.interval.ms "
+                        "(librdkafka's default: 300000)")  # fmt: skip
     parser.add_argument("--phase-timeout", type=float, default=180.0,
                         help="seconds allowed for one produce or consume phase")  # fmt: skip
     parser.add_argument("--append-docs", action="store_true", help=f"append results to {run.DOCS}")
@@ -435,15 +458,19 @@ def main(argv: list[str] | None = None) -> int:
     cluster = LocalCluster(cluster_dir, BROKERS, broker_config=config)
     try:
         cluster.start(timeout=plan.start_timeout)
-        results = measure(cluster, plan, kills, samples, run_dir, load)
+        results = measure(cluster, plan, args, kills, samples, run_dir, load)
     finally:
         cluster.stop()
         _keep_logs(cluster_dir, run_dir)
         shutil.rmtree(cluster_dir, ignore_errors=True)
     _say(f"done in {time.monotonic() - clock:.0f} s; logs in {run_dir}")
     text = markdown(
-        samples, results, preamble(argv, plan, started, args.session_timeout_ms, load),
-        cluster.session_timeout, kills,
+        samples, results,
+        preamble(
+            argv, plan, started, args.session_timeout_ms, load, args.metadata_refresh_ms,
+            args.failover_only,
+        ),
+        cluster.session_timeout, kills, args.failover_only,
     )  # fmt: skip
     (run_dir / "samples.json").write_text(
         json.dumps({**asdict(samples), "kills": [asdict(k) for k in results]}, indent=1)

@@ -15,11 +15,18 @@ What the figure contains: the ZooKeeper session timeout of the dead broker
 (the only way a kill -9 is noticed) and ZooKeeper's expiry tick, the
 controller's election (after a controller election of its own when the
 leader was the controller too) and its LeaderAndIsr/UpdateMetadata
-requests, and librdkafka's own delay in moving to the new leader: it asks
-for the metadata of a topic whose leader is down once a second. A kazoo
-watch on the partition-state znode splits the figure in two: kill to new
-leader written (the brokers' part), and from there to the acknowledgement
-(the client's part).
+requests, and librdkafka's own delay in moving to the new leader. With its
+defaults (2.16) that delay is one to two seconds: it asks again for the
+metadata of a topic whose leader is down once a second (its topic scan),
+and when the answer naming the new leader also no longer lists the dead
+broker (brokers list only live brokers, in Kafka too), the dead broker's
+thread, being decommissioned, takes the partition back from the new leader
+("Reverting from preferred replica ... to leader -1") and the move waits
+for the next scan. The producer here refreshes metadata every
+``METADATA_REFRESH_MS`` (a client setting, not a broker one), which bounds
+both waits by that period. A kazoo watch on the partition-state znode
+splits the figure in two: kill to new leader written (the brokers' part),
+and from there to the acknowledgement (the client's part).
 """
 
 from __future__ import annotations
@@ -46,11 +53,23 @@ from moldau.cluster.zk import paths as zp
 RATE = 1000
 RECORD_SIZE = 100
 _STAMP = struct.Struct(">d")  # time.monotonic() when the record was queued
-FAILOVER_PRODUCER_CONFIG: dict[str, Any] = {
-    **PRODUCER_CONFIG,
-    "acks": "all",
-    "enable.idempotence": True,
-}
+#: librdkafka's periodic metadata refresh (default 5 minutes), which its
+#: docs give for discovering partition leader changes proactively; a user who
+#: wants a failover noticed within a second sets it low. Without it
+#: librdkafka asks about a partition whose leader is down only on its 1 s
+#: topic scan, and loses the move to the new leader once more when the
+#: answer that names it also drops the dead broker (see the module doc).
+METADATA_REFRESH_MS = 500
+
+
+def producer_config(metadata_refresh_ms: int = METADATA_REFRESH_MS) -> dict[str, Any]:
+    """The failover producer's settings: librdkafka defaults and these."""
+    return {
+        **PRODUCER_CONFIG,
+        "acks": "all",
+        "enable.idempotence": True,
+        "topic.metadata.refresh.interval.ms": metadata_refresh_ms,
+    }
 
 
 class AckClock:
@@ -62,13 +81,15 @@ class AckClock:
     through a condition: nothing here polls on a timer.
     """
 
-    def __init__(self, bootstrap: str, topic: str, rate: int = RATE) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, config: dict[str, Any], rate: int = RATE
+    ) -> None:
         self.topic = topic
         self.rate = rate
         self.producer = Producer(
             {
                 "bootstrap.servers": bootstrap,
-                **FAILOVER_PRODUCER_CONFIG,
+                **config,
                 # librdkafka's connection-refused lines go to the harness log.
                 "logger": logging.getLogger("failover.librdkafka"),
             }
@@ -201,14 +222,16 @@ def create_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> None:
 class _Failovers:
     """The cluster, the watched partition and the producer of one failover measurement."""
 
-    def __init__(self, cluster: LocalCluster, settle_timeout: float) -> None:
+    def __init__(
+        self, cluster: LocalCluster, settle_timeout: float, producer: dict[str, Any]
+    ) -> None:
         self.cluster = cluster
         self.settle_timeout = settle_timeout
         self.everyone = set(cluster.broker_ids)
         topic = f"bench-failover-{uuid.uuid4().hex[:8]}"
         create_topic(cluster.bootstrap_servers, topic)
         self.watch = PartitionWatch(cluster, topic)
-        self.clock = AckClock(cluster.bootstrap_servers, topic)
+        self.clock = AckClock(cluster.bootstrap_servers, topic, producer)
 
     def settle(self) -> zp.PartitionState:
         """Until every replica is in the ISR and a produce was acknowledged since."""
@@ -250,9 +273,10 @@ def measure(
     kills: int,
     say: Callable[[str], None],
     settle_timeout: float = 90.0,
+    metadata_refresh_ms: int = METADATA_REFRESH_MS,
 ) -> tuple[list[Kill], list[str]]:
     """Kill the leader ``kills`` times; the kills and any problems (one line each)."""
-    failovers = _Failovers(cluster, settle_timeout)
+    failovers = _Failovers(cluster, settle_timeout, producer_config(metadata_refresh_ms))
     results: list[Kill] = []
     problems: list[str] = []
     try:

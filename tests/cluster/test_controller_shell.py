@@ -273,6 +273,45 @@ def test_broker_loss_moves_its_leaderships(zookeeper: ZooKeeper) -> None:
     run(main)
 
 
+def test_a_stale_state_among_writes_for_a_lost_broker_is_decided_again(
+    zookeeper: ZooKeeper,
+) -> None:
+    """A broker's loss rewrites the states of all its partitions at once
+    (pipelined); one of them changed behind the controller: the others are
+    written, that one is re-read and decided again, and the controller stays."""
+
+    async def main() -> None:
+        recorder = Recorder()
+        async with (
+            admin_store(zookeeper) as admin,
+            cluster(zookeeper, recorder, [1, 2, 3]) as nodes,
+        ):
+            controller = await one_controller(nodes)
+            gone = next(b for b in nodes if b != controller.broker_id)
+            survivor = controller.broker_id
+            await admin.create_topic("t", assignment({p: (gone, survivor) for p in range(3)}))
+            await until(lambda: created(admin, "t", 3), "partition states")
+            before = await admin.partition_state("t", 1)
+            assert before is not None
+            await admin.client.set(  # the same state, a newer znode version
+                zp.partition_state_path("t", 1), zp.encode_partition_state(before)
+            )
+            await nodes[gone].client.close()
+
+            async def moved() -> bool:
+                states = await states_of(admin, "t", 3)
+                return all(s is not None and s.leader == survivor for s in states.values())
+
+            await until(moved, f"leaders off broker {gone}")
+            for partition in range(3):
+                state = await admin.partition_state("t", partition)
+                assert state is not None
+                assert (tuple(state.isr), state.leader_epoch) == ((survivor,), 1)
+            assert controller.shell.is_active
+
+    run(main)
+
+
 def test_controller_failover_elects_another_with_a_higher_epoch(zookeeper: ZooKeeper) -> None:
     async def main() -> None:
         recorder = Recorder()

@@ -38,6 +38,17 @@ def response_frame(api_key: int, version: int, correlation_id: int, body: dict[s
     return b"".join(bytes(p) for p in encode_response(api_key, version, correlation_id, body))
 
 
+def feed(conn: BrokerConnection, data: bytes) -> None:
+    """Deliver ``data`` as a transport does: into the protocol's buffers, as
+    many reads as they need."""
+    while data:
+        buffer = conn.get_buffer(-1)
+        n = min(len(buffer), len(data))
+        buffer[:n] = data[:n]
+        conn.buffer_updated(n)
+        data = data[n:]
+
+
 def sent_correlation_id(frame: bytes) -> int:
     return int(struct.unpack_from(">i", frame, 8)[0])
 
@@ -65,22 +76,81 @@ async def test_pipelined_responses_match_their_requests() -> None:
     )
     # Arbitrary cuts: frames split across reads and several in one read.
     for start in range(0, len(stream), 7):
-        conn.data_received(stream[start : start + 7])
+        feed(conn, stream[start : start + 7])
     results = [f.result() for f in futures]
     assert [r["controller_id"] for r in results] == [0, 1, 2]
     assert conn.in_flight == 0
 
 
+BIG_METADATA = {
+    **METADATA,
+    "topics": [{"error_code": 0, "name": f"topic-{n:05}", "partitions": []} for n in range(4_000)],
+}
+
+
 @in_loop
-async def test_one_whole_frame_is_decoded_without_copying_the_buffer() -> None:
+async def test_large_frames_among_small_ones_in_any_cuts() -> None:
+    """Large frames (a follower's fetch answers) are received into buffers of
+    their own, whatever the reads' sizes and whatever precedes them."""
+    bodies = [METADATA, BIG_METADATA, METADATA, BIG_METADATA, BIG_METADATA, METADATA]
+    assert len(response_frame(ApiKey.METADATA, 12, 0, BIG_METADATA)) > 64 * 1024
+    for read_size in (997, 65_536, 10_000_000):
+        conn, transport = await open_conn()
+        futures = [conn.send(ApiKey.METADATA, {"topics": []}) for _ in bodies]
+        ids = [sent_correlation_id(f) for f in transport.written]
+        pairs = zip(ids, bodies, strict=True)
+        stream = b"".join(response_frame(ApiKey.METADATA, 12, cid, body) for cid, body in pairs)
+        for start in range(0, len(stream), read_size):
+            feed(conn, stream[start : start + read_size])
+        assert [len(f.result()["topics"]) for f in futures] == [len(b["topics"]) for b in bodies]
+        assert conn.in_flight == 0
+
+
+@in_loop
+async def test_a_large_frame_gets_a_buffer_of_its_own_size() -> None:
     conn, transport = await open_conn()
     future = conn.send(ApiKey.METADATA, {"topics": []})
-    conn.data_received(
-        response_frame(ApiKey.METADATA, 12, sent_correlation_id(transport.written[0]), METADATA)
+    frame = response_frame(
+        ApiKey.METADATA, 12, sent_correlation_id(transport.written[0]), BIG_METADATA
     )
-    assert future.result()["brokers"][0]["host"] == "h"
-    conn.data_received(b"\x00\x00")  # a fresh buffer keeps working
-    assert conn.in_flight == 0
+    feed(conn, frame[:100])
+    assert len(conn.get_buffer(-1)) == len(frame) - 100  # the rest of it, exactly
+    feed(conn, frame[100:])
+    assert len(future.result()["topics"]) == 4_000
+    assert len(conn.get_buffer(-1)) > 0  # back to the shared buffer
+
+
+@in_loop
+async def test_a_large_frames_buffer_is_used_again_only_once_nothing_views_it() -> None:
+    conn, transport = await open_conn()
+
+    def answer_big() -> None:
+        future = conn.send(ApiKey.METADATA, {"topics": []})
+        cid = sent_correlation_id(transport.written[-1])
+        frame = response_frame(ApiKey.METADATA, 12, cid, BIG_METADATA)
+        feed(conn, frame[:100])  # the rest goes to a large frame's buffer
+        feed(conn, frame[100:])
+        assert len(future.result()["topics"]) == 4_000
+
+    answer_big()
+    first = conn._spare
+    held = memoryview(first or b"")[10:20]  # an answer's record views, still alive
+    answer_big()
+    second = conn._spare
+    assert second is not None and second is not first
+    answer_big()
+    assert conn._spare is second  # nothing viewed the second: used again
+    held.release()
+
+
+@in_loop
+async def test_a_frame_too_short_for_a_correlation_id_closes_the_connection() -> None:
+    conn, transport = await open_conn()
+    waiting = conn.send(ApiKey.METADATA, {"topics": []})
+    feed(conn, struct.pack(">i", -4) + b"\x00" * 8)
+    assert transport.closed
+    with pytest.raises(KafkaError):
+        await waiting
 
 
 @in_loop
@@ -116,7 +186,7 @@ async def test_connection_lost_fails_everything_waiting_and_later_sends() -> Non
 async def test_unknown_correlation_id_closes_the_connection() -> None:
     conn, transport = await open_conn()
     waiting = conn.send(ApiKey.METADATA, {"topics": []})
-    conn.data_received(response_frame(ApiKey.METADATA, 12, 999, METADATA))
+    feed(conn, response_frame(ApiKey.METADATA, 12, 999, METADATA))
     assert transport.closed
     with pytest.raises(KafkaError):
         await waiting
@@ -127,7 +197,7 @@ async def test_undecodable_response_fails_only_its_request() -> None:
     conn, transport = await open_conn()
     future = conn.send(ApiKey.METADATA, {"topics": []})
     cid = sent_correlation_id(transport.written[0])
-    conn.data_received(struct.pack(">ii", 6, cid) + b"\x00\x01")
+    feed(conn, struct.pack(">ii", 6, cid) + b"\x00\x01")
     with pytest.raises(KafkaError) as info:
         await future
     assert info.value.code == ErrorCode.CORRUPT_MESSAGE
@@ -161,7 +231,7 @@ async def test_api_versions_error_answer_is_read_as_v0() -> None:
         "error_code": ErrorCode.UNSUPPORTED_VERSION,
         "api_keys": [{"api_key": 18, "min_version": 0, "max_version": 2}],
     }
-    conn.data_received(response_frame(ApiKey.API_VERSIONS, 0, cid, body))
+    feed(conn, response_frame(ApiKey.API_VERSIONS, 0, cid, body))
     answer = future.result()
     assert answer["error_code"] == ErrorCode.UNSUPPORTED_VERSION
     assert answer["api_keys"][0]["max_version"] == 2

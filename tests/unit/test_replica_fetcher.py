@@ -57,7 +57,7 @@ async def leader_and_follower(
                 "topics": [
                     {
                         "name": TOPIC,
-                        "num_partitions": 1,
+                        "num_partitions": 2,
                         "replication_factor": 1,
                         "assignments": [],
                         "configs": [],
@@ -73,31 +73,38 @@ async def leader_and_follower(
         assert core is not None
         leader = core.replicas.get(TOPIC, 0)
         assert leader is not None
-        log = PartitionLog.open(
-            str(tmp_path / "follower" / f"{TOPIC}-0"),
-            TOPIC,
-            0,
-            leader.topic_id or uuid.UUID(int=0),
-            LogConfig(),
-            lambda: int(time.time() * 1000),
-        )
-        follower = Partition(
-            TOPIC, 0, leader.topic_id, log, FOLLOWER_ID, replicas=[core.broker_id, FOLLOWER_ID]
-        )
+        follower = follower_partition(tmp_path, core, 0)
         try:
             yield core, leader, follower, LeaderEndpoint(core.broker_id, host, int(port))
         finally:
-            log.close()
+            follower.log.close()
+
+
+def follower_partition(tmp_path: Path, core: BrokerCore, index: int) -> Partition:
+    """A follower's replica, on its own log, of the leader's partition ``index``."""
+    leader = core.replicas.get(TOPIC, index)
+    assert leader is not None
+    log = PartitionLog.open(
+        str(tmp_path / "follower" / f"{TOPIC}-{index}"),
+        TOPIC,
+        index,
+        leader.topic_id or uuid.UUID(int=0),
+        LogConfig(),
+        lambda: int(time.time() * 1000),
+    )
+    return Partition(
+        TOPIC, index, leader.topic_id, log, FOLLOWER_ID, replicas=[core.broker_id, FOLLOWER_ID]
+    )
 
 
 def fetcher_tasks() -> list[asyncio.Task[object]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("replica-fetcher")]
 
 
-def manager_for(follower: Partition) -> ReplicaFetcherManager:
-    hosted = {(follower.topic, follower.index): follower}
+def manager_for(*followers: Partition, max_wait_ms: int = 100) -> ReplicaFetcherManager:
+    hosted = {(f.topic, f.index): f for f in followers}
     return ReplicaFetcherManager(
-        FOLLOWER_ID, hosted.get, FetchLimits(max_wait_ms=100), backoff_ms=50
+        FOLLOWER_ID, hosted.get, FetchLimits(max_wait_ms=max_wait_ms), backoff_ms=50
     )
 
 
@@ -169,5 +176,36 @@ def test_a_fenced_follower_waits_for_a_newer_epoch(tmp_path: Path) -> None:
                 await until(lambda: follower.log_end_offset == 1, "fetching at epoch 5")
             finally:
                 await manager.close()
+
+    asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_a_partition_added_while_the_leader_holds_a_fetch_is_fetched_at_once(
+    tmp_path: Path,
+) -> None:
+    """The fetcher's fetch of an idle partition waits at the leader (for up to
+    30 s here); a partition added meanwhile (a failover's LeaderAndIsr) is
+    fetched without waiting for it to end."""
+
+    async def body() -> None:
+        async with leader_and_follower(tmp_path) as (core, leader, idle, endpoint):
+            busy_leader = core.replicas.get(TOPIC, 1)
+            assert busy_leader is not None
+            busy_leader.append_as_leader(batch(b"waiting"))
+            busy = follower_partition(tmp_path, core, 1)
+            manager = manager_for(idle, busy, max_wait_ms=30_000)
+            try:
+                for follower in (idle, busy):
+                    follower.become_follower(endpoint.broker_id, leader.leader_epoch)
+                manager.follow((TOPIC, 0), endpoint, leader.leader_epoch)
+                await until(lambda: (TOPIC, 0) in core.purgatory._waiters, "a parked fetch")
+                manager.follow((TOPIC, 1), endpoint, leader.leader_epoch)
+                await until(lambda: busy.log_end_offset == 1, "the added partition", timeout=5)
+                assert log_bytes(busy) == log_bytes(busy_leader)
+                leader.append_as_leader(batch(b"later"))  # the idle one is still followed
+                await until(lambda: idle.log_end_offset == 1, "the idle partition", timeout=5)
+            finally:
+                await manager.close()
+                busy.log.close()
 
     asyncio.run(asyncio.wait_for(body(), 60))

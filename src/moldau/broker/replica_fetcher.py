@@ -9,7 +9,9 @@ leader's high watermark and log start offset (``follow_leader_offsets``).
 The leader answers a follower at once when it has data and otherwise
 parks the fetch up to ``max_wait_ms``, so a new batch reaches the
 followers within a round trip, and their next fetch (from their new log
-end) is what moves the leader's high watermark.
+end) is what moves the leader's high watermark. A partition added while a
+fetch is parked gives that fetch up (with its connection) so that the next
+one names it at once (``ReplicaFetcher._answer``).
 
 The rules (what to ask, where to truncate, how to treat an error) are the
 pure ``fetch_state``; this module only does the I/O:
@@ -175,6 +177,9 @@ class ReplicaFetcher:
         self.leader = leader
         self.targets: dict[TopicPartition, FetchTarget] = {}
         self._wakeup = asyncio.Event()
+        #: Resolved when a partition (or a new epoch of one) is added while a
+        #: fetch is out: see ``_answer``.
+        self._added: asyncio.Future[None] | None = None
         self._connection: BrokerConnection | None = None
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"replica-fetcher-{manager.broker_id}-from-{leader.broker_id}"
@@ -185,6 +190,8 @@ class ReplicaFetcher:
         if target is None or target.leader_epoch != leader_epoch or target.held:
             # A new epoch starts afresh: no backoff, not held.
             self.targets[tp] = FetchTarget(leader_epoch)
+            if self._added is not None and not self._added.done():
+                self._added.set_result(None)
         self._wakeup.set()
 
     def remove(self, tp: TopicPartition) -> None:
@@ -226,12 +233,9 @@ class ReplicaFetcher:
         sent = {tp: self.targets[tp] for tp in wanted}
         conn = await self._connect()
         body = fetch_request(self.manager.broker_id, wanted.values(), self.manager.limits)
-        response = await conn.request(
-            ApiKey.FETCH,
-            body,
-            version=FOLLOWER_FETCH_VERSION,
-            timeout_ms=self.manager.request_timeout_ms + self.manager.limits.max_wait_ms,
-        )
+        response = await self._answer(conn, body)
+        if response is None:
+            return
         if response.get("error_code", 0):
             raise KafkaError(ErrorCode(response["error_code"]), "the leader refused the fetch")
         out_of_range: list[TopicPartition] = []
@@ -243,6 +247,35 @@ class ReplicaFetcher:
                     out_of_range.append(tp)
         for tp in out_of_range:
             await self._out_of_range(conn, tp, sent[tp])
+
+    async def _answer(self, conn: BrokerConnection, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The leader's answer to ``body``; None if a partition was added
+        while the leader held the fetch.
+
+        The leader parks a fetch that finds no data for up to max_wait_ms,
+        and answers a connection's requests in order: a partition added now
+        (the LeaderAndIsr of a failover, whose acks=all writes wait for this
+        follower) would be asked for only after that wait. So the fetch is
+        given up with its connection, and the next one, on a new connection,
+        names the partition at once. Nothing of the abandoned answer was
+        applied, so the follower's log end the leader recorded stays true.
+        """
+        request = conn.send(
+            ApiKey.FETCH,
+            body,
+            version=FOLLOWER_FETCH_VERSION,
+            timeout_ms=self.manager.request_timeout_ms + self.manager.limits.max_wait_ms,
+        )
+        added = self._added = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait((request, added), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._added = None
+            added.cancel()
+            if not request.done():
+                request.cancel()  # before the close, which would fail it unseen
+                self._drop_connection()
+        return None if request.cancelled() else request.result()
 
     def _wanted(self, now: int) -> dict[TopicPartition, PartitionFetch]:
         wanted = {}

@@ -3,7 +3,18 @@
 Requests are pipelined: each gets a correlation id and a future, is written
 at once, and its future is resolved from ``data_received`` when the answer
 with that id arrives (Kafka answers in order on a connection). No task per
-request: an asyncio ``Protocol`` decodes frames as they come in.
+request: an asyncio ``BufferedProtocol`` decodes frames as they come in.
+
+Receiving is a buffered protocol because of the replica fetchers: a
+follower's fetch answers are megabytes of records, and a plain ``Protocol``
+gets each read as a fresh ``bytes`` that must be copied again into a growing
+frame buffer. Here the kernel writes small frames into one reusable buffer
+(copied out whole, a few bytes each) and a large frame straight into a
+buffer of its own final size, which its decoded records then keep views into:
+the only copy is the kernel's. That buffer is used again for a later large
+frame once nothing views it any more (a follower's answer is appended before
+its next fetch is sent), so its memory stays mapped and warm instead of being
+allocated, zeroed and faulted in again for every answer.
 
 On connect the client asks ApiVersions and, per API, uses the highest version
 both sides know (capped where the client builds bodies that later versions
@@ -34,6 +45,12 @@ Body = dict[str, Any]
 
 _SIZE = struct.Struct(">i")
 _ERROR = struct.Struct(">h")
+#: The reusable receive buffer; a frame that does not fit in what is left of
+#: it gets a buffer of its own.
+_READ_BUFFER = 256 * 1024
+#: Frames at least this large are received into a buffer of their own rather
+#: than copied out of the reusable one.
+_LARGE_FRAME = 64 * 1024
 
 #: Versions past these name topics by id (Produce/Fetch 13+) where the client
 #: names them; the client stays below until it tracks topic ids.
@@ -64,7 +81,7 @@ def pick_versions(broker_ranges: dict[int, tuple[int, int]]) -> dict[int, int]:
     return chosen
 
 
-class BrokerConnection(asyncio.Protocol):
+class BrokerConnection(asyncio.BufferedProtocol):
     """A connected, version-negotiated link to ``host:port``; make one with
     :func:`connect`."""
 
@@ -77,7 +94,16 @@ class BrokerConnection(asyncio.Protocol):
         self.versions: dict[int, int] = {}
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._buf = bytearray()
+        #: The reusable buffer and how much of it holds received bytes.
+        self._buf = bytearray(_READ_BUFFER)
+        self._filled = 0
+        #: A large frame being received (without its size prefix) into the
+        #: start of ``_frame``, its size, and how much of it has arrived.
+        self._frame: bytearray | None = None
+        self._frame_size = 0
+        self._frame_filled = 0
+        #: The last large frame's buffer, for the next one.
+        self._spare: bytearray | None = None
         self._pending: dict[int, _InFlight] = {}
         self._next_id = 0
         self._closed = False
@@ -168,7 +194,7 @@ class BrokerConnection(asyncio.Protocol):
     async def wait_closed(self) -> None:
         await asyncio.shield(self.closed_future)
 
-    # --- asyncio.Protocol ------------------------------------------------------
+    # --- asyncio.BufferedProtocol ------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, only alike.
@@ -183,27 +209,66 @@ class BrokerConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_ready.set()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._frame is not None:
+            return memoryview(self._frame)[self._frame_filled : self._frame_size]
+        return memoryview(self._buf)[self._filled :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        frame = self._frame
+        if frame is not None:
+            self._frame_filled += nbytes
+            if self._frame_filled == self._frame_size:
+                self._frame = None
+                self._spare = frame
+                self._dispatch(memoryview(frame)[: self._frame_size])
+            return
+        self._filled += nbytes
+        self._split_frames()
+
+    def _split_frames(self) -> None:
+        """Dispatch the whole frames in the reusable buffer; move a large
+        partial one to a buffer of its own, a small one to the front."""
         buf = self._buf
-        buf += data
         start = 0
-        end = len(buf)
+        end = self._filled
         while end - start >= 4:
             size = _SIZE.unpack_from(buf, start)[0]
-            frame_end = start + 4 + size
-            if frame_end > end:
-                break
-            if start == 0 and frame_end == end:
-                # The usual case, and the one that matters for big fetches:
-                # the buffer holds exactly one frame. Hand it over uncopied
-                # (decoded records keep views into it) and start a new one.
-                self._buf = bytearray()
-                self._dispatch(memoryview(buf)[4:])
+            if size < 4:  # not even a correlation id: nothing after it can be trusted
+                self._fail_connection(
+                    KafkaError(ErrorCode.CORRUPT_MESSAGE, f"{self} sent a frame of {size} bytes")
+                )
                 return
-            self._dispatch(bytes(buf[start + 4 : frame_end]))
-            start = frame_end
+            frame_end = start + 4 + size
+            if frame_end <= end:
+                self._dispatch(bytes(memoryview(buf)[start + 4 : frame_end]))
+                start = frame_end
+                continue
+            if size >= _LARGE_FRAME:
+                frame = self._large_buffer(size)
+                received = end - start - 4
+                frame[:received] = memoryview(buf)[start + 4 : end]
+                self._frame, self._frame_size, self._frame_filled = frame, size, received
+                start = end
+            break
         if start:
-            del buf[:start]
+            left = end - start
+            buf[:left] = buf[start:end]
+            self._filled = left
+
+    def _large_buffer(self, size: int) -> bytearray:
+        """A buffer of at least ``size`` bytes: the spare one if it is large
+        enough and no decoded answer still views it, else a new one."""
+        spare, self._spare = self._spare, None
+        if spare is not None and len(spare) >= size:
+            try:
+                spare.append(0)  # refused while any memoryview of it is alive
+            except BufferError:
+                pass
+            else:
+                del spare[-1]
+                return spare
+        return bytearray(size)
 
     # --- internals -------------------------------------------------------------
 

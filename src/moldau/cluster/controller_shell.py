@@ -100,7 +100,6 @@ from moldau.cluster.controller.rebalance import RebalanceConfig
 from moldau.cluster.zk.client import SessionState
 from moldau.cluster.zk.paths import (
     REASSIGN_PARTITIONS,
-    PartitionState,
     TopicAssignment,
     ZkDataError,
 )
@@ -378,17 +377,16 @@ class ControllerShell:
         self._term = term
         store = self.store
         brokers = await store.live_brokers(self._watch(term, Watch.BROKERS))
-        topics: dict[str, TopicAssignment] = {}
-        states: dict[TopicPartition, PartitionState] = {}
-        for topic in await store.topics(self._watch(term, Watch.TOPICS)):
-            assignment = await self._read_topic(term, topic)
-            if assignment is None:
-                continue
-            topics[topic] = assignment
-            for partition in assignment.partitions:
-                state = await store.partition_state(topic, partition)
-                if state is not None:
-                    states[(topic, partition)] = state
+        names = await store.topics(self._watch(term, Watch.TOPICS))
+        # All at once: the ZooKeeper client pipelines them on its one
+        # connection, where one after another cost a round trip each (0.3 s
+        # for 150 partitions on a loaded machine, all of it inside the
+        # failover of a leader that was also the controller).
+        assignments = await asyncio.gather(*(self._read_topic(term, t) for t in names))
+        topics = {t: a for t, a in zip(names, assignments, strict=True) if a is not None}
+        keys = [(topic, p) for topic, assignment in topics.items() for p in assignment.partitions]
+        found = await asyncio.gather(*(store.partition_state(*key) for key in keys))
+        states = {key: s for key, s in zip(keys, found, strict=True) if s is not None}
         unclean = await self._read_unclean(term, topics)
         marked = await store.topics_marked_for_deletion(self._watch(term, Watch.DELETIONS))
         changes = await store.config_changes(self._watch(term, Watch.CONFIG_CHANGES))
@@ -460,9 +458,9 @@ class ControllerShell:
     async def _read_unclean(self, term: _Term, topics: Iterable[str]) -> dict[str, bool | None]:
         """The topics' unclean.leader.election.enable overrides, remembered
         so that a config change notification can tell whether it changed."""
-        found: dict[str, bool | None] = {}
-        for topic in topics:
-            found[topic] = _unclean(await self.store.topic_config(topic))
+        names = list(topics)
+        configs = await asyncio.gather(*(self.store.topic_config(t) for t in names))
+        found = {t: _unclean(c) for t, c in zip(names, configs, strict=True)}
         term.unclean.update(found)
         return found
 
@@ -583,11 +581,27 @@ class ControllerShell:
         self, term: _Term, commands: list[Command], reply: asyncio.Future[Reply] | None
     ) -> None:
         stale: set[TopicPartition] = set()
-        for command in commands:
+        # Partition-state updates in a row go out together: the ZooKeeper
+        # client sends them in this order on its one connection and
+        # ZooKeeper applies them in that order, so the outcome is that of
+        # writing one after another (after a failed fence every later one
+        # fails it too), without a round trip each. A broker's death
+        # rewrites the state of every partition it hosted (150 took 0.3 s
+        # one by one) before the LeaderAndIsr that ends the failover.
+        updating: list[tuple[UpdatePartitionState, asyncio.Future[None]]] = []
+        for command in [*commands, None]:
+            if isinstance(command, UpdatePartitionState):
+                updating.append((command, asyncio.ensure_future(self._write(command))))
+                continue
+            if updating:
+                updated, updating = updating, []
+                if not await self._settle(updated, stale):
+                    return
+            if command is None:
+                break
             if isinstance(
                 command,
                 CreatePartitionStates
-                | UpdatePartitionState
                 | UpdateTopicAssignment
                 | RemoveZkReassignments
                 | DeleteTopic
@@ -596,11 +610,10 @@ class ControllerShell:
                 try:
                     await self._write(command)
                 except FenceFailed as exc:
-                    self._depose(str(exc))
-                    self._queue.put_nowait(_Campaign())
+                    self._deposed_by_fence(exc)
                     return
                 except (StaleVersion, NodeExistsError, NoNodeError):
-                    if not isinstance(command, CreatePartitionStates | UpdatePartitionState):
+                    if not isinstance(command, CreatePartitionStates):
                         raise
                     stale |= _partitions(command)
             elif stale or self._term is not term or self._session_lost:
@@ -621,6 +634,29 @@ class ControllerShell:
             states = {tp: await self.store.partition_state(*tp) for tp in sorted(stale)}
             if self._term is term:
                 await self._feed(PartitionStatesStale(states), reply)
+
+    async def _settle(
+        self,
+        writes: list[tuple[UpdatePartitionState, asyncio.Future[None]]],
+        stale: set[TopicPartition],
+    ) -> bool:
+        """Wait for ``writes``, taking their outcomes in order: a partition
+        whose state changed behind the controller goes to ``stale``; False if
+        the fence failed (this controller is deposed)."""
+        outcomes = await asyncio.gather(*(future for _, future in writes), return_exceptions=True)
+        for (command, _), outcome in zip(writes, outcomes, strict=True):
+            if isinstance(outcome, FenceFailed):
+                self._deposed_by_fence(outcome)
+                return False
+            if isinstance(outcome, StaleVersion | NodeExistsError | NoNodeError):
+                stale |= _partitions(command)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return True
+
+    def _deposed_by_fence(self, exc: FenceFailed) -> None:
+        self._depose(str(exc))
+        self._queue.put_nowait(_Campaign())
 
     async def _write(
         self,
