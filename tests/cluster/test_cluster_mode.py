@@ -560,6 +560,22 @@ def test_groups_wait_for_enough_brokers_for_the_offsets_topic(tmp_path: Path) ->
         assert "offsets.topic.replication.factor=3" in cluster.log_path(0).read_text()
 
 
+def test_a_broker_stops_on_sigterm_while_zookeeper_is_down(own_cluster: LocalCluster) -> None:
+    """Without ZooKeeper no controller can move leaderships, and a request to
+    it would wait for its return: SIGTERM stops the broker at once, its logs
+    closed cleanly, rather than hanging."""
+    cluster = own_cluster
+    cluster.stop_zookeeper()
+    try:
+        started = time.monotonic()
+        assert cluster.stop_broker(0, timeout=20) == 0
+        assert time.monotonic() - started < 10
+        log = cluster.log_path(0).read_text()
+        assert "stops without a controlled shutdown" in log and "stopped" in log
+    finally:
+        cluster.start_zookeeper()
+
+
 def test_a_log_dir_of_another_cluster_is_refused(own_cluster: LocalCluster, tmp_path: Path) -> None:
     cluster = own_cluster
     cluster.stop_broker(2)

@@ -236,7 +236,7 @@ class ControllerShell:
             self._task = None
         term = self._term
         self._depose("stopping")
-        if term is not None and not self._session_lost:
+        if term is not None and not self._session_lost and self.store.client.connected:
             try:
                 await self.store.resign_controller(term.lease)
             except (FenceFailed, KazooException) as exc:

@@ -391,9 +391,19 @@ class LocalCluster:
         """kill -9 the ZooKeeper this cluster started and start it again on the
         same port and data (its sessions survive if it is back within their
         timeout, as with a real ZooKeeper restart)."""
+        self.stop_zookeeper()
+        self.start_zookeeper(timeout)
+
+    def stop_zookeeper(self) -> None:
+        """kill -9 the ZooKeeper this cluster started (``start_zookeeper``
+        brings it back)."""
         if self._zookeeper is None:
             raise LocalClusterError("this cluster uses a ZooKeeper it did not start")
         self._zookeeper.stop()
+
+    def start_zookeeper(self, timeout: float = 30.0) -> None:
+        if self._zookeeper is None:
+            raise LocalClusterError("this cluster uses a ZooKeeper it did not start")
         self._zookeeper.start(timeout)
 
     def kill(self, broker_id: int, sig: int = signal.SIGKILL) -> None:

@@ -126,6 +126,12 @@ class ZkClient:
         await loop.run_in_executor(None, self._kazoo.close)
 
     @property
+    def connected(self) -> bool:
+        """Whether the connection is up now. A request made while it is down
+        waits until it comes back, however long that takes."""
+        return bool(self._kazoo.connected)
+
+    @property
     def session(self) -> tuple[int, bytes] | None:
         """(session id, password), for tests that expire the session."""
         client_id: tuple[int, bytes] | None = self._kazoo.client_id
