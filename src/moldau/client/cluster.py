@@ -24,6 +24,12 @@ from .connection import BrokerConnection, connect
 from .errors import topic_error
 from .metadata import BrokerInfo, ClusterMetadata, TopicInfo, parse_address
 
+#: FindCoordinator's key types.
+GROUP_KEY, TRANSACTION_KEY = 0, 1
+#: FindCoordinator v4 batches keys: a different shape of request, which one
+#: key at a time does not need.
+_SINGLE_KEY_FIND_COORDINATOR = 3
+
 __all__ = ["METADATA_ERRORS", "Cluster"]
 
 T = TypeVar("T")
@@ -131,6 +137,19 @@ class Cluster:
             raise errors[0]
         where = ", ".join(f"{h}:{p}" for h, p in addresses)
         raise KafkaError(ErrorCode.NETWORK_EXCEPTION, f"cannot connect to any of {where}")
+
+    async def coordinator(self, key: str, key_type: int) -> tuple[int, BrokerConnection]:
+        """The node id of the coordinator of ``key`` (a group, ``key_type``
+        GROUP_KEY, or a transactional id, TRANSACTION_KEY) and a connection
+        to it, as FindCoordinator names it."""
+        from .errors import check
+
+        conn = await self.any_node()
+        version = min(conn.version(ApiKey.FIND_COORDINATOR), _SINGLE_KEY_FIND_COORDINATOR)
+        body = {"key": key, "key_type": key_type}
+        answer = await conn.request(ApiKey.FIND_COORDINATOR, body, version=version)
+        check(answer["error_code"], answer.get("error_message"), context="find coordinator")
+        return answer["node_id"], await self.connection_to(answer["host"], answer["port"])
 
     async def controller(self) -> BrokerConnection:
         """The controller (admin requests go there), or any broker if unknown."""

@@ -23,7 +23,7 @@ from moldau.group.history import HISTORY_TOPIC, RebalanceRecord
 from moldau.protocol.api_keys import ApiKey
 from moldau.protocol.errors import ErrorCode, KafkaError
 
-from .cluster import Cluster
+from .cluster import GROUP_KEY, Cluster
 from .connection import BrokerConnection
 from .errors import check
 from .offsets import list_offsets
@@ -34,10 +34,8 @@ __all__ = ["GroupDescription", "GroupListing", "GroupMember", "GroupsAdmin"]
 
 T = TypeVar("T")
 
-_GROUP_KEY = 0
-#: FindCoordinator v4 and OffsetFetch v8 batch several groups: a different
-#: shape of request. One group at a time is all this client needs.
-_SINGLE_KEY_FIND_COORDINATOR = 3
+#: OffsetFetch v8 batches several groups: a different shape of request. One
+#: group at a time is all this client needs.
 _SINGLE_GROUP_OFFSET_FETCH = 7
 
 
@@ -83,12 +81,7 @@ class GroupsAdmin:
 
     async def coordinator(self, group_id: str) -> tuple[int, BrokerConnection]:
         """The node id of ``group_id``'s coordinator and a connection to it."""
-        conn = await self.cluster.any_node()
-        version = min(conn.version(ApiKey.FIND_COORDINATOR), _SINGLE_KEY_FIND_COORDINATOR)
-        body = {"key": group_id, "key_type": _GROUP_KEY}
-        answer = await conn.request(ApiKey.FIND_COORDINATOR, body, version=version)
-        check(answer["error_code"], answer.get("error_message"), context="find coordinator")
-        return answer["node_id"], await self.cluster.connection_to(answer["host"], answer["port"])
+        return await self.cluster.coordinator(group_id, GROUP_KEY)
 
     async def _ask_coordinator(
         self,

@@ -24,7 +24,7 @@ from moldau.txn.records import (
     decode_value,
 )
 
-from .cluster import Cluster
+from .cluster import TRANSACTION_KEY, Cluster
 from .connection import BrokerConnection
 from .errors import check
 from .read_to_end import read_to_end
@@ -36,10 +36,6 @@ __all__ = [
     "TransactionListing",
     "TransactionsAdmin",
 ]
-
-_TRANSACTION_KEY = 1
-#: FindCoordinator v4 batches keys: a different shape of request.
-_SINGLE_KEY_FIND_COORDINATOR = 3
 
 
 @dataclass(frozen=True)
@@ -72,12 +68,7 @@ class TransactionsAdmin:
 
     async def coordinator(self, transactional_id: str) -> tuple[int, BrokerConnection]:
         """The node id of the id's coordinator and a connection to it."""
-        conn = await self.cluster.any_node()
-        version = min(conn.version(ApiKey.FIND_COORDINATOR), _SINGLE_KEY_FIND_COORDINATOR)
-        body = {"key": transactional_id, "key_type": _TRANSACTION_KEY}
-        answer = await conn.request(ApiKey.FIND_COORDINATOR, body, version=version)
-        check(answer["error_code"], answer.get("error_message"), context="find coordinator")
-        return answer["node_id"], await self.cluster.connection_to(answer["host"], answer["port"])
+        return await self.cluster.coordinator(transactional_id, TRANSACTION_KEY)
 
     async def describe_transaction(self, transactional_id: str) -> TransactionDescription:
         """The id's state; TRANSACTIONAL_ID_NOT_FOUND for an id no producer used

@@ -190,16 +190,17 @@ TopicConfigs = Callable[[str], Mapping[str, str] | None]
 class ReplicationQuota:
     """One side's throttle on this broker (Kafka's ReplicationQuotaManager)."""
 
+    #: The topic key listing this side's throttled replicas.
+    replicas_key: str
+
     def __init__(
         self,
-        replicas_key: str,
         broker_id: int,
         topic_configs: TopicConfigs,
         clock: Callable[[], int],
         samples: int = DEFAULT_SAMPLES,
         window_ms: int = DEFAULT_WINDOW_MS,
     ) -> None:
-        self.replicas_key = replicas_key
         self.broker_id = broker_id
         self.topic_configs = topic_configs
         self.clock = clock
@@ -245,15 +246,7 @@ class ReplicationQuota:
 class LeaderQuota(ReplicationQuota):
     """What a leader sends its followers (``leader.replication.throttled.*``)."""
 
-    def __init__(
-        self,
-        broker_id: int,
-        topic_configs: TopicConfigs,
-        clock: Callable[[], int],
-        samples: int = DEFAULT_SAMPLES,
-        window_ms: int = DEFAULT_WINDOW_MS,
-    ) -> None:
-        super().__init__(LEADER_REPLICAS, broker_id, topic_configs, clock, samples, window_ms)
+    replicas_key = LEADER_REPLICAS
 
     def holds_back(self, topic: str, partition: int, replica_id: int, isr: Collection[int]) -> bool:
         """Leave this partition's records out of ``replica_id``'s fetch now
@@ -266,6 +259,8 @@ class FollowerQuota(ReplicationQuota):
     remembers per partition whether the last answer left it caught up with
     the leader's high watermark (Kafka's PartitionFetchState.isReplicaInSync)."""
 
+    replicas_key = FOLLOWER_REPLICAS
+
     def __init__(
         self,
         broker_id: int,
@@ -274,7 +269,7 @@ class FollowerQuota(ReplicationQuota):
         samples: int = DEFAULT_SAMPLES,
         window_ms: int = DEFAULT_WINDOW_MS,
     ) -> None:
-        super().__init__(FOLLOWER_REPLICAS, broker_id, topic_configs, clock, samples, window_ms)
+        super().__init__(broker_id, topic_configs, clock, samples, window_ms)
         self._in_sync: dict[tuple[str, int], bool] = {}
 
     def fetched(self, topic: str, partition: int, size: int, leader_hw: int, log_end: int) -> None:

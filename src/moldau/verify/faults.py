@@ -256,20 +256,16 @@ def transaction_coordinator(bootstrap_servers: str, transactional_id: str) -> in
     none now). librdkafka has no call for it: moldau's client asks."""
     import asyncio
 
-    from moldau.client.connection import connect
-    from moldau.protocol.api_keys import ApiKey
-
-    host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
+    from moldau.client.cluster import TRANSACTION_KEY, Cluster
+    from moldau.protocol.errors import KafkaError
 
     async def ask() -> int | None:
-        conn = await connect(host, int(port), request_timeout_ms=10_000)
-        try:
-            found = await conn.request(
-                ApiKey.FIND_COORDINATOR, {"key": transactional_id, "key_type": 1}, version=1
-            )
-        finally:
-            conn.close()
-        return int(found["node_id"]) if found["error_code"] == 0 else None
+        async with Cluster(bootstrap_servers, request_timeout_ms=10_000) as cluster:
+            try:
+                node_id, _ = await cluster.coordinator(transactional_id, TRANSACTION_KEY)
+            except KafkaError:
+                return None
+            return node_id
 
     return asyncio.run(ask())
 
