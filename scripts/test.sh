@@ -6,4 +6,4 @@ bash scripts/setup.sh --test
 echo "== ruff" && .venv/bin/ruff check src tests bench
 echo "== ruff format" && .venv/bin/ruff format --check src tests bench
 echo "== mypy" && .venv/bin/mypy
-echo "== pytest" && .venv/bin/pytest -q "$@"
+echo "== pytest" && .venv/bin/pytest -q --durations=20 "$@"
