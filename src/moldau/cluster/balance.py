@@ -35,7 +35,7 @@ current assignment and moves only what the rules need.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 TopicPartition = tuple[str, int]
@@ -103,10 +103,7 @@ def plan_rebalance(
     current = {tp: tuple(replicas) for tp, replicas in sorted(assignment.items())}
     eligible = _eligible(racks, current, set(add), set(remove))
     state = _State(current, eligible, {b: racks[b] for b in eligible})
-    for tp in state.partitions:
-        for broker in state.replicas(tp):
-            if broker not in eligible:
-                state.move(tp, broker, state.least_loaded_destination(tp, broker))
+    state.place_forced_moves()
     for tp in state.partitions:
         while state.rack_count(tp) < state.racks_wanted(tp):
             state.spread_racks(tp)
@@ -217,6 +214,36 @@ class _State:
         so moving it again costs no extra copy."""
         return broker not in self._original[tp]
 
+    def place_forced_moves(self) -> None:
+        """Move every replica off the brokers not balanced over, each to a
+        broker short of its share (a matching: a greedy choice per replica
+        can fill a broker with partitions another one was the only taker
+        of, and a later move would then copy a replica that could have
+        stayed); one that no short broker can take goes to the least loaded."""
+        forced = [
+            (tp, broker)
+            for tp in self.partitions
+            for broker in self._replicas[tp]
+            if broker not in self._rack
+        ]
+        total = sum(len(self._replicas[tp]) for tp in self.partitions)
+        floor, extra = divmod(total, len(self.brokers))
+        # First up to the floor of an even share, then up to its ceiling.
+        for share in (floor, floor + (1 if extra else 0)):
+            slots = {b: max(share - self._count[b], 0) for b in self.brokers}
+            for (tp, source), broker in _match(forced, slots, self._takers).items():
+                self.move(tp, source, broker)
+            forced = [(tp, s) for tp, s in forced if s in self._replicas[tp]]
+        for tp, source in forced:
+            self.move(tp, source, self.least_loaded_destination(tp, source))
+
+    def _takers(self, tp: TopicPartition, source: int) -> list[int]:
+        """The brokers ``tp``'s replica on ``source`` may go to: not holding
+        it, and keeping its racks where any does."""
+        candidates = [b for b in self.brokers if b not in self._replicas[tp]]
+        keeping = [b for b in candidates if self._keeps_racks(tp, source, b)]
+        return keeping or candidates
+
     def least_loaded_destination(self, tp: TopicPartition, source: int) -> int:
         """Where a replica that must leave ``source`` goes: a broker not
         holding ``tp``, on a rack it lacks if the racks allow, least loaded."""
@@ -237,16 +264,21 @@ class _State:
             ),
             key=lambda pair: (-pair[0], pair[1], pair[2]),
         )
-        for _, source, destination in pairs:
-            movable = [
-                tp
-                for tp in self.partitions
-                if source in self._replicas[tp] and self._keeps_racks(tp, source, destination)
-            ]
-            if movable:
-                tp = min(movable, key=lambda tp: (not self._free(tp, source), tp))
-                self.move(tp, source, destination)
-                return True
+        # A replica already planned to move moves again at no cost: look for
+        # one over every pair before copying a replica that would have stayed.
+        for free_only in (True, False):
+            for _, source, destination in pairs:
+                movable = [
+                    tp
+                    for tp in self.partitions
+                    if source in self._replicas[tp]
+                    and (self._free(tp, source) or not free_only)
+                    and self._keeps_racks(tp, source, destination)
+                ]
+                if movable:
+                    tp = min(movable, key=lambda tp: (not self._free(tp, source), tp))
+                    self.move(tp, source, destination)
+                    return True
         return False
 
     # -- leaders -----------------------------------------------------------
@@ -293,6 +325,44 @@ class _State:
                         return _unwind(came_from, other)
                     queue.append(other)
         return []
+
+
+def _match(
+    replicas: Sequence[tuple[TopicPartition, int]],
+    slots: Mapping[int, int],
+    takers: Callable[[TopicPartition, int], list[int]],
+) -> dict[tuple[TopicPartition, int], int]:
+    """As many of ``replicas`` as can be placed on brokers with free
+    ``slots`` (a broker takes at most its slots, and only replicas it is a
+    taker of): a bipartite matching by augmenting paths (Kuhn's), replicas in
+    order, brokers in id order, so the result is deterministic. Two replicas
+    of one partition never go to one broker: the takers exclude the
+    partition's brokers, and each partition appears once per replica moved."""
+    held: dict[int, list[tuple[TopicPartition, int]]] = {b: [] for b in slots}
+    placed: dict[tuple[TopicPartition, int], int] = {}
+    options = {r: [b for b in takers(*r) if slots.get(b, 0) > 0] for r in replicas}
+
+    def place(replica: tuple[TopicPartition, int], seen: set[int]) -> bool:
+        tp = replica[0]
+        for broker in options[replica]:
+            if broker in seen or any(other[0] == tp for other in held[broker]):
+                continue
+            seen.add(broker)
+            if len(held[broker]) < slots[broker]:
+                held[broker].append(replica)
+                placed[replica] = broker
+                return True
+            for other in list(held[broker]):
+                if place(other, seen):
+                    held[broker].remove(other)
+                    held[broker].append(replica)
+                    placed[replica] = broker
+                    return True
+        return False
+
+    for replica in replicas:
+        place(replica, set())
+    return placed
 
 
 def _unwind(
