@@ -9,8 +9,11 @@ transactions overlapping what it returns, Kafka's
 collectAbortedTransactions; it waits in the purgatory like any fetch, woken
 by the appends and high-watermark moves that are the only things moving the
 last stable offset). v5: log start
-offset. v7: fetch sessions (we answer session id 0: no session, so clients
-keep sending full requests, which Kafka allows). v9: current leader epoch.
+offset. v7: fetch sessions (KIP-227), for followers only
+(``fetch_sessions.py``: an incremental fetch reads every partition of the
+session, recording the follower's fetch offsets, and answers only those with
+something new); a consumer is answered session id 0, so it keeps sending
+full requests, which Kafka allows. v9: current leader epoch.
 v11: rack id, preferred read replica. v12: flexible, diverging epoch,
 current leader. v13: topics by id. v15: replica state instead of replica id.
 v16: node endpoints. v17: replica directory id.
@@ -69,33 +72,39 @@ _THROTTLED = ReadResult([], 0)
 
 @handles(ApiKey.FETCH, range(0, 18))
 def fetch(context: RequestContext, request: Message) -> HandlerResult:
-    if request.get("session_id", 0) != 0:
-        return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "responses": []}
     core = context.core
     if context.version < 4:
+        if request.get("session_id", 0) != 0:
+            return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "responses": []}
         return fetch_v0_to_v3(core, request, context.version)
     by_id = context.version >= 13
-    wanted = _wanted_partitions(core, request, by_id)
+    session = core.replicas.fetch_sessions.context(request, _replica_id(request), by_id)
+    if session.error:
+        return {"error_code": session.error, "session_id": 0, "responses": []}
+    wanted = _wanted_partitions(core, session.topics, by_id)
     listener = context.listener
     response, size, errors = _read_all(core, request, wanted, by_id, listener, record_follower=True)
     max_wait_ms = request["max_wait_ms"]
     if size >= request["min_bytes"] or max_wait_ms <= 0 or errors:
-        return response
+        return session.finish(response)
     keys = [(name, p["partition"]) for _, name, p in wanted if name is not None]
 
     def read() -> tuple[Message, bool]:
         response, size, errors = _read_all(core, request, wanted, by_id, listener)
         return response, size >= request["min_bytes"] or errors
 
-    return core.purgatory.read_when_ready(keys, read, max_wait_ms)
+    async def wait() -> Message:
+        return session.finish(await core.purgatory.read_when_ready(keys, read, max_wait_ms))
+
+    return wait()
 
 
 def _wanted_partitions(
-    core: BrokerCore, request: Message, by_id: bool
+    core: BrokerCore, topics: list[Message], by_id: bool
 ) -> list[tuple[Message, str | None, Message]]:
     """(topic entry, resolved topic name, partition entry) for each partition asked."""
     wanted = []
-    for topic in request["topics"]:
+    for topic in topics:
         if by_id:
             info = core.metadata.topic_by_id(topic.get("topic_id") or _NO_ID)
             name = info.name if info is not None else None
