@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moldau.broker.fetch_sessions import FetchContext, FetchSessionCache, next_epoch
+from moldau.broker.fetch_sessions import UNNAMED, FetchContext, FetchSessionCache, next_epoch
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import encode_request
 from moldau.replication.fetch_state import (
@@ -98,6 +98,8 @@ def test_an_incremental_fetch_names_only_what_moved_and_reads_the_whole_session(
     # Every partition of the session is read, each at its cached offset.
     read = {p["partition"]: p["fetch_offset"] for t in context.topics for p in t["partitions"]}
     assert read == {0: 0, 1: 5}
+    unnamed = {p["partition"] for t in context.topics for p in t["partitions"] if p.get(UNNAMED)}
+    assert unnamed == {0}  # the handler may skip reading it when it is caught up
     # Partition 0 has nothing new: left out; 1 was named: answered.
     response = answer(context, {("a", 0): (0, 0), ("a", 1): (5, 5)})
     assert partitions(response) == {("a", 1)}

@@ -60,6 +60,10 @@ FINAL_EPOCH = -1
 NO_SESSION = 0
 _INT32_MAX = 0x7FFFFFFF
 
+#: Marks a partition entry the request did not name: its fetch parameters
+#: are those of an earlier fetch, already checked for a diverging epoch.
+UNNAMED = "_unnamed"
+
 TopicKey = str | uuid.UUID
 PartitionKey = tuple[TopicKey, int]
 #: The fetch parameters a request gives per partition (cached as given).
@@ -145,15 +149,20 @@ class FetchSession:
                 self.partitions.pop((key, index), None)
         return named
 
-    def request_topics(self) -> list[dict[str, Any]]:
-        """Every partition of the session as a request's ``topics``."""
+    def request_topics(self, named: set[PartitionKey] | None = None) -> list[dict[str, Any]]:
+        """Every partition of the session as a request's ``topics``; with
+        ``named`` (an incremental fetch) the others are marked ``UNNAMED``."""
         topics: dict[TopicKey, dict[str, Any]] = {}
-        for (key, index), cached in self.partitions.items():
+        for pkey, cached in self.partitions.items():
+            key, index = pkey
             entry = topics.get(key)
             if entry is None:
                 name, topic_id = self.topics[key]
                 entry = topics[key] = {"topic": name, "topic_id": topic_id, "partitions": []}
-            entry["partitions"].append({"partition": index, **cached.params})
+            want = {"partition": index, **cached.params}
+            if named is not None and pkey not in named:
+                want[UNNAMED] = True
+            entry["partitions"].append(want)
         return list(topics.values())
 
     def _key(self, topic: dict[str, Any]) -> TopicKey:
@@ -242,7 +251,7 @@ class FetchSessionCache:
         session.epoch = next_epoch(epoch)
         self._sessions.move_to_end(session_id)
         named = session.update(topics, request.get("forgotten_topics_data") or ())
-        return FetchContext(topics=session.request_topics(), session=session, named=named)
+        return FetchContext(topics=session.request_topics(named), session=session, named=named)
 
     def _create(self, replica_id: int, by_id: bool) -> FetchSession | None:
         old = self._by_replica.get(replica_id)

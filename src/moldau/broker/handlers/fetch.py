@@ -63,6 +63,7 @@ from ...protocol.messages import Message
 from ...replication.partition import Partition
 from ..core import BrokerCore
 from ..dispatch import HandlerResult, RequestContext, handles
+from ..fetch_sessions import UNNAMED
 from ..routing import LEADER_ERRORS, leader_entry, node_endpoints
 from ._old_versions import fetch_v0_to_v3
 
@@ -154,6 +155,15 @@ def _read_all(
             partition = core.replicas.leader_partition(
                 name, index, want.get("current_leader_epoch", -1)
             )
+            if want.get(UNNAMED) and want["fetch_offset"] == partition.log_end_offset:
+                # A caught-up session partition the follower did not name:
+                # nothing to read or check, only its fetch to record.
+                if record_follower:
+                    core.replicas.record_follower_fetch(
+                        partition, replica_id, want["fetch_offset"], want["fetch_offset"]
+                    )
+                current["partitions"].append(_offsets(partition, index))
+                continue
             last_epoch = want.get("last_fetched_epoch", -1)
             if last_epoch >= 0:
                 diverging = partition.diverging_epoch(want["fetch_offset"], last_epoch)
@@ -193,18 +203,11 @@ def _read_all(
         total += result.size
         if follower:
             quota.record(name, index, result.size)
-        current["partitions"].append(
-            {
-                "partition_index": index,
-                "error_code": 0,
-                "high_watermark": partition.high_watermark,
-                "last_stable_offset": partition.last_stable_offset,
-                "log_start_offset": partition.log_start_offset,
-                "aborted_transactions": aborted,
-                "preferred_read_replica": -1,
-                "records": result.slices if result.size else b"",
-            }
-        )
+        answer = _offsets(partition, index)
+        answer["aborted_transactions"] = aborted
+        if result.size:
+            answer["records"] = result.slices
+        current["partitions"].append(answer)
     for entry in responses:
         del entry["_topic"]
     response = {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
@@ -213,17 +216,23 @@ def _read_all(
     return response, total, errors
 
 
-def _diverged(partition: Partition, index: int, epoch: int, end_offset: int) -> dict[str, Any]:
+def _offsets(partition: Partition, index: int) -> dict[str, Any]:
+    """A partition's answer without records: its offsets."""
     return {
         "partition_index": index,
         "error_code": 0,
         "high_watermark": partition.high_watermark,
         "last_stable_offset": partition.last_stable_offset,
         "log_start_offset": partition.log_start_offset,
-        "diverging_epoch": {"epoch": epoch, "end_offset": end_offset},
         "preferred_read_replica": -1,
         "records": b"",
     }
+
+
+def _diverged(partition: Partition, index: int, epoch: int, end_offset: int) -> dict[str, Any]:
+    answer = _offsets(partition, index)
+    answer["diverging_epoch"] = {"epoch": epoch, "end_offset": end_offset}
+    return answer
 
 
 def _aborted(partition: Partition, fetch_offset: int, result: ReadResult) -> list[Message]:
