@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moldau.broker.fetch_sessions import UNNAMED, FetchContext, FetchSessionCache, next_epoch
+from moldau.broker.fetch_sessions import UNNAMED, FetchContext, FetchSessionCache
 from moldau.protocol.errors import ErrorCode
 from moldau.protocol.messages import encode_request
 from moldau.replication.fetch_state import (
@@ -20,6 +20,7 @@ from moldau.replication.fetch_state import (
     FollowerSession,
     PartitionFetch,
     fetch_request,
+    next_epoch,
 )
 
 LIMITS = FetchLimits()

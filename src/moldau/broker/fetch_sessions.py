@@ -54,10 +54,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..protocol.errors import ErrorCode
+from ..replication.fetch_state import FINAL_EPOCH, INITIAL_EPOCH, NO_SESSION, next_epoch
 
-INITIAL_EPOCH = 0
-FINAL_EPOCH = -1
-NO_SESSION = 0
 _INT32_MAX = 0x7FFFFFFF
 
 #: Marks a partition entry the request did not name: its fetch parameters
@@ -74,11 +72,6 @@ _PARAMS = (
     "log_start_offset",
     "partition_max_bytes",
 )
-
-
-def next_epoch(epoch: int) -> int:
-    """The session epoch after ``epoch`` (wrapping past int32 max to 1)."""
-    return 1 if epoch >= _INT32_MAX else epoch + 1
 
 
 @dataclass

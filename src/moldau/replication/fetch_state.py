@@ -83,14 +83,21 @@ class FetchLimits:
     max_bytes: int = 10 * 1024 * 1024
 
 
-#: Kafka's FetchMetadata: no session; the epoch of a full fetch opening one.
+#: Kafka's FetchMetadata: no session; the epoch of a full fetch opening
+#: one, and of one closing it (or asking for none).
 NO_SESSION = 0
 INITIAL_EPOCH = 0
+FINAL_EPOCH = -1
 _INT32_MAX = 0x7FFFFFFF
 #: Answered to the whole request: the session is gone or out of step.
 SESSION_ERRORS = frozenset(
     {ErrorCode.FETCH_SESSION_ID_NOT_FOUND, ErrorCode.INVALID_FETCH_SESSION_EPOCH}
 )
+
+
+def next_epoch(epoch: int) -> int:
+    """The session epoch after ``epoch`` (wrapping past int32 max to 1)."""
+    return 1 if epoch >= _INT32_MAX else epoch + 1
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,7 @@ class FollowerSession:
             self.reset()
             return
         else:
-            self.epoch = 1 if self.epoch >= _INT32_MAX else self.epoch + 1
+            self.epoch = next_epoch(self.epoch)
         self.known = dict(sent.wanted) if self.session_id != NO_SESSION else {}
 
     def rename(self, tp: tuple[str, int]) -> None:
