@@ -31,9 +31,12 @@ A follower's fetch (replica_id >= 0) reads to the log end, not the high
 watermark, from the same files and with the same sendfile path as a
 consumer's; its fetch offset is the follower's log end, which the leader
 records (``ReplicaManager.record_follower_fetch``) once per request, on its
-first read: that moves the high watermark, which wakes the consumers' fetches
-and the acks=all produces waiting on it. An answer with a diverging epoch
-records nothing (Kafka's ``Partition.fetchRecords``).
+first read, for every partition of its fetch session (named or not): that
+moves the high watermark, which wakes the consumers' fetches and the acks=all
+produces waiting on it. A session partition the follower did not name and
+that has nothing past its fetch offset is only recorded, not read again. An
+answer with a diverging epoch records nothing (Kafka's
+``Partition.fetchRecords``).
 
 A fetch that finds fewer than min_bytes waits up to max_wait_ms, but answers
 as soon as an append to one of its partitions brings enough: a consumer
