@@ -30,6 +30,7 @@ PURE_MODULES = (
     "moldau/cluster/balance.py",
     "moldau/cluster/wire.py",
     "moldau/cluster/metadata_cache.py",
+    "moldau/broker/fetch_sessions.py",
 )
 SHELLS = ("moldau.cluster.zk.client", "moldau.cluster.zk.store")
 

@@ -22,6 +22,7 @@ from moldau.replication.fetch_state import (
     ErrorAction,
     FetchLimits,
     FetchTarget,
+    FollowerSession,
     OutOfRange,
     PartitionFetch,
     error_action,
@@ -97,7 +98,8 @@ def catch_up(leader: Partition, follower: Partition, now: int, rounds: int = 20)
 def test_fetch_request_is_a_follower_fetch_v12_that_encodes() -> None:
     wanted = [PartitionFetch("a", 0, 5, 100, 4, 0), PartitionFetch("a", 1, 5, 7, -1, 0)]
     wanted.append(PartitionFetch("b", 0, 2, 0, -1, 0))
-    body = fetch_request(3, wanted, FetchLimits(max_wait_ms=500, partition_max_bytes=1000))
+    sent = FollowerSession().request({(w.topic, w.partition): w for w in wanted})
+    body = fetch_request(3, sent, FetchLimits(max_wait_ms=500, partition_max_bytes=1000))
     assert body["replica_id"] == 3
     assert body["max_wait_ms"] == 500 and body["min_bytes"] == 1
     assert [t["topic"] for t in body["topics"]] == ["a", "b"]

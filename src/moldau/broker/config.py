@@ -349,6 +349,13 @@ BROKER_KEYS: dict[str, ConfigKey] = {
         _key("replica.fetch.max.bytes", "int", 1048576, "Follower fetch bytes per partition.", 0),
         _key("replica.fetch.response.max.bytes", "int", 10485760, "Follower fetch bytes.", 0),
         _key("replica.fetch.backoff.ms", "int", 1000, "Follower's wait after an error.", 0),
+        _key(
+            "max.incremental.fetch.session.cache.slots",
+            "int",
+            1000,
+            "Followers' fetch sessions a leader keeps (KIP-227; 0: none).",
+            0,
+        ),
         _key("replica.socket.timeout.ms", "int", 30000, "Follower fetch timeout.", 1),
         _key(
             "replication.quota.window.num",

@@ -37,9 +37,20 @@ A throttled replica (``follower.replication.throttled.*``, KIP-73) is left
 out of the requests while the follower quota (``replication/quota.py``)
 is over its rate, as Kafka's ReplicaFetcherThread does.
 
-Where moldau departs from Kafka: no fetch sessions (every request names
-all partitions; KIP-227 is an optimisation), and one fetcher per leader
-rather than ``num.replica.fetchers``.
+Each fetcher keeps an incremental fetch session (KIP-227) on its
+connection (``fetch_state.FollowerSession``): the first request names every
+partition, later ones only those whose fetch offset (or epoch, or log
+start) moved or that were added, plus the ones to forget, and the leader
+answers only partitions with something new; a partition absent from an
+answer keeps its state. FETCH_SESSION_ID_NOT_FOUND or
+INVALID_FETCH_SESSION_EPOCH (an eviction, a restarted leader) and a lost
+connection start over with a full request; an answer not applied (the
+partition changed meanwhile) has its partition named again.
+
+Where moldau departs from Kafka: one fetcher per leader rather than
+``num.replica.fetchers``, and no closing request (epoch -1) for a session
+whose fetcher stops: the leader replaces it on this broker's next full
+fetch, or evicts it.
 """
 
 from __future__ import annotations
@@ -57,9 +68,11 @@ from ..protocol.api_keys import ApiKey
 from ..protocol.errors import ErrorCode, KafkaError
 from ..replication.fetch_state import (
     FOLLOWER_FETCH_VERSION,
+    SESSION_ERRORS,
     ErrorAction,
     FetchLimits,
     FetchTarget,
+    FollowerSession,
     OutOfRange,
     PartitionFetch,
     error_action,
@@ -181,6 +194,8 @@ class ReplicaFetcher:
         #: fetch is out: see ``_answer``.
         self._added: asyncio.Future[None] | None = None
         self._connection: BrokerConnection | None = None
+        #: The fetch session on ``_connection`` (reset with it).
+        self._session = FollowerSession()
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"replica-fetcher-{manager.broker_id}-from-{leader.broker_id}"
         )
@@ -232,18 +247,33 @@ class ReplicaFetcher:
         # The targets as asked: an answer applies only while they are current.
         sent = {tp: self.targets[tp] for tp in wanted}
         conn = await self._connect()
-        body = fetch_request(self.manager.broker_id, wanted.values(), self.manager.limits)
+        request = self._session.request(wanted)
+        body = fetch_request(self.manager.broker_id, request, self.manager.limits)
         response = await self._answer(conn, body)
         if response is None:
             return
-        if response.get("error_code", 0):
-            raise KafkaError(ErrorCode(response["error_code"]), "the leader refused the fetch")
+        code = response.get("error_code", 0)
+        if code in SESSION_ERRORS:  # evicted, or the leader restarted: start over
+            log.info(
+                "broker %d: fetch session %d with broker %d: %s; fetching in full",
+                self.manager.broker_id,
+                request.session_id,
+                self.leader.broker_id,
+                ErrorCode(code).name,
+            )
+            self._session.reset()
+            return
+        if code:
+            raise KafkaError(ErrorCode(code), "the leader refused the fetch")
+        self._session.answered(request, response.get("session_id", 0))
         out_of_range: list[TopicPartition] = []
         for topic in response["responses"]:
             for answer in topic["partitions"]:
                 tp = (topic["topic"], answer["partition_index"])
                 current = tp in wanted and self._current(tp, sent[tp]) is not None
-                if current and not self._apply(tp, wanted[tp], sent[tp], answer):
+                if not current:
+                    self._session.rename(tp)
+                elif not self._apply(tp, wanted[tp], sent[tp], answer):
                     out_of_range.append(tp)
         for tp in out_of_range:
             await self._out_of_range(conn, tp, sent[tp])
@@ -490,6 +520,7 @@ class ReplicaFetcher:
         return conn
 
     def _drop_connection(self) -> None:
+        self._session.reset()
         if self._connection is not None:
             self._connection.close()
             self._connection = None

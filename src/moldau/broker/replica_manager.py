@@ -43,6 +43,7 @@ from ..replication.partition import Partition
 from ..replication.quota import ReplicationQuotas
 from .capacity import warn_if_files_short
 from .config import BrokerConfig
+from .fetch_sessions import FetchSessionCache
 from .purgatory import TopicPartition
 from .topic_config import log_config
 
@@ -83,6 +84,10 @@ class ReplicaManager:
         # made on first use, so a single node never loads their modules.
         self._fetchers: ReplicaFetcherManager | None = None
         self._isr_updates: IsrUpdater | None = None
+        #: Followers' incremental fetch sessions (KIP-227, ``fetch_sessions.py``).
+        self.fetch_sessions = FetchSessionCache(
+            int(config.get("max.incremental.fetch.session.cache.slots"))
+        )
         #: The replication throttles (their rates: ``dynamic_config.py``).
         self.quotas = ReplicationQuotas.create(
             broker_id,

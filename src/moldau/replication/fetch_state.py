@@ -7,8 +7,10 @@ means, so those rules are tested with a fake clock and made-up answers:
 - ``FetchTarget``: one followed partition's fetch state: the leader epoch
   it follows at, and whether it waits (a backoff after an error, or held
   until the controller's next LeaderAndIsr after FENCED_LEADER_EPOCH).
+- ``FollowerSession``: the incremental fetch session with one leader
+  (KIP-227): what to name and forget in each request.
 - ``fetch_request``: the Fetch body (v12: topics by name, last fetched
-  epoch, no fetch session) for the partitions ready to fetch.
+  epoch, the session's id and epoch).
 - ``truncation_offset``: where to truncate on a diverging epoch (KIP-279
   with the diverging-epoch field of Fetch v12, KIP-320).
 - ``out_of_range_action``: what OFFSET_OUT_OF_RANGE means once the
@@ -21,7 +23,7 @@ Pure: no asyncio, no I/O, no clock of its own.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -81,12 +83,93 @@ class FetchLimits:
     max_bytes: int = 10 * 1024 * 1024
 
 
-def fetch_request(
-    broker_id: int, wanted: Iterable[PartitionFetch], limits: FetchLimits
-) -> dict[str, Any]:
-    """The Fetch v12 body of a follower (``replica_id`` = its broker id, no fetch session)."""
+#: Kafka's FetchMetadata: no session; the epoch of a full fetch opening
+#: one, and of one closing it (or asking for none).
+NO_SESSION = 0
+INITIAL_EPOCH = 0
+FINAL_EPOCH = -1
+_INT32_MAX = 0x7FFFFFFF
+#: Answered to the whole request: the session is gone or out of step.
+SESSION_ERRORS = frozenset(
+    {ErrorCode.FETCH_SESSION_ID_NOT_FOUND, ErrorCode.INVALID_FETCH_SESSION_EPOCH}
+)
+
+
+def next_epoch(epoch: int) -> int:
+    """The session epoch after ``epoch`` (wrapping past int32 max to 1)."""
+    return 1 if epoch >= _INT32_MAX else epoch + 1
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """One request of a session: the partitions to name, those to forget."""
+
+    session_id: int
+    epoch: int
+    named: list[PartitionFetch]
+    forgotten: list[tuple[str, int]]
+    #: Every partition the leader will have cached once this is answered.
+    wanted: dict[tuple[str, int], PartitionFetch]
+
+    @property
+    def full(self) -> bool:
+        return self.epoch == INITIAL_EPOCH
+
+
+@dataclass
+class FollowerSession:
+    """A follower's fetch session with one leader (KIP-227, Kafka's
+    FetchSessionHandler), on one connection.
+
+    The first request is full (id 0, epoch 0) and names every partition; if
+    the leader answers with a session id, later requests carry it with the
+    next epoch and name only the partitions whose fetch parameters changed
+    (a new log end, epoch or log start) or that were added, and forget
+    those no longer fetched (removed, backing off, throttled, held). A
+    partition absent from an incremental answer has nothing new: its state
+    stays. ``reset`` (a lost connection, FETCH_SESSION_ID_NOT_FOUND,
+    INVALID_FETCH_SESSION_EPOCH) starts over with a full request; a leader
+    answering id 0 keeps it on full requests.
+    """
+
+    session_id: int = NO_SESSION
+    epoch: int = INITIAL_EPOCH
+    #: What the leader has cached, as last named (None: name it again).
+    known: dict[tuple[str, int], PartitionFetch | None] = field(default_factory=dict)
+
+    def request(self, wanted: dict[tuple[str, int], PartitionFetch]) -> SessionRequest:
+        if self.session_id == NO_SESSION:
+            return SessionRequest(NO_SESSION, INITIAL_EPOCH, list(wanted.values()), [], wanted)
+        named = [want for tp, want in wanted.items() if self.known.get(tp) != want]
+        forgotten = [tp for tp in self.known if tp not in wanted]
+        return SessionRequest(self.session_id, self.epoch, named, forgotten, wanted)
+
+    def answered(self, sent: SessionRequest, session_id: int) -> None:
+        """The leader answered ``sent`` without a session error."""
+        if sent.full:
+            self.session_id = session_id
+            self.epoch = 1
+        elif session_id == NO_SESSION:  # the leader closed it: start over
+            self.reset()
+            return
+        else:
+            self.epoch = next_epoch(self.epoch)
+        self.known = dict(sent.wanted) if self.session_id != NO_SESSION else {}
+
+    def rename(self, tp: tuple[str, int]) -> None:
+        """Name ``tp`` in the next request even if unchanged (its answer was
+        not applied, so the leader must say its offsets again)."""
+        if tp in self.known:
+            self.known[tp] = None
+
+    def reset(self) -> None:
+        self.session_id, self.epoch, self.known = NO_SESSION, INITIAL_EPOCH, {}
+
+
+def fetch_request(broker_id: int, sent: SessionRequest, limits: FetchLimits) -> dict[str, Any]:
+    """The Fetch v12 body of a follower (``replica_id`` = its broker id)."""
     topics: dict[str, list[dict[str, Any]]] = {}
-    for want in wanted:
+    for want in sent.named:
         topics.setdefault(want.topic, []).append(
             {
                 "partition": want.partition,
@@ -97,16 +180,21 @@ def fetch_request(
                 "partition_max_bytes": limits.partition_max_bytes,
             }
         )
+    forgotten: dict[str, list[int]] = {}
+    for topic, index in sent.forgotten:
+        forgotten.setdefault(topic, []).append(index)
     return {
         "replica_id": broker_id,
         "max_wait_ms": limits.max_wait_ms,
         "min_bytes": limits.min_bytes,
         "max_bytes": limits.max_bytes,
         "isolation_level": 0,
-        "session_id": 0,
-        "session_epoch": -1,
+        "session_id": sent.session_id,
+        "session_epoch": sent.epoch,
         "topics": [{"topic": name, "partitions": parts} for name, parts in topics.items()],
-        "forgotten_topics_data": [],
+        "forgotten_topics_data": [
+            {"topic": name, "partitions": parts} for name, parts in forgotten.items()
+        ],
         "rack_id": "",
     }
 

@@ -9,8 +9,11 @@ transactions overlapping what it returns, Kafka's
 collectAbortedTransactions; it waits in the purgatory like any fetch, woken
 by the appends and high-watermark moves that are the only things moving the
 last stable offset). v5: log start
-offset. v7: fetch sessions (we answer session id 0: no session, so clients
-keep sending full requests, which Kafka allows). v9: current leader epoch.
+offset. v7: fetch sessions (KIP-227), for followers only
+(``fetch_sessions.py``: an incremental fetch reads every partition of the
+session, recording the follower's fetch offsets, and answers only those with
+something new); a consumer is answered session id 0, so it keeps sending
+full requests, which Kafka allows. v9: current leader epoch.
 v11: rack id, preferred read replica. v12: flexible, diverging epoch,
 current leader. v13: topics by id. v15: replica state instead of replica id.
 v16: node endpoints. v17: replica directory id.
@@ -28,9 +31,12 @@ A follower's fetch (replica_id >= 0) reads to the log end, not the high
 watermark, from the same files and with the same sendfile path as a
 consumer's; its fetch offset is the follower's log end, which the leader
 records (``ReplicaManager.record_follower_fetch``) once per request, on its
-first read: that moves the high watermark, which wakes the consumers' fetches
-and the acks=all produces waiting on it. An answer with a diverging epoch
-records nothing (Kafka's ``Partition.fetchRecords``).
+first read, for every partition of its fetch session (named or not): that
+moves the high watermark, which wakes the consumers' fetches and the acks=all
+produces waiting on it. A session partition the follower did not name and
+that has nothing past its fetch offset is only recorded, not read again. An
+answer with a diverging epoch records nothing (Kafka's
+``Partition.fetchRecords``).
 
 A fetch that finds fewer than min_bytes waits up to max_wait_ms, but answers
 as soon as an append to one of its partitions brings enough: a consumer
@@ -60,6 +66,7 @@ from ...protocol.messages import Message
 from ...replication.partition import Partition
 from ..core import BrokerCore
 from ..dispatch import HandlerResult, RequestContext, handles
+from ..fetch_sessions import UNNAMED
 from ..routing import LEADER_ERRORS, leader_entry, node_endpoints
 from ._old_versions import fetch_v0_to_v3
 
@@ -69,33 +76,39 @@ _THROTTLED = ReadResult([], 0)
 
 @handles(ApiKey.FETCH, range(0, 18))
 def fetch(context: RequestContext, request: Message) -> HandlerResult:
-    if request.get("session_id", 0) != 0:
-        return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "responses": []}
     core = context.core
     if context.version < 4:
+        if request.get("session_id", 0) != 0:
+            return {"error_code": ErrorCode.FETCH_SESSION_ID_NOT_FOUND, "responses": []}
         return fetch_v0_to_v3(core, request, context.version)
     by_id = context.version >= 13
-    wanted = _wanted_partitions(core, request, by_id)
+    session = core.replicas.fetch_sessions.context(request, _replica_id(request), by_id)
+    if session.error:
+        return {"error_code": session.error, "session_id": 0, "responses": []}
+    wanted = _wanted_partitions(core, session.topics, by_id)
     listener = context.listener
     response, size, errors = _read_all(core, request, wanted, by_id, listener, record_follower=True)
     max_wait_ms = request["max_wait_ms"]
     if size >= request["min_bytes"] or max_wait_ms <= 0 or errors:
-        return response
+        return session.finish(response)
     keys = [(name, p["partition"]) for _, name, p in wanted if name is not None]
 
     def read() -> tuple[Message, bool]:
         response, size, errors = _read_all(core, request, wanted, by_id, listener)
         return response, size >= request["min_bytes"] or errors
 
-    return core.purgatory.read_when_ready(keys, read, max_wait_ms)
+    async def wait() -> Message:
+        return session.finish(await core.purgatory.read_when_ready(keys, read, max_wait_ms))
+
+    return wait()
 
 
 def _wanted_partitions(
-    core: BrokerCore, request: Message, by_id: bool
+    core: BrokerCore, topics: list[Message], by_id: bool
 ) -> list[tuple[Message, str | None, Message]]:
     """(topic entry, resolved topic name, partition entry) for each partition asked."""
     wanted = []
-    for topic in request["topics"]:
+    for topic in topics:
         if by_id:
             info = core.metadata.topic_by_id(topic.get("topic_id") or _NO_ID)
             name = info.name if info is not None else None
@@ -145,6 +158,15 @@ def _read_all(
             partition = core.replicas.leader_partition(
                 name, index, want.get("current_leader_epoch", -1)
             )
+            if want.get(UNNAMED) and want["fetch_offset"] == partition.log_end_offset:
+                # A caught-up session partition the follower did not name:
+                # nothing to read or check, only its fetch to record.
+                if record_follower:
+                    core.replicas.record_follower_fetch(
+                        partition, replica_id, want["fetch_offset"], want["fetch_offset"]
+                    )
+                current["partitions"].append(_offsets(partition, index))
+                continue
             last_epoch = want.get("last_fetched_epoch", -1)
             if last_epoch >= 0:
                 diverging = partition.diverging_epoch(want["fetch_offset"], last_epoch)
@@ -184,18 +206,11 @@ def _read_all(
         total += result.size
         if follower:
             quota.record(name, index, result.size)
-        current["partitions"].append(
-            {
-                "partition_index": index,
-                "error_code": 0,
-                "high_watermark": partition.high_watermark,
-                "last_stable_offset": partition.last_stable_offset,
-                "log_start_offset": partition.log_start_offset,
-                "aborted_transactions": aborted,
-                "preferred_read_replica": -1,
-                "records": result.slices if result.size else b"",
-            }
-        )
+        answer = _offsets(partition, index)
+        answer["aborted_transactions"] = aborted
+        if result.size:
+            answer["records"] = result.slices
+        current["partitions"].append(answer)
     for entry in responses:
         del entry["_topic"]
     response = {"throttle_time_ms": 0, "error_code": 0, "session_id": 0, "responses": responses}
@@ -204,17 +219,23 @@ def _read_all(
     return response, total, errors
 
 
-def _diverged(partition: Partition, index: int, epoch: int, end_offset: int) -> dict[str, Any]:
+def _offsets(partition: Partition, index: int) -> dict[str, Any]:
+    """A partition's answer without records: its offsets."""
     return {
         "partition_index": index,
         "error_code": 0,
         "high_watermark": partition.high_watermark,
         "last_stable_offset": partition.last_stable_offset,
         "log_start_offset": partition.log_start_offset,
-        "diverging_epoch": {"epoch": epoch, "end_offset": end_offset},
         "preferred_read_replica": -1,
         "records": b"",
     }
+
+
+def _diverged(partition: Partition, index: int, epoch: int, end_offset: int) -> dict[str, Any]:
+    answer = _offsets(partition, index)
+    answer["diverging_epoch"] = {"epoch": epoch, "end_offset": end_offset}
+    return answer
 
 
 def _aborted(partition: Partition, fetch_offset: int, result: ReadResult) -> list[Message]:
