@@ -559,6 +559,27 @@ def test_brokers_killed_stopped_and_paused_come_back_on_their_ports(tmp_path: Pa
     assert all(not Path(f"/proc/{pid}").exists() for pid in pids)
 
 
+def test_a_broker_another_process_started_again_is_stopped_with_the_cluster(
+    tmp_path: Path,
+) -> None:
+    """``moldau verify --dir`` kills a broker and starts it again from its own
+    process: the owner's stop finds it by its pid file and stops it too
+    (it used to take that pid file for its own dead process's and leave the
+    broker running, to join whatever cluster later got its ZooKeeper port)."""
+    config = {"zookeeper.session.timeout.ms": "3000"}
+    with LocalCluster(tmp_path / "c", 2, broker_config=config) as cluster:
+        cluster.kill(1)
+        cluster.wait_until_registered({0}, timeout=30)
+        restarted = LocalCluster(cluster.directory).spawn_broker(1)  # as verify does
+        cluster.wait_until_registered({0, 1}, timeout=30)
+    try:
+        assert restarted.wait(10) is not None
+    finally:
+        if restarted.poll() is None:
+            restarted.kill()
+            restarted.wait()
+
+
 INNER_TEST = """
 def test_a_cluster(moldau_cluster):
     from confluent_kafka.admin import AdminClient

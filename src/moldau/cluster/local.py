@@ -287,7 +287,10 @@ class LocalCluster:
         """SIGTERM (SIGKILL at ``deadline``) broker ``broker_id`` if another
         process started it again (``spawn_broker``); remove its pid file."""
         pid = broker_pid(self.directory, broker_id)
-        if pid is not None and (self.pid(broker_id) != pid or not self.running(broker_id)):
+        # Not the process started here (stopped already): another's. Asking
+        # ``self.pid``/``running`` would answer with the pid file itself.
+        own = self._processes.get(broker_id)
+        if pid is not None and (own is None or own.pid != pid):
             for sig in (signal.SIGCONT, signal.SIGTERM):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
