@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TypeVar
+from unittest.mock import ANY
 
 import pytest
 
 from moldau.cluster.controller.context import LiveBroker
+from moldau.cluster.local_zookeeper import ZooKeeperServer
 from moldau.cluster.zk import paths as zp
 from moldau.cluster.zk.client import SessionState, ZkClient
 from moldau.cluster.zk.store import (
@@ -393,3 +397,31 @@ def test_reassignment_writes_keep_the_other_partitions_and_are_fenced(
             await s.remove_partition_reassignments({("r", 1): None}, lease)  # no znode: fine
 
     run(main)
+
+
+def test_work_through_zookeeper_is_given_up_when_the_connection_drops(tmp_path: Path) -> None:
+    """What a stopping broker does through ZooKeeper must not wait for its
+    return: a request in flight when the server stops answering is given
+    up as soon as the client notices, and one asked after is not started."""
+    server = ZooKeeperServer(tmp_path / "zookeeper")
+    server.start()
+    try:
+
+        async def main() -> None:
+            client = ZkClient(server.connect, session_timeout_ms=3000)
+            await client.start()
+            try:
+                assert await client.unless_away(client.exists("/")) == (True, ANY)
+                server.pause()  # the connection stays open; kazoo notices by its pings
+                assert client.connected
+                started = time.monotonic()
+                assert await client.unless_away(client.exists("/")) == (False, None)
+                assert time.monotonic() - started < 10
+                assert await client.unless_away(client.exists("/")) == (False, None)
+            finally:
+                server.resume()
+                await client.close()
+
+        run(main)
+    finally:
+        server.stop()

@@ -194,17 +194,17 @@ class ClusterNode:
     async def leave(self) -> None:
         """Hand leaderships away (controlled shutdown), resign as controller,
         end the session (the registration goes with it)."""
-        if not self.zk.connected:
-            # No controller can move leaderships without ZooKeeper, and every
-            # request to it would wait for its return: stop now (Kafka's
+        if self.broker_epoch != -1 and self.config.get("controlled.shutdown.enable"):
+            # No controller can move leaderships without ZooKeeper, and the
+            # controller's answer would wait for its return: stop now (Kafka's
             # controlled shutdown fails the same way, after its ZooKeeper
             # request times out).
-            log.warning(
-                "ZooKeeper is unreachable: broker %d stops without a controlled shutdown",
-                self.broker_id,
-            )
-        elif self.broker_epoch != -1 and self.config.get("controlled.shutdown.enable"):
-            await self._controlled_shutdown()
+            done, _ = await self.zk.unless_away(self._controlled_shutdown())
+            if not done:
+                log.warning(
+                    "ZooKeeper is unreachable: broker %d stops without a controlled shutdown",
+                    self.broker_id,
+                )
         self._leaving = True
         if self.controller is not None:
             try:

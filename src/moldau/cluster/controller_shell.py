@@ -236,9 +236,9 @@ class ControllerShell:
             self._task = None
         term = self._term
         self._depose("stopping")
-        if term is not None and not self._session_lost and self.store.client.connected:
+        if term is not None and not self._session_lost:
             try:
-                await self.store.resign_controller(term.lease)
+                await self.store.client.unless_away(self.store.resign_controller(term.lease))
             except (FenceFailed, KazooException) as exc:
                 log.info("controller %d: resigning did nothing (%s)", self.broker_id, exc)
         while not self._queue.empty():

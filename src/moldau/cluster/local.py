@@ -400,14 +400,24 @@ class LocalCluster:
     def stop_zookeeper(self) -> None:
         """kill -9 the ZooKeeper this cluster started (``start_zookeeper``
         brings it back)."""
-        if self._zookeeper is None:
-            raise LocalClusterError("this cluster uses a ZooKeeper it did not start")
-        self._zookeeper.stop()
+        self._own_zookeeper().stop()
 
     def start_zookeeper(self, timeout: float = 30.0) -> None:
+        self._own_zookeeper().start(timeout)
+
+    def pause_zookeeper(self) -> None:
+        """SIGSTOP the ZooKeeper this cluster started: connections stay open
+        and nothing answers, so brokers notice only by their pings
+        (``resume_zookeeper`` lets it go on)."""
+        self._own_zookeeper().pause()
+
+    def resume_zookeeper(self) -> None:
+        self._own_zookeeper().resume()
+
+    def _own_zookeeper(self) -> ZooKeeperServer:
         if self._zookeeper is None:
             raise LocalClusterError("this cluster uses a ZooKeeper it did not start")
-        self._zookeeper.start(timeout)
+        return self._zookeeper
 
     def kill(self, broker_id: int, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` to the broker: SIGKILL (waited for), SIGSTOP, SIGCONT, SIGTERM."""

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from kazoo.client import KazooClient, KazooState, TransactionRequest
+from kazoo.exceptions import ConnectionLoss, SessionExpiredError
 from kazoo.protocol.states import WatchedEvent, ZnodeStat
 
 from moldau.cluster.zk.paths import MATCH_ANY_VERSION, parse_connect
@@ -78,6 +79,7 @@ class Op:
 
 
 WatchHandler = Callable[[WatchedEvent], None]
+T = TypeVar("T")
 
 
 class ZkClient:
@@ -99,6 +101,8 @@ class ZkClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kazoo = KazooClient(hosts=self.hosts + self.chroot, timeout=self.session_timeout)
         self._state_handlers: list[Callable[[SessionState], None]] = []
+        #: Set on the loop while the connection is down (SUSPENDED or LOST).
+        self._away = asyncio.Event()
         self._kazoo.add_listener(self._on_state)
 
     # -- lifecycle ---------------------------------------------------------
@@ -137,6 +141,34 @@ class ZkClient:
         client_id: tuple[int, bytes] | None = self._kazoo.client_id
         return client_id
 
+    async def unless_away(self, awaitable: Awaitable[T]) -> tuple[bool, T | None]:
+        """Await ``awaitable`` unless the connection is down or drops first:
+        then it is cancelled and this answers ``(False, None)``; otherwise
+        ``(True, its result)``. For what a stopping broker does through
+        ZooKeeper (its controlled shutdown, its resignation), which would
+        otherwise wait for ZooKeeper's return. ``connected`` alone does not
+        do: the connection may have dropped with kazoo yet to notice. A
+        ZooKeeper request of ``awaitable`` that fails for the drop counts
+        as given up too."""
+        work = asyncio.ensure_future(awaitable)
+        if not self.connected:
+            work.cancel()
+        away = asyncio.ensure_future(self._away.wait())
+        try:
+            await asyncio.wait({work, away}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            away.cancel()
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+        if work.cancelled():
+            return False, None
+        try:
+            return True, work.result()
+        except (ConnectionLoss, SessionExpiredError):  # kazoo saw the drop first
+            return False, None
+
     def on_state(self, handler: Callable[[SessionState], None]) -> None:
         """Call ``handler`` on the loop at every session state change."""
         self._state_handlers.append(handler)
@@ -147,8 +179,15 @@ class ZkClient:
             KazooState.SUSPENDED: SessionState.SUSPENDED,
             KazooState.LOST: SessionState.LOST,
         }[state]
+        self._post(self._note_state, mapped)
         for handler in list(self._state_handlers):
             self._post(handler, mapped)
+
+    def _note_state(self, state: SessionState) -> None:
+        if state is SessionState.CONNECTED:
+            self._away.clear()
+        else:
+            self._away.set()
 
     # -- bridging ------------------------------------------------------------
 
