@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import confluent_kafka
+from confluent_kafka.admin import AdminClient
 
 import brokers
 import failover
@@ -190,6 +191,35 @@ class Load:
         return ", ".join(f"{when} {value:.1f}" for when, value in self.readings)
 
 
+def _delete_topic(cluster: LocalCluster, topic: str, samples: report.Samples) -> None:
+    """Delete a workload's topic and wait until no broker has its files.
+
+    Every phase then writes into memory the phases before it freed. Kept,
+    the run's data grows the page cache phase after phase into memory this
+    VM has not touched for a while, which its host must fault in: writing
+    300 MB into such memory took 0.5-0.7 s of kernel time here against
+    0.05-0.4 s into memory just freed, so each phase measured the page
+    cache's growth more than the brokers, and later phases ran slower than
+    earlier ones. A broker under retention reuses its memory the same way.
+    """
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    try:
+        admin.delete_topics([topic], operation_timeout=30)[topic].result(60)
+    except Exception as exc:
+        run.problem(samples, f"deleting {topic}: {exc}")
+        return
+    deadline = time.monotonic() + 60
+    while any(
+        entry.name.startswith(f"{topic}-")
+        for broker_id in cluster.broker_ids
+        for entry in (cluster.broker_dir(broker_id) / "data").iterdir()
+    ):
+        if time.monotonic() > deadline:
+            run.problem(samples, f"deleting {topic}: its files were still there after 60 s")
+            return
+        time.sleep(0.05)
+
+
 def measure(
     cluster: LocalCluster, plan: run.Plan, args: argparse.Namespace, kills: int,
     samples: report.Samples, run_dir: Path, load: Load,
@@ -201,9 +231,10 @@ def measure(
             for setting in _rotated(SETTINGS, round_):
                 _check_cluster(cluster, samples)
                 _say(f" {setting.label}:")
-                SettingSession(cluster, setting, round_, plan, samples, clients_log).throughput(
-                    workload
-                )
+                session = SettingSession(cluster, setting, round_, plan, samples, clients_log)
+                topic = session.throughput(workload)
+                if not args.keep_data:
+                    _delete_topic(cluster, topic, samples)
         load.note(f"after throughput run {round_ + 1}")
     for round_ in range(0 if args.failover_only else plan.repeat):
         _say(f"[latency, run {round_ + 1}/{plan.repeat}]")
@@ -318,6 +349,8 @@ def targets_table(
     ]  # fmt: skip
     if failover_only:
         targets = targets[2:3]
+    elif planned_kills == 0:  # --kills 0: failover was not measured
+        targets = targets[:2] + targets[3:]
     return report.table(["Target", "Measured", "Met"], [t.row() for t in targets])
 
 
@@ -371,7 +404,7 @@ def markdown(
 
 def preamble(
     argv: list[str], plan: run.Plan, started: datetime.datetime, session_ms: int, load: Load,
-    metadata_refresh_ms: int, failover_only: bool = False,
+    metadata_refresh_ms: int, failover_only: bool = False, keep_data: bool = False,
 ) -> list[str]:  # fmt: skip
     producer = ", ".join(f"{k}={v}" for k, v in PRODUCER_CONFIG.items() if k != "acks")
     consumer = ", ".join(f"{k}={v}" for k, v in CONSUMER_CONFIG.items())
@@ -384,6 +417,8 @@ def preamble(
         f"(librdkafka {confluent_kafka.libversion()[0]}); producer: librdkafka defaults + "
         f"{producer}, acks per setting; consumer: assign() from offset 0, librdkafka "
         f"defaults + {consumer}",
+        "- Each workload's topic is deleted after its consume phase"
+        + (" (not in this run: --keep-data)" if keep_data else ""),
         f"- Repeats: {plan.repeat} on the same cluster (setting order rotating); latency: "
         f"{run.LATENCY_RATE} records/s x {run.LATENCY_RECORD_SIZE} B for "
         f"{plan.latency_seconds:g} s after 1 s warm-up",
@@ -418,6 +453,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "(librdkafka's default: 300000)")  # fmt: skip
     parser.add_argument("--phase-timeout", type=float, default=180.0,
                         help="seconds allowed for one produce or consume phase")  # fmt: skip
+    parser.add_argument("--keep-data", action="store_true",
+                        help="keep each workload's topic (by default it is deleted after "
+                        "its consume phase)")  # fmt: skip
     parser.add_argument("--append-docs", action="store_true", help=f"append results to {run.DOCS}")
     parser.add_argument("--data-root", type=Path, default=run.TMP,
                         help="parent of the cluster directory (must be on disk)")  # fmt: skip
@@ -468,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         samples, results,
         preamble(
             argv, plan, started, args.session_timeout_ms, load, args.metadata_refresh_ms,
-            args.failover_only,
+            args.failover_only, args.keep_data,
         ),
         cluster.session_timeout, kills, args.failover_only,
     )  # fmt: skip

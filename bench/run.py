@@ -179,7 +179,8 @@ class BrokerSession:
             )
         return int(records)
 
-    def throughput(self, workload: Workload) -> None:
+    def throughput(self, workload: Workload) -> str:
+        """Produce the workload to a new topic, then consume it; returns the topic."""
         topic = f"bench-{workload.size}b-{workload.partitions}p-{uuid.uuid4().hex[:8]}"
         common = {"partitions": workload.partitions, "timeout": self.plan.phase_timeout}
         produce = self._spec("produce", topic, count=workload.count, size=workload.size, **common)
@@ -187,6 +188,7 @@ class BrokerSession:
         if produced and self.broker.alive():
             consume = self._spec("consume", topic, count=produced, **common)
             self._phase(workload, "consume", consume, produced)
+        return topic
 
     def latency(self) -> None:
         topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
