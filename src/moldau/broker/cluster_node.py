@@ -137,10 +137,14 @@ class ClusterNode:
         self._registration = zp.BrokerRegistration(
             self.broker_id, endpoints, rack=None if rack is None else str(rack)
         )
-        await self._register()
-        self.zk.on_state(self._session_changed)
+        # The replication throttles before the registration: the controller
+        # answers a registration with LeaderAndIsr, and the fetches it starts
+        # must not run unthrottled until the configs are read (Kafka too
+        # reads its dynamic configs before it registers).
         await self._watch_config_changes(initial=True)
         await self.dynamic_config.load(self.store)
+        await self._register()
+        self.zk.on_state(self._session_changed)
         channels = BrokerChannels(
             self.config.inter_broker_listener,
             request_timeout_ms=int(self.config.get("controller.socket.timeout.ms")),
