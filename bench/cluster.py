@@ -384,14 +384,17 @@ def markdown(
         latency_table(samples),
         "",
     ]
-    parts = [
-        *preamble,
-        "",
-        *([] if failover_only else measured),
+    failover_part = [
         f"Failover (leader kill -9 to the next acknowledged produce): {summary}.",
         "",
         failover_table(kills),
         "",
+    ]
+    parts = [
+        *preamble,
+        "",
+        *([] if failover_only else measured),
+        *(failover_part if planned_kills else []),
         "Targets:",
         "",
         targets_table(samples, kills, session_s, planned_kills, failover_only),
