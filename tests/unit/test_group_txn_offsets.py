@@ -26,13 +26,13 @@ def txn_commit(
     generation: int | None = None,
 ) -> list[int]:
     partitions = [OffsetCommitPartition(t, p, o) for t, p, o in offsets]
-    result = h.coord.commit_offsets_in_transaction(
+    result = h.coord.commit_offsets(
         group,
-        producer,
         "" if member is None else member.member_id,
         None,
         (-1 if member is None else member.generation) if generation is None else generation,
         partitions,
+        producer,
     )
     return [p.error_code for p in result.partitions]
 

@@ -290,30 +290,20 @@ class GroupCoordinator:
         group_instance_id: str | None,
         generation_id: int,
         partitions: list[OffsetCommitPartition],
+        producer: TxnProducer | None = None,
     ) -> OffsetCommitResult:
-        """OffsetCommit; ``generation_id`` -1 (and no member) for standalone consumers."""
+        """OffsetCommit, or with ``producer`` TxnOffsetCommit (applied when
+        the producer's transaction commits); ``generation_id`` -1 (and no
+        member) for standalone consumers."""
         error = self._route(group_id)
         if error:
             return refused_commit(partitions, error)
+        if producer is not None:
+            return self._offsets.commit_in_transaction(
+                group_id, producer, member_id, group_instance_id, generation_id, partitions
+            )
         return self._offsets.commit(
             group_id, member_id, group_instance_id, generation_id, partitions
-        )
-
-    def commit_offsets_in_transaction(
-        self,
-        group_id: str,
-        producer: TxnProducer,
-        member_id: str,
-        group_instance_id: str | None,
-        generation_id: int,
-        partitions: list[OffsetCommitPartition],
-    ) -> OffsetCommitResult:
-        """TxnOffsetCommit: applied when the producer's transaction commits."""
-        error = self._route(group_id)
-        if error:
-            return refused_commit(partitions, error)
-        return self._offsets.commit_in_transaction(
-            group_id, producer, member_id, group_instance_id, generation_id, partitions
         )
 
     def complete_transaction(self, partition: int, producer_id: int, committed: bool) -> None:

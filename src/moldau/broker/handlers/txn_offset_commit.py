@@ -30,12 +30,12 @@ def txn_offset_commit(context: RequestContext, request: Message) -> HandlerResul
     return commit_and_answer(
         context,
         request,
-        lambda partitions: coordinator.commit_offsets_in_transaction(
+        lambda partitions: coordinator.commit_offsets(
             request["group_id"],
-            producer,
             request.get("member_id", ""),
             request.get("group_instance_id"),
             request.get("generation_id", -1),
             partitions,
+            producer,
         ),
     )
