@@ -9,11 +9,18 @@ wrap-around, then made non-negative by clearing the sign bit (Kafka's
 ``Utils.abs``, which unlike ``Math.abs`` maps ``Integer.MIN_VALUE`` to 0).
 """
 
+import functools
+
 _MASK32 = 0xFFFFFFFF
 
 
+@functools.lru_cache(maxsize=4096)
 def java_string_hash(text: str) -> int:
-    """Java's ``String.hashCode`` of ``text``, as a signed 32-bit int."""
+    """Java's ``String.hashCode`` of ``text``, as a signed 32-bit int.
+
+    Cached: each request of a transaction is routed by it again, and the
+    loop over the characters was 7% of a broker's CPU (py-spy) under
+    transactions of 100 records."""
     units = text.encode("utf-16-be")
     h = 0
     for i in range(0, len(units), 2):
