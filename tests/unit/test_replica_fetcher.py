@@ -209,3 +209,21 @@ def test_a_partition_added_while_the_leader_holds_a_fetch_is_fetched_at_once(
                 busy.log.close()
 
     asyncio.run(asyncio.wait_for(body(), 60))
+
+
+def test_closing_waits_for_a_fetcher_still_stopping(tmp_path: Path) -> None:
+    """A fetcher stopped just before the manager closes (a StopReplica in a
+    controlled shutdown) ends while close waits for it, and takes itself out
+    of the set being waited on: close must not fail on that."""
+
+    async def body() -> None:
+        async with leader_and_follower(tmp_path) as (_, leader, follower, endpoint):
+            follower.become_follower(endpoint.broker_id, leader.leader_epoch)
+            manager = manager_for(follower)
+            manager.follow((TOPIC, 0), endpoint, leader.leader_epoch)
+            await until(lambda: bool(fetcher_tasks()), "a running fetcher")
+            manager.unfollow((TOPIC, 0))
+            await manager.close()
+            assert not fetcher_tasks()
+
+    asyncio.run(asyncio.wait_for(body(), 60))

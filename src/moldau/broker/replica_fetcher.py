@@ -176,7 +176,9 @@ class ReplicaFetcherManager:
             self._stopping.add(fetcher.stop())
         self._fetchers.clear()
         self._leaders.clear()
-        stopping, self._stopping = self._stopping, set()
+        # A copy: a task that ends while we wait discards itself from the set.
+        stopping = list(self._stopping)
+        self._stopping.clear()
         for task in stopping:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
