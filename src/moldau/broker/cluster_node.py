@@ -198,17 +198,16 @@ class ClusterNode:
     async def leave(self) -> None:
         """Hand leaderships away (controlled shutdown), resign as controller,
         end the session (the registration goes with it)."""
-        if self.broker_epoch != -1 and self.config.get("controlled.shutdown.enable"):
-            # No controller can move leaderships without ZooKeeper, and the
-            # controller's answer would wait for its return: stop now (Kafka's
-            # controlled shutdown fails the same way, after its ZooKeeper
-            # request times out).
-            done, _ = await self.zk.unless_away(self._controlled_shutdown())
-            if not done:
-                log.warning(
-                    "ZooKeeper is unreachable: broker %d stops without a controlled shutdown",
-                    self.broker_id,
-                )
+        hand_over = self.broker_epoch != -1 and bool(self.config.get("controlled.shutdown.enable"))
+        # No controller can move leaderships without ZooKeeper, and the
+        # controller's answer would wait for its return: stop now (Kafka's
+        # controlled shutdown fails the same way, after its ZooKeeper request
+        # times out).
+        if hand_over and not await self.zk.unless_away(self._controlled_shutdown()):
+            log.warning(
+                "ZooKeeper is unreachable: broker %d stops without a controlled shutdown",
+                self.broker_id,
+            )
         self._leaving = True
         if self.controller is not None:
             try:

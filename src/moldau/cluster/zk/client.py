@@ -27,7 +27,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any
 
 from kazoo.client import KazooClient, KazooState, TransactionRequest
 from kazoo.exceptions import ConnectionLoss, SessionExpiredError
@@ -79,7 +79,6 @@ class Op:
 
 
 WatchHandler = Callable[[WatchedEvent], None]
-T = TypeVar("T")
 
 
 class ZkClient:
@@ -141,15 +140,14 @@ class ZkClient:
         client_id: tuple[int, bytes] | None = self._kazoo.client_id
         return client_id
 
-    async def unless_away(self, awaitable: Awaitable[T]) -> tuple[bool, T | None]:
-        """Await ``awaitable`` unless the connection is down or drops first:
-        then it is cancelled and this answers ``(False, None)``; otherwise
-        ``(True, its result)``. For what a stopping broker does through
-        ZooKeeper (its controlled shutdown, its resignation), which would
-        otherwise wait for ZooKeeper's return. ``connected`` alone does not
-        do: the connection may have dropped with kazoo yet to notice. A
-        ZooKeeper request of ``awaitable`` that fails for the drop counts
-        as given up too."""
+    async def unless_away(self, awaitable: Awaitable[object]) -> bool:
+        """Await ``awaitable`` unless the connection is down or drops first;
+        whether it ran to its end (when it did not, it is cancelled). For
+        what a stopping broker does through ZooKeeper (its controlled
+        shutdown, its resignation), which would otherwise wait for
+        ZooKeeper's return. ``connected`` alone does not do: the connection
+        may have dropped with kazoo yet to notice. A ZooKeeper request of
+        ``awaitable`` that fails for the drop counts as given up too."""
         work = asyncio.ensure_future(awaitable)
         if not self.connected:
             work.cancel()
@@ -163,11 +161,12 @@ class ZkClient:
                 with contextlib.suppress(asyncio.CancelledError):
                     await work
         if work.cancelled():
-            return False, None
+            return False
         try:
-            return True, work.result()
+            work.result()
         except (ConnectionLoss, SessionExpiredError):  # kazoo saw the drop first
-            return False, None
+            return False
+        return True
 
     def on_state(self, handler: Callable[[SessionState], None]) -> None:
         """Call ``handler`` on the loop at every session state change."""
